@@ -1,0 +1,36 @@
+# Vectorizer: two commands on a fresh machine (python3, Java 17, Maven on PATH):
+#   make up     # venv + install + local Kafka broker + server on 127.0.0.1
+#   make test   # the whole suite against the real broker and a real Postgres
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: up down test install lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev,bench]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/vectorizer up
+
+down: $(STAMP)
+	$(BIN)/vectorizer down
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy vectorizer schemas producers consumers projections infra
+
+bench: $(STAMP)
+	$(BIN)/vectorizer bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,298 @@
+"""A real Apache Kafka broker on loopback, from Maven Central jars, without Docker.
+
+``LocalBroker`` fetches the jars once (``mvn dependency:copy-dependencies`` on this
+folder's ``pom.xml``) into a cache shared by every data directory, formats KRaft storage
+on first start, starts ``kafka.Kafka`` as a detached process, and waits until the broker
+answers a metadata request. Its logs and data live in ``<data dir>/kafka`` (or a
+``node-<id>`` subfolder for multi-node clusters) and survive restarts.
+
+Contract:
+- ``start()`` is idempotent: a broker already running from the same folder is reused.
+- A port held by anything else fails fast with :class:`BrokerError` naming the port.
+- ``stop()`` sends SIGTERM (a controlled shutdown that flushes the log), then SIGKILL
+  after a deadline; it returns only once the process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from vectorizer.errors import InfrastructureError
+
+HERE = Path(__file__).resolve().parent
+KAFKA_VERSION = "4.1.1"
+READY_MARKER = ".complete"
+
+
+class BrokerError(InfrastructureError):
+    """The local broker could not be fetched, started or stopped."""
+
+
+def jars_dir(cache_dir: Path) -> Path:
+    return cache_dir / f"kafka-{KAFKA_VERSION}" / "libs"
+
+
+def fetch_jars(cache_dir: Path, *, quiet: bool = True) -> Path:
+    """Download the broker jars into the cache once; later calls return at once."""
+    libs = jars_dir(cache_dir)
+    if (libs / READY_MARKER).exists():
+        return libs
+    if shutil.which("mvn") is None:
+        raise BrokerError("Maven (mvn) is not on PATH: it is needed once to fetch the Kafka jars")
+    staging = libs.with_name(f"libs.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    cmd = ["mvn", "-B", "-f", str(HERE / "pom.xml"), "dependency:copy-dependencies",
+           "-DincludeScope=runtime", f"-DoutputDirectory={staging}"]
+    if quiet:
+        cmd.insert(2, "-q")
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
+        raise BrokerError(f"fetching Kafka {KAFKA_VERSION} jars with mvn failed:\n{tail}")
+    (staging / READY_MARKER).write_text(KAFKA_VERSION)
+    shutil.rmtree(libs, ignore_errors=True)
+    staging.rename(libs)
+    return libs
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
+    """True when a broker at ``bootstrap`` answers a metadata request within ``timeout``."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.describe_cluster()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """Where one KRaft node listens and which voters form its controller quorum."""
+
+    node_id: int = 1
+    port: int = 9092
+    controller_port: int = 9093
+    voters: str = "1@127.0.0.1:9093"
+    cluster_size: int = 1
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+class LocalBroker:
+    """One KRaft broker+controller process whose files live in ``home``."""
+
+    def __init__(self, home: Path, cache_dir: Path, node: NodeSpec | None = None,
+                 heap: str = "512m", cluster_id: str | None = None) -> None:
+        self.home = home.resolve()
+        self.cache_dir = cache_dir
+        self.node = node or NodeSpec()
+        self.heap = heap
+        self._cluster_id = cluster_id
+
+    # Files -------------------------------------------------------------------------
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "server.log"
+
+    @property
+    def stdout_file(self) -> Path:
+        return self.home / "stdout.log"
+
+    @property
+    def log_dirs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def bootstrap(self) -> str:
+        return self.node.bootstrap
+
+    def pid(self) -> int | None:
+        """The pid of this folder's broker if that process is alive, else None."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists() and b"kafka.Kafka" not in cmdline.read_bytes():
+            return None  # the pid was reused by an unrelated process
+        return pid
+
+    def status(self) -> dict[str, object]:
+        pid = self.pid()
+        return {"running": pid is not None, "pid": pid, "bootstrap": self.bootstrap,
+                "answers": pid is not None and broker_answers(self.bootstrap, timeout=2.0),
+                "home": str(self.home)}
+
+    # Lifecycle ---------------------------------------------------------------------
+    def start(self, timeout: float = 60.0) -> float:
+        """Start (or reuse) the broker; return seconds until it answered."""
+        began = time.monotonic()
+        if self.pid() is not None:
+            self.wait_ready(timeout)
+            return time.monotonic() - began
+        for port in (self.node.port, self.node.controller_port):
+            if not port_is_free(port):
+                raise BrokerError(
+                    f"port {port} on 127.0.0.1 is already in use by another process; stop it or "
+                    f"point VECTORIZER_KAFKA_BOOTSTRAP at that broker if it is one")
+        libs = fetch_jars(self.cache_dir)
+        self.home.mkdir(parents=True, exist_ok=True)
+        props = self._render_properties()
+        if not (self.log_dirs / "meta.properties").exists():
+            self._format(libs, props)
+        java = shutil.which("java")
+        if java is None:
+            raise BrokerError("java is not on PATH: Java 17 is needed to run the broker")
+        cmd = [java, f"-Xmx{self.heap}", f"-Xms{min(256, int(self.heap.rstrip('m')))}m",
+               "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+               f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
+               f"-Dkafka.logs.dir={self.home}", "-cp", f"{libs}/*", "kafka.Kafka", str(props)]
+        with open(self.stdout_file, "ab") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    cwd=self.home, start_new_session=True)
+        self.pid_file.write_text(str(proc.pid))
+        try:
+            self.wait_ready(timeout, proc=proc)
+        except BrokerError:
+            self.stop()
+            raise
+        return time.monotonic() - began
+
+    def wait_ready(self, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise BrokerError(f"the broker exited with code {proc.returncode} while starting:\n"
+                                  f"{self.log_tail()}")
+            if broker_answers(self.bootstrap, timeout=2.0):
+                return
+            time.sleep(0.2)
+        raise BrokerError(f"the broker did not answer on {self.bootstrap} within {timeout:.0f}s:\n"
+                          f"{self.log_tail()}")
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the broker; return True if one was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(pid, timeout):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, 10.0)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL the broker at once (fault injection)."""
+        pid = self.pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, 10.0)
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = ""
+        for path in (self.stdout_file, self.log_file):
+            if path.exists():
+                text += "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
+        return text or "(no broker log yet)"
+
+    # Internals ---------------------------------------------------------------------
+    def _render_properties(self) -> Path:
+        rf = min(3, self.node.cluster_size)
+        text = Template((HERE / "server.properties").read_text()).substitute(
+            node_id=self.node.node_id, voters=self.node.voters, port=self.node.port,
+            controller_port=self.node.controller_port, log_dirs=self.log_dirs,
+            internal_rf=rf, internal_min_isr=max(1, rf - 1))
+        path = self.home / "server.properties"
+        path.write_text(text)
+        return path
+
+    def _format(self, libs: Path, props: Path) -> None:
+        cluster_id = self._cluster_id or _cluster_id_for(self.home)
+        result = subprocess.run(
+            ["java", "-Xmx256m", f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
+             f"-Dkafka.logs.dir={self.home}", "-cp", f"{libs}/*", "kafka.tools.StorageTool",
+             "format", "--ignore-formatted", "-t", cluster_id, "-c", str(props)],
+            capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")
+
+
+def _cluster_id_for(home: Path) -> str:
+    """A KRaft cluster id (22 chars, base64url of 16 bytes), stable per folder once made."""
+    import base64
+
+    id_file = home / "cluster.id"
+    if id_file.exists():
+        return id_file.read_text().strip()
+    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    id_file.write_text(cid)
+    return cid
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # Reap it if it is our child (avoids a zombie that os.kill still sees).
+        with contextlib.suppress(ChildProcessError, OSError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        if _is_zombie(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

@@ -1,0 +1,913 @@
+"""Qdrant-compatible payload filters: validate the REST JSON once, evaluate it many times.
+
+:func:`parse_filter` turns the ``filter`` object of a Qdrant REST request into an immutable
+:class:`Filter` whose :meth:`Filter.matches` is a tree of pre-built closures, cheap enough to
+run for every node an HNSW search visits. Validation happens entirely at parse time; a
+malformed filter raises :class:`~projections.errors.InvalidFilter` whose message starts with
+the JSON path of the offending value (``filter.must[1].range.gt: expected a number, got
+'abc'``). No other exception escapes :func:`parse_filter`, whatever JSON it is given.
+
+The semantics follow qdrant-client's local mode (``qdrant_client/local/payload_filters.py``),
+which mirrors the Qdrant server:
+
+* ``must`` — all conditions hold; ``must_not`` — none holds; ``should`` — at least one holds
+  (an empty ``should`` list is no constraint); ``min_should`` — at least ``min_count`` of its
+  conditions hold. Each clause takes one condition or a list; a condition may itself be a
+  filter. ``{}`` matches everything.
+* Keys are JSON paths: ``a.b``, ``"quoted.key"``, ``a[].b`` (every element of array ``a``),
+  ``a[0]`` (one element). A plain ``.`` step does *not* descend into arrays (``a.b`` finds
+  nothing when ``a`` is an array — write ``a[].b``), exactly as in Qdrant. An array found at
+  the end of the path is unwrapped one level, so a condition on it holds when any element
+  satisfies it.
+* Exact matches keep JSON types apart: ``true`` is not ``1`` and ``1.0`` is not ``1``.
+  Ranges compare only integers and floats (never booleans or strings).
+* ``match.text`` / ``text_any`` / ``phrase`` compare lowercase word tokens (the server's
+  behaviour on a field without a text index); ``match.substring`` / ``prefix`` are
+  case-sensitive substring / prefix tests.
+
+Deliberately unsupported (rejected with :class:`InvalidFilter`): datetime ranges,
+``has_vector`` and ``slice`` conditions, and field conditions carrying more than one
+operator (Qdrant's behaviour there is ambiguous: the server ORs them, local mode uses the
+first one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from projections.errors import InvalidFilter
+from schemas.errors import InvalidPointId
+from schemas.ids import PointId, normalize_point_id
+
+__all__ = ["MAX_DEPTH", "Filter", "estimate_selectivity", "parse_filter"]
+
+Payload = dict[str, Any]
+#: A compiled condition: ``(point_id, payload) -> bool``. ``point_id`` is ``None`` inside a
+#: nested filter, where conditions see an array element rather than a point.
+Predicate = Callable[[PointId | None, Payload], bool]
+#: A test of one payload value found under a key.
+ValueTest = Callable[[Any], bool]
+#: Returns the payload values a key resolves to (possibly none).
+Getter = Callable[[Payload], Sequence[Any]]
+
+#: Sub-filters and nested conditions may nest at most this many levels below the top filter.
+MAX_DEPTH: Final = 64
+
+_I64_MIN: Final = -(2**63)
+_I64_MAX: Final = 2**63 - 1
+_U64_MAX: Final = 2**64 - 1
+_EMPTY_PAYLOAD: Final[Payload] = {}
+_MISSING: Final = object()
+
+_FILTER_KEYS: Final = frozenset({"must", "should", "must_not", "min_should"})
+_FIELD_OPS: Final = (
+    "match",
+    "range",
+    "geo_bounding_box",
+    "geo_radius",
+    "geo_polygon",
+    "values_count",
+    "is_empty",
+    "is_null",
+)
+_FIELD_KEYS: Final = frozenset({"key", *_FIELD_OPS})
+_SPECIAL_KINDS: Final = frozenset({"is_empty", "is_null", "has_id", "nested", "has_vector", "slice"})
+_CONDITION_KEYS: Final = _FILTER_KEYS | _FIELD_KEYS | _SPECIAL_KINDS
+_MATCH_KINDS: Final = ("value", "any", "except", "text", "text_any", "phrase", "prefix", "substring")
+_BOUNDS: Final = ("gt", "gte", "lt", "lte")
+_TOKEN_RE: Final = re.compile(r"[^\W_]+")
+_DATE_RE: Final = re.compile(r"\d{4}-\d\d")
+
+# JSON path steps: (_KEY, name), (_INDEX, position), (_WILDCARD, None)
+_KEY: Final = 0
+_INDEX: Final = 1
+_WILDCARD: Final = 2
+PathStep = tuple[int, Any]
+
+
+# --------------------------------------------------------------------------- public API
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class Filter:
+    """A validated, compiled filter. Immutable and safe to share between threads.
+
+    ``referenced_keys`` holds every payload key the filter reads, as written in the filter;
+    keys inside a nested condition on ``k`` appear as ``k[].inner`` (and ``k`` itself).
+    """
+
+    _predicate: Predicate = dataclasses.field(repr=False)
+    referenced_keys: frozenset[str]
+
+    def matches(self, point_id: PointId, payload: Payload | None) -> bool:
+        """Whether the point satisfies the filter; a ``None`` payload is an empty one.
+
+        ``payload`` must be JSON-shaped (dict/list/str/int/float/bool/None). Never raises
+        for such payloads.
+        """
+        return self._predicate(point_id, _EMPTY_PAYLOAD if payload is None else payload)
+
+
+def parse_filter(obj: object, *, field: str = "filter") -> Filter | None:
+    """Validate and compile a REST filter object; ``None`` means "no filter" and yields ``None``.
+
+    Raises :class:`InvalidFilter` (and nothing else, for any input) when ``obj`` is not a
+    valid filter; the message starts with the path of the problem, rooted at ``field``.
+    """
+    if obj is None:
+        return None
+    keys: set[str] = set()
+    predicate = _compile_filter(obj, field, _Scope(keys=keys, prefix="", depth=0))
+    return Filter(predicate, frozenset(keys))
+
+
+def estimate_selectivity(
+    filter: Filter | None, samples: Iterable[tuple[PointId, Payload | None]]
+) -> float:
+    """Fraction of ``samples`` that ``filter`` matches, in ``[0, 1]``.
+
+    No filter matches everything (1.0); with no samples there is no evidence either way and
+    the result is 1.0, the conservative "filter removes nothing" estimate.
+    """
+    if filter is None:
+        return 1.0
+    total = 0
+    hits = 0
+    for point_id, payload in samples:
+        total += 1
+        if filter.matches(point_id, payload):
+            hits += 1
+    return hits / total if total else 1.0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Scope:
+    """Where the compiler is: the shared key collector, key prefix (nested) and depth."""
+
+    keys: set[str]
+    prefix: str
+    depth: int
+
+    def deeper(self, path: str, prefix: str | None = None) -> _Scope:
+        """The scope one filter level down; raises when that exceeds :data:`MAX_DEPTH`."""
+        if self.depth >= MAX_DEPTH:
+            raise InvalidFilter(f"{path}: filter nested deeper than {MAX_DEPTH} levels")
+        if prefix is None:
+            return dataclasses.replace(self, depth=self.depth + 1)
+        return dataclasses.replace(self, prefix=prefix, depth=self.depth + 1)
+
+    def use_key(self, key: str) -> None:
+        """Record that the filter reads ``key`` (relative to this scope)."""
+        self.keys.add(self.prefix + key)
+
+
+def _show(value: object) -> str:
+    """A short description of a JSON value for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, (str, int, float)):
+        try:
+            text = repr(value)
+        except Exception:  # e.g. an int too long to print
+            return type(value).__name__
+        return text if len(text) <= 60 else text[:57] + "..."
+    return type(value).__name__
+
+
+def _show_keys(keys: Iterable[object]) -> str:
+    """``{'a', 'b'}``, sorted, for error messages."""
+    return "{" + ", ".join(sorted((_show_key(k) for k in keys))) + "}"
+
+
+def _show_key(key: object) -> str:
+    text = repr(key) if isinstance(key, str) else _show(key)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _fail(path: str, message: str) -> InvalidFilter:
+    return InvalidFilter(f"{path}: {message}")
+
+
+def _expect_object(value: object, path: str, what: str = "an object") -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise _fail(path, f"expected {what}, got {_show(value)}")
+    return value
+
+
+def _expect_keys(obj: dict[Any, Any], path: str, allowed: Iterable[str], what: str) -> None:
+    unknown = set(obj) - set(allowed)
+    if unknown:
+        raise _fail(path, f"unknown {what} keys {_show_keys(unknown)}")
+
+
+def _require(obj: dict[Any, Any], path: str, key: str) -> Any:
+    if key not in obj:
+        raise _fail(path, f"missing required key {key!r}")
+    return obj[key]
+
+
+def _expect_str(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(path, f"expected a string, got {_show(value)}")
+    return value
+
+
+def _expect_bool(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(path, f"expected true or false, got {_show(value)}")
+    return value
+
+
+def _expect_number(value: object, path: str) -> float:
+    """A finite JSON number (not a boolean), as a float like Qdrant's ``f64`` bounds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        looks_like_date = isinstance(value, str) and _DATE_RE.match(value) is not None
+        hint = " (datetime ranges are not supported)" if looks_like_date else ""
+        raise _fail(path, f"expected a number, got {_show(value)}{hint}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _fail(path, f"number {_show(value)} is out of range") from None
+    if not math.isfinite(number):
+        raise _fail(path, f"expected a finite number, got {_show(value)}")
+    return number
+
+
+def _expect_count(value: object, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _fail(path, f"expected a non-negative integer, got {_show(value)}")
+    return value
+
+
+def _is_i64(value: object) -> bool:
+    return type(value) is int and _I64_MIN <= value <= _I64_MAX
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def _parse_key(key: object, path: str) -> tuple[PathStep, ...]:
+    """Parse a payload key the way Qdrant does (``a.b``, ``"q.k"``, ``a[]``, ``a[3]``)."""
+    text = _expect_str(key, path)
+    steps: list[PathStep] = []
+    rest = text
+    while True:
+        name, rest = _take_name(rest, text, path)
+        steps.append((_KEY, name))
+        rest = _take_brackets(rest, steps, text, path)
+        if not rest:
+            return tuple(steps)
+        if not rest.startswith(".") or len(rest) == 1:
+            raise _bad_key(text, path)
+        rest = rest[1:]
+
+
+def _bad_key(text: str, path: str) -> InvalidFilter:
+    return _fail(path, f"invalid payload key {_show(text)}")
+
+
+def _take_name(rest: str, text: str, path: str) -> tuple[str, str]:
+    """One key step: a quoted name or a run of alphanumerics, ``_`` and ``-``."""
+    if rest.startswith('"'):
+        end = rest.find('"', 1)
+        if end == -1:
+            raise _bad_key(text, path)
+        return rest[1:end], rest[end + 1 :]
+    length = 0
+    for char in rest:
+        if not (char.isalnum() or char in "_-"):
+            break
+        length += 1
+    if length == 0:
+        raise _bad_key(text, path)
+    return rest[:length], rest[length:]
+
+
+def _take_brackets(rest: str, steps: list[PathStep], text: str, path: str) -> str:
+    """Consume ``[]`` / ``[n]`` suffixes into ``steps``; return what follows them."""
+    while rest.startswith("["):
+        end = rest.find("]")
+        if end == -1:
+            raise _bad_key(text, path)
+        inner = rest[1:end]
+        if not inner:
+            steps.append((_WILDCARD, None))
+        elif inner.isascii() and inner.isdigit() and int(inner) <= _U64_MAX:
+            steps.append((_INDEX, int(inner)))
+        else:
+            raise _bad_key(text, path)
+        rest = rest[end + 1 :]
+    return rest
+
+
+def _getter(steps: tuple[PathStep, ...], *, flat: bool) -> Getter:
+    """Values the path selects in a payload; with ``flat``, a selected array is unwrapped."""
+    if len(steps) == 1 and not flat:
+        return _single_key_getter(steps[0][1])
+
+    def get(payload: Payload) -> list[Any]:
+        return _walk(payload, steps, flat)
+
+    return get
+
+
+def _single_key_getter(name: str) -> Getter:
+    """Fast path of :func:`_getter` for a plain top-level key, arrays kept whole."""
+
+    def get(payload: Payload) -> Sequence[Any]:
+        value = payload.get(name, _MISSING)
+        return () if value is _MISSING else (value,)
+
+    return get
+
+
+def _walk(payload: Payload, steps: tuple[PathStep, ...], flat: bool) -> list[Any]:
+    """Follow ``steps`` level by level (no recursion, so long keys are harmless)."""
+    current: list[Any] = [payload]
+    for kind, arg in steps:
+        following: list[Any] = []
+        for data in current:
+            if kind == _KEY:
+                if isinstance(data, list):
+                    following.extend(d[arg] for d in data if isinstance(d, dict) and arg in d)
+                elif isinstance(data, dict) and arg in data:
+                    following.append(data[arg])
+            elif isinstance(data, list):
+                if kind == _WILDCARD:
+                    following.extend(data)
+                elif arg < len(data):
+                    following.append(data[arg])
+        if not following:
+            return following
+        current = following
+    if not flat:
+        return current
+    found: list[Any] = []
+    for data in current:
+        if isinstance(data, list):
+            found.extend(data)
+        else:
+            found.append(data)
+    return found
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def _always(_point_id: PointId | None, _payload: Payload) -> bool:
+    return True
+
+
+def _compile_filter(obj: object, path: str, scope: _Scope) -> Predicate:
+    """Compile ``{must, should, must_not, min_should}``."""
+    spec = _expect_object(obj, path)
+    _expect_keys(spec, path, _FILTER_KEYS, "filter")
+    must = _compile_clause(spec.get("must"), f"{path}.must", scope)
+    must_not = _compile_clause(spec.get("must_not"), f"{path}.must_not", scope)
+    should = _compile_clause(spec.get("should"), f"{path}.should", scope)
+    min_should = _compile_min_should(spec.get("min_should"), f"{path}.min_should", scope)
+    return _combine(must, must_not, should, min_should)
+
+
+def _compile_clause(value: object, path: str, scope: _Scope) -> tuple[Predicate, ...]:
+    """A clause is absent (``null``), one condition, or a list of conditions."""
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        return (_compile_condition(value, path, scope),)
+    if isinstance(value, list):
+        return tuple(_compile_condition(c, f"{path}[{i}]", scope) for i, c in enumerate(value))
+    raise _fail(path, f"expected a condition or a list of conditions, got {_show(value)}")
+
+
+def _compile_min_should(
+    value: object, path: str, scope: _Scope
+) -> tuple[tuple[Predicate, ...], int] | None:
+    if value is None:
+        return None
+    spec = _expect_object(value, path)
+    _expect_keys(spec, path, ("conditions", "min_count"), "min_should")
+    conditions = _require(spec, path, "conditions")
+    if not isinstance(conditions, list):
+        raise _fail(f"{path}.conditions", f"expected a list of conditions, got {_show(conditions)}")
+    min_count = _require(spec, path, "min_count")
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+        raise _fail(f"{path}.min_count", f"expected an integer >= 1, got {_show(min_count)}")
+    compiled = tuple(
+        _compile_condition(c, f"{path}.conditions[{i}]", scope) for i, c in enumerate(conditions)
+    )
+    return compiled, min_count
+
+
+def _combine(
+    must: tuple[Predicate, ...],
+    must_not: tuple[Predicate, ...],
+    should: tuple[Predicate, ...],
+    min_should: tuple[tuple[Predicate, ...], int] | None,
+) -> Predicate:
+    """AND of the clauses; an empty ``should`` list is no constraint, as on the server."""
+    if min_should is None and not must_not and not should:
+        if not must:
+            return _always
+        if len(must) == 1:
+            return must[0]
+    min_conditions, min_count = min_should if min_should is not None else ((), 0)
+
+    def check(point_id: PointId | None, payload: Payload) -> bool:
+        for condition in must:
+            if not condition(point_id, payload):
+                return False
+        for condition in must_not:
+            if condition(point_id, payload):
+                return False
+        if should and not any(c(point_id, payload) for c in should):
+            return False
+        if min_count:
+            hits = 0
+            for condition in min_conditions:
+                if condition(point_id, payload):
+                    hits += 1
+                    if hits >= min_count:
+                        break
+            else:
+                return False
+        return True
+
+    return check
+
+
+def _compile_condition(obj: object, path: str, scope: _Scope) -> Predicate:
+    """Dispatch a condition object on its keys."""
+    spec = _expect_object(obj, path, "a condition object")
+    keys = set(spec)
+    unknown = keys - _CONDITION_KEYS
+    if unknown:
+        raise _fail(path, f"unknown condition keys {_show_keys(unknown)}")
+    if "key" in keys:
+        return _compile_field_condition(spec, path, scope)
+    if keys <= _FILTER_KEYS:
+        return _compile_filter(spec, path, scope.deeper(path))
+    if len(keys) == 1 and keys <= _SPECIAL_KINDS:
+        (kind,) = keys
+        return _compile_special(kind, spec[kind], f"{path}.{kind}", scope)
+    if keys & _FIELD_KEYS:
+        raise _fail(path, "field condition without 'key'")
+    raise _fail(path, f"conflicting condition keys {_show_keys(keys)}")
+
+
+def _compile_special(kind: str, value: object, path: str, scope: _Scope) -> Predicate:
+    if kind == "has_id":
+        return _compile_has_id(value, path, scope)
+    if kind == "nested":
+        return _compile_nested(value, path, scope)
+    if kind in ("is_empty", "is_null"):
+        field = _expect_object(value, path)
+        _expect_keys(field, path, ("key",), kind)
+        key = _require(field, path, "key")
+        return _compile_emptiness(kind, key, True, f"{path}.key", scope)
+    raise _fail(path, f"the {kind!r} condition is not supported")
+
+
+def _compile_has_id(value: object, path: str, scope: _Scope) -> Predicate:
+    """``has_id``: the point id is one of the listed ids (never inside a nested filter)."""
+    if not isinstance(value, list):
+        raise _fail(path, f"expected a list of point ids, got {_show(value)}")
+    ids: set[PointId] = set()
+    for i, raw in enumerate(value):
+        try:
+            ids.add(normalize_point_id(raw, field=f"{path}[{i}]"))
+        except InvalidPointId as exc:
+            raise InvalidFilter(str(exc)) from None
+    wanted = frozenset(ids)
+
+    def check(point_id: PointId | None, _payload: Payload) -> bool:
+        return point_id in wanted
+
+    return check
+
+
+def _compile_nested(value: object, path: str, scope: _Scope) -> Predicate:
+    """``nested``: some object element of the array at ``key`` satisfies ``filter`` on its own."""
+    spec = _expect_object(value, path)
+    _expect_keys(spec, path, ("key", "filter"), "nested")
+    raw_key = _expect_str(_require(spec, path, "key"), f"{path}.key")
+    key = raw_key[:-2] if len(raw_key) > 2 and raw_key.endswith("[]") else raw_key
+    steps = _parse_key(key, f"{path}.key")
+    scope.use_key(key)
+    inner_scope = scope.deeper(path, prefix=f"{scope.prefix}{key}[].")
+    inner = _compile_filter(_require(spec, path, "filter"), f"{path}.filter", inner_scope)
+    get = _getter(steps, flat=False)
+
+    def check(_point_id: PointId | None, payload: Payload) -> bool:
+        for found in get(payload):
+            if isinstance(found, list):
+                for element in found:
+                    if isinstance(element, dict) and inner(None, element):
+                        return True
+        return False
+
+    return check
+
+
+# --------------------------------------------------------------------------- field conditions
+
+
+def _compile_field_condition(spec: dict[Any, Any], path: str, scope: _Scope) -> Predicate:
+    """``{"key": ..., <exactly one operator>}``."""
+    unknown = set(spec) - _FIELD_KEYS
+    if unknown:
+        raise _fail(path, f"unknown field condition keys {_show_keys(unknown)}")
+    key = _expect_str(spec["key"], f"{path}.key")
+    ops = [op for op in _FIELD_OPS if spec.get(op) is not None]
+    if not ops:
+        raise _fail(path, f"expected one of {', '.join(_FIELD_OPS)} with 'key'")
+    if len(ops) > 1:
+        raise _fail(path, f"only one operator per field condition, got {_show_keys(ops)}")
+    op = ops[0]
+    value = spec[op]
+    op_path = f"{path}.{op}"
+    if op in ("is_empty", "is_null"):
+        wanted = _expect_bool(value, op_path)
+        return _compile_emptiness(op, key, wanted, f"{path}.key", scope)
+    steps = _parse_key(key, f"{path}.key")
+    scope.use_key(key)
+    if op == "values_count":
+        return _values_count_predicate(steps, _compile_values_count(value, op_path))
+    return _any_value_predicate(steps, _VALUE_TESTS[op](value, op_path))
+
+
+def _any_value_predicate(steps: tuple[PathStep, ...], test: ValueTest) -> Predicate:
+    """Holds when any value under the key (arrays unwrapped) passes ``test``."""
+    if len(steps) == 1:
+        name = steps[0][1]
+
+        def check_one(_point_id: PointId | None, payload: Payload) -> bool:
+            value = payload.get(name, _MISSING)
+            if value is _MISSING:
+                return False
+            if isinstance(value, list):
+                return any(map(test, value))
+            return test(value)
+
+        return check_one
+    get = _getter(steps, flat=True)
+
+    def check(_point_id: PointId | None, payload: Payload) -> bool:
+        return any(map(test, get(payload)))
+
+    return check
+
+
+def _compile_emptiness(
+    kind: str, key: object, wanted: bool, key_path: str, scope: _Scope
+) -> Predicate:
+    """``is_empty`` (no value, or only nulls / empty arrays) or ``is_null`` (some value is
+    null, or an array holding a null) — compared with ``wanted``."""
+    name = _expect_str(key, key_path)
+    steps = _parse_key(name, key_path)
+    scope.use_key(name)
+    get = _getter(steps, flat=False)
+    test = _is_empty_value if kind == "is_empty" else _is_null_value
+    if kind == "is_empty":
+
+        def check_empty(_point_id: PointId | None, payload: Payload) -> bool:
+            return all(map(test, get(payload))) is wanted
+
+        return check_empty
+
+    def check_null(_point_id: PointId | None, payload: Payload) -> bool:
+        return any(map(test, get(payload))) is wanted
+
+    return check_null
+
+
+def _is_empty_value(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and not value)
+
+
+def _is_null_value(value: Any) -> bool:
+    if value is None:
+        return True
+    return isinstance(value, list) and any(element is None for element in value)
+
+
+def _compile_values_count(value: object, path: str) -> Callable[[int], bool]:
+    spec = _expect_object(value, path)
+    _expect_keys(spec, path, _BOUNDS, "values_count")
+    bounds = {b: _expect_count(spec[b], f"{path}.{b}") for b in _BOUNDS if spec.get(b) is not None}
+    return _bounds_test(bounds)
+
+
+def _values_count_predicate(steps: tuple[PathStep, ...], test: Callable[[int], bool]) -> Predicate:
+    """Holds when the count of some value under the key passes ``test``: an array counts its
+    elements, null counts 0, anything else 1; no value at all counts 0."""
+    get = _getter(steps, flat=False)
+
+    def check(_point_id: PointId | None, payload: Payload) -> bool:
+        values = get(payload)
+        if all(v is None for v in values):
+            return test(0)
+        return any(test(_count(v)) for v in values)
+
+    return check
+
+
+def _count(value: Any) -> int:
+    if value is None:
+        return 0
+    return len(value) if isinstance(value, list) else 1
+
+
+def _bounds_test(bounds: Mapping[str, float]) -> Callable[[Any], bool]:
+    """``gt/gte/lt/lte`` on an already type-checked number; no bounds accepts everything."""
+    gt, gte, lt, lte = (bounds.get(b) for b in _BOUNDS)
+
+    def test(x: Any) -> bool:
+        return (
+            (gt is None or x > gt)
+            and (gte is None or x >= gte)
+            and (lt is None or x < lt)
+            and (lte is None or x <= lte)
+        )
+
+    return test
+
+
+# --------------------------------------------------------------------------- match
+
+
+def _compile_match(value: object, path: str) -> ValueTest:
+    spec = _expect_object(value, path)
+    _expect_keys(spec, path, _MATCH_KINDS, "match")
+    if len(spec) != 1:
+        raise _fail(path, f"expected exactly one of {', '.join(_MATCH_KINDS)}")
+    ((kind, arg),) = spec.items()
+    arg_path = f"{path}.{kind}"
+    if kind == "value":
+        return _match_value(arg, arg_path)
+    if kind in ("any", "except"):
+        return _match_set(arg, arg_path, negate=kind == "except")
+    text = _expect_str(arg, arg_path)
+    return _TEXT_MATCHERS[kind](text)
+
+
+def _match_value(arg: object, path: str) -> ValueTest:
+    """Exact match; booleans, integers and strings never equal one another or floats."""
+    if isinstance(arg, bool):
+        return (lambda x: x is True) if arg else (lambda x: x is False)
+    if _is_i64(arg):
+        return lambda x: x.__class__ is int and x == arg
+    if isinstance(arg, str):
+        return lambda x: x.__class__ is str and x == arg
+    if isinstance(arg, int):
+        raise _fail(path, f"integer {_show(arg)} is outside the 64-bit signed range")
+    raise _fail(path, f"expected a string, an integer or a boolean, got {_show(arg)}")
+
+
+def _match_set(arg: object, path: str, *, negate: bool) -> ValueTest:
+    """``any``: the value is one of a list of strings or of integers. ``except``: a non-null
+    value that is not one of them (values of another type pass)."""
+    if not isinstance(arg, list):
+        raise _fail(path, f"expected a list of strings or of integers, got {_show(arg)}")
+    kind: type = str if arg and isinstance(arg[0], str) else int
+    for i, item in enumerate(arg):
+        if not (isinstance(item, str) if kind is str else _is_i64(item)):
+            expected = "a string" if kind is str else "a 64-bit integer"
+            raise _fail(
+                f"{path}[{i}]",
+                f"expected {expected} (all strings or all integers), got {_show(item)}",
+            )
+    members = frozenset(arg)
+    if negate:
+        return lambda x: x is not None and not (x.__class__ is kind and x in members)
+    return lambda x: x.__class__ is kind and x in members
+
+
+def _tokens(text: str) -> list[str]:
+    """The server's default word tokenizer: runs of letters/digits, lowercased."""
+    return [token.lower() for token in _TOKEN_RE.findall(text)]
+
+
+def _match_text(query: str) -> ValueTest:
+    """Every query token is a token of the value (order-free); an empty query never matches.
+
+    Qdrant's docs describe an unindexed ``match.text`` as a substring test; qdrant-client's
+    local mode (our reference) tokenizes both sides, as the current server does
+    (qdrant#10341). Use ``match.substring`` for a substring test.
+    """
+    wanted = frozenset(_tokens(query))
+    if not wanted:
+        return lambda x: False
+    return lambda x: x.__class__ is str and wanted.issubset(_tokens(x))
+
+
+def _match_text_any(query: str) -> ValueTest:
+    """At least one query token is a token of the value."""
+    wanted = frozenset(_tokens(query))
+    return lambda x: x.__class__ is str and not wanted.isdisjoint(_tokens(x))
+
+
+def _match_phrase(query: str) -> ValueTest:
+    """The query tokens appear consecutively, in order, among the value's tokens."""
+    phrase = _tokens(query)
+    size = len(phrase)
+    if not size:
+        return lambda x: False
+
+    def test(x: Any) -> bool:
+        if x.__class__ is not str:
+            return False
+        tokens = _tokens(x)
+        return any(tokens[i : i + size] == phrase for i in range(len(tokens) - size + 1))
+
+    return test
+
+
+def _match_prefix(prefix: str) -> ValueTest:
+    return lambda x: x.__class__ is str and x.startswith(prefix)
+
+
+def _match_substring(substring: str) -> ValueTest:
+    return lambda x: x.__class__ is str and substring in x
+
+
+_TEXT_MATCHERS: Final[dict[str, Callable[[str], ValueTest]]] = {
+    "text": _match_text,
+    "text_any": _match_text_any,
+    "phrase": _match_phrase,
+    "prefix": _match_prefix,
+    "substring": _match_substring,
+}
+
+
+# --------------------------------------------------------------------------- range
+
+
+def _compile_range(value: object, path: str) -> ValueTest:
+    """Numeric range; only integer and float values (not booleans) can satisfy it."""
+    spec = _expect_object(value, path)
+    _expect_keys(spec, path, _BOUNDS, "range")
+    bounds = {b: _expect_number(spec[b], f"{path}.{b}") for b in _BOUNDS if spec.get(b) is not None}
+    in_bounds = _bounds_test(bounds)
+
+    def test(x: Any) -> bool:
+        cls = x.__class__
+        return (cls is int or cls is float) and in_bounds(x)
+
+    return test
+
+
+# --------------------------------------------------------------------------- geo
+
+_EARTH_RADIUS_M: Final = 6371008.8  # mean radius (IUGG), as Qdrant
+
+
+def _geo_point(value: object, path: str) -> tuple[float, float]:
+    """A filter's ``{lon, lat}`` as ``(lat, lon)``, range-checked like the server does."""
+    spec = _expect_object(value, path)
+    _expect_keys(spec, path, ("lon", "lat"), "geo point")
+    lat = _expect_number(_require(spec, path, "lat"), f"{path}.lat")
+    lon = _expect_number(_require(spec, path, "lon"), f"{path}.lon")
+    if not -90.0 <= lat <= 90.0:
+        raise _fail(f"{path}.lat", f"latitude must be within -90..90, got {_show(lat)}")
+    if not -180.0 <= lon <= 180.0:
+        raise _fail(f"{path}.lon", f"longitude must be within -180..180, got {_show(lon)}")
+    return lat, lon
+
+
+def _payload_geo(value: Any) -> tuple[float, float] | None:
+    """``(lat, lon)`` of a payload geo point: an object with finite numeric lat and lon."""
+    if not isinstance(value, dict):
+        return None
+    lat = value.get("lat")
+    lon = value.get("lon")
+    try:
+        if (
+            (lat.__class__ is int or lat.__class__ is float)
+            and (lon.__class__ is int or lon.__class__ is float)
+            and math.isfinite(lat)
+            and math.isfinite(lon)
+        ):
+            return lat, lon
+    except OverflowError:
+        pass
+    return None
+
+
+def _haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    lat1, lon1, lat2, lon2 = map(math.radians, (lat1, lon1, lat2, lon2))
+    a = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    # same operation order as qdrant-client, so results agree to the last bit; min() guards
+    # against rounding pushing ``a`` just above 1 for antipodal points
+    return _EARTH_RADIUS_M * (2 * math.asin(math.sqrt(min(1.0, a))))
+
+
+def _compile_geo_radius(value: object, path: str) -> ValueTest:
+    """Geo points strictly closer than ``radius`` metres to ``center`` (haversine)."""
+    spec = _expect_object(value, path)
+    _expect_keys(spec, path, ("center", "radius"), "geo_radius")
+    center_lat, center_lon = _geo_point(_require(spec, path, "center"), f"{path}.center")
+    radius = _expect_number(_require(spec, path, "radius"), f"{path}.radius")
+
+    def test(x: Any) -> bool:
+        point = _payload_geo(x)
+        return point is not None and _haversine_m(point[0], point[1], center_lat, center_lon) < radius
+
+    return test
+
+
+def _compile_geo_bounding_box(value: object, path: str) -> ValueTest:
+    """Geo points strictly inside the box; ``top_left.lon > bottom_right.lon`` crosses the
+    antimeridian."""
+    spec = _expect_object(value, path)
+    _expect_keys(spec, path, ("top_left", "bottom_right"), "geo_bounding_box")
+    top, left = _geo_point(_require(spec, path, "top_left"), f"{path}.top_left")
+    bottom, right = _geo_point(_require(spec, path, "bottom_right"), f"{path}.bottom_right")
+    wraps = left > right
+
+    def test(x: Any) -> bool:
+        point = _payload_geo(x)
+        if point is None:
+            return False
+        lat, lon = point
+        in_lon = (lon > left or lon < right) if wraps else left < lon < right
+        return in_lon and top > lat > bottom
+
+    return test
+
+
+def _geo_ring(value: object, path: str) -> list[tuple[float, float]]:
+    """A closed ring ``{"points": [...]}`` of at least 4 points, as ``(lat, lon)`` pairs."""
+    spec = _expect_object(value, path)
+    _expect_keys(spec, path, ("points",), "geo line string")
+    points = _require(spec, path, "points")
+    if not isinstance(points, list):
+        raise _fail(f"{path}.points", f"expected a list of geo points, got {_show(points)}")
+    ring = [_geo_point(p, f"{path}.points[{i}]") for i, p in enumerate(points)]
+    if len(ring) < 4:
+        raise _fail(f"{path}.points", f"a ring needs at least 4 points, got {len(ring)}")
+    if ring[0] != ring[-1]:
+        raise _fail(f"{path}.points", "the first and last points of a ring must be the same")
+    return ring[:-1]
+
+
+def _compile_geo_polygon(value: object, path: str) -> ValueTest:
+    """Geo points inside ``exterior`` (boundary excluded) and outside every interior ring
+    (whose boundary counts as inside the hole)."""
+    spec = _expect_object(value, path)
+    _expect_keys(spec, path, ("exterior", "interiors"), "geo_polygon")
+    exterior = _geo_ring(_require(spec, path, "exterior"), f"{path}.exterior")
+    raw_interiors = spec.get("interiors")
+    if raw_interiors is None:
+        raw_interiors = []
+    if not isinstance(raw_interiors, list):
+        raise _fail(f"{path}.interiors", f"expected a list of rings, got {_show(raw_interiors)}")
+    interiors = [_geo_ring(r, f"{path}.interiors[{i}]") for i, r in enumerate(raw_interiors)]
+
+    def test(x: Any) -> bool:
+        point = _payload_geo(x)
+        if point is None or not _in_ring(point, exterior, on_boundary=False):
+            return False
+        return not any(_in_ring(point, hole, on_boundary=True) for hole in interiors)
+
+    return test
+
+
+def _in_ring(point: tuple[float, float], ring: list[tuple[float, float]], *, on_boundary: bool) -> bool:
+    """Even-odd test of ``point`` against an open ring; points on an edge give ``on_boundary``."""
+    px, py = point
+    inside = False
+    xj, yj = ring[-1]
+    for xi, yi in ring:
+        if (
+            py * (xi - xj) + yi * (xj - px) + yj * (px - xi) == 0
+            and (xi - px) * (xj - px) <= 0
+            and (yi - py) * (yj - py) <= 0
+        ):
+            return on_boundary
+        if (yi > py) != (yj > py) and px < (xj - xi) * (py - yi) / (yj - yi) + xi:
+            inside = not inside
+        xj, yj = xi, yi
+    return inside
+
+
+_VALUE_TESTS: Final[dict[str, Callable[[object, str], ValueTest]]] = {
+    "match": _compile_match,
+    "range": _compile_range,
+    "geo_radius": _compile_geo_radius,
+    "geo_bounding_box": _compile_geo_bounding_box,
+    "geo_polygon": _compile_geo_polygon,
+}

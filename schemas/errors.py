@@ -1,0 +1,43 @@
+"""Errors about what an event is: ids, field values, encoding and decoding."""
+
+from __future__ import annotations
+
+from vectorizer.errors import VectorizerError
+
+
+class SchemaError(VectorizerError):
+    """Base class of event-definition errors."""
+
+
+class InvalidPointId(SchemaError, ValueError):
+    """A point id is neither an unsigned integer, a UUID, nor a non-empty string."""
+
+
+class DecodeError(SchemaError, ValueError):
+    """A record could not be turned back into an event. ``reason`` is a short code."""
+
+    reason = "invalid-content"
+
+
+class NotSingleObjectAvro(DecodeError):
+    """The record does not start with the Avro single-object marker ``C3 01``."""
+
+    reason = "not-single-object-avro"
+
+
+class UnknownFingerprint(DecodeError):
+    """The record's writer-schema fingerprint matches no schema in ``schemas/``."""
+
+    reason = "unknown-fingerprint"
+
+
+class ChecksumMismatch(DecodeError):
+    """The xxh3-64 checksum in the envelope does not match the body bytes."""
+
+    reason = "checksum-mismatch"
+
+
+class InvalidContent(DecodeError):
+    """The record decodes as Avro but its content violates the event's rules."""
+
+    reason = "invalid-content"

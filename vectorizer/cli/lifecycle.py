@@ -1,0 +1,70 @@
+"""``vectorizer up`` and ``down``: the whole product on localhost, and stopping it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from pathlib import Path
+
+import typer
+
+from infra.kafka.launcher import BrokerError, broker_answers
+from vectorizer.cli.context import cli_context, fail
+from vectorizer.cli.kafka import local_broker
+from vectorizer.settings import Settings
+
+
+def _server_pid_file(settings: Settings) -> Path:
+    return settings.data_dir / "server.pid"
+
+
+def up(ctx: typer.Context) -> None:
+    """Start a local broker unless the configured one answers, then serve; Ctrl-C stops all."""
+    c = cli_context(ctx)
+    settings = c.settings
+    broker = None
+    if broker_answers(settings.kafka_bootstrap, timeout=3.0):
+        typer.echo(f"using the Kafka broker at {settings.kafka_bootstrap}")
+    else:
+        broker = local_broker(settings)
+        try:
+            seconds = broker.start()
+        except BrokerError as exc:
+            raise fail(str(exc)) from None
+        typer.echo(f"Kafka broker ready on {broker.bootstrap} in {seconds:.1f}s (data in {broker.home})")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = _server_pid_file(settings)
+    pid_file.write_text(str(os.getpid()))
+    try:
+        _serve_until_stopped(settings)
+    finally:
+        pid_file.unlink(missing_ok=True)
+        if broker is not None:
+            broker.stop()
+            typer.echo("Kafka broker stopped")
+
+
+def _serve_until_stopped(settings: Settings) -> None:
+    try:
+        from projections.api.server import run_server
+    except ImportError:  # the HTTP server is not part of this build yet
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        typer.echo("running; press Ctrl-C to stop")
+        stop.wait()
+        return
+    run_server(settings)
+
+
+def down(ctx: typer.Context) -> None:
+    """Stop what ``up`` started: the server (SIGTERM) and the local broker."""
+    c = cli_context(ctx)
+    pid_file = _server_pid_file(c.settings)
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        typer.echo("server stopping")
+    stopped = local_broker(c.settings).stop()
+    typer.echo("Kafka broker stopped" if stopped else "no local broker was running")

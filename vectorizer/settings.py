@@ -1,0 +1,128 @@
+"""One typed, frozen settings object, built once at the edge (CLI or environment).
+
+Precedence: explicit overrides (command-line flags) > environment variables > defaults.
+Nothing below the edge reads the environment: components receive a :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vectorizer.errors import ConfigurationError
+
+ENV_PREFIX = "VECTORIZER_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of a Vectorizer process. Field names match the variables without prefix."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic: str = "vectorizer.events"
+    data_dir: Path = Path("./data")
+    cache_dir: Path = Path.home() / ".cache" / "vectorizer"  # fetched broker jars
+    catalog_url: str = ""  # empty: sqlite:///<data_dir>/catalog.db
+    http: str = "127.0.0.1:15002"
+    projection: str = "default"
+    api_key: str | None = field(default=None, repr=False)
+    read_only_api_key: str | None = field(default=None, repr=False)
+    # Topic creation.
+    partitions: int = 1
+    replication_factor: int = 1
+    max_message_bytes: int = 8 * 1024 * 1024
+    # Snapshots: every N events or T seconds, whichever comes first; keep the last K.
+    snapshot_every_events: int = 10_000
+    snapshot_every_seconds: float = 300.0
+    snapshots_keep: int = 3
+    # Projector batching.
+    poll_max_records: int = 2_000
+    # HTTP.
+    max_body_bytes: int = 64 * 1024 * 1024
+    default_timeout: float = 30.0
+
+    @property
+    def resolved_catalog_url(self) -> str:
+        """The catalog URL, defaulting to a SQLite file inside the data directory."""
+        return self.catalog_url or f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic}.dlq"
+
+    @property
+    def http_host(self) -> str:
+        return self.http.rpartition(":")[0] or "127.0.0.1"
+
+    @property
+    def http_port(self) -> int:
+        return int(self.http.rpartition(":")[2])
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.data_dir / "snapshots" / self.projection
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``) then ``overrides``.
+
+        ``None`` values in ``overrides`` mean "flag not given" and are ignored.
+        Raises :class:`ConfigurationError` naming the variable whose value is invalid.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.name, f.type, raw, ENV_PREFIX + f.name.upper())
+        for name, value in (overrides or {}).items():
+            if value is None:
+                continue
+            ftype = next((f.type for f in dataclasses.fields(cls) if f.name == name), None)
+            if ftype is None:
+                raise ConfigurationError(f"unknown setting {name!r}")
+            values[name] = _coerce(name, ftype, value, f"--{name.replace('_', '-')}")
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if ":" not in self.http:
+            raise ConfigurationError(f"VECTORIZER_HTTP: expected host:port, got {self.http!r}")
+        try:
+            self.http_port
+        except ValueError:
+            raise ConfigurationError(f"VECTORIZER_HTTP: port is not a number in {self.http!r}") from None
+        if not self.topic:
+            raise ConfigurationError("VECTORIZER_TOPIC: must not be empty")
+        if not self.projection.replace("-", "").replace("_", "").isalnum():
+            raise ConfigurationError(
+                f"VECTORIZER_PROJECTION: use letters, digits, '-' and '_' only, got {self.projection!r}"
+            )
+        for name in ("partitions", "replication_factor", "snapshot_every_events", "snapshots_keep",
+                     "poll_max_records"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name}: must be at least 1")
+
+
+def _coerce(name: str, ftype: Any, raw: Any, source: str) -> Any:
+    type_name = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", str(ftype))
+    try:
+        if "Path" in type_name:
+            return Path(raw)
+        if type_name.startswith("int"):
+            return int(raw)
+        if type_name.startswith("float"):
+            return float(raw)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{source}: expected a number for {name}, got {raw!r}") from None
+    return str(raw) if raw is not None else None
