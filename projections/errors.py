@@ -25,13 +25,5 @@ class PointNotFound(ProjectionError, LookupError):
     """No point with that id exists in the collection."""
 
 
-class DimensionMismatch(ProjectionError, ValueError):
-    """A vector's length differs from the collection's dimension."""
-
-
-class InvalidVector(ProjectionError, ValueError):
-    """A vector holds NaN or infinity, or is otherwise unusable."""
-
-
 class ConsistencyTimeout(ProjectionError, TimeoutError):
     """The projection did not apply a write token within the allowed time."""

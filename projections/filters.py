@@ -106,8 +106,9 @@ class Filter:
     def matches(self, point_id: PointId, payload: Payload | None) -> bool:
         """Whether the point satisfies the filter; a ``None`` payload is an empty one.
 
-        ``payload`` must be JSON-shaped (dict/list/str/int/float/bool/None). Never raises
-        for such payloads.
+        ``point_id`` must be in canonical form (:func:`~schemas.ids.normalize_point_id`), as
+        stored ids are. ``payload`` must be JSON-shaped (dict/list/str/int/float/bool/None);
+        for such payloads this never raises.
         """
         return self._predicate(point_id, _EMPTY_PAYLOAD if payload is None else payload)
 
@@ -125,9 +126,7 @@ def parse_filter(obj: object, *, field: str = "filter") -> Filter | None:
     return Filter(predicate, frozenset(keys))
 
 
-def estimate_selectivity(
-    filter: Filter | None, samples: Iterable[tuple[PointId, Payload | None]]
-) -> float:
+def estimate_selectivity(filter: Filter | None, samples: Iterable[tuple[PointId, Payload | None]]) -> float:
     """Fraction of ``samples`` that ``filter`` matches, in ``[0, 1]``.
 
     No filter matches everything (1.0); with no samples there is no evidence either way and
@@ -189,7 +188,7 @@ def _show(value: object) -> str:
 
 def _show_keys(keys: Iterable[object]) -> str:
     """``{'a', 'b'}``, sorted, for error messages."""
-    return "{" + ", ".join(sorted((_show_key(k) for k in keys))) + "}"
+    return "{" + ", ".join(sorted(_show_key(k) for k in keys)) + "}"
 
 
 def _show_key(key: object) -> str:
@@ -317,9 +316,29 @@ def _getter(steps: tuple[PathStep, ...], *, flat: bool) -> Getter:
     """Values the path selects in a payload; with ``flat``, a selected array is unwrapped."""
     if len(steps) == 1 and not flat:
         return _single_key_getter(steps[0][1])
+    if all(kind == _KEY for kind, _ in steps):
+        return _dotted_getter(tuple(name for _, name in steps), flat=flat)
 
     def get(payload: Payload) -> list[Any]:
         return _walk(payload, steps, flat)
+
+    return get
+
+
+def _dotted_getter(names: tuple[str, ...], *, flat: bool) -> Getter:
+    """Fast path of :func:`_getter` for ``a.b.c``: objects all the way, no array steps."""
+
+    def get(payload: Payload) -> Sequence[Any]:
+        data: Any = payload
+        for name in names:
+            if not isinstance(data, dict):
+                return ()
+            data = data.get(name, _MISSING)
+            if data is _MISSING:
+                return ()
+        if flat and isinstance(data, list):
+            return data
+        return (data,)
 
     return get
 
@@ -341,9 +360,7 @@ def _walk(payload: Payload, steps: tuple[PathStep, ...], flat: bool) -> list[Any
         following: list[Any] = []
         for data in current:
             if kind == _KEY:
-                if isinstance(data, list):
-                    following.extend(d[arg] for d in data if isinstance(d, dict) and arg in d)
-                elif isinstance(data, dict) and arg in data:
+                if isinstance(data, dict) and arg in data:
                     following.append(data[arg])
             elif isinstance(data, list):
                 if kind == _WILDCARD:
@@ -393,9 +410,7 @@ def _compile_clause(value: object, path: str, scope: _Scope) -> tuple[Predicate,
     raise _fail(path, f"expected a condition or a list of conditions, got {_show(value)}")
 
 
-def _compile_min_should(
-    value: object, path: str, scope: _Scope
-) -> tuple[tuple[Predicate, ...], int] | None:
+def _compile_min_should(value: object, path: str, scope: _Scope) -> tuple[tuple[Predicate, ...], int] | None:
     if value is None:
         return None
     spec = _expect_object(value, path)
@@ -406,9 +421,7 @@ def _compile_min_should(
     min_count = _require(spec, path, "min_count")
     if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
         raise _fail(f"{path}.min_count", f"expected an integer >= 1, got {_show(min_count)}")
-    compiled = tuple(
-        _compile_condition(c, f"{path}.conditions[{i}]", scope) for i, c in enumerate(conditions)
-    )
+    compiled = tuple(_compile_condition(c, f"{path}.conditions[{i}]", scope) for i, c in enumerate(conditions))
     return compiled, min_count
 
 
@@ -470,18 +483,18 @@ def _compile_condition(obj: object, path: str, scope: _Scope) -> Predicate:
 
 def _compile_special(kind: str, value: object, path: str, scope: _Scope) -> Predicate:
     if kind == "has_id":
-        return _compile_has_id(value, path, scope)
+        return _compile_has_id(value, path)
     if kind == "nested":
         return _compile_nested(value, path, scope)
     if kind in ("is_empty", "is_null"):
-        field = _expect_object(value, path)
-        _expect_keys(field, path, ("key",), kind)
-        key = _require(field, path, "key")
+        spec = _expect_object(value, path)
+        _expect_keys(spec, path, ("key",), kind)
+        key = _require(spec, path, "key")
         return _compile_emptiness(kind, key, True, f"{path}.key", scope)
     raise _fail(path, f"the {kind!r} condition is not supported")
 
 
-def _compile_has_id(value: object, path: str, scope: _Scope) -> Predicate:
+def _compile_has_id(value: object, path: str) -> Predicate:
     """``has_id``: the point id is one of the listed ids (never inside a nested filter)."""
     if not isinstance(value, list):
         raise _fail(path, f"expected a list of point ids, got {_show(value)}")
@@ -571,25 +584,22 @@ def _any_value_predicate(steps: tuple[PathStep, ...], test: ValueTest) -> Predic
     return check
 
 
-def _compile_emptiness(
-    kind: str, key: object, wanted: bool, key_path: str, scope: _Scope
-) -> Predicate:
+def _compile_emptiness(kind: str, key: object, wanted: bool, key_path: str, scope: _Scope) -> Predicate:
     """``is_empty`` (no value, or only nulls / empty arrays) or ``is_null`` (some value is
     null, or an array holding a null) — compared with ``wanted``."""
     name = _expect_str(key, key_path)
     steps = _parse_key(name, key_path)
     scope.use_key(name)
     get = _getter(steps, flat=False)
-    test = _is_empty_value if kind == "is_empty" else _is_null_value
     if kind == "is_empty":
 
         def check_empty(_point_id: PointId | None, payload: Payload) -> bool:
-            return all(map(test, get(payload))) is wanted
+            return all(map(_is_empty_value, get(payload))) is wanted
 
         return check_empty
 
     def check_null(_point_id: PointId | None, payload: Payload) -> bool:
-        return any(map(test, get(payload))) is wanted
+        return any(map(_is_null_value, get(payload))) is wanted
 
     return check_null
 

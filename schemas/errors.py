@@ -41,3 +41,31 @@ class InvalidContent(DecodeError):
     """The record decodes as Avro but its content violates the event's rules."""
 
     reason = "invalid-content"
+
+
+class ValidationError(SchemaError, ValueError):
+    """An operation is not a valid event: the message names the offending item."""
+
+
+class InvalidCollectionName(ValidationError):
+    """A collection name is empty, too long, or holds characters that are not allowed."""
+
+
+class UnknownMetric(ValidationError):
+    """The distance metric is not one of cosine, l2, ip."""
+
+
+class DimensionMismatch(ValidationError):
+    """A vector's length differs from the collection's dimension."""
+
+
+class InvalidVector(ValidationError):
+    """A vector holds NaN or infinity, or the batch is not a 2-d array of numbers."""
+
+
+class DuplicateId(ValidationError):
+    """The same point id appears twice in one batch."""
+
+
+class InvalidPayload(ValidationError):
+    """A payload is not a JSON object that can be serialised (NaN, non-string keys, ...)."""

@@ -25,9 +25,11 @@ def wait_until(condition: Callable[[], T], timeout: float = 30.0, interval: floa
         time.sleep(interval)
 
 
-def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0,
+def read_topic(bootstrap: str, topic: str, expected: int = 0, timeout: float = 30.0,
                isolation_level: str = "read_uncommitted") -> list[ConsumerRecord]:
-    """Read every record of ``topic`` from the beginning until ``expected`` arrived (or fail)."""
+    """Every record of ``topic``: waits until at least ``expected`` are readable (or the
+    deadline passes), then drains to the end offsets (the last stable offset under
+    ``read_committed``), so records beyond ``expected`` are returned too."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              isolation_level=isolation_level, consumer_timeout_ms=1000)
     try:
@@ -38,9 +40,13 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0,
         consumer.seek_to_beginning(*tps)
         records: list[ConsumerRecord] = []
         deadline = time.monotonic() + timeout
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=200).values():
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=100).values():
                 records.extend(batch)
+            if len(records) >= expected:
+                ends = consumer.end_offsets(tps)
+                if all(consumer.position(tp) >= ends[tp] for tp in tps):
+                    break
         return records
     finally:
         consumer.close()

@@ -45,6 +45,11 @@ class Settings:
     max_body_bytes: int = 64 * 1024 * 1024
     default_timeout: float = 30.0
 
+    def __post_init__(self) -> None:
+        for name in ("data_dir", "cache_dir"):
+            if not isinstance(getattr(self, name), Path):
+                object.__setattr__(self, name, Path(getattr(self, name)))
+
     @property
     def resolved_catalog_url(self) -> str:
         """The catalog URL, defaulting to a SQLite file inside the data directory."""

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from vectorizer import __version__
-from vectorizer.cli import kafka, lifecycle
+from vectorizer.cli import data, kafka, lifecycle
 from vectorizer.cli.context import CliContext, fail
 from vectorizer.errors import VectorizerError
 from vectorizer.settings import Settings
@@ -18,6 +18,9 @@ app = typer.Typer(name="vectorizer", help="Vectorizer: an event-sourced vector d
 app.add_typer(kafka.app, name="kafka")
 app.command()(lifecycle.up)
 app.command()(lifecycle.down)
+app.add_typer(data.collections_app, name="collections")
+app.command()(data.upsert)
+app.command()(data.delete)
 
 
 @app.callback()

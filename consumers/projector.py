@@ -1,0 +1,272 @@
+"""The projector: consumes the events topic and keeps the projections, surviving any crash.
+
+Per polled batch, in this fixed order:
+
+1. decode and apply each record past the in-memory position to the in-memory state
+   (records at or below it are already there: replay after a snapshot skips them);
+   undecodable or rejected records become dead letters;
+2. send the dead letters of records the catalog has not seen, and wait for their acks;
+3. commit the catalog changes of records past the catalog's position together with the
+   new tracking rows, in one transaction (retried while the database is unavailable);
+4. publish the new applied offsets to readers (read-your-writes waits end here);
+5. now and then, commit the same offsets to Kafka's consumer group: only a hint for
+   tools, the stored tracking rows are the truth.
+
+Snapshots are taken between batches every N events or T seconds and on clean shutdown.
+Recovery: load the newest verified snapshot (else start empty), read the catalog's
+position, and seek each partition to ``min(snapshot, catalog) + 1``. A snapshot ahead of
+the catalog (a lost or restored database) is ignored so that both rebuild from the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from consumers import snapshots
+from consumers.dlq import DeadLetter, DeadLetters
+from producers.topics import ensure_topics
+from projections.catalog.store import Catalog, CatalogUnavailable
+from projections.changes import Change
+from projections.errors import ConsistencyTimeout
+from projections.state import ProjectionState, Rejected
+from schemas.codec import decode
+from schemas.errors import DecodeError
+from vectorizer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProjectorStats:
+    events_applied: int = 0
+    vectors_applied: int = 0
+    dead_letters: int = 0
+    snapshots_taken: int = 0
+    snapshot_failures: int = 0
+    last_snapshot_error: str | None = None
+    catalog_failures: int = 0
+    kafka_failures: int = 0
+    log_end: dict[int, int] = field(default_factory=dict)
+    positions: dict[int, int] = field(default_factory=dict)  # next offset to read, per partition
+    loaded_snapshot: str | None = None
+    recovery_seconds: float | None = None
+
+
+class Projector:
+    """Owns the projection state; one thread runs :meth:`run`, any thread may read."""
+
+    def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog or Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
+        self.state = ProjectionState()
+        self.stats = ProjectorStats()
+        self.applied: dict[int, int] = {}  # last offset applied in memory and durable in the catalog
+        self.catalog_pos: dict[int, int] = {}
+        self.ready = threading.Event()
+        self._cond = threading.Condition()
+        self._consumer: KafkaConsumer | None = None
+        self._dlq = DeadLetters(settings)
+        self._recovery_target: dict[int, int] = {}
+        self._events_since_snapshot = 0
+        self._last_snapshot = time.monotonic()
+        self._last_kafka_commit = 0.0
+        self._last_end_check = 0.0
+        self._started = time.monotonic()
+
+    # Recovery ----------------------------------------------------------------------
+    def recover(self) -> None:
+        """Load state and position; connect to Kafka and seek. Call once, before :meth:`run`."""
+        self._started = time.monotonic()
+        self.catalog_pos = self.catalog.positions()
+        loaded = snapshots.load_newest(self.settings.snapshot_dir)
+        if loaded is not None and any(o > self.catalog_pos.get(p, -1) for p, o in loaded.offsets.items()):
+            log.warning("snapshot %s is ahead of the catalog (%s > %s); rebuilding both from the log",
+                        loaded.snapshot_id, loaded.offsets, self.catalog_pos)
+            loaded = None
+        if loaded is not None:
+            self.state = loaded.state
+            self.applied = dict(loaded.offsets)
+            self.stats.loaded_snapshot = loaded.snapshot_id
+            log.info("loaded snapshot %s covering %s", loaded.snapshot_id, loaded.offsets)
+        ensure_topics(self.settings)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, group_id=f"vectorizer-{self.settings.projection}",
+            enable_auto_commit=False, isolation_level="read_committed", auto_offset_reset="earliest",
+            max_poll_records=self.settings.poll_max_records, fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=self.settings.max_message_bytes * 2,
+            client_id=f"vectorizer-projector-{self.settings.projection}")
+        partitions = sorted(consumer.partitions_for_topic(self.settings.topic) or [])
+        tps = [TopicPartition(self.settings.topic, p) for p in partitions]
+        consumer.assign(tps)
+        for tp in tps:
+            start = min(self.applied.get(tp.partition, -1), self.catalog_pos.get(tp.partition, -1)) + 1
+            consumer.seek(tp, start)
+        self._recovery_target = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+        self.stats.log_end = dict(self._recovery_target)
+        self._consumer = consumer
+        self._check_ready()
+
+    def _check_ready(self) -> None:
+        if self.ready.is_set() or self._consumer is None:
+            return
+        for p, end in self._recovery_target.items():
+            if self._consumer.position(TopicPartition(self.settings.topic, p)) < end:
+                return
+        self.stats.recovery_seconds = time.monotonic() - self._started
+        log.info("recovered in %.2fs; positions %s", self.stats.recovery_seconds, self.applied)
+        self.ready.set()
+
+    # Main loop ---------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set, then take a final snapshot. Recovers first if needed."""
+        if self._consumer is None:
+            self.recover()
+        assert self._consumer is not None
+        try:
+            while not stop.is_set():
+                try:
+                    batch = self._consumer.poll(timeout_ms=100)
+                except KafkaError as exc:
+                    self.stats.kafka_failures += 1
+                    log.warning("polling Kafka failed (%s); retrying", exc)
+                    stop.wait(0.5)
+                    continue
+                for tp in sorted(batch, key=lambda t: t.partition):
+                    self.process(tp.partition, batch[tp], stop)
+                self._check_ready()
+                self._housekeeping()
+            if self._events_since_snapshot:
+                self.snapshot()
+            self._commit_kafka(force=True)
+        finally:
+            self._consumer.close()
+            self._dlq.close()
+
+    def process(self, partition: int, records: Iterable[Any], stop: threading.Event | None = None) -> None:
+        """Apply one partition's records (in offset order); see the module doc for the order of steps."""
+        changes: list[Change] = []
+        letters: list[DeadLetter] = []
+        applied_to = self.applied.get(partition, -1)
+        catalog_at = self.catalog_pos.get(partition, -1)
+        last = applied_to
+        count = 0
+        for rec in records:
+            if rec.offset <= applied_to:
+                continue
+            count += 1
+            first_time = rec.offset > catalog_at
+            try:
+                event = decode(rec.value)
+                produced = self.state.apply(event, rec.offset)
+                if first_time:
+                    changes.extend(produced)
+                self.stats.events_applied += 1
+                self.stats.vectors_applied += len(getattr(event, "ids", ()))
+            except DecodeError as exc:
+                if first_time:
+                    letters.append(DeadLetter(partition, rec.offset, rec.key, rec.value, exc.reason, str(exc)))
+            except Rejected as exc:
+                if first_time:
+                    letters.append(DeadLetter(partition, rec.offset, rec.key, rec.value, "rejected", str(exc)))
+            last = rec.offset
+        if last == applied_to:
+            return
+        self._dlq.send(letters)
+        self.stats.dead_letters += len(letters)
+        if last > catalog_at:
+            self._commit_catalog(changes, {partition: last}, stop)
+            self.catalog_pos[partition] = last
+        with self._cond:
+            self.applied[partition] = last
+            self._cond.notify_all()
+        self._events_since_snapshot += count
+
+    def _commit_catalog(self, changes: list[Change], positions: dict[int, int],
+                        stop: threading.Event | None) -> None:
+        delay = 0.2
+        while True:
+            try:
+                self.catalog.commit(changes, positions)
+                return
+            except CatalogUnavailable as exc:
+                self.stats.catalog_failures += 1
+                log.warning("catalog unavailable, pausing ingest (retry in %.1fs): %s", delay, exc)
+                if stop is None:
+                    time.sleep(delay)
+                elif stop.wait(delay):
+                    raise  # shutting down: the batch stays unapplied in the catalog and is replayed
+                delay = min(delay * 2, 5.0)
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if self._consumer is not None:
+            self.stats.positions = {p: self._consumer.position(TopicPartition(self.settings.topic, p))
+                                    for p in self._recovery_target}
+        due = (self._events_since_snapshot >= self.settings.snapshot_every_events or
+               (self._events_since_snapshot and now - self._last_snapshot >= self.settings.snapshot_every_seconds))
+        if due:
+            self.snapshot()
+        self._commit_kafka()
+        if now - self._last_end_check >= 2.0 and self._consumer is not None:
+            self._last_end_check = now
+            try:
+                tps = [TopicPartition(self.settings.topic, p) for p in self._recovery_target]
+                self.stats.log_end = {tp.partition: o for tp, o in self._consumer.end_offsets(tps).items()}
+            except KafkaError as exc:
+                self.stats.kafka_failures += 1
+                log.debug("end offsets unavailable: %s", exc)
+
+    def snapshot(self) -> str | None:
+        """Write a snapshot of the current state (call from the projector's thread or when it is idle)."""
+        try:
+            path = snapshots.write_snapshot(self.state, dict(self.applied), self.settings.snapshot_dir,
+                                            self.settings.topic, self.settings.snapshots_keep)
+        except OSError as exc:
+            self.stats.snapshot_failures += 1
+            self.stats.last_snapshot_error = str(exc)
+            log.error("snapshot failed, serving goes on: %s", exc)
+            self._last_snapshot = time.monotonic()
+            return None
+        self.stats.snapshots_taken += 1
+        self.stats.last_snapshot_error = None
+        self._events_since_snapshot = 0
+        self._last_snapshot = time.monotonic()
+        return path.name
+
+    def _commit_kafka(self, force: bool = False) -> None:
+        if self._consumer is None or not self.applied:
+            return
+        if not force and time.monotonic() - self._last_kafka_commit < 5.0:
+            return
+        self._last_kafka_commit = time.monotonic()
+        offsets = {TopicPartition(self.settings.topic, p): OffsetAndMetadata(o + 1, "", -1)
+                   for p, o in self.applied.items()}
+        try:
+            self._consumer.commit(offsets)
+        except (KafkaError, ValueError, AssertionError) as exc:
+            log.debug("committing the offset hint failed (harmless): %s", exc)
+
+    # Readers -----------------------------------------------------------------------
+    def wait_for(self, partition: int, offset: int, timeout: float) -> None:
+        """Block until ``partition:offset`` is applied; raise :class:`ConsistencyTimeout`."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.applied.get(partition, -1) < offset:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ConsistencyTimeout(f"write {partition}:{offset} not applied within {timeout}s "
+                                             f"(applied: {self.applied.get(partition, -1)})")
+                self._cond.wait(remaining)
+
+    def lag(self) -> dict[int, int]:
+        """Records (transaction markers included) between the read position and the log end."""
+        return {p: max(0, end - self.stats.positions.get(p, 0)) for p, end in self.stats.log_end.items()}

@@ -1,0 +1,249 @@
+"""``VectorProducer``: the library producer apps (and the HTTP server) publish events with.
+
+Delivery contract:
+- Every call validates first and raises a ``schemas.errors.ValidationError`` subclass
+  naming the offending item; nothing is published for an invalid call.
+- A call returns once Kafka acknowledged every record it wrote (``acks=all``, idempotent
+  producer: retries never duplicate). The returned :class:`WriteToken` is the
+  ``partition:offset`` of the call's last record; a projection that applied it has
+  applied the whole call.
+- Records are keyed by collection, so one collection's events are totally ordered.
+- A batch larger than the topic's maximum message size is split into several events,
+  published in one Kafka transaction: consumers reading ``read_committed`` see all of
+  them or none, even if the producer dies half-way.
+- ``transaction()`` groups any calls the same way (commit on success, abort on error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from producers.errors import PublishFailed
+from producers.topics import ensure_topics
+from schemas import events as ev
+from schemas import validation as check
+from schemas.codec import encode
+from schemas.ids import PointId
+from vectorizer.settings import Settings
+
+# Room for the record batch framing, the envelope and ids, under max.message.bytes.
+_FRAMING_BYTES = 64 * 1024
+_MAX_VECTORS_PER_EVENT = 4096
+
+
+@dataclass(frozen=True, order=True)
+class WriteToken:
+    """Where a write landed: ``"<partition>:<offset>"`` on the events topic."""
+
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    @classmethod
+    def parse(cls, text: str) -> WriteToken:
+        part, sep, off = text.partition(":")
+        if not sep or not part.isdigit() or not off.isdigit():
+            raise ValueError(f"write token {text!r}: expected '<partition>:<offset>'")
+        return cls(int(part), int(off))
+
+
+DimensionLookup = Callable[[str], "int | None"]
+
+
+class VectorProducer:
+    """Validates, encodes and publishes events. Thread-safe; use as a context manager."""
+
+    def __init__(self, settings: Settings, *, producer_id: str | None = None,
+                 dimensions: DimensionLookup | None = None, transaction_timeout_ms: int = 10_000) -> None:
+        self.settings = settings
+        self.producer_id = producer_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._dimensions = dimensions
+        self._known_dims: dict[str, int] = {}
+        self._txn_timeout_ms = transaction_timeout_ms
+        ensure_topics(settings)
+        self._kafka = KafkaProducer(**self._client_config(), enable_idempotence=True)
+        self._txn_kafka: KafkaProducer | None = None
+        self._txn_lock = threading.RLock()
+        self._in_txn = threading.local()
+
+    def _client_config(self) -> dict[str, Any]:
+        return {"bootstrap_servers": self.settings.kafka_bootstrap, "acks": "all",
+                "max_request_size": self.settings.max_message_bytes, "linger_ms": 2,
+                "batch_size": 1024 * 1024,
+                "retries": 2**31 - 1, "request_timeout_ms": 30_000, "delivery_timeout_ms": 120_000,
+                "client_id": f"vectorizer-producer-{self.producer_id}"}
+
+    # Operations --------------------------------------------------------------------
+    def create_collection(self, name: str, dimension: int, metric: str = "cosine", *, m: int = 16,
+                          ef_construction: int = 200, ef: int = 64, kind: str = "dynamic",
+                          embedder: dict[str, Any] | None = None) -> WriteToken:
+        check.collection_name(name)
+        check.metric(metric)
+        check.bounded_int(dimension, "dimension", maximum=65_536)
+        check.bounded_int(m, "m", minimum=2, maximum=256)
+        check.bounded_int(ef_construction, "ef_construction", maximum=10_000)
+        check.bounded_int(ef, "ef", maximum=10_000)
+        if kind not in ev.KINDS:
+            raise check.ValidationError(f"kind {kind!r}: expected one of {', '.join(ev.KINDS)}")
+        event = ev.CollectionCreated(self._meta(name), dimension, metric, m, ef_construction, ef, kind,  # type: ignore[arg-type]
+                                     None if embedder is None else json.dumps(embedder, sort_keys=True))
+        token = self._publish([event])
+        self._known_dims[name] = dimension
+        return token
+
+    def delete_collection(self, name: str) -> WriteToken:
+        check.collection_name(name)
+        self._known_dims.pop(name, None)
+        return self._publish([ev.CollectionDeleted(self._meta(name))])
+
+    def upsert(self, collection: str, ids: Sequence[object], vectors: Any,
+               payloads: Sequence[object] | None = None) -> WriteToken:
+        """Insert or replace points. ``vectors``: anything ``numpy.asarray`` makes ``(n, dim)``."""
+        check.collection_name(collection)
+        pids = check.point_ids(ids)
+        arr = check.vectors(vectors, len(pids), self.dimension_of(collection))
+        pls = check.payloads(payloads, len(pids))
+        return self._publish(list(self._split_upsert(collection, pids, arr, pls)))
+
+    def delete(self, collection: str, ids: Sequence[object]) -> WriteToken:
+        check.collection_name(collection)
+        return self._publish([ev.VectorsDeleted(self._meta(collection), check.point_ids(ids))])
+
+    def set_payload(self, collection: str, ids: Sequence[object], payload: dict[str, Any],
+                    key: str | None = None) -> WriteToken:
+        check.collection_name(collection)
+        return self._publish([ev.PayloadSet(self._meta(collection), check.point_ids(ids),
+                                            check.payload(payload), key)])
+
+    def overwrite_payload(self, collection: str, ids: Sequence[object], payload: dict[str, Any]) -> WriteToken:
+        check.collection_name(collection)
+        return self._publish([ev.PayloadOverwritten(self._meta(collection), check.point_ids(ids),
+                                                    check.payload(payload))])
+
+    def delete_payload_keys(self, collection: str, ids: Sequence[object], keys: Sequence[str]) -> WriteToken:
+        check.collection_name(collection)
+        if not keys or not all(isinstance(k, str) and k for k in keys):
+            raise check.ValidationError("keys: expected a non-empty list of non-empty strings")
+        return self._publish([ev.PayloadKeysDeleted(self._meta(collection), check.point_ids(ids), tuple(keys))])
+
+    def clear_payload(self, collection: str, ids: Sequence[object]) -> WriteToken:
+        check.collection_name(collection)
+        return self._publish([ev.PayloadCleared(self._meta(collection), check.point_ids(ids))])
+
+    def publish(self, event: ev.Event) -> WriteToken:
+        """Publish an already-built event as is (tools, tests). Not validated beyond encoding."""
+        return self._publish([event])
+
+    # Transactions ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[VectorProducer]:
+        """All calls inside become visible to ``read_committed`` consumers together, or never."""
+        if getattr(self._in_txn, "active", False):
+            yield self
+            return
+        with self._txn_lock:
+            kafka = self._transactional()
+            kafka.begin_transaction()
+            self._in_txn.active = True
+            try:
+                yield self
+            except BaseException:
+                self._in_txn.active = False
+                with contextlib.suppress(KafkaError):
+                    kafka.abort_transaction()
+                raise
+            self._in_txn.active = False
+            try:
+                kafka.commit_transaction()
+            except KafkaError as exc:
+                raise PublishFailed(f"committing the transaction failed: {exc}") from exc
+
+    def _transactional(self) -> KafkaProducer:
+        if self._txn_kafka is None:
+            self._txn_kafka = KafkaProducer(**self._client_config(),
+                                            transactional_id=f"vectorizer-{self.producer_id}",
+                                            transaction_timeout_ms=self._txn_timeout_ms)
+            self._txn_kafka.init_transactions()
+        return self._txn_kafka
+
+    # Plumbing ----------------------------------------------------------------------
+    def dimension_of(self, collection: str) -> int | None:
+        """The collection's dimension if known (from the lookup or this producer's creates)."""
+        if self._dimensions is not None:
+            dim = self._dimensions(collection)
+            if dim is not None:
+                return dim
+        return self._known_dims.get(collection)
+
+    def _meta(self, collection: str) -> ev.EventMeta:
+        return ev.EventMeta.new(collection, self.producer_id)
+
+    def _split_upsert(self, collection: str, ids: tuple[PointId, ...], vectors: np.ndarray,
+                      payloads: tuple[ev.Payload | None, ...]) -> Iterator[ev.VectorsUpserted]:
+        budget = self.settings.max_message_bytes - _FRAMING_BYTES
+        start, n = 0, len(ids)
+        row_bytes = vectors.shape[1] * 4 + 24
+        while start < n:
+            end, size = start, 0
+            while end < n and end - start < _MAX_VECTORS_PER_EVENT:
+                p = payloads[end]
+                item = row_bytes + (len(json.dumps(p)) if p is not None else 0) + len(str(ids[end]))
+                if end > start and size + item > budget:
+                    break
+                size += item
+                end += 1
+            if size > budget:
+                raise check.InvalidPayload(f"payloads[{start}]: the point alone exceeds the topic's maximum "
+                                           f"message size of {self.settings.max_message_bytes} bytes")
+            yield ev.VectorsUpserted(self._meta(collection), ids[start:end], vectors[start:end],
+                                     payloads[start:end])
+            start = end
+
+    def _publish(self, events: list[ev.Event]) -> WriteToken:
+        values = [encode(e) for e in events]
+        if len(values) > 1 and not getattr(self._in_txn, "active", False):
+            with self.transaction():
+                return self._send(values, events)
+        return self._send(values, events)
+
+    def _send(self, values: list[bytes], events: list[ev.Event]) -> WriteToken:
+        in_txn = getattr(self._in_txn, "active", False)
+        kafka = self._txn_kafka if in_txn and self._txn_kafka is not None else self._kafka
+        try:
+            futures = [kafka.send(self.settings.topic, key=e.collection.encode(), value=v)
+                       for e, v in zip(events, values, strict=True)]
+            # Wait on each future rather than flush(): kafka-python's flush can raise a spurious
+            # "Future not done" when another thread completes the batch concurrently.
+            meta = [f.get(timeout=self.settings.default_timeout * 4) for f in futures]
+        except KafkaError as exc:
+            raise PublishFailed(f"Kafka did not acknowledge the write: {exc}") from exc
+        last = meta[-1]
+        return WriteToken(last.partition, last.offset)
+
+    def flush(self) -> None:
+        self._kafka.flush()
+
+    def close(self) -> None:
+        self._kafka.close()
+        if self._txn_kafka is not None:
+            self._txn_kafka.close()
+
+    def __enter__(self) -> VectorProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

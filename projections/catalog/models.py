@@ -1,0 +1,40 @@
+"""The catalog's tables (SQLAlchemy Core). Alembic migrations in ``infra/migrations`` create them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+collections = sa.Table(
+    "vz_collections", metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("dimension", sa.Integer, nullable=False),
+    sa.Column("metric", sa.String(16), nullable=False),
+    sa.Column("m", sa.Integer, nullable=False),
+    sa.Column("ef_construction", sa.Integer, nullable=False),
+    sa.Column("ef", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("embedder", sa.Text, nullable=True),
+    sa.Column("state", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("created_offset", sa.BigInteger, nullable=False),
+)
+
+points = sa.Table(
+    "vz_points", metadata,
+    sa.Column("collection", sa.String(255), primary_key=True),
+    sa.Column("point_key", sa.String(600), primary_key=True),  # schemas.ids.catalog_key
+    sa.Column("label", sa.BigInteger, nullable=False),
+    sa.Column("payload", sa.Text, nullable=True),  # canonical JSON
+    sa.Column("checksum", sa.String(16), nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),  # offset of the last event that wrote it
+    sa.Index("ix_vz_points_label", "collection", "label"),
+)
+
+tracking = sa.Table(
+    "vz_tracking", metadata,
+    sa.Column("projection", sa.String(255), primary_key=True),
+    sa.Column("topic", sa.String(255), primary_key=True),
+    sa.Column("partition_id", sa.Integer, primary_key=True),
+    sa.Column("applied_offset", sa.BigInteger, nullable=False),
+)

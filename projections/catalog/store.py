@@ -1,0 +1,180 @@
+"""The SQL catalog: a durable mirror of the projection, plus the projection's position.
+
+Contract of :meth:`Catalog.commit`: the changes of a batch of events and the tracking rows
+that cover them are written in ONE transaction. A tracking row only moves forward
+(``INSERT ... ON CONFLICT DO UPDATE ... WHERE applied_offset < new``); if any row would not
+move, the whole transaction is rolled back and :class:`TrackingConflict` is raised, so an
+event is never applied to the catalog twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from projections.catalog.models import collections, points, tracking
+from projections.changes import Change, DeletePoints, DropCollection, PutCollection, PutPoints
+from projections.errors import ProjectionError
+from vectorizer.errors import InfrastructureError
+from vectorizer.settings import Settings
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "infra" / "migrations"
+_CHUNK = 500
+
+
+class TrackingConflict(ProjectionError, RuntimeError):
+    """The stored position is already at or past the one being written: a replayed batch."""
+
+
+class CatalogUnavailable(ProjectionError, InfrastructureError):
+    """The catalog database cannot be reached or written."""
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Catalog:
+    def __init__(self, url: str, projection: str, topic: str) -> None:
+        self.url, self.projection, self.topic = url, projection, topic
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(url)
+        try:
+            migrate(self.engine)
+        except sa.exc.OperationalError as exc:
+            raise CatalogUnavailable(f"catalog {self.safe_url}: {exc.orig}") from exc
+        self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+
+    @property
+    def safe_url(self) -> str:
+        return self.url.split("@")[-1] if "@" in self.url else self.url
+
+    # Position ----------------------------------------------------------------------
+    def positions(self) -> dict[int, int]:
+        """Last applied offset per partition of this projection's topic (absent: nothing applied)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(tracking.c.partition_id, tracking.c.applied_offset).where(
+                tracking.c.projection == self.projection, tracking.c.topic == self.topic))
+            return {int(p): int(o) for p, o in rows}
+
+    # Writing -----------------------------------------------------------------------
+    def commit(self, changes: Sequence[Change], positions: dict[int, int]) -> None:
+        """Write ``changes`` and move tracking to ``positions`` atomically (see module doc)."""
+        try:
+            with self.engine.begin() as conn:
+                for change in changes:
+                    self._write(conn, change)
+                for partition, offset in positions.items():
+                    self._advance(conn, partition, offset)
+        except sa.exc.OperationalError as exc:
+            raise CatalogUnavailable(f"catalog {self.safe_url}: {exc.orig}") from exc
+
+    def _advance(self, conn: Connection, partition: int, offset: int) -> None:
+        stmt = self._insert(tracking).values(projection=self.projection, topic=self.topic,
+                                             partition_id=partition, applied_offset=offset)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[tracking.c.projection, tracking.c.topic, tracking.c.partition_id],
+            set_={"applied_offset": stmt.excluded.applied_offset},
+            where=tracking.c.applied_offset < stmt.excluded.applied_offset).returning(tracking.c.applied_offset)
+        if conn.execute(stmt).first() is None:  # the WHERE refused: already at or past this offset
+            raise TrackingConflict(f"projection {self.projection!r} is already past {partition}:{offset} "
+                                   f"on {self.topic}; the batch was applied before")
+
+    def _write(self, conn: Connection, change: Change) -> None:
+        if isinstance(change, PutPoints):
+            rows = [{"collection": change.collection, "point_key": r.key, "label": r.label, "payload": r.payload,
+                     "checksum": r.checksum, "version": r.version} for r in change.rows]
+            for start in range(0, len(rows), _CHUNK):
+                stmt = self._insert(points)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[points.c.collection, points.c.point_key],
+                    set_={c: stmt.excluded[c] for c in ("label", "payload", "checksum", "version")})
+                conn.execute(stmt, rows[start:start + _CHUNK])
+        elif isinstance(change, DeletePoints):
+            for start in range(0, len(change.keys), _CHUNK):
+                conn.execute(points.delete().where(points.c.collection == change.collection,
+                                                   points.c.point_key.in_(change.keys[start:start + _CHUNK])))
+        elif isinstance(change, PutCollection):
+            e = change.event
+            values = {"name": e.collection, "dimension": e.dimension, "metric": e.metric, "m": e.m,
+                      "ef_construction": e.ef_construction, "ef": e.ef, "kind": e.kind, "embedder": e.embedder,
+                      "state": "active", "created_offset": change.offset}
+            conn.execute(points.delete().where(points.c.collection == e.collection))
+            stmt = self._insert(collections).values(**values)
+            conn.execute(stmt.on_conflict_do_update(index_elements=[collections.c.name],
+                                                    set_={k: v for k, v in values.items() if k != "name"}))
+        elif isinstance(change, DropCollection):
+            conn.execute(points.delete().where(points.c.collection == change.name))
+            conn.execute(collections.delete().where(collections.c.name == change.name))
+
+    # Reading -----------------------------------------------------------------------
+    def collection_rows(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(collections).order_by(collections.c.name))]
+
+    def point_rows(self, collection: str) -> Iterable[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            result = conn.execute(sa.select(points).where(points.c.collection == collection)
+                                  .order_by(points.c.point_key))
+            for row in result:
+                yield dict(row._mapping)
+
+    def point_count(self, collection: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(points)
+                                    .where(points.c.collection == collection)).scalar_one())
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def dimension_lookup(settings: Settings) -> Callable[[str], int | None]:
+    """Best-effort ``name -> dimension`` from the local catalog, for producer-side validation.
+
+    Never creates a database: with no catalog yet, every lookup answers None (the projector
+    still rejects a wrong dimension, by dead-lettering the event).
+    """
+    url = settings.resolved_catalog_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return lambda _name: None
+    engine = make_engine(url)
+
+    def lookup(name: str) -> int | None:
+        try:
+            with engine.connect() as conn:
+                value = conn.execute(sa.select(collections.c.dimension).where(collections.c.name == name)).scalar()
+        except sa.exc.SQLAlchemyError:
+            return None
+        return None if value is None else int(value)
+    return lookup
+
+
+def payload_of(row: dict[str, Any]) -> Any:
+    return None if row["payload"] is None else json.loads(row["payload"])

@@ -1,0 +1,46 @@
+"""What one applied event changes in the catalog: absolute values, so re-applying is harmless.
+
+The in-memory projection decides (labels, merged payloads, validity); the catalog mirrors
+its decisions durably. Every change carries final values, never deltas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.events import CollectionCreated
+
+
+@dataclass(frozen=True, slots=True)
+class PutCollection:
+    event: CollectionCreated
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class DropCollection:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PointRow:
+    key: str  # catalog key of the point id
+    label: int
+    payload: str | None  # canonical JSON
+    checksum: str  # hex xxh3-64 of vector bytes + payload JSON
+    version: int  # offset of the event that last wrote the point
+
+
+@dataclass(frozen=True, slots=True)
+class PutPoints:
+    collection: str
+    rows: tuple[PointRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePoints:
+    collection: str
+    keys: tuple[str, ...]
+
+
+Change = PutCollection | DropCollection | PutPoints | DeletePoints

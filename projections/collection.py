@@ -1,0 +1,143 @@
+"""One collection in memory: its config, HNSW index, id<->label maps and payloads.
+
+Label allocation is deterministic (a freed label is reused, lowest-freed-last first, else
+the next new one), so replaying the same events always yields the same labels. An upsert
+of an existing id rewrites its label in place: one id never has two labels, so a search
+never returns an id twice.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from projections.index.hnsw import VectorIndex
+from schemas.events import CollectionCreated, Payload
+from schemas.ids import PointId
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    name: str
+    dimension: int
+    metric: str
+    m: int = 16
+    ef_construction: int = 200
+    ef: int = 64
+    kind: str = "dynamic"
+    embedder: str | None = None
+
+    @classmethod
+    def from_event(cls, e: CollectionCreated) -> CollectionConfig:
+        return cls(e.collection, e.dimension, e.metric, e.m, e.ef_construction, e.ef, e.kind, e.embedder)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def canonical_json(payload: Payload | None) -> str | None:
+    return None if payload is None else json.dumps(payload, sort_keys=True, separators=(",", ":"),
+                                                   ensure_ascii=False)
+
+
+def point_checksum(vector: np.ndarray, payload_json: str | None) -> str:
+    h = xxhash.xxh3_64(np.ascontiguousarray(vector, dtype="<f4").tobytes())
+    h.update((payload_json or "").encode())
+    return h.hexdigest()
+
+
+class RWLock:
+    """Many readers or one writer; writers wait for readers to drain and block new ones."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._waiting_writers = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting_writers += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting_writers -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+class Collection:
+    def __init__(self, config: CollectionConfig, created_offset: int, index: VectorIndex | None = None) -> None:
+        self.config = config
+        self.created_offset = created_offset
+        self.index = index or VectorIndex(config.dimension, config.metric, config.m, config.ef_construction,
+                                          config.ef)
+        self.label_of: dict[PointId, int] = {}
+        self.id_of: dict[int, PointId] = {}
+        self.payload_of: dict[int, Payload | None] = {}
+        self.free_labels: list[int] = []
+        self.next_label = 0
+        self.lock = RWLock()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def __len__(self) -> int:
+        return len(self.label_of)
+
+    def allocate(self, point_id: PointId) -> int:
+        label = self.label_of.get(point_id)
+        if label is not None:
+            return label
+        if self.free_labels:
+            label = self.free_labels.pop()
+        else:
+            label = self.next_label
+            self.next_label += 1
+        self.label_of[point_id] = label
+        self.id_of[label] = point_id
+        return label
+
+    def remove(self, point_id: PointId) -> bool:
+        label = self.label_of.pop(point_id, None)
+        if label is None:
+            return False
+        del self.id_of[label]
+        self.payload_of.pop(label, None)
+        self.index.mark_deleted(label)
+        self.free_labels.append(label)
+        return True
+
+    def live_labels(self) -> np.ndarray:
+        return np.fromiter(self.id_of.keys(), dtype=np.int64, count=len(self.id_of))
+
+    def vector(self, point_id: PointId) -> np.ndarray | None:
+        label = self.label_of.get(point_id)
+        return None if label is None else self.index.vectors([label])[0]

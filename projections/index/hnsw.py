@@ -1,0 +1,137 @@
+"""One collection's HNSW index (hnswlib), with scores as Qdrant defines them.
+
+Labels are chosen by the caller (the collection state), never by this class. Cosine
+collections store unit vectors in an inner-product space: the bytes hnswlib holds are
+exactly the normalised float32 the caller computed, so checksums over them are stable.
+Scores: cosine similarity and dot product (higher is better), Euclidean distance
+(lower is better).
+
+Thread-safety: hnswlib allows concurrent queries, but not queries concurrent with
+``add``/``resize``/``mark_deleted``; the caller serialises writers against readers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+_SPACE = {"cosine": "ip", "ip": "ip", "l2": "l2"}
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Unit-length rows (zero rows stay zero), float32 C-contiguous."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, np.float32(1e-30)), dtype=np.float32)
+
+
+class VectorIndex:
+    def __init__(self, dimension: int, metric: str, m: int = 16, ef_construction: int = 200, ef: int = 64,
+                 capacity: int = 1024, *, seed: int = 100) -> None:
+        self.dimension, self.metric, self.m = dimension, metric, m
+        self.ef_construction, self.default_ef = ef_construction, ef
+        self._index = hnswlib.Index(space=_SPACE[metric], dim=dimension)
+        self._index.init_index(max_elements=max(capacity, 16), M=m, ef_construction=ef_construction,
+                               random_seed=seed)
+        self._index.set_ef(ef)
+        self._num_threads = -1
+
+    # Writes ------------------------------------------------------------------------
+    def prepare(self, vectors: np.ndarray) -> np.ndarray:
+        """The float32 rows as the index stores them (normalised for cosine)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        return normalize(vectors) if self.metric == "cosine" else vectors
+
+    def add(self, labels: np.ndarray, prepared: np.ndarray) -> None:
+        """Insert or replace rows at ``labels`` (an existing label is updated in place, even if deleted)."""
+        if len(labels) == 0:
+            return
+        needed = int(labels.max()) + 1
+        capacity = self._index.get_max_elements()
+        if needed > capacity or self._index.get_current_count() + len(labels) > capacity:
+            self._index.resize_index(max(capacity * 2, needed, self._index.get_current_count() + len(labels)))
+        self._index.add_items(prepared, labels, num_threads=self._num_threads)
+
+    def mark_deleted(self, label: int) -> None:
+        self._index.mark_deleted(label)
+
+    # Reads -------------------------------------------------------------------------
+    @property
+    def element_count(self) -> int:
+        """Slots used, deleted ones included."""
+        return int(self._index.get_current_count())
+
+    @property
+    def capacity(self) -> int:
+        return int(self._index.get_max_elements())
+
+    def vectors(self, labels: np.ndarray | list[int]) -> np.ndarray:
+        if len(labels) == 0:
+            return np.empty((0, self.dimension), np.float32)
+        return np.asarray(self._index.get_items(list(labels), return_type="numpy"), dtype=np.float32)
+
+    def knn(self, query: np.ndarray, k: int, ef: int | None = None,
+            allowed: Callable[[int], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate k nearest labels and their scores (best first); fewer if fewer exist.
+
+        ``allowed`` is evaluated inside the graph search, so filtered results are never
+        cut to k before filtering.
+        """
+        q = self.prepare(query.reshape(1, -1))
+        ef = max(ef or self.default_ef, k)
+        self._index.set_ef(ef)
+        while k > 0:
+            try:
+                labels, dist = self._index.knn_query(q, k=k, num_threads=1, filter=allowed)
+                return labels[0].astype(np.int64), self.scores(dist[0])
+            except RuntimeError:  # fewer than k reachable (small, heavily deleted or filtered)
+                k = k // 2 if k > 8 else k - 1
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+
+    def scores(self, distances: np.ndarray) -> np.ndarray:
+        if self.metric == "l2":
+            return np.sqrt(np.maximum(distances, 0)).astype(np.float32)
+        return (1.0 - distances).astype(np.float32)
+
+    def exact(self, query: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact k nearest among ``labels`` by brute force (chunked)."""
+        q = self.prepare(query.reshape(1, -1))[0]
+        best_labels: list[np.ndarray] = []
+        best_scores: list[np.ndarray] = []
+        for start in range(0, len(labels), 65_536):
+            chunk = labels[start:start + 65_536]
+            data = self.vectors(chunk)
+            if self.metric == "l2":
+                s = -np.sqrt(np.maximum(((data - q) ** 2).sum(axis=1), 0))
+            else:
+                s = data @ q
+            top = np.argsort(-s, kind="stable")[:k]
+            best_labels.append(chunk[top])
+            best_scores.append(s[top])
+        if not best_labels:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        all_labels, all_scores = np.concatenate(best_labels), np.concatenate(best_scores)
+        order = np.argsort(-all_scores, kind="stable")[:k]
+        scores = all_scores[order]
+        return all_labels[order].astype(np.int64), (-scores if self.metric == "l2" else scores).astype(np.float32)
+
+    def higher_is_better(self) -> bool:
+        return self.metric != "l2"
+
+    # Persistence -------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        self._index.save_index(str(path))
+
+    @classmethod
+    def load(cls, path: Path, dimension: int, metric: str, m: int, ef_construction: int, ef: int,
+             capacity: int) -> VectorIndex:
+        self = cls.__new__(cls)
+        self.dimension, self.metric, self.m = dimension, metric, m
+        self.ef_construction, self.default_ef = ef_construction, ef
+        self._index = hnswlib.Index(space=_SPACE[metric], dim=dimension)
+        self._index.load_index(str(path), max_elements=max(capacity, 16))
+        self._index.set_ef(ef)
+        self._num_threads = -1
+        return self

@@ -1,0 +1,93 @@
+"""k-nearest-neighbour search over one collection, with payload filters applied inside.
+
+Strategy per query:
+- no filter: HNSW (``ef`` = max(ef, k + offset));
+- a filter: estimate its selectivity on a sample of points. Selective filters (few
+  matching points) are answered by an exact scan of the matching points; the others by
+  HNSW with the filter evaluated on every visited node (hnswlib's filter callback), so
+  the top-k is never cut before filtering. If HNSW returns fewer hits than requested while
+  more points match, the exact scan answers instead;
+- ``exact=True``: brute force over all (matching) points, the reference for recall.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from projections.collection import Collection
+from projections.filters import Filter
+from schemas.ids import PointId
+
+EXACT_SCAN_MAX_MATCHES = 5_000
+_SAMPLE = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    id: PointId
+    label: int
+    score: float
+
+
+def search(coll: Collection, query: np.ndarray, k: int, *, ef: int | None = None, flt: Filter | None = None,
+           exact: bool = False, offset: int = 0, score_threshold: float | None = None) -> list[Hit]:
+    need = k + offset
+    if need <= 0:
+        return []
+    with coll.lock.read():
+        if len(coll) == 0:
+            return []
+        labels, scores = _search_locked(coll, np.asarray(query, np.float32), need, ef, flt, exact)
+        hits = [Hit(coll.id_of[lbl], lbl, float(s)) for lbl, s in zip(labels.tolist(), scores.tolist(), strict=True)
+                if lbl in coll.id_of]
+    hits = hits[offset:need]
+    if score_threshold is not None:
+        better = coll.index.higher_is_better()
+        hits = [h for h in hits if (h.score >= score_threshold if better else h.score <= score_threshold)]
+    return hits
+
+
+def _search_locked(coll: Collection, query: np.ndarray, need: int, ef: int | None, flt: Filter | None,
+                   exact: bool) -> tuple[np.ndarray, np.ndarray]:
+    index = coll.index
+    if flt is None:
+        if exact:
+            return index.exact(query, coll.live_labels(), need)
+        labels, scores = index.knn(query, min(need, len(coll)), ef)
+        if len(labels) < min(need, len(coll)):
+            return index.exact(query, coll.live_labels(), need)
+        return labels, scores
+    payload_of, id_of = coll.payload_of, coll.id_of
+    if exact or _estimated_matches(coll, flt) <= EXACT_SCAN_MAX_MATCHES:
+        return _exact_filtered(coll, query, need, flt)
+
+    def allowed(label: int) -> bool:
+        pid = id_of.get(label)
+        return pid is not None and flt.matches(pid, payload_of.get(label))
+
+    labels, scores = index.knn(query, need, max(ef or index.default_ef, need), allowed)
+    if len(labels) < need:
+        return _exact_filtered(coll, query, need, flt)
+    return labels, scores
+
+
+def _exact_filtered(coll: Collection, query: np.ndarray, need: int, flt: Filter) -> tuple[np.ndarray, np.ndarray]:
+    payload_of = coll.payload_of
+    matching = np.fromiter((lbl for lbl, pid in coll.id_of.items() if flt.matches(pid, payload_of.get(lbl))),
+                           dtype=np.int64)
+    return coll.index.exact(query, matching, need)
+
+
+def _estimated_matches(coll: Collection, flt: Filter) -> float:
+    """Matching points estimated from a deterministic sample of labels."""
+    total = len(coll)
+    if total <= _SAMPLE:
+        return float(sum(flt.matches(pid, coll.payload_of.get(lbl)) for lbl, pid in coll.id_of.items()))
+    rng = np.random.default_rng(total)
+    sample = [lbl for lbl in rng.integers(0, coll.next_label, _SAMPLE * 2).tolist() if lbl in coll.id_of][:_SAMPLE]
+    if not sample:
+        return float(total)
+    hits = sum(flt.matches(coll.id_of[lbl], coll.payload_of.get(lbl)) for lbl in sample)
+    return total * hits / len(sample)

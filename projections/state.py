@@ -1,0 +1,164 @@
+"""The projection's in-memory state and its event handlers.
+
+``ProjectionState.apply(event, offset)`` dispatches on the event type. A handler checks the
+event against the current state, mutates the state, and returns the catalog changes that
+mirror it (absolute values). An event that is well-formed but invalid for the current
+state raises :class:`Rejected` *before* touching anything, so the decision depends only
+on the events before it: every replay rejects the same events.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import singledispatchmethod
+from typing import Any
+
+import numpy as np
+
+from projections.changes import Change, DeletePoints, DropCollection, PointRow, PutCollection, PutPoints
+from projections.collection import Collection, CollectionConfig, canonical_json, point_checksum
+from schemas import events as ev
+from schemas.ids import PointId, catalog_key
+from vectorizer.errors import VectorizerError
+
+
+class Rejected(VectorizerError, ValueError):
+    """A well-formed event that is invalid for the current state; it goes to the dead-letter topic."""
+
+
+class ProjectionState:
+    def __init__(self) -> None:
+        self.collections: dict[str, Collection] = {}
+
+    def get(self, name: str) -> Collection | None:
+        return self.collections.get(name)
+
+    def _existing(self, event: ev.Event) -> Collection:
+        coll = self.collections.get(event.collection)
+        if coll is None:
+            raise Rejected(f"collection {event.collection!r} does not exist")
+        return coll
+
+    @singledispatchmethod
+    def apply(self, event: ev.Event, offset: int) -> list[Change]:
+        raise Rejected(f"no handler for {type(event).__name__}")
+
+    @apply.register
+    def _(self, event: ev.CollectionCreated, offset: int) -> list[Change]:
+        if event.collection in self.collections:
+            raise Rejected(f"collection {event.collection!r} already exists")
+        if not 1 <= event.dimension <= 65_536 or event.m < 2 or event.ef_construction < 1 or event.ef < 1:
+            raise Rejected(f"collection {event.collection!r}: invalid HNSW parameters or dimension")
+        self.collections[event.collection] = Collection(CollectionConfig.from_event(event), offset)
+        return [PutCollection(event, offset)]
+
+    @apply.register
+    def _(self, event: ev.CollectionDeleted, offset: int) -> list[Change]:
+        coll = self._existing(event)
+        with coll.lock.write():
+            del self.collections[event.collection]
+        return [DropCollection(event.collection)]
+
+    @apply.register
+    def _(self, event: ev.VectorsUpserted, offset: int) -> list[Change]:
+        coll = self._existing(event)
+        n, dim = event.vectors.shape
+        if dim != coll.config.dimension and n:
+            raise Rejected(f"collection {coll.name!r}: vectors have dimension {dim}, the collection "
+                           f"{coll.config.dimension}")
+        if not np.isfinite(event.vectors).all():
+            raise Rejected(f"collection {coll.name!r}: vectors hold NaN or infinity")
+        if len(set(event.ids)) != len(event.ids):
+            raise Rejected(f"collection {coll.name!r}: duplicate ids in one batch")
+        if n == 0:
+            return []
+        prepared = coll.index.prepare(event.vectors)
+        with coll.lock.write():
+            labels = np.fromiter((coll.allocate(pid) for pid in event.ids), dtype=np.int64, count=n)
+            coll.index.add(labels, prepared)
+            for label, payload in zip(labels.tolist(), event.payloads, strict=True):
+                coll.payload_of[label] = payload
+        rows = []
+        for i, (pid, label, payload) in enumerate(zip(event.ids, labels.tolist(), event.payloads, strict=True)):
+            text = canonical_json(payload)
+            rows.append(PointRow(catalog_key(pid), label, text, point_checksum(prepared[i], text), offset))
+        return [PutPoints(coll.name, tuple(rows))]
+
+    @apply.register
+    def _(self, event: ev.VectorsDeleted, offset: int) -> list[Change]:
+        coll = self._existing(event)
+        with coll.lock.write():
+            for pid in event.ids:
+                coll.remove(pid)
+        return [DeletePoints(coll.name, tuple(catalog_key(pid) for pid in event.ids))]
+
+    @apply.register
+    def _(self, event: ev.PayloadSet, offset: int) -> list[Change]:
+        def merge(old: ev.Payload | None) -> ev.Payload:
+            new = copy.deepcopy(old) if old else {}
+            if event.key is None:
+                new.update(copy.deepcopy(event.payload))
+                return new
+            target = new
+            parts = event.key.split(".")
+            for part in parts[:-1]:
+                nxt = target.get(part)
+                if not isinstance(nxt, dict):
+                    nxt = target[part] = {}
+                target = nxt
+            slot = target.get(parts[-1])
+            if isinstance(slot, dict):
+                slot.update(copy.deepcopy(event.payload))
+            else:
+                target[parts[-1]] = copy.deepcopy(event.payload)
+            return new
+        return self._rewrite_payloads(event, event.ids, merge, offset)
+
+    @apply.register
+    def _(self, event: ev.PayloadOverwritten, offset: int) -> list[Change]:
+        return self._rewrite_payloads(event, event.ids, lambda _old: copy.deepcopy(event.payload), offset)
+
+    @apply.register
+    def _(self, event: ev.PayloadKeysDeleted, offset: int) -> list[Change]:
+        def drop(old: ev.Payload | None) -> ev.Payload | None:
+            if not old:
+                return old
+            new = copy.deepcopy(old)
+            for key in event.keys:
+                _delete_path(new, key.split("."))
+            return new
+        return self._rewrite_payloads(event, event.ids, drop, offset)
+
+    @apply.register
+    def _(self, event: ev.PayloadCleared, offset: int) -> list[Change]:
+        return self._rewrite_payloads(event, event.ids, lambda _old: {}, offset)
+
+    def _rewrite_payloads(self, event: ev.Event, ids: tuple[PointId, ...], rewrite: Any,
+                          offset: int) -> list[Change]:
+        """Apply ``rewrite(old) -> new`` to each existing point; unknown ids are ignored."""
+        coll = self._existing(event)
+        with coll.lock.write():
+            present = [(pid, coll.label_of[pid]) for pid in dict.fromkeys(ids) if pid in coll.label_of]
+            for _pid, label in present:
+                coll.payload_of[label] = rewrite(coll.payload_of.get(label))
+        if not present:
+            return []
+        vectors = coll.index.vectors([label for _, label in present])
+        rows = []
+        for (pid, label), vector in zip(present, vectors, strict=True):
+            text = canonical_json(coll.payload_of.get(label))
+            rows.append(PointRow(catalog_key(pid), label, text, point_checksum(vector, text), offset))
+        return [PutPoints(coll.name, tuple(rows))]
+
+
+def _delete_path(payload: dict[str, Any], parts: list[str]) -> None:
+    if len(parts) == 1:
+        payload.pop(parts[0], None)
+        return
+    child = payload.get(parts[0])
+    if isinstance(child, dict):
+        _delete_path(child, parts[1:])
+    elif isinstance(child, list):
+        for item in child:
+            if isinstance(item, dict):
+                _delete_path(item, parts[1:])

@@ -1,0 +1,188 @@
+"""Avro single-object encoding of events, with an xxh3-64 checksum over the body.
+
+Layout of a record value::
+
+    C3 01 | fingerprint (8 bytes, LE CRC-64-AVRO of the writer schema) | envelope | body
+
+Avro encodes a record as the concatenation of its fields, and the envelope is each
+schema's first field, so a plain ``fastavro.schemaless_reader`` with the schema file
+decodes the whole thing. The checksum in the envelope covers the body bytes exactly as
+written; the decoder verifies them before decoding the body (no re-encoding).
+
+Decoding resolves the writer schema (any version in ``schemas/avro``) against the newest
+reader schema, so records written by older producers keep decoding.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import fastavro
+import numpy as np
+import xxhash
+
+from schemas import events as ev
+from schemas.errors import (
+    ChecksumMismatch,
+    DecodeError,
+    InvalidContent,
+    InvalidPointId,
+    NotSingleObjectAvro,
+    UnknownFingerprint,
+)
+from schemas.ids import PointId, normalize_point_id
+from schemas.registry import BY_FINGERPRINT, ENVELOPE_SCHEMA, SchemaVersion, latest
+
+MAGIC = b"\xc3\x01"
+HEADER_LEN = 10
+
+
+def checksum(body: bytes) -> bytes:
+    """xxh3-64 of ``body``, 8 bytes big-endian."""
+    return xxhash.xxh3_64_digest(body)
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _ids_out(ids: tuple[PointId, ...]) -> list[PointId]:
+    return list(ids)
+
+
+def _ids_in(raw: list[Any]) -> tuple[PointId, ...]:
+    try:
+        return tuple(normalize_point_id(v, field=f"ids[{i}]") for i, v in enumerate(raw))
+    except InvalidPointId as exc:
+        raise InvalidContent(str(exc)) from None
+
+
+def _payload_in(text: str | None, where: str) -> ev.Payload | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidContent(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise InvalidContent(f"{where}: a payload must be a JSON object")
+    return value
+
+
+# Per event type: event -> Avro body dict, and (meta, body dict) -> event.
+def _upserted_out(e: ev.VectorsUpserted) -> dict[str, Any]:
+    vectors = np.ascontiguousarray(e.vectors, dtype="<f4")
+    payloads = list(e.payloads) or [None] * len(e.ids)
+    return {"ids": _ids_out(e.ids), "count": vectors.shape[0], "dimension": vectors.shape[1],
+            "vectors": vectors.tobytes(), "payloads": [None if p is None else _json(p) for p in payloads]}
+
+
+def _upserted_in(meta: ev.EventMeta, b: dict[str, Any]) -> ev.VectorsUpserted:
+    count, dim, raw = b["count"], b["dimension"], b["vectors"]
+    if count < 0 or dim < 1 or len(raw) != count * dim * 4:
+        raise InvalidContent(f"vectors: {len(raw)} bytes do not hold {count} x {dim} float32")
+    if len(b["ids"]) != count or len(b["payloads"]) != count:
+        raise InvalidContent(f"ids/payloads: expected {count} of each, got {len(b['ids'])} and "
+                             f"{len(b['payloads'])}")
+    vectors = np.frombuffer(raw, dtype="<f4").reshape(count, dim)
+    payloads = tuple(_payload_in(p, f"payloads[{i}]") for i, p in enumerate(b["payloads"]))
+    return ev.VectorsUpserted(meta, _ids_in(b["ids"]), vectors, payloads)
+
+
+_CODECS: dict[type[ev.Event], tuple[Callable[[Any], dict[str, Any]],
+                                    Callable[[ev.EventMeta, dict[str, Any]], ev.Event]]] = {
+    ev.CollectionCreated: (
+        lambda e: {"dimension": e.dimension, "metric": e.metric, "m": e.m,
+                   "ef_construction": e.ef_construction, "ef": e.ef, "kind": e.kind, "embedder": e.embedder},
+        lambda m, b: ev.CollectionCreated(m, b["dimension"], b["metric"], b["m"], b["ef_construction"],
+                                          b["ef"], b["kind"], b.get("embedder")),
+    ),
+    ev.CollectionDeleted: (lambda e: {}, lambda m, b: ev.CollectionDeleted(m)),
+    ev.VectorsUpserted: (_upserted_out, _upserted_in),
+    ev.VectorsDeleted: (lambda e: {"ids": _ids_out(e.ids)},
+                        lambda m, b: ev.VectorsDeleted(m, _ids_in(b["ids"]))),
+    ev.PayloadSet: (
+        lambda e: {"ids": _ids_out(e.ids), "payload": _json(e.payload), "key": e.key},
+        lambda m, b: ev.PayloadSet(m, _ids_in(b["ids"]), _payload_in(b["payload"], "payload") or {},
+                                   b.get("key")),
+    ),
+    ev.PayloadOverwritten: (
+        lambda e: {"ids": _ids_out(e.ids), "payload": _json(e.payload)},
+        lambda m, b: ev.PayloadOverwritten(m, _ids_in(b["ids"]),
+                                           _payload_in(b["payload"], "payload") or {}),
+    ),
+    ev.PayloadKeysDeleted: (
+        lambda e: {"ids": _ids_out(e.ids), "keys": list(e.keys)},
+        lambda m, b: ev.PayloadKeysDeleted(m, _ids_in(b["ids"]), tuple(b["keys"])),
+    ),
+    ev.PayloadCleared: (lambda e: {"ids": _ids_out(e.ids)},
+                        lambda m, b: ev.PayloadCleared(m, _ids_in(b["ids"]))),
+}
+
+
+def encode(event: ev.Event, *, schema: SchemaVersion | None = None) -> bytes:
+    """Encode ``event`` with the newest schema of its type (or ``schema``, for tests)."""
+    to_body, _ = _CODECS[type(event)]
+    version = schema or latest(type(event).__name__)
+    body_buf = io.BytesIO()
+    fastavro.schemaless_writer(body_buf, version.body, to_body(event))
+    body = body_buf.getvalue()
+    meta = event.meta
+    envelope = {"event_id": meta.event_id, "collection": meta.collection, "producer_id": meta.producer_id,
+                "created_at": meta.created_at, "schema_version": version.version,
+                "checksum": checksum(body)}
+    out = io.BytesIO()
+    out.write(version.header)
+    fastavro.schemaless_writer(out, ENVELOPE_SCHEMA, envelope)
+    out.write(body)
+    return out.getvalue()
+
+
+def decode(data: bytes) -> ev.Event:
+    """Decode and verify one record value; raise a :class:`DecodeError` subclass on any fault."""
+    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) < HEADER_LEN \
+            or data[:2] != MAGIC:
+        raise NotSingleObjectAvro("the record does not start with the Avro single-object marker C3 01")
+    writer = BY_FINGERPRINT.get(bytes(data[2:HEADER_LEN]))
+    if writer is None:
+        raise UnknownFingerprint(f"no schema in schemas/avro has fingerprint {bytes(data[2:10]).hex()}")
+    try:
+        buf = io.BytesIO(data)
+        buf.seek(HEADER_LEN)
+        envelope = fastavro.schemaless_reader(buf, ENVELOPE_SCHEMA, None)
+        body = bytes(data[buf.tell():])
+    except Exception as exc:  # noqa: BLE001 - fastavro raises many types on garbage
+        raise InvalidContent(f"the envelope does not decode: {type(exc).__name__}: {exc}") from None
+    if checksum(body) != envelope["checksum"]:
+        raise ChecksumMismatch(f"event {envelope['event_id']}: body checksum "
+                               f"{checksum(body).hex()} != envelope {envelope['checksum'].hex()}")
+    reader = latest(writer.event_type)
+    try:
+        body_buf = io.BytesIO(body)
+        fields = fastavro.schemaless_reader(body_buf, writer.body, reader.body)
+        if body_buf.tell() != len(body):
+            raise InvalidContent(f"{len(body) - body_buf.tell()} trailing bytes after the body")
+    except DecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise InvalidContent(f"the body does not decode: {type(exc).__name__}: {exc}") from None
+    meta = ev.EventMeta(str(envelope["event_id"]), envelope["collection"], envelope["producer_id"],
+                        _millis(envelope["created_at"]), writer.version)
+    _, from_body = _CODECS[getattr(ev, writer.event_type)]
+    try:
+        return from_body(meta, fields)
+    except DecodeError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidContent(f"{writer.event_type}: {exc}") from None
+
+
+def _millis(value: Any) -> int:
+    """fastavro turns timestamp-millis into a datetime; the event keeps integer millis."""
+    if isinstance(value, int):
+        return value
+    return int(math.floor(value.timestamp() * 1000 + 0.5))

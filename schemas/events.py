@@ -1,0 +1,111 @@
+"""What an event is, in memory: frozen dataclasses, one per event type.
+
+Every event carries :class:`EventMeta` (the Avro envelope minus the checksum, which the
+codec computes). Vectors travel as a contiguous ``(count, dimension)`` float32 array.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from schemas.ids import PointId
+
+Metric = Literal["cosine", "l2", "ip"]
+CollectionKind = Literal["dynamic", "workspace"]
+METRICS: tuple[str, ...] = ("cosine", "l2", "ip")
+KINDS: tuple[str, ...] = ("dynamic", "workspace")
+Payload = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EventMeta:
+    """The envelope: who wrote what, when. ``schema_version`` is the writer's version."""
+
+    event_id: str
+    collection: str
+    producer_id: str
+    created_at: int  # milliseconds since the epoch
+    schema_version: int = 0  # filled by the codec
+
+    @classmethod
+    def new(cls, collection: str, producer_id: str) -> EventMeta:
+        return cls(str(uuid.uuid4()), collection, producer_id, int(time.time() * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    meta: EventMeta
+
+    @property
+    def collection(self) -> str:
+        return self.meta.collection
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionCreated(Event):
+    dimension: int
+    metric: Metric = "cosine"
+    m: int = 16
+    ef_construction: int = 200
+    ef: int = 64
+    kind: CollectionKind = "dynamic"
+    embedder: str | None = None  # JSON definition of the text embedder (schema v2)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionDeleted(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class VectorsUpserted(Event):
+    ids: tuple[PointId, ...]
+    vectors: np.ndarray  # (count, dimension) float32, C-contiguous
+    payloads: tuple[Payload | None, ...] = field(default=())
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, VectorsUpserted) and self.meta == other.meta and self.ids == other.ids
+                and self.payloads == other.payloads and self.vectors.shape == other.vectors.shape
+                and np.array_equal(self.vectors, other.vectors))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class VectorsDeleted(Event):
+    ids: tuple[PointId, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadSet(Event):
+    ids: tuple[PointId, ...]
+    payload: Payload
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadOverwritten(Event):
+    ids: tuple[PointId, ...]
+    payload: Payload
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadKeysDeleted(Event):
+    ids: tuple[PointId, ...]
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadCleared(Event):
+    ids: tuple[PointId, ...]
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    CollectionCreated, CollectionDeleted, VectorsUpserted, VectorsDeleted,
+    PayloadSet, PayloadOverwritten, PayloadKeysDeleted, PayloadCleared,
+)

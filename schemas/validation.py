@@ -1,0 +1,107 @@
+"""Checks that make an operation a valid event, shared by producers, projector and API.
+
+Each function raises a :class:`schemas.errors.ValidationError` subclass whose message
+names the offending item (``ids[3]``, ``vectors[7]``, ``payloads[2]``), or returns the
+normalised value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from schemas.errors import (
+    DimensionMismatch,
+    DuplicateId,
+    InvalidCollectionName,
+    InvalidPayload,
+    InvalidPointId,
+    InvalidVector,
+    UnknownMetric,
+    ValidationError,
+)
+from schemas.events import METRICS, Payload
+from schemas.ids import PointId, normalize_point_id
+
+_NAME = re.compile(r"^[A-Za-z0-9_.\-:]{1,255}$")
+
+
+def collection_name(name: object) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidCollectionName(
+            f"collection name {name!r}: use 1-255 letters, digits, '_', '-', '.', ':'")
+    return name
+
+
+def metric(value: object) -> str:
+    if value not in METRICS:
+        raise UnknownMetric(f"metric {value!r}: expected one of {', '.join(METRICS)}")
+    return str(value)
+
+
+def point_ids(ids: Sequence[object], *, field: str = "ids") -> tuple[PointId, ...]:
+    """Normalise ids; reject an empty batch and duplicates, naming the positions."""
+    if len(ids) == 0:
+        raise InvalidPointId(f"{field}: the batch holds no ids")
+    out = tuple(normalize_point_id(v, field=f"{field}[{i}]") for i, v in enumerate(ids))
+    if len(set(out)) != len(out):
+        seen: dict[PointId, int] = {}
+        for i, pid in enumerate(out):
+            if pid in seen:
+                raise DuplicateId(f"{field}[{i}]: id {pid!r} already appears at {field}[{seen[pid]}]")
+            seen[pid] = i
+    return out
+
+
+def vectors(data: Any, count: int, dimension: int | None, *, field: str = "vectors") -> np.ndarray:
+    """A C-contiguous float32 ``(count, dim)`` array; no NaN/inf; dim equal to ``dimension``."""
+    try:
+        arr = np.ascontiguousarray(data, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidVector(f"{field}: not an array of numbers ({exc})") from None
+    if arr.ndim == 1 and count == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape[0] != count:
+        raise InvalidVector(f"{field}: expected {count} vectors, got an array of shape {arr.shape}")
+    if arr.shape[1] == 0:
+        raise InvalidVector(f"{field}: vectors must have at least one dimension")
+    if dimension is not None and arr.shape[1] != dimension:
+        raise DimensionMismatch(f"{field}: dimension {arr.shape[1]} differs from the collection's {dimension}")
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        row = int(np.argmin(finite))
+        raise InvalidVector(f"{field}[{row}]: NaN or infinity is not allowed")
+    return arr
+
+
+def payload(value: object, *, field: str = "payload") -> Payload:
+    if not isinstance(value, dict):
+        raise InvalidPayload(f"{field}: a payload must be a JSON object, got {type(value).__name__}")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"{field}: not JSON-serialisable ({exc})") from None
+    return value
+
+
+def payloads(values: Sequence[object] | None, count: int, *, field: str = "payloads") -> tuple[Payload | None, ...]:
+    if values is None:
+        return (None,) * count
+    if len(values) != count:
+        raise InvalidPayload(f"{field}: expected {count} payloads, got {len(values)}")
+    return tuple(None if v is None else payload(v, field=f"{field}[{i}]") for i, v in enumerate(values))
+
+
+def bounded_int(value: object, field: str, *, minimum: int = 1, maximum: int = 1 << 16) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValidationError(f"{field}: expected an integer in {minimum}..{maximum}, got {value!r}")
+    return value
+
+
+def is_finite_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -1,0 +1,123 @@
+"""Producer-side commands: create and delete collections, upsert and delete points."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import typer
+
+from producers import VectorProducer
+from vectorizer.cli.context import CliContext, cli_context, fail
+from vectorizer.cli.progress import progress
+from vectorizer.settings import Settings
+
+BATCH = 1000
+collections_app = typer.Typer(help="Create, list, inspect and delete collections.", no_args_is_help=True)
+
+
+def make_producer(settings: Settings) -> VectorProducer:
+    from projections.catalog.store import dimension_lookup
+
+    return VectorProducer(settings, dimensions=dimension_lookup(settings))
+
+
+@collections_app.command("create")
+def create(ctx: typer.Context, name: str,
+           dim: int = typer.Option(..., "--dim", help="Vector dimension"),
+           metric: str = typer.Option("cosine", help="cosine | l2 | ip"),
+           m: int = typer.Option(16, "--m", help="HNSW links per node"),
+           ef_construction: int = typer.Option(200, help="HNSW build-time candidate list"),
+           ef: int = typer.Option(64, help="Default search-time candidate list")) -> None:
+    """Publish a collection-created event."""
+    c = cli_context(ctx)
+    with make_producer(c.settings) as producer:
+        token = producer.create_collection(name, dim, metric, m=m, ef_construction=ef_construction, ef=ef)
+    c.emit({"collection": name, "write_token": str(token)}, f"created {name} (write token {token})")
+
+
+@collections_app.command("delete")
+def delete_collection(ctx: typer.Context, name: str) -> None:
+    """Publish a collection-deleted event."""
+    c = cli_context(ctx)
+    with make_producer(c.settings) as producer:
+        token = producer.delete_collection(name)
+    c.emit({"collection": name, "write_token": str(token)}, f"deleted {name} (write token {token})")
+
+
+def upsert(ctx: typer.Context, name: str, file: Path,
+           ids: Optional[Path] = typer.Option(None, "--ids", help=".npy or .json list of ids (default 0..n-1)"),
+           payloads: Optional[Path] = typer.Option(None, "--payloads", help="JSON lines, one payload per vector"),
+           batch: int = typer.Option(BATCH, help="Vectors per event")) -> None:
+    """Upsert vectors from FILE: .npy (with --ids/--payloads) or .jsonl lines {"id","vector","payload"}."""
+    c = cli_context(ctx)
+    if not file.exists():
+        raise fail(f"{file}: no such file")
+    batches, total = _read_batches(file, ids, payloads, batch)
+    token = None
+    with make_producer(c.settings) as producer, progress(f"upsert {name}", total) as advance:
+        for b_ids, b_vectors, b_payloads in batches:
+            token = producer.upsert(name, b_ids, b_vectors, b_payloads)
+            advance(1, len(b_ids))
+    _report(c, name, total, token)
+
+
+def _report(c: CliContext, name: str, total: int, token: object) -> None:
+    c.emit({"collection": name, "vectors": total, "write_token": str(token) if token else None},
+           f"upserted {total} vectors into {name} (write token {token})")
+
+
+def _read_batches(file: Path, ids_file: Path | None, payload_file: Path | None,
+                  batch: int) -> tuple[Iterator[tuple[list[Any], np.ndarray, list[Any] | None]], int]:
+    if file.suffix == ".npy":
+        vectors = np.load(file, mmap_mode="r")
+        if vectors.ndim != 2:
+            raise fail(f"{file}: expected a 2-d array, got shape {vectors.shape}")
+        n = vectors.shape[0]
+        id_list = _load_ids(ids_file, n) if ids_file else list(range(n))
+        pl = _load_payloads(payload_file, n) if payload_file else None
+
+        def gen() -> Iterator[tuple[list[Any], np.ndarray, list[Any] | None]]:
+            for s in range(0, n, batch):
+                yield id_list[s:s + batch], np.asarray(vectors[s:s + batch]), pl[s:s + batch] if pl else None
+        return gen(), n
+    if file.suffix in (".jsonl", ".ndjson"):
+        rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict) or "vector" not in row:
+                raise fail(f"{file}:{i + 1}: expected an object with 'id', 'vector' and optional 'payload'")
+
+        def gen_jsonl() -> Iterator[tuple[list[Any], np.ndarray, list[Any] | None]]:
+            for s in range(0, len(rows), batch):
+                chunk = rows[s:s + batch]
+                yield ([r.get("id", s + i) for i, r in enumerate(chunk)], np.asarray([r["vector"] for r in chunk]),
+                       [r.get("payload") for r in chunk])
+        return gen_jsonl(), len(rows)
+    raise fail(f"{file}: expected a .npy or .jsonl file")
+
+
+def _load_ids(path: Path, n: int) -> list[Any]:
+    raw = np.load(path).tolist() if path.suffix == ".npy" else json.loads(path.read_text())
+    if len(raw) != n:
+        raise fail(f"{path}: {len(raw)} ids for {n} vectors")
+    return list(raw)
+
+
+def _load_payloads(path: Path, n: int) -> list[Any]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if len(rows) != n:
+        raise fail(f"{path}: {len(rows)} payloads for {n} vectors")
+    return rows
+
+
+def delete(ctx: typer.Context, name: str, ids: list[str]) -> None:
+    """Delete points by id (digits are integer ids, anything else a string/UUID id)."""
+    c = cli_context(ctx)
+    parsed: list[Any] = [int(i) if i.isdigit() else i for i in ids]
+    with make_producer(c.settings) as producer:
+        token = producer.delete(name, parsed)
+    c.emit({"collection": name, "deleted": len(parsed), "write_token": str(token)},
+           f"deleted {len(parsed)} points from {name} (write token {token})")

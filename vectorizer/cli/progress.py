@@ -1,0 +1,59 @@
+"""Progress for long operations: a rich bar on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+class Advance(Protocol):
+    def __call__(self, events: int, vectors: int = 0) -> None: ...
+
+
+@contextmanager
+def progress(description: str, total: int | None, unit: str = "vectors") -> Iterator[Advance]:
+    """Yield ``advance(events, vectors)``; show rate in ``unit``/s and an ETA when ``total`` is known."""
+    started = time.monotonic()
+    done = {"events": 0, "vectors": 0}
+    if sys.stderr.isatty():
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]:>10.0f} " + unit + "/s"), TextColumn("{task.fields[events]} events"),
+                   TimeRemainingColumn()]
+        with Progress(*columns, transient=False) as bar:
+            task = bar.add_task(description, total=total, rate=0.0, events=0)
+
+            def advance(events: int, vectors: int = 0) -> None:
+                done["events"] += events
+                done["vectors"] += vectors
+                elapsed = max(time.monotonic() - started, 1e-6)
+                bar.update(task, advance=vectors or events, rate=done["vectors"] / elapsed, events=done["events"])
+
+            yield advance
+        return
+    last_print = [started]
+
+    def advance_plain(events: int, vectors: int = 0) -> None:
+        done["events"] += events
+        done["vectors"] += vectors
+        now = time.monotonic()
+        if now - last_print[0] >= 2.0:
+            last_print[0] = now
+            _plain_line(description, done, total, now - started, unit)
+
+    yield advance_plain
+    _plain_line(description, done, total, time.monotonic() - started, unit)
+
+
+def _plain_line(description: str, done: dict[str, int], total: int | None, elapsed: float, unit: str) -> None:
+    rate = done["vectors"] / max(elapsed, 1e-6)
+    eta = ""
+    if total and rate > 0:
+        eta = f", ETA {max(0.0, (total - done['vectors']) / rate):.0f}s"
+    of = f"/{total}" if total else ""
+    print(f"{description}: {done['vectors']}{of} {unit}, {done['events']} events, {rate:.0f} {unit}/s, "
+          f"{elapsed:.1f}s{eta}", file=sys.stderr, flush=True)
