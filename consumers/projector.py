@@ -40,9 +40,14 @@ from projections.errors import ConsistencyTimeout
 from projections.state import ProjectionState, Rejected
 from schemas.codec import decode
 from schemas.errors import DecodeError
+from vectorizer.errors import InfrastructureError
 from vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class ProjectorError(InfrastructureError):
+    """The projector cannot start or go on (e.g. the topic has no partition metadata)."""
 
 
 @dataclass
@@ -104,7 +109,7 @@ class Projector:
             max_poll_records=self.settings.poll_max_records, fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=self.settings.max_message_bytes * 2,
             client_id=f"vectorizer-projector-{self.settings.projection}")
-        partitions = sorted(consumer.partitions_for_topic(self.settings.topic) or [])
+        partitions = self._partitions(consumer)
         tps = [TopicPartition(self.settings.topic, p) for p in partitions]
         consumer.assign(tps)
         for tp in tps:
@@ -114,6 +119,17 @@ class Projector:
         self.stats.log_end = dict(self._recovery_target)
         self._consumer = consumer
         self._check_ready()
+
+    def _partitions(self, consumer: KafkaConsumer, timeout: float = 30.0) -> list[int]:
+        """The topic's partitions; metadata may take a moment to arrive, so wait for it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = consumer.partitions_for_topic(self.settings.topic)
+            if found:
+                return sorted(found)
+            time.sleep(0.1)  # each call asks the cluster again when the cache lacks the topic
+        consumer.close()
+        raise ProjectorError(f"no partition metadata for topic {self.settings.topic} after {timeout}s")
 
     def _check_ready(self) -> None:
         if self.ready.is_set() or self._consumer is None:

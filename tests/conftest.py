@@ -2,8 +2,8 @@
 
 1. ``VECTORIZER_TEST_KAFKA`` / ``VECTORIZER_TEST_POSTGRES`` when set;
 2. testcontainers, when a Docker engine answers;
-3. Kafka: the project's own local launcher (jars from Maven Central) on ports 19092/19093,
-   so it never collides with a developer's broker on 9092. Postgres: the local server
+3. Kafka: the project's own local launcher (jars from Maven Central) on free ports, so it
+   never collides with a developer's broker on 9092 or a leftover test broker. Postgres: the local server
    that ``.ci/run`` starts (``postgres:postgres@127.0.0.1:5432``).
 
 With ``CI`` set, a missing broker or Postgres fails the run; it is never skipped.
@@ -69,8 +69,9 @@ def kafka_bootstrap(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
             yield bootstrap
         return
     home = tmp_path_factory.mktemp("kafka")
+    port, controller = free_port(), free_port()
     broker = LocalBroker(home, Settings().cache_dir,
-                         NodeSpec(port=19092, controller_port=19093, voters="1@127.0.0.1:19093"))
+                         NodeSpec(port=port, controller_port=controller, voters=f"1@127.0.0.1:{controller}"))
     try:
         seconds = broker.start(timeout=120)
     except Exception as exc:  # noqa: BLE001
@@ -108,6 +109,15 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     finally:
         if container is not None:
             container.stop()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _slug(request: pytest.FixtureRequest) -> str:

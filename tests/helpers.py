@@ -50,3 +50,58 @@ def read_topic(bootstrap: str, topic: str, expected: int = 0, timeout: float = 3
         return records
     finally:
         consumer.close()
+
+
+# Projector helpers ------------------------------------------------------------------
+import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+@contextmanager
+def running_projector(settings: Any, catalog: Any = None) -> Iterator[Any]:
+    """A Projector consuming in a background thread; stopped (final snapshot) on exit."""
+    from consumers.projector import Projector
+
+    projector = Projector(settings, catalog)
+    projector.recover()
+    stop = threading.Event()
+    thread = threading.Thread(target=projector.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield projector
+    finally:
+        stop.set()
+        thread.join(60)
+        assert not thread.is_alive(), "the projector did not stop"
+
+
+def state_of(projector: Any) -> dict[str, Any]:
+    """Everything a user can observe of the projection: configs, ids, payloads, vectors."""
+    out: dict[str, Any] = {}
+    for name, coll in sorted(projector.state.collections.items()):
+        labels = [coll.label_of[pid] for pid in sorted(coll.label_of, key=repr)]
+        vectors = coll.index.vectors(labels)
+        out[name] = {
+            "config": coll.config.as_dict(),
+            "points": {repr(pid): (coll.payload_of.get(lbl), vectors[i].tobytes())
+                       for i, (pid, lbl) in enumerate(zip(sorted(coll.label_of, key=repr), labels, strict=True))},
+        }
+    return out
+
+
+def catalog_of(projector: Any) -> dict[str, Any]:
+    cat = projector.catalog
+    return {row["name"]: {"dimension": row["dimension"], "metric": row["metric"],
+                          "points": {r["point_key"]: (r["payload"], r["checksum"]) for r in cat.point_rows(row["name"])}}
+            for row in cat.collection_rows()}
+
+
+def exact_top(projector: Any, collection: str, queries: np.ndarray, k: int = 10) -> list[list[Any]]:
+    from projections.search import search
+
+    coll = projector.state.get(collection)
+    return [[h.id for h in search(coll, q, k, exact=True)] for q in queries]

@@ -10,6 +10,7 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from infra.kafka.launcher import BrokerError, LocalBroker, NodeSpec, port_is_free
+from tests.conftest import free_port
 from tests.helpers import read_topic
 from vectorizer.settings import Settings
 
@@ -48,7 +49,8 @@ def test_round_trip_keeps_bytes_and_per_key_order(kafka_bootstrap: str, topic: s
 
 
 def test_local_broker_keeps_data_across_stop_and_start(tmp_path: Path) -> None:
-    node = NodeSpec(port=29092, controller_port=29093, voters="1@127.0.0.1:29093")
+    port, controller = free_port(), free_port()
+    node = NodeSpec(port=port, controller_port=controller, voters=f"1@127.0.0.1:{controller}")
     broker = LocalBroker(tmp_path / "kafka", Settings().cache_dir, node)
     try:
         broker.start(timeout=120)
@@ -60,7 +62,7 @@ def test_local_broker_keeps_data_across_stop_and_start(tmp_path: Path) -> None:
         producer.flush()
         producer.close()
         assert broker.stop() is True
-        assert broker.pid() is None and port_is_free(29092)
+        assert broker.pid() is None and port_is_free(port)
 
         broker.start(timeout=120)
         values = [r.value for r in read_topic(broker.bootstrap, "durable", expected=20)]
@@ -72,7 +74,8 @@ def test_local_broker_keeps_data_across_stop_and_start(tmp_path: Path) -> None:
 
 def test_port_in_use_is_a_clear_error(tmp_path: Path, kafka_bootstrap: str) -> None:
     port = int(kafka_bootstrap.rpartition(":")[2])
-    node = NodeSpec(node_id=1, port=port, controller_port=29193, voters="1@127.0.0.1:29193")
+    controller = free_port()
+    node = NodeSpec(node_id=1, port=port, controller_port=controller, voters=f"1@127.0.0.1:{controller}")
     intruder = LocalBroker(tmp_path / "other", Settings().cache_dir, node)
     try:
         intruder.start(timeout=10)

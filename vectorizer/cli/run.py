@@ -1,0 +1,93 @@
+"""Long-running roles: ``project`` (projector only) and ``status``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import typer
+from kafka import KafkaConsumer, TopicPartition
+from kafka.partitioner.default import murmur2
+
+from consumers import snapshots
+from vectorizer.cli.context import cli_context
+from vectorizer.settings import Settings
+
+log = logging.getLogger("vectorizer")
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+def stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def project(ctx: typer.Context) -> None:
+    """Run the projections without HTTP until SIGINT/SIGTERM (then a final snapshot)."""
+    from consumers.projector import Projector
+
+    setup_logging()
+    settings = cli_context(ctx).settings
+    stop = stop_on_signals()
+    projector = Projector(settings)
+    projector.recover()
+    log.info("projecting %s into %s (catalog %s)", settings.topic, settings.data_dir, projector.catalog.safe_url)
+    projector.run(stop)
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for ``key`` (murmur2, as the Java client)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def status(ctx: typer.Context) -> None:
+    """Per collection: count, applied offset, log end, lag, snapshot age."""
+    from projections.catalog.store import Catalog
+
+    c = cli_context(ctx)
+    s: Settings = c.settings
+    catalog = Catalog(s.resolved_catalog_url, s.projection, s.topic)
+    positions = catalog.positions()
+    consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, isolation_level="read_committed")
+    try:
+        parts = sorted(consumer.partitions_for_topic(s.topic))
+        tps = [TopicPartition(s.topic, p) for p in parts]
+        ends = {tp.partition: o for tp, o in consumer.end_offsets(tps).items()} if tps else {}
+        begins = {tp.partition: o for tp, o in consumer.beginning_offsets(tps).items()} if tps else {}
+    finally:
+        consumer.close()
+    age = snapshots.age_seconds(s.snapshot_dir)
+    newest = next(iter(snapshots.list_snapshots(s.snapshot_dir)), None)
+    covered = {}
+    if newest is not None:
+        try:
+            covered = {int(p): o for p, o in snapshots.read_manifest(newest)["offsets"].items()}
+        except snapshots.SnapshotCorrupt:
+            covered = {}
+    rows = []
+    for coll in catalog.collection_rows():
+        p = partition_for(coll["name"], len(parts)) if parts else 0
+        applied = positions.get(p, -1)
+        end = ends.get(p, 0)
+        rows.append({"collection": coll["name"], "count": catalog.point_count(coll["name"]), "partition": p,
+                     "applied_offset": applied, "log_end": end, "lag": max(0, end - applied - 1),
+                     "snapshot_age_s": None if age is None else round(age, 1)})
+    replay_from = {p: covered.get(p, -1) + 1 for p in parts}
+    result = {"topic": s.topic, "projection": s.projection, "collections": rows,
+              "restore_needs_from_offset": replay_from, "log_begins_at": begins}
+    lines = [f"{'collection':24} {'count':>9} {'applied':>9} {'log end':>9} {'lag':>6} {'snapshot age':>12}"]
+    for r in rows:
+        snap = "-" if r["snapshot_age_s"] is None else f"{r['snapshot_age_s']:.0f}s"
+        lines.append(f"{r['collection']:24} {r['count']:>9} {r['applied_offset']:>9} {r['log_end']:>9} "
+                     f"{r['lag']:>6} {snap:>12}")
+    lines.append(f"a restore from the newest snapshot replays from offsets {replay_from} "
+                 f"(the log begins at {begins}); keep the topic at least back to there")
+    c.emit(result, "\n".join(lines))
+
