@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
+import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
@@ -53,14 +56,6 @@ def read_topic(bootstrap: str, topic: str, expected: int = 0, timeout: float = 3
 
 
 # Projector helpers ------------------------------------------------------------------
-import threading  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-
 @contextmanager
 def running_projector(settings: Any, catalog: Any = None) -> Iterator[Any]:
     """A Projector consuming in a background thread; stopped (final snapshot) on exit."""
@@ -95,9 +90,11 @@ def state_of(projector: Any) -> dict[str, Any]:
 
 def catalog_of(projector: Any) -> dict[str, Any]:
     cat = projector.catalog
-    return {row["name"]: {"dimension": row["dimension"], "metric": row["metric"],
-                          "points": {r["point_key"]: (r["payload"], r["checksum"]) for r in cat.point_rows(row["name"])}}
-            for row in cat.collection_rows()}
+    out = {}
+    for row in cat.collection_rows():
+        rows = {r["point_key"]: (r["payload"], r["checksum"]) for r in cat.point_rows(row["name"])}
+        out[row["name"]] = {"dimension": row["dimension"], "metric": row["metric"], "points": rows}
+    return out
 
 
 def exact_top(projector: Any, collection: str, queries: np.ndarray, k: int = 10) -> list[list[Any]]:

@@ -103,10 +103,8 @@ class Settings:
     def validate(self) -> None:
         if ":" not in self.http:
             raise ConfigurationError(f"VECTORIZER_HTTP: expected host:port, got {self.http!r}")
-        try:
-            self.http_port
-        except ValueError:
-            raise ConfigurationError(f"VECTORIZER_HTTP: port is not a number in {self.http!r}") from None
+        if not self.http.rpartition(":")[2].isdigit():
+            raise ConfigurationError(f"VECTORIZER_HTTP: port is not a number in {self.http!r}")
         if not self.topic:
             raise ConfigurationError("VECTORIZER_TOPIC: must not be empty")
         if not self.projection.replace("-", "").replace("_", "").isalnum():

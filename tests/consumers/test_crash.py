@@ -66,8 +66,10 @@ def test_kill_9_during_ingest_and_snapshots_then_state_equals_fresh_replay(setti
             proc = subprocess.Popen([sys.executable, "-m", "vectorizer.cli.main", "project"], cwd=ROOT,
                                     env=_env(settings), stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_until(lambda: catalog.positions().get(0, -1) > previous or proc.poll() is not None, 60,
-                       message="the projector to apply something")
+            def progressed(proc: subprocess.Popen[bytes] = proc, previous: int = previous) -> bool:
+                return catalog.positions().get(0, -1) > previous or proc.poll() is not None
+
+            wait_until(progressed, 60, message="the projector to apply something")
             assert proc.poll() is None, log_file.read_text()[-3000:]
             time.sleep(rng.uniform(0.0, 1.0))  # the random kill point (deliberate, not a wait)
         finally:

@@ -1,0 +1,227 @@
+"""Publish, ingest, memory, recovery, replay and query benchmarks against hnswlib alone.
+
+    python -m benchmarks.ingest --n 200000 --dim 128
+
+Every figure has its baseline measured in the same run: hnswlib ``add_items`` and
+``knn_query`` on the same vectors with the same parameters, exact search for recall.
+Writes ``benchmarks/results/ingest-<n>x<dim>.json``; ``benchmarks.report`` turns results
+into ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+import psutil
+
+from benchmarks.data import dataset
+from infra.kafka.launcher import LocalBroker, broker_answers
+from producers import VectorProducer
+from projections.catalog.store import Catalog
+from vectorizer.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+M, EF_C, EF = 16, 200, 64
+BATCH = 1000
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    a = np.asarray(samples) * 1000
+    return {"p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)),
+            "p99_ms": float(np.percentile(a, 99))}
+
+
+def recall(found: list[list[int]], truth: np.ndarray, k: int = 10) -> float:
+    return float(np.mean([len(set(f[:k]) & set(t[:k].tolist())) / k for f, t in zip(found, truth, strict=True)]))
+
+
+def baseline_hnswlib(base: np.ndarray, queries: np.ndarray, truth: np.ndarray, workdir: Path) -> dict:
+    index = hnswlib.Index(space="cosine", dim=base.shape[1])
+    index.init_index(max_elements=len(base), M=M, ef_construction=EF_C, random_seed=100)
+    t = time.perf_counter()
+    index.add_items(base, np.arange(len(base)), num_threads=-1)
+    add_s = time.perf_counter() - t
+    index.set_ef(EF)
+    lat, found = [], []
+    for q in queries:
+        t = time.perf_counter()
+        labels, _ = index.knn_query(q, k=10, num_threads=1)
+        lat.append(time.perf_counter() - t)
+        found.append(labels[0].tolist())
+    path = workdir / "baseline.hnsw"
+    index.save_index(str(path))
+    size = path.stat().st_size
+    path.unlink()
+    return {"add_items_s": add_s, "add_items_vectors_per_s": len(base) / add_s, "index_bytes": size,
+            "query": percentiles(lat), "recall_at_10": recall(found, truth)}
+
+
+def ensure_broker(settings: Settings, workdir: Path) -> LocalBroker | None:
+    if broker_answers(settings.kafka_bootstrap):
+        return None
+    broker = LocalBroker(workdir / "kafka", settings.cache_dir)
+    broker.start()
+    return broker
+
+
+def start_projector(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, VECTORIZER_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VECTORIZER_TOPIC=settings.topic,
+               VECTORIZER_DATA_DIR=str(settings.data_dir), VECTORIZER_SNAPSHOT_EVERY_EVENTS="100000000",
+               VECTORIZER_SNAPSHOT_EVERY_SECONDS="100000000", VECTORIZER_PROJECTION=settings.projection)
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "vectorizer.cli.main", "project"], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_applied(catalog: Catalog, offset: int, proc: subprocess.Popen[bytes], timeout: float = 7200) -> float:
+    deadline = time.monotonic() + timeout
+    while catalog.positions().get(0, -1) < offset:
+        if proc.poll() is not None:
+            raise RuntimeError(f"projector exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"projector did not reach offset {offset}")
+        time.sleep(0.05)
+    return time.monotonic()
+
+
+def run(n: int, dim: int, keep: bool) -> dict:
+    base, queries, truth = dataset(n, dim)
+    workdir = Path(tempfile.mkdtemp(prefix="vz-bench-"))
+    settings = Settings.load().replace(topic=f"bench.{n}x{dim}.{int(time.time())}", data_dir=workdir / "data",
+                                       catalog_url="")
+    broker = ensure_broker(settings, workdir)
+    result: dict = {"n": n, "dim": dim, "m": M, "ef_construction": EF_C, "ef": EF, "batch": BATCH,
+                    "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                "hnswlib": "0.8.0"}}
+    try:
+        print(f"[{n}x{dim}] baseline: hnswlib add_items + knn_query", flush=True)
+        result["hnswlib"] = baseline_hnswlib(base, queries, truth, workdir)
+
+        print(f"[{n}x{dim}] publish + ingest (projector in its own process)", flush=True)
+        catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
+        with VectorProducer(settings) as producer:
+            producer.create_collection("bench", dim, "cosine", m=M, ef_construction=EF_C, ef=EF)
+            proc = start_projector(settings, workdir / "projector.log")
+            started = time.monotonic()
+            token = None
+            for s in range(0, n, BATCH):
+                token = producer.upsert("bench", list(range(s, min(n, s + BATCH))), base[s:s + BATCH])
+            published = time.monotonic()
+        assert token is not None
+        searchable = wait_applied(catalog, token.offset, proc)
+        rss = psutil.Process(proc.pid).memory_info().rss
+        result["publish"] = {"seconds": published - started, "vectors_per_s": n / (published - started)}
+        ingest_s = searchable - started
+        result["ingest"] = {"publish_to_searchable_s": ingest_s, "vectors_per_s": n / ingest_s,
+                            "ratio_to_hnswlib": (n / ingest_s) / result["hnswlib"]["add_items_vectors_per_s"]}
+        result["memory"] = {"projector_rss_bytes": rss, "index_bytes": result["hnswlib"]["index_bytes"],
+                            "ratio_to_index": rss / result["hnswlib"]["index_bytes"]}
+
+        print(f"[{n}x{dim}] snapshot, tail, kill -9, recovery", flush=True)
+        proc.send_signal(signal.SIGTERM)  # clean stop: final snapshot
+        t = time.monotonic()
+        proc.wait(600)
+        result["snapshot"] = {"clean_stop_with_snapshot_s": time.monotonic() - t,
+                              "bytes": sum(f.stat().st_size for f in settings.snapshot_dir.rglob("*") if f.is_file())}
+        proc = start_projector(settings, workdir / "projector.log")
+        tail = min(10_000, n // 10)
+        with VectorProducer(settings) as producer:
+            for s in range(0, tail, BATCH):
+                token = producer.upsert("bench", list(range(n + s, n + s + BATCH)), base[s:s + BATCH])
+        wait_applied(catalog, token.offset, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(60)
+        from consumers.projector import Projector
+
+        t = time.monotonic()
+        projector = Projector(settings)
+        projector.recover()
+        stop = threading.Event()
+        thread = threading.Thread(target=projector.run, args=(stop,))
+        thread.start()
+        projector.ready.wait(3600)
+        result["recovery"] = {"after_kill9_ready_s": time.monotonic() - t, "tail_vectors": tail,
+                              "loaded_snapshot": projector.stats.loaded_snapshot}
+
+        print(f"[{n}x{dim}] in-process query latency and recall", flush=True)
+        from projections.search import search
+
+        coll = projector.state.get("bench")
+        lat, found = [], []
+        for q in queries:
+            t0 = time.perf_counter()
+            hits = search(coll, q, 10)
+            lat.append(time.perf_counter() - t0)
+            # The tail re-inserted base[i] as id n + i: the same vector, so the same answer.
+            found.append([h.id - n if h.id >= n else h.id for h in hits])
+        result["query_in_process"] = {**percentiles(lat), "recall_at_10": recall(found, truth)}
+        stop.set()
+        thread.join()
+
+        print(f"[{n}x{dim}] full replay from offset 0", flush=True)
+        fresh = settings.replace(data_dir=workdir / "replay", projection="replay")
+        t = time.monotonic()
+        replayer = Projector(fresh)
+        replayer.recover()
+        stop = threading.Event()
+        thread = threading.Thread(target=replayer.run, args=(stop,))
+        thread.start()
+        replayer.ready.wait(7200)
+        result["replay"] = {"seconds": time.monotonic() - t, "vectors_per_s": (n + tail) / (time.monotonic() - t)}
+        stop.set()
+        thread.join()
+    finally:
+        if broker is not None:
+            broker.stop()
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"ingest-{n}x{dim}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return result
+
+
+def publish_only(dim: int, n: int) -> dict:
+    """Encode + publish throughput alone (issue 3's target: >= 100,000 vectors/s at 128-d)."""
+    settings = Settings.load().replace(topic=f"bench.publish.{dim}.{int(time.time())}")
+    vectors = np.random.default_rng(0).random((n, dim), dtype=np.float32)
+    with VectorProducer(settings) as producer:
+        producer.create_collection("p", dim)
+        t = time.perf_counter()
+        for s in range(0, n, BATCH):
+            producer.upsert("p", list(range(s, s + BATCH)), vectors[s:s + BATCH])
+        seconds = time.perf_counter() - t
+    result = {"dim": dim, "vectors": n, "batch": BATCH, "seconds": seconds, "vectors_per_s": n / seconds,
+              "mb_per_s": n * dim * 4 / seconds / 1e6}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"publish-{dim}.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--publish-only", action="store_true")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    if args.publish_only:
+        publish_only(args.dim, args.n)
+    else:
+        run(args.n, args.dim, args.keep)

@@ -1,0 +1,123 @@
+"""How errors become HTTP answers: the one table from exception class to status code.
+
+Every error answer has Qdrant's shape ``{"status": {"error": "..."}, "time": seconds}``.
+A class maps to the status of the nearest entry in its method resolution order, so a new
+subclass of, say, ``ValidationError`` is a 400 without touching this table. An exception
+outside the table is a bug: it is logged with its traceback and answered 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from producers.errors import PublishFailed
+from projections.errors import CollectionExists, CollectionNotFound, ConsistencyTimeout, InvalidFilter, PointNotFound
+from schemas.errors import SchemaError
+from vectorizer.errors import InfrastructureError, VectorizerError
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 1
+
+
+class ApiError(VectorizerError):
+    """Base class of errors raised by the HTTP layer itself."""
+
+
+class BadRequest(ApiError, ValueError):
+    """The request is malformed; the message starts with the offending field (``points[3].id: ...``)."""
+
+
+class Unauthorized(ApiError, PermissionError):
+    """The ``api-key`` header is missing or wrong."""
+
+
+class Forbidden(ApiError, PermissionError):
+    """The key is valid but does not allow this operation (a write with the read-only key)."""
+
+
+class PayloadTooLarge(ApiError, ValueError):
+    """The request body exceeds ``Settings.max_body_bytes``."""
+
+
+class NotReady(ApiError, RuntimeError):
+    """Recovery has not caught up yet, or the server has no connection to Kafka yet."""
+
+
+STATUS: dict[type[BaseException], int] = {
+    BadRequest: 400,
+    SchemaError: 400,  # ValidationError and its subclasses, InvalidPointId, decoding errors
+    InvalidFilter: 400,
+    RequestValidationError: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    CollectionNotFound: 404,
+    PointNotFound: 404,
+    CollectionExists: 409,
+    PayloadTooLarge: 413,
+    NotReady: 503,
+    PublishFailed: 503,
+    InfrastructureError: 503,
+    ConsistencyTimeout: 504,
+}
+
+
+def status_for(exc: BaseException) -> int | None:
+    """The status of the nearest class of ``exc`` in :data:`STATUS`, or ``None`` (a bug)."""
+    for cls in type(exc).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
+            return status
+    return None
+
+
+def error_response(status: int, message: str, started: float | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    elapsed = 0.0 if started is None else time.perf_counter() - started
+    return JSONResponse({"status": {"error": message}, "time": elapsed}, status_code=status, headers=headers)
+
+
+def response_for(exc: BaseException, started: float | None = None) -> JSONResponse:
+    """The answer for ``exc``; unknown exceptions are logged with their traceback and answer 500."""
+    status = status_for(exc)
+    if status is None:
+        log.error("unexpected %s while serving a request", type(exc).__name__, exc_info=exc)
+        return error_response(500, f"internal error ({type(exc).__name__}); see the server log", started)
+    return error_response(status, _message(exc), started)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, RequestValidationError):
+        return "; ".join(_describe(e) for e in exc.errors()[:5]) or "invalid request"
+    return str(exc) or type(exc).__name__
+
+
+def _describe(error: object) -> str:
+    if not isinstance(error, dict):
+        return str(error)
+    loc = error.get("loc", ())
+    where = ".".join(str(part) for part in loc if part not in ("query", "path", "header", "body")) or "request"
+    return f"{where}: {error.get('msg', 'invalid')}"
+
+
+def _started(request: Request) -> float | None:
+    return getattr(request.state, "started", None)
+
+
+async def handle_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI exception handler for every exception class (the catch-all included)."""
+    return response_for(exc, _started(request))
+
+
+async def handle_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own errors (unknown route 404, 405) in Qdrant's envelope."""
+    response = error_response(exc.status_code, str(exc.detail), _started(request))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response

@@ -1,0 +1,143 @@
+"""Points as the API returns them: payload selection, vectors, and Qdrant's id order.
+
+Payload selectors follow Qdrant (``with_payload``): ``true`` / ``false``, a list of keys to
+include, ``{"include": [...]}`` or ``{"exclude": [...]}``. Keys are JSON paths (``a.b``,
+``"a.b"`` for a key holding a dot, ``l[]`` for every element of an array); ``l[0]``
+selects nothing, as in Qdrant. A point stored without payload shows ``{}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from projections.api.errors import BadRequest
+from projections.api.parsing import array, show
+from projections.collection import Collection
+from schemas.ids import PointId
+
+Payload = dict[str, Any]
+PayloadView = Callable[[Payload | None], Payload | None]
+#: A prefix tree of selected paths: ``{"a": {"b": True}, "l": {None: True}}``; ``True`` selects all below.
+Tree = dict[Any, Any]
+
+_NAME = re.compile(r'"([^"]*)"|([A-Za-z0-9_\-]+)')
+_BRACKETS = re.compile(r"\[(\d*)\]")
+
+
+def id_order(point_id: PointId) -> tuple[int, int | str]:
+    """Qdrant's scroll order: integer ids ascending, then string ids (UUIDs) lexicographically."""
+    return (0, point_id) if isinstance(point_id, int) else (1, point_id)
+
+
+def payload_view(value: object, path: str, *, default: bool) -> PayloadView:
+    """Parse a ``with_payload`` value into a function of the stored payload."""
+    if value is None:
+        value = default
+    if value is False:
+        return lambda _payload: None
+    if value is True:
+        return lambda payload: copy.deepcopy(payload) if payload else {}
+    if isinstance(value, list):
+        tree = _tree(value, path)
+        return lambda payload: _include(payload or {}, tree)
+    if isinstance(value, dict) and len(value) == 1 and ("include" in value or "exclude" in value):
+        ((kind, keys),) = value.items()
+        tree = _tree(array(keys, f"{path}.{kind}"), f"{path}.{kind}")
+        if kind == "include":
+            return lambda payload: _include(payload or {}, tree)
+        return lambda payload: _exclude(payload or {}, tree)
+    raise BadRequest(f"{path}: expected true, false, a list of keys, {{\"include\": [...]}} or "
+                     f"{{\"exclude\": [...]}}, got {show(value)}")
+
+
+def wants_vector(value: object, path: str) -> bool:
+    """``with_vector``: a boolean (named vectors do not exist here)."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise BadRequest(f"{path}: expected true or false (named vectors are not supported), got {show(value)}")
+    return value
+
+
+def records(coll: Collection, ids: list[PointId], view: PayloadView, with_vector: bool,
+            scores: list[float] | None = None) -> list[dict[str, Any]]:
+    """Render the points of ``ids`` that exist (in order), under the collection's read lock."""
+    with coll.lock.read():
+        present = [(i, pid, coll.label_of[pid]) for i, pid in enumerate(ids) if pid in coll.label_of]
+        vectors = coll.index.vectors([label for _, _, label in present]) if with_vector else None
+        out = []
+        for row, (i, pid, label) in enumerate(present):
+            rec: dict[str, Any] = {"id": pid, "payload": view(coll.payload_of.get(label)),
+                                   "vector": _vector_json(vectors[row]) if vectors is not None else None}
+            if scores is not None:
+                rec = {"id": pid, "version": 0, "score": scores[i], **{k: rec[k] for k in ("payload", "vector")}}
+            out.append(rec)
+    return out
+
+
+def _vector_json(row: np.ndarray) -> list[float]:
+    return row.astype(np.float64).tolist()
+
+
+# Selector trees ------------------------------------------------------------------------
+def _tree(keys: list[Any], path: str) -> Tree:
+    tree: Tree = {}
+    for i, key in enumerate(keys):
+        steps = _steps(key, f"{path}[{i}]")
+        node = tree
+        for step in steps[:-1]:
+            child = node.setdefault(step, {})
+            if child is True:  # a shorter path already selects everything below
+                break
+            node = child
+        else:
+            node[steps[-1]] = True
+    return tree
+
+
+def _steps(key: object, path: str) -> list[Any]:
+    """``a.b[].c`` -> ``["a", "b", None, "c"]``; ``l[0]`` -> ``["l", 0]``."""
+    if not isinstance(key, str) or not key:
+        raise BadRequest(f"{path}: expected a payload key, got {show(key)}")
+    steps: list[Any] = []
+    rest = key
+    while True:
+        match = _NAME.match(rest)
+        if match is None:
+            raise BadRequest(f"{path}: invalid payload key {show(key)}")
+        steps.append(match.group(1) if match.group(1) is not None else match.group(2))
+        rest = rest[match.end():]
+        while (bracket := _BRACKETS.match(rest)) is not None:
+            steps.append(int(bracket.group(1)) if bracket.group(1) else None)
+            rest = rest[bracket.end():]
+        if not rest:
+            return steps
+        if not rest.startswith(".") or len(rest) == 1:
+            raise BadRequest(f"{path}: invalid payload key {show(key)}")
+        rest = rest[1:]
+
+
+def _include(value: Any, tree: Tree) -> Any:
+    if isinstance(value, dict):
+        return {k: copy.deepcopy(v) if tree[k] is True else _include(v, tree[k]) for k, v in value.items() if k in tree}
+    if isinstance(value, list):
+        if None not in tree:  # only `[]` applies to array elements
+            return []
+        return copy.deepcopy(value) if tree[None] is True else [_include(v, tree[None]) for v in value]
+    return copy.deepcopy(value)
+
+
+def _exclude(value: Any, tree: Tree) -> Any:
+    if isinstance(value, dict):
+        return {k: copy.deepcopy(v) if k not in tree else _exclude(v, tree[k])
+                for k, v in value.items() if tree.get(k) is not True}
+    if isinstance(value, list):
+        if None not in tree:
+            return copy.deepcopy(value)
+        return [] if tree[None] is True else [_exclude(v, tree[None]) for v in value]
+    return copy.deepcopy(value)
