@@ -41,26 +41,31 @@ def render() -> str:
         r = json.loads(path.read_text())
         h, ing, mem, rec = r["hnswlib"], r["ingest"], r["memory"], r["recovery"]
         q = r["query_in_process"]
+        v_ingest = _verdict(ing["ratio_to_hnswlib"] >= 0.8, f"{ing['ratio_to_hnswlib']:.2f}×")
+        v_mem = _verdict(mem["ratio_to_index"] <= 1.3, f"{mem['ratio_to_index']:.2f}×")
+        v_rec = _verdict(rec["after_kill9_ready_s"] < 5, f"{rec['after_kill9_ready_s']:.2f} s")
+        v_p99 = _verdict(q["p99_ms"] <= 1.0, f"{q['p99_ms']:.3f} ms")
+        v_recall = _verdict(q["recall_at_10"] >= 0.95, f"{q['recall_at_10']:.3f}")
         lines += [f"## {r['n']:,} × {r['dim']}-d (M={r['m']}, ef_construction={r['ef_construction']}, ef={r['ef']})", "",
                   f"Command: `python -m benchmarks.ingest --n {r['n']} --dim {r['dim']}`", "",
                   "| measure | Vectorizer | baseline | target | verdict |", "|---|---|---|---|---|",
                   f"| ingest, publish → searchable | {ing['vectors_per_s']:,.0f} vectors/s ({ing['publish_to_searchable_s']:.1f} s) "
                   f"| hnswlib add_items {h['add_items_vectors_per_s']:,.0f} vectors/s ({h['add_items_s']:.1f} s) | ≥ 0.8× "
-                  f"| {_verdict(ing['ratio_to_hnswlib'] >= 0.8, f'{ing['ratio_to_hnswlib']:.2f}×')} |",
+                  f"| {v_ingest} |",
                   f"| publish alone | {r['publish']['vectors_per_s']:,.0f} vectors/s | | | |",
                   f"| projector resident memory | {mem['projector_rss_bytes'] / 2**20:,.0f} MiB "
                   f"| index file {mem['index_bytes'] / 2**20:,.0f} MiB | ≤ 1.3× "
-                  f"| {_verdict(mem['ratio_to_index'] <= 1.3, f'{mem['ratio_to_index']:.2f}×')} |",
+                  f"| {v_mem} |",
                   f"| recovery after kill -9 (snapshot + {rec['tail_vectors']:,} vectors of tail) | {rec['after_kill9_ready_s']:.2f} s "
-                  f"| | < 5 s | {_verdict(rec['after_kill9_ready_s'] < 5, f'{rec['after_kill9_ready_s']:.2f} s')} |",
+                  f"| | < 5 s | {v_rec} |",
                   f"| full replay from offset 0 | {r['replay']['seconds']:.1f} s ({r['replay']['vectors_per_s']:,.0f} vectors/s) | | | |",
                   f"| snapshot on clean stop | {r['snapshot']['clean_stop_with_snapshot_s']:.2f} s, "
                   f"{r['snapshot']['bytes'] / 2**20:,.0f} MiB | | | |",
                   f"| query k=10 in-process p50 / p95 / p99 | {q['p50_ms']:.3f} / {q['p95_ms']:.3f} / {q['p99_ms']:.3f} ms "
                   f"| hnswlib {h['query']['p50_ms']:.3f} / {h['query']['p95_ms']:.3f} / {h['query']['p99_ms']:.3f} ms | p99 ≤ 1 ms "
-                  f"| {_verdict(q['p99_ms'] <= 1.0, f'{q['p99_ms']:.3f} ms')} |",
+                  f"| {v_p99} |",
                   f"| recall@10 vs exact search | {q['recall_at_10']:.3f} | hnswlib {h['recall_at_10']:.3f} | ≥ 0.95 "
-                  f"| {_verdict(q['recall_at_10'] >= 0.95, f'{q['recall_at_10']:.3f}')} |", ""]
+                  f"| {v_recall} |", ""]
     notes = RESULTS.parent / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text().strip(), ""]

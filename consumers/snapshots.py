@@ -185,7 +185,8 @@ def load(path: Path) -> LoadedSnapshot:
                 label = rec["label"]
                 coll.label_of[rec["id"]] = label
                 coll.id_of[label] = rec["id"]
-                coll.payload_of[label] = None if rec["payload"] is None else json.loads(rec["payload"])
+                if rec["payload"] is not None:
+                    coll.payload_of[label] = json.loads(rec["payload"])
         coll.next_label = entry["next_label"]
         coll.free_labels = list(entry["free_labels"])
         if len(coll) != entry["count"]:

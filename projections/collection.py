@@ -100,7 +100,7 @@ class Collection:
                                           config.ef)
         self.label_of: dict[PointId, int] = {}
         self.id_of: dict[int, PointId] = {}
-        self.payload_of: dict[int, Payload | None] = {}
+        self.payload_of: dict[int, Payload] = {}  # only points that have a payload (memory)
         self.free_labels: list[int] = []
         self.next_label = 0
         self.lock = RWLock()
@@ -124,6 +124,12 @@ class Collection:
         self.label_of[point_id] = label
         self.id_of[label] = point_id
         return label
+
+    def set_payload(self, label: int, payload: Payload | None) -> None:
+        if payload is None:
+            self.payload_of.pop(label, None)
+        else:
+            self.payload_of[label] = payload
 
     def remove(self, point_id: PointId) -> bool:
         label = self.label_of.pop(point_id, None)

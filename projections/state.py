@@ -77,7 +77,7 @@ class ProjectionState:
             labels = np.fromiter((coll.allocate(pid) for pid in event.ids), dtype=np.int64, count=n)
             coll.index.add(labels, prepared)
             for label, payload in zip(labels.tolist(), event.payloads, strict=True):
-                coll.payload_of[label] = payload
+                coll.set_payload(label, payload)
         rows = []
         for i, (pid, label, payload) in enumerate(zip(event.ids, labels.tolist(), event.payloads, strict=True)):
             text = canonical_json(payload)
@@ -140,7 +140,7 @@ class ProjectionState:
         with coll.lock.write():
             present = [(pid, coll.label_of[pid]) for pid in dict.fromkeys(ids) if pid in coll.label_of]
             for _pid, label in present:
-                coll.payload_of[label] = rewrite(coll.payload_of.get(label))
+                coll.set_payload(label, rewrite(coll.payload_of.get(label)))
         if not present:
             return []
         vectors = coll.index.vectors([label for _, label in present])

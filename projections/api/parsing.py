@@ -26,6 +26,8 @@ Body = dict[str, Any]
 #: Upper bound of ``limit + offset`` in one query and of ``limit`` in one scroll page.
 MAX_RESULTS = 100_000
 MAX_TIMEOUT_SECONDS = 3_600.0
+#: Payloads nest at most this deep (deeper ones would strain every recursive copy downstream).
+MAX_PAYLOAD_DEPTH = 64
 QDRANT_CONSISTENCY = frozenset({"majority", "quorum", "all"})
 
 
@@ -65,6 +67,13 @@ def fields(body: Mapping[str, Any], path: str, supported: Iterable[str], ignored
         if key not in allowed:
             prefix = f"{path}." if path else ""
             raise BadRequest(f"{prefix}{key}: unknown or unsupported field")
+
+
+def unsupported(body: Mapping[str, Any], *names: str) -> None:
+    """Reject Qdrant features this server does not have, when the request actually uses them."""
+    for name in names:
+        if body.get(name) is not None:
+            raise BadRequest(f"{name}: not supported by this server")
 
 
 def obj(value: object, path: str) -> Body:
@@ -173,9 +182,16 @@ def _row(value: object, path: str) -> object:
 
 
 def payload(value: object, path: str) -> dict[str, Any] | None:
+    """A payload object (``None`` when absent), nested at most :data:`MAX_PAYLOAD_DEPTH` levels."""
     if value is None:
         return None
-    return check.payload(value, field=path)
+    level: list[object] = [value]
+    for _ in range(MAX_PAYLOAD_DEPTH):
+        level = [child for item in level if isinstance(item, (dict, list))
+                 for child in (item.values() if isinstance(item, dict) else item)]
+        if not level:
+            return check.payload(value, field=path)
+    raise BadRequest(f"{path}: nested deeper than {MAX_PAYLOAD_DEPTH} levels")
 
 
 def limit(body: Mapping[str, Any], path: str, default: int) -> int:

@@ -3,12 +3,12 @@
 Payload selectors follow Qdrant (``with_payload``): ``true`` / ``false``, a list of keys to
 include, ``{"include": [...]}`` or ``{"exclude": [...]}``. Keys are JSON paths (``a.b``,
 ``"a.b"`` for a key holding a dot, ``l[]`` for every element of an array); ``l[0]``
-selects nothing, as in Qdrant. A point stored without payload shows ``{}``.
+selects nothing, as in Qdrant. A point stored without payload shows ``{}``. Stored payloads
+are replaced by the projection, never changed in place, so views may share their parts.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +41,7 @@ def payload_view(value: object, path: str, *, default: bool) -> PayloadView:
     if value is False:
         return lambda _payload: None
     if value is True:
-        return lambda payload: copy.deepcopy(payload) if payload else {}
+        return lambda payload: payload or {}  # stored payloads are replaced, never changed in place
     if isinstance(value, list):
         tree = _tree(value, path)
         return lambda payload: _include(payload or {}, tree)
@@ -124,20 +124,19 @@ def _steps(key: object, path: str) -> list[Any]:
 
 def _include(value: Any, tree: Tree) -> Any:
     if isinstance(value, dict):
-        return {k: copy.deepcopy(v) if tree[k] is True else _include(v, tree[k]) for k, v in value.items() if k in tree}
+        return {k: v if tree[k] is True else _include(v, tree[k]) for k, v in value.items() if k in tree}
     if isinstance(value, list):
         if None not in tree:  # only `[]` applies to array elements
             return []
-        return copy.deepcopy(value) if tree[None] is True else [_include(v, tree[None]) for v in value]
-    return copy.deepcopy(value)
+        return value if tree[None] is True else [_include(v, tree[None]) for v in value]
+    return value
 
 
 def _exclude(value: Any, tree: Tree) -> Any:
     if isinstance(value, dict):
-        return {k: copy.deepcopy(v) if k not in tree else _exclude(v, tree[k])
-                for k, v in value.items() if tree.get(k) is not True}
+        return {k: v if k not in tree else _exclude(v, tree[k]) for k, v in value.items() if tree.get(k) is not True}
     if isinstance(value, list):
         if None not in tree:
-            return copy.deepcopy(value)
+            return value
         return [] if tree[None] is True else [_exclude(v, tree[None]) for v in value]
-    return copy.deepcopy(value)
+    return value

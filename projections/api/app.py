@@ -1,0 +1,43 @@
+"""``create_app``: the FastAPI application over one projector and one producer.
+
+Request path, outermost first: latency metrics (and the request's start time), API keys,
+the body size limit, then FastAPI's routing. Every error, expected or not, is answered in
+Qdrant's envelope by :mod:`projections.api.errors`; nothing a client sends stops the server.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from consumers.projector import Projector
+from producers.producer import VectorProducer
+from projections.api.auth import AuthMiddleware
+from projections.api.context import Api
+from projections.api.errors import handle_error, handle_http_error
+from projections.api.limits import BodyLimitMiddleware
+from projections.api.metrics import LatencyMiddleware, Metrics
+from projections.api.routes import collections, points, query, reads, service
+from vectorizer import __version__
+from vectorizer.errors import VectorizerError
+from vectorizer.settings import Settings
+
+
+def create_app(settings: Settings, projector: Projector, producer: VectorProducer | None) -> FastAPI:
+    """The HTTP API. ``producer`` may be ``None`` until Kafka answers: set ``app.state.api.producer`` then."""
+    app = FastAPI(title="vectorizer", version=__version__, docs_url=None, redoc_url=None,
+                  description="A Qdrant-compatible REST subset over an event-sourced vector database.")
+    metrics = Metrics(projector)
+    app.state.api = Api(settings, projector, producer, metrics)
+    for router in (service.router, collections.router, points.router, reads.router, query.router):
+        app.include_router(router)
+    app.add_exception_handler(HTTPException, handle_http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, handle_error)  # type: ignore[arg-type]
+    app.add_exception_handler(VectorizerError, handle_error)  # every expected error, answered here
+    app.add_exception_handler(Exception, handle_error)  # a bug: logged with its traceback, answered 500
+    # add_middleware wraps: the last added runs first.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuthMiddleware, settings=settings)
+    app.add_middleware(LatencyMiddleware, metrics=metrics)
+    return app

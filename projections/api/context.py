@@ -1,0 +1,142 @@
+"""What every route works with: the projector, the producer, and the steps all routes share.
+
+Reads: wait until this server's projection applied every write token the request names
+(``consistency``), then answer from the projection. Writes: validate, publish through the
+producer (the answer comes once Kafka acknowledged), and with ``wait=true`` wait until
+this server applied the write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from kafka.partitioner.default import murmur2
+from starlette.responses import JSONResponse
+
+from consumers.projector import Projector
+from producers.producer import VectorProducer, WriteToken
+from projections.api.errors import NotReady
+from projections.api.metrics import Metrics
+from projections.api.parsing import MAX_TIMEOUT_SECONDS, Body, load_body
+from projections.collection import Collection
+from projections.errors import CollectionNotFound, ConsistencyTimeout
+from schemas.ids import PointId
+from vectorizer.settings import Settings
+
+#: Ids per event when a write names many points (filter-resolved deletes and payload edits).
+IDS_PER_EVENT_BYTES = 1024 * 1024
+
+
+@dataclass
+class Api:
+    """The server's shared parts. ``producer`` is ``None`` until Kafka first answered."""
+
+    settings: Settings
+    projector: Projector
+    producer: VectorProducer | None
+    metrics: Metrics
+
+    # Guards --------------------------------------------------------------------------
+    def require_ready(self) -> None:
+        if not self.projector.ready.is_set():
+            raise NotReady("recovery has not caught up with the log yet; retry shortly")
+
+    def require_producer(self) -> VectorProducer:
+        self.require_ready()
+        if self.producer is None:
+            raise NotReady("not connected to Kafka yet; retry shortly")
+        return self.producer
+
+    def collection(self, name: str) -> Collection:
+        coll = self.projector.state.get(name)
+        if coll is None:
+            raise CollectionNotFound(f"Not found: Collection `{name}` doesn't exist!")
+        return coll
+
+    def dimension_of(self, name: str) -> int | None:
+        coll = self.projector.state.get(name)
+        return None if coll is None else coll.config.dimension
+
+    # Consistency ---------------------------------------------------------------------
+    def timeout(self, value: float | None) -> float:
+        return self.settings.default_timeout if value is None else min(value, MAX_TIMEOUT_SECONDS)
+
+    def await_tokens(self, tokens: Iterable[WriteToken], timeout: float) -> None:
+        """Block until every token is applied here; :class:`ConsistencyTimeout` after ``timeout`` in total."""
+        deadline = time.monotonic() + timeout
+        for token in tokens:
+            self.projector.wait_for(token.partition, token.offset, max(0.0, deadline - time.monotonic()))
+
+    def applied_token(self, collection: str) -> WriteToken:
+        """A token this server already applied, covering every earlier write to ``collection``.
+
+        Answers writes that publish nothing (an empty id list, a filter matching no point).
+        """
+        partitions = sorted(self.projector.stats.log_end) or [0]
+        partition = partitions[(murmur2(collection.encode()) & 0x7FFFFFFF) % len(partitions)]
+        return WriteToken(partition, max(0, self.projector.applied.get(partition, 0)))
+
+    # Writes --------------------------------------------------------------------------
+    def write_result(self, collection: str, token: WriteToken | None, wait: bool | None,
+                     timeout: float | None) -> dict[str, Any]:
+        """Qdrant's ``UpdateResult`` plus ``write_token``; ``wait`` waits for this server to apply it."""
+        token = token or self.applied_token(collection)
+        status = "acknowledged"
+        if wait:
+            try:
+                self.projector.wait_for(token.partition, token.offset, self.timeout(timeout))
+                status = "completed"
+            except ConsistencyTimeout:
+                status = "wait_timeout"  # durable in Kafka, not yet applied here (as Qdrant answers)
+        return {"operation_id": token.offset, "status": status, "write_token": str(token)}
+
+    def publish_by_ids(self, ids: list[PointId], publish: Callable[[list[PointId]], WriteToken]) -> WriteToken | None:
+        """Publish ``publish(chunk)`` for chunks of ``ids`` small enough for one event, atomically.
+
+        Several chunks go in one Kafka transaction: readers see all of them or none.
+        ``None`` when there is nothing to publish.
+        """
+        chunks = list(_chunks(ids, IDS_PER_EVENT_BYTES))
+        if not chunks:
+            return None
+        producer = self.require_producer()
+        if len(chunks) == 1:
+            return publish(chunks[0])
+        with producer.transaction():
+            return [publish(chunk) for chunk in chunks][-1]
+
+
+def _chunks(ids: list[PointId], budget: int) -> Iterator[list[PointId]]:
+    chunk: list[PointId] = []
+    size = 0
+    for pid in ids:
+        cost = 16 + (len(pid) if isinstance(pid, str) else 0)
+        if chunk and size + cost > budget:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(pid)
+        size += cost
+    if chunk:
+        yield chunk
+
+
+# FastAPI dependencies and answers ----------------------------------------------------
+def api(request: Request) -> Api:
+    state: Api = request.app.state.api
+    return state
+
+
+async def body(request: Request) -> Body:
+    """The request body as a JSON object (``{}`` when empty); 400 otherwise."""
+    return load_body(await request.body())
+
+
+def ok(request: Request, result: Any, **extra: Any) -> JSONResponse:
+    """Qdrant's success envelope (plus ``extra`` fields); ``time`` counts from the request's arrival."""
+    started = getattr(request.state, "started", None)
+    elapsed = 0.0 if started is None else time.perf_counter() - started
+    return JSONResponse({"result": result, "status": "ok", "time": elapsed, **extra})

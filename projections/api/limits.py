@@ -1,0 +1,66 @@
+"""The request body size limit (``Settings.max_body_bytes``): larger bodies answer 413.
+
+The body is read here, up to the limit, and handed on whole: a declared ``Content-Length``
+over the limit is refused before reading, a chunked body as soon as it passes the limit.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from projections.api.errors import BadRequest, PayloadTooLarge, response_for
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = scope.get("state", {}).get("started")
+        declared = _content_length(scope)
+        if declared == -1:
+            await response_for(BadRequest("content-length: not a number"), started)(scope, receive, send)
+            return
+        if declared is not None and declared > self.max_bytes:
+            await response_for(self._too_large(declared), started)(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await response_for(self._too_large(size), started)(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        whole: Message | None = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        async def replay() -> Message:
+            nonlocal whole
+            if whole is not None:
+                message, whole = whole, None
+                return message
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _too_large(self, size: int) -> PayloadTooLarge:
+        return PayloadTooLarge(f"body: {size} bytes or more exceed the limit of {self.max_bytes} bytes")
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared length; ``None`` when absent, ``-1`` when malformed."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            text = bytes(value).strip()
+            return int(text) if text.isdigit() and len(text) <= 18 else -1
+    return None

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per resource: service probes, collections, point writes, reads, queries."""

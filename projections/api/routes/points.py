@@ -1,0 +1,174 @@
+"""Point writes: upsert, delete, and the four payload edits (Qdrant's REST shapes).
+
+A write names points by id or by ``filter``; a filter is resolved to ids on this server's
+projection, then the write is published by id, so every replica applies the same change.
+Unknown ids are ignored when the event is applied. The answer is Qdrant's ``UpdateResult``
+plus ``write_token``; ``wait=true`` answers once this server applied the write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import JSONResponse
+
+from projections.api import parsing as p
+from projections.api.context import Api, api, body, ok
+from projections.api.errors import BadRequest
+from projections.collection import Collection
+from schemas.ids import PointId
+
+router = APIRouter(tags=["points"])
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    wait: bool | None
+    timeout: float | None
+
+
+def write_options(
+    wait: bool | None = Query(None, description="Answer once this server applied the write (read-your-writes)"),
+    timeout: float | None = Query(None, gt=0, description="Seconds to wait with wait=true"),
+    ordering: str | None = Query(None, description="Accepted for Qdrant compatibility; Kafka orders writes"),
+) -> WriteOptions:
+    return WriteOptions(wait, timeout)
+
+
+@router.put("/collections/{collection_name}/points", summary="Upsert points (points list or batch)")
+def upsert(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
+           b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    producer = a.require_producer()
+    p.fields(b, "", ("points", "batch", "shard_key", "update_filter", "update_mode"))
+    p.unsupported(b, "shard_key", "update_filter")
+    if b.get("update_mode") not in (None, "upsert"):
+        raise BadRequest(f"update_mode: only 'upsert' is supported, got {p.show(b['update_mode'])}")
+    dimension = a.collection(collection_name).config.dimension
+    ids, rows, row_paths, payloads = _points(b)
+    if not ids:
+        return ok(request, a.write_result(collection_name, None, opts.wait, opts.timeout))
+    last = list({pid: i for i, pid in enumerate(ids)}.values())  # a repeated id: the last one wins
+    if len(last) < len(ids):
+        ids, rows, row_paths, payloads = ([xs[i] for i in last] for xs in (ids, rows, row_paths, payloads))
+    vectors = p.vectors(rows, row_paths, dimension)
+    token = producer.upsert(collection_name, ids, vectors, payloads)
+    return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
+
+
+def _points(b: dict[str, Any]) -> tuple[list[PointId], list[Any], list[str], list[Any]]:
+    """Ids, vector rows (with their paths for errors) and payloads of either request form."""
+    if (b.get("points") is None) == (b.get("batch") is None):
+        raise BadRequest("points, batch: give exactly one of them")
+    if b.get("points") is not None:
+        ids, rows, paths, payloads = [], [], [], []
+        for i, raw in enumerate(p.array(b["points"], "points")):
+            point = p.obj(raw, f"points[{i}]")
+            p.fields(point, f"points[{i}]", ("id", "vector", "payload"))
+            for required in ("id", "vector"):
+                if required not in point:
+                    raise BadRequest(f"points[{i}].{required}: required")
+            ids.append(p.point_id(point["id"], f"points[{i}].id"))
+            rows.append(point["vector"])
+            paths.append(f"points[{i}].vector")
+            payloads.append(p.payload(point.get("payload"), f"points[{i}].payload"))
+        return ids, rows, paths, payloads
+    batch = p.obj(b["batch"], "batch")
+    p.fields(batch, "batch", ("ids", "vectors", "payloads"))
+    raw_ids = p.array(batch.get("ids"), "batch.ids")
+    ids = [p.point_id(v, f"batch.ids[{i}]") for i, v in enumerate(raw_ids)]
+    if isinstance(batch.get("vectors"), dict):
+        raise BadRequest("batch.vectors: named vectors are not supported")
+    rows = p.array(batch.get("vectors"), "batch.vectors")
+    if len(rows) != len(ids):
+        raise BadRequest(f"batch.vectors: {len(rows)} vectors for {len(ids)} ids")
+    raw_payloads = batch.get("payloads")
+    if raw_payloads is None:
+        payloads: list[Any] = [None] * len(ids)
+    else:
+        raw_payloads = p.array(raw_payloads, "batch.payloads")
+        if len(raw_payloads) != len(ids):
+            raise BadRequest(f"batch.payloads: {len(raw_payloads)} payloads for {len(ids)} ids")
+        payloads = [p.payload(v, f"batch.payloads[{i}]") for i, v in enumerate(raw_payloads)]
+    return ids, list(rows), [f"batch.vectors[{i}]" for i in range(len(rows))], payloads
+
+
+def selected_ids(coll: Collection, b: dict[str, Any]) -> list[PointId]:
+    """The ids a write names: ``points: [ids]`` as given, or every point ``filter`` matches now."""
+    if (b.get("points") is None) == (b.get("filter") is None):
+        raise BadRequest("points, filter: give exactly one of them")
+    if b.get("points") is not None:
+        return p.point_ids(b["points"], "points")
+    flt = p.filter_of(b["filter"])
+    assert flt is not None
+    payload_of = coll.payload_of
+    with coll.lock.read():
+        return [pid for label, pid in coll.id_of.items() if flt.matches(pid, payload_of.get(label))]
+
+
+@router.post("/collections/{collection_name}/points/delete", summary="Delete points by ids or filter")
+def delete_points(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
+                  b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    producer = a.require_producer()
+    p.fields(b, "", ("points", "filter", "shard_key"))
+    p.unsupported(b, "shard_key")
+    ids = selected_ids(a.collection(collection_name), b)
+    token = a.publish_by_ids(ids, lambda chunk: producer.delete(collection_name, chunk))
+    return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
+
+
+@router.post("/collections/{collection_name}/points/payload", summary="Set payload keys (merge)")
+def set_payload(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
+                b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    producer = a.require_producer()
+    p.fields(b, "", ("payload", "points", "filter", "key", "shard_key"))
+    p.unsupported(b, "shard_key")
+    new = _required_payload(b)
+    key = None if b.get("key") is None else p.string(b["key"], "key")
+    ids = selected_ids(a.collection(collection_name), b)
+    token = a.publish_by_ids(ids, lambda chunk: producer.set_payload(collection_name, chunk, new, key))
+    return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
+
+
+@router.put("/collections/{collection_name}/points/payload", summary="Overwrite the whole payload")
+def overwrite_payload(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
+                      b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    producer = a.require_producer()
+    p.fields(b, "", ("payload", "points", "filter", "key", "shard_key"))
+    p.unsupported(b, "shard_key", "key")
+    new = _required_payload(b)
+    ids = selected_ids(a.collection(collection_name), b)
+    token = a.publish_by_ids(ids, lambda chunk: producer.overwrite_payload(collection_name, chunk, new))
+    return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
+
+
+@router.post("/collections/{collection_name}/points/payload/delete", summary="Delete payload keys")
+def delete_payload(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
+                   b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    producer = a.require_producer()
+    p.fields(b, "", ("keys", "points", "filter", "shard_key"))
+    p.unsupported(b, "shard_key")
+    keys = [p.string(k, f"keys[{i}]") for i, k in enumerate(p.array(b.get("keys"), "keys"))]
+    ids = selected_ids(a.collection(collection_name), b)
+    token = a.publish_by_ids(ids, lambda chunk: producer.delete_payload_keys(collection_name, chunk, keys)) \
+        if keys else None
+    return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
+
+
+@router.post("/collections/{collection_name}/points/payload/clear", summary="Remove the whole payload")
+def clear_payload(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
+                  b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    producer = a.require_producer()
+    p.fields(b, "", ("points", "filter", "shard_key"))
+    p.unsupported(b, "shard_key")
+    ids = selected_ids(a.collection(collection_name), b)
+    token = a.publish_by_ids(ids, lambda chunk: producer.clear_payload(collection_name, chunk))
+    return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
+
+
+def _required_payload(b: dict[str, Any]) -> dict[str, Any]:
+    value = p.payload(b.get("payload"), "payload")
+    if value is None:
+        raise BadRequest("payload: required")
+    return value

@@ -1,0 +1,153 @@
+"""Nearest-neighbour queries: ``/points/query``, ``/points/query/batch`` and the older ``/points/search``.
+
+Scores are Qdrant's: cosine similarity and dot product (higher is better), Euclidean
+distance (lower is better). A filter is applied inside the search, never after cutting
+the top-k. A query given as a point id searches with that point's vector and leaves the
+point itself out, as Qdrant does. Without ``query``, points come in id order with score 1.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import JSONResponse
+
+from projections.api import parsing as p
+from projections.api.context import Api, api, body, ok
+from projections.api.errors import BadRequest
+from projections.api.records import PayloadView, id_order, payload_view, records, wants_vector
+from projections.api.routes.reads import ReadOptions, read_options, readable
+from projections.collection import Collection
+from projections.errors import PointNotFound
+from projections.filters import Filter
+from projections.search import search
+from schemas.ids import PointId
+
+router = APIRouter(tags=["search"])
+
+_QUERY_FIELDS = ("query", "filter", "params", "score_threshold", "limit", "offset", "with_payload", "with_vector",
+                 "using", "prefetch", "lookup_from", "shard_key", "consistency")
+_SEARCH_FIELDS = ("vector", "filter", "params", "score_threshold", "limit", "offset", "with_payload", "with_vector",
+                  "shard_key", "consistency")
+
+
+@dataclass(frozen=True)
+class Nearest:
+    """One parsed query; ``vector`` is ``None`` for "points in id order"."""
+
+    vector: np.ndarray | None
+    exclude: PointId | None
+    flt: Filter | None
+    filter_json: Any
+    limit: int
+    offset: int
+    ef: int | None
+    exact: bool
+    score_threshold: float | None
+    view: PayloadView
+    with_vector: bool
+
+
+@router.post("/collections/{collection_name}/points/query", summary="Nearest points to a vector (or a point)")
+def query(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
+          b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    coll = readable(a, collection_name, opts, b)
+    return ok(request, {"points": run(coll, parse_query(coll, b, ""))})
+
+
+@router.post("/collections/{collection_name}/points/query/batch", summary="Several queries at once")
+def query_batch(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
+                b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    p.fields(b, "", ("searches", "consistency"))
+    coll = readable(a, collection_name, opts, b)
+    searches = p.array(b.get("searches"), "searches")
+    parsed = [parse_query(coll, p.obj(s, f"searches[{i}]"), f"searches[{i}].") for i, s in enumerate(searches)]
+    return ok(request, [{"points": run(coll, q)} for q in parsed])
+
+
+@router.post("/collections/{collection_name}/points/search", summary="Nearest points to a vector (older API)")
+def search_points(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
+                  b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    p.fields(b, "", _SEARCH_FIELDS)
+    p.unsupported(b, "shard_key")
+    coll = readable(a, collection_name, opts, b)
+    raw = b.get("vector")
+    if isinstance(raw, dict) and set(raw) == {"name", "vector"}:
+        if raw["name"] != "":
+            raise BadRequest("vector.name: named vectors are not supported")
+        raw = raw["vector"]
+    if raw is None:
+        raise BadRequest("vector: required")
+    vector = p.vector(raw, "vector", coll.config.dimension)
+    return ok(request, run(coll, _common(coll, b, "", vector, None)))
+
+
+def parse_query(coll: Collection, b: dict[str, Any], path: str) -> Nearest:
+    p.fields(b, path.rstrip("."), _QUERY_FIELDS)
+    for name in ("prefetch", "lookup_from", "shard_key"):
+        if b.get(name) is not None:
+            raise BadRequest(f"{path}{name}: not supported by this server")
+    if b.get("using") not in (None, ""):
+        raise BadRequest(f"{path}using: named vectors are not supported")
+    raw = b.get("query")
+    if isinstance(raw, dict):
+        p.fields(raw, f"{path}query", ("nearest", "mmr"))
+        if raw.get("mmr") is not None:
+            raise BadRequest(f"{path}query.mmr: not supported by this server")
+        if "nearest" not in raw:
+            raise BadRequest(f"{path}query: only nearest-vector queries are supported")
+        raw, where = raw["nearest"], f"{path}query.nearest"
+    else:
+        where = f"{path}query"
+    if raw is None:
+        return _common(coll, b, path, None, None)
+    if isinstance(raw, (int, str)) and not isinstance(raw, bool):
+        pid = p.point_id(raw, where)
+        with coll.lock.read():
+            vector = coll.vector(pid)
+        if vector is None:
+            raise PointNotFound(f"Not found: No point with id {pid} found")
+        return _common(coll, b, path, np.asarray(vector, np.float32), pid)
+    return _common(coll, b, path, p.vector(raw, where, coll.config.dimension), None)
+
+
+def _common(coll: Collection, b: dict[str, Any], path: str, vector: np.ndarray | None,
+            exclude: PointId | None) -> Nearest:
+    ef, exact = None, False
+    if b.get("params") is not None:
+        params = p.obj(b["params"], f"{path}params")
+        p.fields(params, f"{path}params", ("hnsw_ef", "exact"), ignored=("quantization", "indexed_only", "acorn"))
+        if params.get("hnsw_ef") is not None:
+            ef = p.integer(params["hnsw_ef"], f"{path}params.hnsw_ef", minimum=1)
+        if params.get("exact") is not None:
+            exact = p.boolean(params["exact"], f"{path}params.exact")
+    limit, offset = p.limit(b, path, 10), p.offset(b, path)
+    if limit + offset > p.MAX_RESULTS:
+        raise BadRequest(f"{path}limit: limit + offset must not exceed {p.MAX_RESULTS}")
+    threshold = None if b.get("score_threshold") is None else p.number(b["score_threshold"],
+                                                                       f"{path}score_threshold")
+    return Nearest(vector, exclude, p.filter_of(b.get("filter"), f"{path}filter"), b.get("filter"), limit, offset,
+                   ef, exact, threshold, payload_view(b.get("with_payload"), f"{path}with_payload", default=False),
+                   wants_vector(b.get("with_vector"), f"{path}with_vector"))
+
+
+def run(coll: Collection, q: Nearest) -> list[dict[str, Any]]:
+    """Execute a parsed query; ``ScoredPoint`` objects, best first."""
+    if q.vector is None:
+        payload_of = coll.payload_of
+        with coll.lock.read():
+            candidates = (id_order(pid) + (pid,) for label, pid in coll.id_of.items()
+                          if q.flt is None or q.flt.matches(pid, payload_of.get(label)))
+            ids = [item[2] for item in heapq.nsmallest(q.limit + q.offset, candidates)][q.offset:]
+        return records(coll, ids, q.view, q.with_vector, [1.0] * len(ids))
+    flt = q.flt
+    if q.exclude is not None:  # the query point itself is left out
+        without = {"must_not": [{"has_id": [q.exclude]}]}
+        flt = p.filter_of(without if q.filter_json is None else {"must": [q.filter_json], **without})
+    hits = search(coll, q.vector, q.limit, ef=q.ef, flt=flt, exact=q.exact, offset=q.offset,
+                  score_threshold=q.score_threshold)
+    return records(coll, [h.id for h in hits], q.view, q.with_vector, [h.score for h in hits])

@@ -1,0 +1,108 @@
+"""Point reads: retrieve one or many, scroll in id order, count (Qdrant's REST shapes).
+
+Every read accepts ``consistency`` (query parameter or body field): a write token makes
+the read wait, bounded by ``timeout``, until this server applied that write (else 504).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import JSONResponse
+
+from projections.api import parsing as p
+from projections.api.context import Api, api, body, ok
+from projections.api.errors import BadRequest
+from projections.api.records import id_order, payload_view, records, wants_vector
+from projections.collection import Collection
+from projections.errors import PointNotFound
+
+router = APIRouter(tags=["points"])
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    consistency: str | None
+    timeout: float | None
+
+
+def read_options(
+    consistency: str | None = Query(None, description="A write token '<partition>:<offset>' to wait for, "
+                                                      "or Qdrant's integer / majority / quorum / all"),
+    timeout: float | None = Query(None, gt=0, description="Seconds to wait for the consistency token"),
+) -> ReadOptions:
+    return ReadOptions(consistency, timeout)
+
+
+def readable(a: Api, name: str, opts: ReadOptions, b: dict[str, Any] | None = None) -> Collection:
+    """The collection, once this server applied the writes the request waits for."""
+    a.require_ready()
+    tokens = p.consistency_tokens(opts.consistency, None if b is None else b.get("consistency"))
+    a.await_tokens(tokens, a.timeout(opts.timeout))
+    return a.collection(name)
+
+
+@router.get("/collections/{collection_name}/points/{point_id}", summary="One point, with payload and vector")
+def get_point(request: Request, collection_name: str, point_id: str, opts: ReadOptions = Depends(read_options),
+              a: Api = Depends(api)) -> JSONResponse:
+    coll = readable(a, collection_name, opts)
+    pid = p.path_point_id(point_id)
+    found = records(coll, [pid], payload_view(True, "with_payload", default=True), True)
+    if not found:
+        raise PointNotFound(f"Not found: No point with id {pid} found")
+    return ok(request, found[0])
+
+
+@router.post("/collections/{collection_name}/points", summary="Retrieve points by id")
+def get_points(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
+               b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    p.fields(b, "", ("ids", "with_payload", "with_vector", "shard_key", "consistency"))
+    p.unsupported(b, "shard_key")
+    coll = readable(a, collection_name, opts, b)
+    ids = p.point_ids(b.get("ids"), "ids")
+    view = payload_view(b.get("with_payload"), "with_payload", default=True)
+    return ok(request, records(coll, ids, view, wants_vector(b.get("with_vector"), "with_vector")))
+
+
+@router.post("/collections/{collection_name}/points/scroll", summary="Page through points in id order")
+def scroll(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
+           b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    p.fields(b, "", ("offset", "limit", "filter", "with_payload", "with_vector", "order_by", "shard_key",
+                     "consistency"))
+    p.unsupported(b, "shard_key")
+    if b.get("order_by") is not None:
+        raise BadRequest("order_by: not supported by this server; scroll pages in id order")
+    coll = readable(a, collection_name, opts, b)
+    start = None if b.get("offset") is None else id_order(p.point_id(b["offset"], "offset"))
+    size = p.limit(b, "", 10)
+    flt = p.filter_of(b.get("filter"))
+    view = payload_view(b.get("with_payload"), "with_payload", default=True)
+    with_vector = wants_vector(b.get("with_vector"), "with_vector")
+    payload_of = coll.payload_of
+    with coll.lock.read():
+        candidates = ((id_order(pid), pid) for label, pid in coll.id_of.items()
+                      if (start is None or id_order(pid) >= start)
+                      and (flt is None or flt.matches(pid, payload_of.get(label))))
+        page = [pid for _, pid in heapq.nsmallest(size + 1, candidates)]
+    following = page[size] if len(page) > size else None
+    return ok(request, {"points": records(coll, page[:size], view, with_vector), "next_page_offset": following})
+
+
+@router.post("/collections/{collection_name}/points/count", summary="Count points (exact)")
+def count(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
+          b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    p.fields(b, "", ("filter", "exact", "shard_key", "consistency"))
+    p.unsupported(b, "shard_key")
+    if b.get("exact") is not None:
+        p.boolean(b["exact"], "exact")  # counts are always exact here
+    coll = readable(a, collection_name, opts, b)
+    flt = p.filter_of(b.get("filter"))
+    if flt is None:
+        return ok(request, {"count": len(coll)})
+    payload_of = coll.payload_of
+    with coll.lock.read():
+        n = sum(1 for label, pid in coll.id_of.items() if flt.matches(pid, payload_of.get(label)))
+    return ok(request, {"count": n})
