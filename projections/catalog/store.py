@@ -151,6 +151,45 @@ class Catalog:
             return int(conn.execute(sa.select(sa.func.count()).select_from(points)
                                     .where(points.c.collection == collection)).scalar_one())
 
+    # Whole-table operations (repair, backup, restore) -------------------------------
+    def export(self) -> tuple[dict[int, int], list[dict[str, Any]], list[dict[str, Any]]]:
+        """Positions, collection rows and point rows read in ONE transaction (a consistent cut)."""
+        with self.engine.connect() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            positions = {int(p): int(o) for p, o in conn.execute(
+                sa.select(tracking.c.partition_id, tracking.c.applied_offset).where(
+                    tracking.c.projection == self.projection, tracking.c.topic == self.topic))}
+            colls = [dict(r._mapping) for r in conn.execute(sa.select(collections))]
+            pts = [dict(r._mapping) for r in conn.execute(sa.select(points).order_by(points.c.collection,
+                                                                                     points.c.point_key))]
+        return positions, colls, pts
+
+    def replace_collection(self, name: str, created: tuple[Any, int] | None, rows: Sequence[Any]) -> None:
+        """Rewrite one collection (its row and all its points) in one transaction; None drops it."""
+        with self.engine.begin() as conn:
+            self._write(conn, DropCollection(name))
+            if created is not None:
+                event, offset = created
+                self._write(conn, PutCollection(event, offset))
+                self._write(conn, PutPoints(name, tuple(rows)))
+
+    def import_rows(self, collection_rows: Sequence[dict[str, Any]], point_rows: Sequence[dict[str, Any]],
+                    positions: dict[int, int]) -> None:
+        """Replace the whole catalog with these rows and set the tracking rows exactly (restore)."""
+        with self.engine.begin() as conn:
+            conn.execute(points.delete())
+            conn.execute(collections.delete())
+            conn.execute(tracking.delete().where(tracking.c.projection == self.projection,
+                                                 tracking.c.topic == self.topic))
+            if collection_rows:
+                conn.execute(collections.insert(), list(collection_rows))
+            for start in range(0, len(point_rows), _CHUNK):
+                conn.execute(points.insert(), list(point_rows[start:start + _CHUNK]))
+            for partition, offset in positions.items():
+                conn.execute(tracking.insert().values(projection=self.projection, topic=self.topic,
+                                                      partition_id=partition, applied_offset=offset))
+
     def close(self) -> None:
         self.engine.dispose()
 

@@ -39,6 +39,33 @@ def create(ctx: typer.Context, name: str,
     c.emit({"collection": name, "write_token": str(token)}, f"created {name} (write token {token})")
 
 
+@collections_app.command("list")
+def list_collections(ctx: typer.Context) -> None:
+    """Collections in this projection's catalog, with their point counts."""
+    from projections.catalog.store import Catalog
+
+    c = cli_context(ctx)
+    catalog = Catalog(c.settings.resolved_catalog_url, c.settings.projection, c.settings.topic)
+    rows = [{"name": r["name"], "dimension": r["dimension"], "metric": r["metric"], "kind": r["kind"],
+             "points": catalog.point_count(r["name"])} for r in catalog.collection_rows()]
+    c.emit(rows, "\n".join(f"{r['name']:30} dim={r['dimension']:<6} {r['metric']:7} {r['kind']:9} "
+                           f"{r['points']} points" for r in rows) or "no collections")
+
+
+@collections_app.command("info")
+def info(ctx: typer.Context, name: str) -> None:
+    """One collection's configuration and point count."""
+    from projections.catalog.store import Catalog
+
+    c = cli_context(ctx)
+    catalog = Catalog(c.settings.resolved_catalog_url, c.settings.projection, c.settings.topic)
+    row = next((r for r in catalog.collection_rows() if r["name"] == name), None)
+    if row is None:
+        raise fail(f"collection {name!r} not found in the catalog at {catalog.safe_url}")
+    row["points"] = catalog.point_count(name)
+    c.emit(row, "\n".join(f"{k}: {v}" for k, v in row.items()))
+
+
 @collections_app.command("delete")
 def delete_collection(ctx: typer.Context, name: str) -> None:
     """Publish a collection-deleted event."""

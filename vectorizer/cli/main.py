@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from vectorizer import __version__
-from vectorizer.cli import data, kafka, lifecycle, run
+from vectorizer.cli import data, kafka, lifecycle, ops, run, serve
 from vectorizer.cli.context import CliContext, fail
 from vectorizer.errors import VectorizerError
 from vectorizer.settings import Settings
@@ -21,8 +21,11 @@ app.command()(lifecycle.down)
 app.add_typer(data.collections_app, name="collections")
 app.command()(data.upsert)
 app.command()(data.delete)
+app.command()(serve.serve)
 app.command()(run.project)
 app.command()(run.status)
+for _command in (ops.replay, ops.verify, ops.repair, ops.backup, ops.restore, ops.snapshot):
+    app.command()(_command)
 
 
 @app.callback()

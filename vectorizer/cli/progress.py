@@ -16,8 +16,9 @@ class Advance(Protocol):
 
 
 @contextmanager
-def progress(description: str, total: int | None, unit: str = "vectors") -> Iterator[Advance]:
-    """Yield ``advance(events, vectors)``; show rate in ``unit``/s and an ETA when ``total`` is known."""
+def progress(description: str, total: int | None, unit: str = "vectors", count: str = "vectors") -> Iterator[Advance]:
+    """Yield ``advance(events, vectors)``; the bar counts ``count`` ("vectors" or "events") toward
+    ``total`` (ETA when known) and shows the rate in vectors/s."""
     started = time.monotonic()
     done = {"events": 0, "vectors": 0}
     if sys.stderr.isatty():
@@ -31,7 +32,8 @@ def progress(description: str, total: int | None, unit: str = "vectors") -> Iter
                 done["events"] += events
                 done["vectors"] += vectors
                 elapsed = max(time.monotonic() - started, 1e-6)
-                bar.update(task, advance=vectors or events, rate=done["vectors"] / elapsed, events=done["events"])
+                bar.update(task, advance=events if count == "events" else vectors, rate=done["vectors"] / elapsed,
+                           events=done["events"])
 
             yield advance
         return
@@ -43,17 +45,18 @@ def progress(description: str, total: int | None, unit: str = "vectors") -> Iter
         now = time.monotonic()
         if now - last_print[0] >= 2.0:
             last_print[0] = now
-            _plain_line(description, done, total, now - started, unit)
+            _plain_line(description, done, total, now - started, count)
 
     yield advance_plain
-    _plain_line(description, done, total, time.monotonic() - started, unit)
+    _plain_line(description, done, total, time.monotonic() - started, count)
 
 
-def _plain_line(description: str, done: dict[str, int], total: int | None, elapsed: float, unit: str) -> None:
+def _plain_line(description: str, done: dict[str, int], total: int | None, elapsed: float, count: str) -> None:
     rate = done["vectors"] / max(elapsed, 1e-6)
+    counted = done[count]
     eta = ""
-    if total and rate > 0:
-        eta = f", ETA {max(0.0, (total - done['vectors']) / rate):.0f}s"
+    if total and counted:
+        eta = f", ETA {max(0.0, (total - counted) * elapsed / counted):.0f}s"
     of = f"/{total}" if total else ""
-    print(f"{description}: {done['vectors']}{of} {unit}, {done['events']} events, {rate:.0f} {unit}/s, "
-          f"{elapsed:.1f}s{eta}", file=sys.stderr, flush=True)
+    print(f"{description}: {counted}{of} {count}, {done['vectors']} vectors, {done['events']} events, "
+          f"{rate:.0f} vectors/s, {elapsed:.1f}s{eta}", file=sys.stderr, flush=True)

@@ -1,0 +1,307 @@
+"""verify, repair, backup and restore: checking what is served against what the log says.
+
+Definitions used throughout:
+- *catalog position* X: the tracking rows of this projection;
+- *served state*: what a restart would serve at X — the newest verified snapshot plus the
+  log replayed in memory up to X (nothing is written anywhere while building it);
+- *truth*: the log replayed in memory from offset 0 up to X, with the catalog rows the
+  projector would have written (:class:`consumers.rebuild.CatalogMirror`).
+
+Every problem is a sentence naming the collection, the point or the file, and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from consumers import snapshots
+from consumers.rebuild import CatalogMirror, ReplayResult, replay_into
+from projections.catalog.store import Catalog
+from projections.collection import Collection, canonical_json, point_checksum
+from projections.search import search
+from projections.state import ProjectionState
+from schemas.ids import catalog_key
+from vectorizer.errors import VectorizerError
+from vectorizer.settings import Settings
+
+BACKUP_FORMAT = 1
+
+
+class BackupCorrupt(VectorizerError, ValueError):
+    """A backup's files do not match its manifest; the message names every bad file."""
+
+
+@dataclass
+class Problem:
+    kind: str  # snapshot | catalog | index | recall | against
+    collection: str | None
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"[{self.collection}] " if self.collection else ""
+        return f"{self.kind}: {where}{self.detail}"
+
+
+@dataclass
+class Report:
+    offsets: dict[int, int]
+    problems: list[Problem] = field(default_factory=list)
+    checked: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "offsets": self.offsets, "checked": self.checked,
+                "problems": [asdict(p) for p in self.problems]}
+
+
+# Building the states ---------------------------------------------------------------
+def served_state(settings: Settings, until: dict[int, int]) -> tuple[ProjectionState, str | None]:
+    """The state a restart would serve at ``until``: newest good snapshot + in-memory tail."""
+    loaded = snapshots.load_newest(settings.snapshot_dir)
+    if loaded is None or any(o > until.get(p, -1) for p, o in loaded.offsets.items()):
+        return replay_into(settings, until=until).state, None
+    return replay_into(settings, loaded.state, loaded.offsets, until).state, loaded.snapshot_id
+
+
+def truth(settings: Settings, until: dict[int, int]) -> ReplayResult:
+    return replay_into(settings, until=until)
+
+
+# verify -------------------------------------------------------------------------------
+def verify(settings: Settings, name: str | None = None, against: Path | None = None,
+           recall_samples: int = 50) -> Report:
+    catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
+    position = catalog.positions()
+    report = Report(position)
+    for path in snapshots.list_snapshots(settings.snapshot_dir):
+        report.problems += [Problem("snapshot", None, p) for p in snapshots.verify(path)]
+    served, snapshot_id = served_state(settings, position)
+    expected = truth(settings, position)
+    report.checked["snapshot_loaded"] = snapshot_id
+    names = sorted(set(expected.mirror.collections) | set(served.collections)
+                   | {r["name"] for r in catalog.collection_rows()})
+    for coll_name in names:
+        if name is not None and coll_name != name:
+            continue
+        report.problems += _check_catalog(catalog, expected.mirror, coll_name)
+        report.problems += _check_index(served.get(coll_name), expected.mirror, coll_name)
+        report.problems += _check_recall(served.get(coll_name), coll_name, recall_samples)
+    report.checked["collections"] = [n for n in names if name is None or n == name]
+    report.checked["points"] = sum(len(expected.mirror.points.get(n, {})) for n in report.checked["collections"])
+    if against is not None:
+        other = settings.replace(data_dir=against, catalog_url="")
+        other_pos = Catalog(other.resolved_catalog_url, other.projection, other.topic).positions()
+        if other_pos != position:
+            report.problems.append(Problem("against", None, f"{against} is at offsets {other_pos}, this data "
+                                                            f"directory at {position}"))
+        else:
+            theirs, _ = served_state(other, position)
+            for coll_name in report.checked["collections"]:
+                report.problems += _compare_states(served.get(coll_name), theirs.get(coll_name), coll_name, against)
+    catalog.close()
+    return report
+
+
+def _row_of(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["label"], row["payload"], row["checksum"], row["version"])
+
+
+def _check_catalog(catalog: Catalog, mirror: CatalogMirror, name: str) -> list[Problem]:
+    problems: list[Problem] = []
+    rows = {r["name"]: r for r in catalog.collection_rows()}
+    if name not in mirror.collections:
+        if name in rows:
+            problems.append(Problem("catalog", name, "collection exists in the catalog but not in the log"))
+        return problems
+    event, _ = mirror.collections[name]
+    row = rows.get(name)
+    if row is None:
+        return [Problem("catalog", name, "collection is missing from the catalog")]
+    for attr in ("dimension", "metric", "m", "ef_construction", "ef", "kind"):
+        if row[attr] != getattr(event, attr):
+            problems.append(Problem("catalog", name, f"{attr} is {row[attr]!r}, the log says {getattr(event, attr)!r}"))
+    want = mirror.points.get(name, {})
+    have = {r["point_key"]: r for r in catalog.point_rows(name)}
+    for key in sorted(set(want) - set(have)):
+        problems.append(Problem("catalog", name, f"point {key} is missing"))
+    for key in sorted(set(have) - set(want)):
+        problems.append(Problem("catalog", name, f"point {key} is not in the log (deleted or never written)"))
+    for key in sorted(set(want) & set(have)):
+        w, h = want[key], have[key]
+        for attr, theirs in zip(("label", "payload", "checksum", "version"), _row_of(h), strict=True):
+            if getattr(w, attr) != theirs:
+                problems.append(Problem("catalog", name, f"point {key}: {attr} differs from the log"))
+    return problems
+
+
+def _check_index(coll: Collection | None, mirror: CatalogMirror, name: str) -> list[Problem]:
+    want = mirror.points.get(name)
+    if coll is None:
+        return [] if want is None else [Problem("index", name, "collection is missing from the index")]
+    if want is None:
+        return [Problem("index", name, "collection is in the index but not in the log")]
+    problems: list[Problem] = []
+    have = {catalog_key(pid): lbl for pid, lbl in coll.label_of.items()}
+    for key in sorted(set(want) - set(have)):
+        problems.append(Problem("index", name, f"point {key} is missing from the index"))
+    for key in sorted(set(have) - set(want)):
+        problems.append(Problem("index", name, f"point {key} is in the index but deleted or never written"))
+    common = sorted(set(want) & set(have))
+    labels = [have[k] for k in common]
+    for start in range(0, len(common), 65_536):
+        vectors = coll.index.vectors(labels[start:start + 65_536])
+        for key, label, vector in zip(common[start:start + 65_536], labels[start:start + 65_536], vectors,
+                                      strict=True):
+            text = canonical_json(coll.payload_of.get(label))
+            if point_checksum(vector, text) != want[key].checksum:
+                problems.append(Problem("index", name, f"point {key}: vector or payload differs from the log"))
+    if len(coll.id_of) + len(coll.free_labels) != coll.next_label:
+        problems.append(Problem("index", name, f"label allocator inconsistent: {len(coll.id_of)} live + "
+                                               f"{len(coll.free_labels)} free != {coll.next_label}"))
+    return problems
+
+
+def _check_recall(coll: Collection | None, name: str, samples: int) -> list[Problem]:
+    """Sampled recall@10 of HNSW against exact search, and no deleted point ever returned."""
+    if coll is None or len(coll) < 20:
+        return []
+    rng = np.random.default_rng(0)
+    live = coll.live_labels()
+    picks = rng.choice(live, size=min(samples, len(live)), replace=False)
+    queries = coll.index.vectors(picks) + rng.normal(scale=0.01, size=(len(picks), coll.config.dimension))
+    recalls = []
+    problems: list[Problem] = []
+    for q in queries.astype(np.float32):
+        approx = search(coll, q, 10)
+        exact = {h.id for h in search(coll, q, 10, exact=True)}
+        recalls.append(len(exact & {h.id for h in approx}) / max(1, len(exact)))
+        ghosts = [h.id for h in approx if h.id not in coll.label_of]
+        if ghosts:
+            problems.append(Problem("index", name, f"deleted points returned by search: {ghosts[:5]}"))
+    mean = float(np.mean(recalls))
+    if mean < 0.9:
+        problems.append(Problem("recall", name, f"sampled recall@10 is {mean:.3f} (< 0.9) over {len(recalls)} queries"))
+    return problems
+
+
+def _compare_states(mine: Collection | None, theirs: Collection | None, name: str, other: Path) -> list[Problem]:
+    if mine is None or theirs is None:
+        return [] if mine is theirs else [Problem("against", name, f"collection present on one side only ({other})")]
+    a, b = _checksums(mine), _checksums(theirs)
+    problems = [Problem("against", name, f"point {k} only here") for k in sorted(set(a) - set(b))]
+    problems += [Problem("against", name, f"point {k} only in {other}") for k in sorted(set(b) - set(a))]
+    problems += [Problem("against", name, f"point {k} differs") for k in sorted(set(a) & set(b)) if a[k] != b[k]]
+    return problems
+
+
+def _checksums(coll: Collection) -> dict[str, str]:
+    pids = list(coll.label_of)
+    vectors = coll.index.vectors([coll.label_of[p] for p in pids])
+    return {catalog_key(p): point_checksum(v, canonical_json(coll.payload_of.get(coll.label_of[p])))
+            for p, v in zip(pids, vectors, strict=True)}
+
+
+# repair -------------------------------------------------------------------------------
+def repair(settings: Settings, name: str | None = None) -> Report:
+    """Rebuild from the log what verify finds broken; return the verify report after repair.
+
+    Catalog: the rows of each damaged collection are rewritten from the log in one
+    transaction per collection (other collections are untouched and keep serving).
+    Snapshots: damaged ones are removed and a fresh snapshot of the log's state at the
+    catalog position is written, so the next restart loads a sound index.
+    """
+    before = verify(settings, name)
+    if before.ok:
+        return before
+    catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
+    position = catalog.positions()
+    expected = truth(settings, position)
+    damaged = {p.collection for p in before.problems if p.kind == "catalog" and p.collection}
+    for coll_name in sorted(damaged):
+        catalog.replace_collection(coll_name, expected.mirror.collections.get(coll_name),
+                                   list(expected.mirror.points.get(coll_name, {}).values()))
+    if any(p.kind in ("snapshot", "index", "recall") for p in before.problems):
+        for path in snapshots.list_snapshots(settings.snapshot_dir):
+            if snapshots.verify(path):
+                shutil.rmtree(path)
+        snapshots.write_snapshot(expected.state, position, settings.snapshot_dir, settings.topic,
+                                 settings.snapshots_keep)
+    catalog.close()
+    return verify(settings, name)
+
+
+# backup / restore ---------------------------------------------------------------------
+def backup(settings: Settings, out: Path) -> dict[str, Any]:
+    """A consistent backup at the catalog position: snapshot files + catalog rows + manifest."""
+    catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
+    position, collections, points = catalog.export()
+    state, _ = served_state(settings, position)
+    out.mkdir(parents=True, exist_ok=True)
+    if any(out.iterdir()):
+        raise VectorizerError(f"{out} is not empty")
+    snap = snapshots.write_snapshot(state, position, out / "snapshot", settings.topic, keep=1)
+    with open(out / "catalog.jsonl", "w") as f:
+        for row in collections:
+            f.write(json.dumps({"table": "collections", **row}) + "\n")
+        for row in points:
+            f.write(json.dumps({"table": "points", **row}) + "\n")
+    files = {str(p.relative_to(out)): snapshots.file_checksum(p) for p in sorted(out.rglob("*")) if p.is_file()}
+    manifest = {"format": BACKUP_FORMAT, "topic": settings.topic, "projection": settings.projection,
+                "offsets": {str(p): o for p, o in position.items()}, "snapshot_id": snap.name,
+                "created_at": time.time(), "files": files}
+    manifest["manifest_checksum"] = xxhash.xxh3_64_hexdigest(json.dumps(manifest, sort_keys=True).encode())
+    (out / "backup.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    catalog.close()
+    return manifest
+
+
+def check_backup(path: Path) -> dict[str, Any]:
+    """The backup's manifest if every file verifies; else :class:`BackupCorrupt` naming the bad files."""
+    try:
+        manifest = json.loads((path / "backup.json").read_text())
+        body = {k: v for k, v in manifest.items() if k != "manifest_checksum"}
+        if manifest["manifest_checksum"] != xxhash.xxh3_64_hexdigest(json.dumps(body, sort_keys=True).encode()):
+            raise BackupCorrupt(f"{path}/backup.json: checksum mismatch")
+    except (OSError, ValueError, KeyError) as exc:
+        raise BackupCorrupt(f"{path}/backup.json: unreadable ({exc})") from None
+    bad = []
+    for rel, expected in manifest["files"].items():
+        file = path / rel
+        if not file.exists():
+            bad.append(f"{rel} (missing)")
+        elif snapshots.file_checksum(file) != expected:
+            bad.append(f"{rel} (checksum mismatch)")
+    if bad:
+        raise BackupCorrupt(f"backup {path} is damaged: " + ", ".join(bad))
+    return manifest
+
+
+def restore(settings: Settings, source: Path) -> dict[str, Any]:
+    """Install a verified backup into this data directory; a server then catches up by replay."""
+    manifest = check_backup(source)
+    if manifest["topic"] != settings.topic:
+        raise VectorizerError(f"the backup is of topic {manifest['topic']!r}, not {settings.topic!r}")
+    catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
+    tables: dict[str, list[dict[str, Any]]] = {"collections": [], "points": []}
+    for line in (source / "catalog.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        tables[row.pop("table")].append(row)
+    offsets = {int(p): o for p, o in manifest["offsets"].items()}
+    catalog.import_rows(tables["collections"], tables["points"], offsets)
+    settings.snapshot_dir.mkdir(parents=True, exist_ok=True)
+    target = settings.snapshot_dir / manifest["snapshot_id"]
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source / "snapshot" / manifest["snapshot_id"], target)
+    catalog.close()
+    return manifest

@@ -1,0 +1,137 @@
+"""Replaying the log into memory without touching any catalog or the dead-letter topic.
+
+``replay_into`` is the engine behind ``verify`` (what the log says), ``repair`` and
+``backup``: it reads the topic with ``read_committed`` from given offsets up to given
+offsets (default: the log end seen at the start), applies every event to a
+:class:`ProjectionState`, and keeps a :class:`CatalogMirror` — the catalog rows the real
+projector would have written, as absolute values — so the log's truth can be compared
+with, or written over, a real catalog.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kafka import KafkaConsumer, TopicPartition
+
+from projections.changes import Change, DeletePoints, DropCollection, PointRow, PutCollection, PutPoints
+from projections.state import ProjectionState, Rejected
+from schemas.codec import decode
+from schemas.errors import DecodeError
+from schemas.events import CollectionCreated
+from vectorizer.settings import Settings
+
+
+@dataclass
+class CatalogMirror:
+    """The catalog as the log defines it: collections and point rows, by catalog key."""
+
+    collections: dict[str, tuple[CollectionCreated, int]] = field(default_factory=dict)
+    points: dict[str, dict[str, PointRow]] = field(default_factory=dict)
+
+    def apply(self, change: Change) -> None:
+        if isinstance(change, PutPoints):
+            rows = self.points.setdefault(change.collection, {})
+            for row in change.rows:
+                rows[row.key] = row
+        elif isinstance(change, DeletePoints):
+            rows = self.points.setdefault(change.collection, {})
+            for key in change.keys:
+                rows.pop(key, None)
+        elif isinstance(change, PutCollection):
+            self.collections[change.event.collection] = (change.event, change.offset)
+            self.points[change.event.collection] = {}
+        elif isinstance(change, DropCollection):
+            self.collections.pop(change.name, None)
+            self.points.pop(change.name, None)
+
+
+@dataclass
+class ReplayResult:
+    state: ProjectionState
+    offsets: dict[int, int]
+    mirror: CatalogMirror
+    events: int = 0
+    vectors: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+
+
+Progress = Callable[[int, int], None]
+
+
+def log_ends(settings: Settings) -> dict[int, int]:
+    """Next offset to be written per partition (the last stable offset, read_committed)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
+    try:
+        parts = consumer.partitions_for_topic(settings.topic)
+        tps = [TopicPartition(settings.topic, p) for p in sorted(parts)]
+        return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()} if tps else {}
+    finally:
+        consumer.close()
+
+
+def replay_into(settings: Settings, state: ProjectionState | None = None, start: dict[int, int] | None = None,
+                until: dict[int, int] | None = None, progress: Progress | None = None,
+                mirror: CatalogMirror | None = None) -> ReplayResult:
+    """Apply records with ``start[p] < offset <= until[p]`` to ``state`` (fresh by default).
+
+    ``start`` holds last-applied offsets (-1 / absent: from the beginning); ``until`` holds
+    last offsets to include (default: everything below the log end at call time).
+    """
+    began = time.monotonic()
+    state = state or ProjectionState()
+    mirror = mirror if mirror is not None else CatalogMirror()
+    start = dict(start or {})
+    if until is None:
+        until = {p: end - 1 for p, end in log_ends(settings).items()}
+    result = ReplayResult(state, dict(start), mirror)
+    pending = {p: last for p, last in until.items() if last > start.get(p, -1)}
+    if not pending:
+        result.seconds = time.monotonic() - began
+        return result
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
+                             enable_auto_commit=False, max_poll_records=settings.poll_max_records,
+                             fetch_max_bytes=64 * 1024 * 1024,
+                             max_partition_fetch_bytes=settings.max_message_bytes * 2)
+    try:
+        tps = {p: TopicPartition(settings.topic, p) for p in pending}
+        consumer.assign(list(tps.values()))
+        for p, tp in tps.items():
+            consumer.seek(tp, start.get(p, -1) + 1)
+        while pending:
+            batch = consumer.poll(timeout_ms=200)
+            for tp, records in batch.items():
+                p = tp.partition
+                for rec in records:
+                    if p not in pending or rec.offset > until[p]:
+                        break
+                    _apply(result, rec.value, rec.offset)
+                    result.offsets[p] = rec.offset
+                    if rec.offset >= until[p]:
+                        pending.pop(p, None)
+                if progress is not None:
+                    progress(len(records), 0)
+            for p in list(pending):  # transaction markers can sit at the last offsets
+                if consumer.position(tps[p]) > until[p]:
+                    pending.pop(p)
+                    result.offsets[p] = until[p]
+    finally:
+        consumer.close()
+    result.seconds = time.monotonic() - began
+    return result
+
+
+def _apply(result: ReplayResult, value: bytes, offset: int) -> None:
+    try:
+        event = decode(value)
+        changes = result.state.apply(event, offset)
+    except (DecodeError, Rejected):
+        result.rejected += 1
+        return
+    result.events += 1
+    result.vectors += len(getattr(event, "ids", ()))
+    for change in changes:
+        result.mirror.apply(change)

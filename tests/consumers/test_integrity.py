@@ -1,0 +1,143 @@
+"""verify / repair / backup / restore / replay through the real broker and the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from consumers import integrity, snapshots
+from producers import VectorProducer
+from projections.search import search
+from tests.helpers import catalog_of, running_projector, state_of, wait_until
+from vectorizer.cli import app
+from vectorizer.settings import Settings
+
+
+def _cli(settings: Settings, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["--kafka-bootstrap", settings.kafka_bootstrap, "--topic", settings.topic,
+                                      "--data-dir", str(settings.data_dir), *args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def populated(settings: Settings) -> Settings:
+    """Two collections, deletes and payload updates, projected with a snapshot at the end."""
+    rng = np.random.default_rng(5)
+    with VectorProducer(settings) as p:
+        p.create_collection("docs", 8, "cosine", m=8, ef_construction=64)
+        p.create_collection("other", 4, "l2")
+        p.upsert("docs", list(range(400)), rng.random((400, 8), dtype=np.float32), [{"n": i} for i in range(400)])
+        p.upsert("other", ["a", "b"], rng.random((2, 4), dtype=np.float32))
+        p.delete("docs", list(range(0, 400, 10)))
+        token = p.set_payload("docs", [1, 2, 3], {"tag": "x"})
+    with running_projector(settings) as proj:
+        proj.wait_for(token.partition, token.offset, 30)
+    assert snapshots.list_snapshots(settings.snapshot_dir), "a final snapshot was written on stop"
+    return settings
+
+
+def test_verify_is_clean_on_a_sound_data_dir(populated: Settings) -> None:
+    code, out = _cli(populated, "verify")
+    assert code == 0, out
+    assert "OK" in out and "2 collections, 362 points" in out
+    code, out = _cli(populated, "--json", "verify", "docs")
+    report = json.loads(out)
+    assert report["ok"] is True and report["checked"]["collections"] == ["docs"]
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["index-byte", "manifest", "missing-file", "catalog-row", "catalog-extra-row"])
+def test_verify_names_each_damage_and_repair_restores_equality(populated: Settings, damage: str) -> None:
+    snap = snapshots.list_snapshots(populated.snapshot_dir)[0]
+    engine = sa.create_engine(populated.resolved_catalog_url)
+    if damage == "index-byte":
+        _flip(snap / "c0000.hnsw")
+        expected = f"snapshot: {snap.name}/c0000.hnsw: checksum mismatch"
+    elif damage == "manifest":
+        _flip(snap / "manifest.json")
+        expected = f"snapshot: {snap.name}/manifest.json:"
+    elif damage == "missing-file":
+        (snap / "c0001.points.avro").unlink()
+        expected = f"snapshot: {snap.name}/c0001.points.avro: missing"
+    elif damage == "catalog-row":
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE vz_points SET payload = '{\"n\": 999}' WHERE point_key = 'n:5'"))
+        expected = "catalog: [docs] point n:5: payload differs from the log"
+    else:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO vz_points VALUES ('docs', 'n:10', 10, NULL, '0', 1)"))
+        expected = "catalog: [docs] point n:10 is not in the log (deleted or never written)"
+    engine.dispose()
+
+    code, out = _cli(populated, "verify")
+    assert code == 1, out
+    assert expected in out, out
+    code, out = _cli(populated, "repair")
+    assert code == 0, out
+    code, out = _cli(populated, "verify")
+    assert code == 0, out
+
+    with running_projector(populated) as repaired:
+        wait_until(lambda: repaired.ready.is_set(), 30)
+        got = state_of(repaired), catalog_of(repaired)
+    fresh = populated.replace(data_dir=populated.data_dir.parent / "fresh")
+    with running_projector(fresh) as proj:
+        wait_until(lambda: proj.ready.is_set(), 30)
+        assert (state_of(proj), catalog_of(proj)) == got
+
+
+def test_backup_restore_into_another_dir_gives_identical_results(populated: Settings, tmp_path: Path) -> None:
+    code, out = _cli(populated, "backup", str(tmp_path / "bk"))
+    assert code == 0, out
+    with VectorProducer(populated) as p:                      # written after the backup: restored by replay
+        token = p.upsert("docs", [1000], np.ones((1, 8), np.float32), [{"late": True}])
+    target = populated.replace(data_dir=tmp_path / "restored")
+    code, out = _cli(target, "restore", str(tmp_path / "bk"))
+    assert code == 0, out
+    queries = np.random.default_rng(9).random((10, 8), dtype=np.float32)
+    with running_projector(target) as restored:
+        restored.wait_for(token.partition, token.offset, 30)
+        assert restored.stats.loaded_snapshot is not None, "the restore started from the backup's snapshot"
+        got_state, got_catalog = state_of(restored), catalog_of(restored)
+        got_hits = [[(h.id, round(h.score, 5)) for h in search(restored.state.get("docs"), q, 5)] for q in queries]
+    with running_projector(populated) as original:
+        original.wait_for(token.partition, token.offset, 30)
+        assert state_of(original) == got_state and catalog_of(original) == got_catalog
+        assert [[(h.id, round(h.score, 5)) for h in search(original.state.get("docs"), q, 5)] for q in queries] \
+            == got_hits
+
+
+def test_a_damaged_backup_is_refused_naming_the_files(populated: Settings, tmp_path: Path) -> None:
+    integrity.backup(populated, tmp_path / "bk")
+    _flip(tmp_path / "bk" / "catalog.jsonl")
+    index_file = next((tmp_path / "bk" / "snapshot").rglob("c0000.hnsw"))
+    index_file.unlink()
+    code, out = _cli(populated.replace(data_dir=tmp_path / "t"), "restore", str(tmp_path / "bk"))
+    assert code == 1
+    assert "catalog.jsonl (checksum mismatch)" in out and "c0000.hnsw (missing)" in out
+    assert not (tmp_path / "t").exists(), "nothing is written when the backup does not verify"
+
+
+def test_replay_beside_a_live_projector_gives_the_same_state(populated: Settings, tmp_path: Path) -> None:
+    with running_projector(populated) as live:
+        wait_until(lambda: live.ready.is_set(), 30)
+        code, out = _cli(populated, "--json", "replay", "--data-dir", str(tmp_path / "replayed"),
+                         "--from-beginning")
+        assert code == 0, out
+        summary = json.loads(out.strip().splitlines()[-1])
+        assert summary["collections"] == {"docs": 360, "other": 2}
+        live_state, live_catalog = state_of(live), catalog_of(live)
+    with running_projector(populated.replace(data_dir=tmp_path / "replayed")) as replayed:
+        wait_until(lambda: replayed.ready.is_set(), 30)
+        assert replayed.stats.loaded_snapshot is not None
+        assert state_of(replayed) == live_state and catalog_of(replayed) == live_catalog

@@ -1,0 +1,129 @@
+"""Operations: replay, verify, repair, backup, restore, snapshot."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from consumers import integrity, snapshots
+from consumers.rebuild import log_ends
+from vectorizer.cli.context import cli_context, fail
+from vectorizer.cli.progress import progress
+from vectorizer.cli.run import setup_logging
+from vectorizer.errors import VectorizerError
+
+
+def replay(ctx: typer.Context,
+           data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where to rebuild (default: the data dir)"),
+           from_beginning: bool = typer.Option(False, "--from-beginning",
+                                               help="Discard the target's catalog and snapshots first")) -> None:
+    """Rebuild the projections from the topic into a data directory, then snapshot and stop.
+
+    Runs beside a live server without disturbing it when given its own --data-dir (and,
+    with a shared Postgres, its own --projection and catalog schema).
+    """
+    from consumers.projector import Projector
+
+    setup_logging()
+    c = cli_context(ctx)
+    settings = c.settings if data_dir is None else c.settings.replace(data_dir=data_dir)
+    if from_beginning:
+        if settings.catalog_url:
+            raise fail("--from-beginning discards a SQLite catalog in the data dir; with --catalog-url, "
+                       "point it at an empty database or schema instead")
+        for path in (settings.data_dir / "catalog.db", settings.snapshot_dir):
+            if path.is_dir():
+                shutil.rmtree(path)
+            for extra in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                if extra.is_file():
+                    extra.unlink()
+    projector = Projector(settings)
+    projector.recover()
+    start = {p: min(projector.applied.get(p, -1), projector.catalog_pos.get(p, -1)) for p in log_ends(settings)}
+    ends = log_ends(settings)
+    total = sum(max(0, ends[p] - 1 - start.get(p, -1)) for p in ends)
+    stop = threading.Event()
+    thread = threading.Thread(target=projector.run, args=(stop,), daemon=True)
+    thread.start()
+    seen = {"events": 0, "vectors": 0}
+    with progress(f"replay {settings.topic}", total, count="events") as advance:
+        while not projector.ready.wait(0.25):
+            if not thread.is_alive():
+                raise fail("the projector stopped during replay (see the log above)")
+            events = projector.stats.events_applied + projector.stats.dead_letters
+            advance(events - seen["events"], projector.stats.vectors_applied - seen["vectors"])
+            seen.update(events=events, vectors=projector.stats.vectors_applied)
+        events = projector.stats.events_applied + projector.stats.dead_letters
+        advance(events - seen["events"], projector.stats.vectors_applied - seen["vectors"])
+    stop.set()
+    thread.join()
+    summary = {"data_dir": str(settings.data_dir), "offsets": projector.applied,
+               "events": projector.stats.events_applied, "vectors": projector.stats.vectors_applied,
+               "dead_letters": projector.stats.dead_letters,
+               "collections": {n: len(col) for n, col in projector.state.collections.items()},
+               "seconds": round(projector.stats.recovery_seconds or 0.0, 2)}
+    c.emit(summary, f"replayed {summary['events']} events ({summary['vectors']} vectors, "
+                    f"{summary['dead_letters']} dead letters) into {settings.data_dir} in {summary['seconds']}s; "
+                    f"collections: {summary['collections']}")
+
+
+def verify(ctx: typer.Context, name: Optional[str] = typer.Argument(None),
+           against: Optional[Path] = typer.Option(None, "--against", help="Another data dir to compare with")) -> None:
+    """Integrity report: snapshot files, catalog and index against the log, sampled recall."""
+    c = cli_context(ctx)
+    report = integrity.verify(c.settings, name, against)
+    human = "\n".join([f"verified {len(report.checked.get('collections', []))} collections, "
+                       f"{report.checked.get('points', 0)} points at offsets {report.offsets}"] +
+                      [f"  PROBLEM {p}" for p in report.problems] + ["OK" if report.ok else
+                                                                     f"{len(report.problems)} problem(s)"])
+    c.emit(report.as_dict(), human)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def repair(ctx: typer.Context, name: Optional[str] = typer.Argument(None)) -> None:
+    """Rebuild from the log what verify finds broken, then verify again."""
+    c = cli_context(ctx)
+    report = integrity.repair(c.settings, name)
+    c.emit(report.as_dict(), "repaired; verify is clean" if report.ok else
+           "\n".join(["still broken after repair:"] + [f"  {p}" for p in report.problems]))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def backup(ctx: typer.Context, out_dir: Path) -> None:
+    """Write a consistent backup (snapshot + catalog + manifest with offsets and checksums)."""
+    c = cli_context(ctx)
+    try:
+        manifest = integrity.backup(c.settings, out_dir)
+    except VectorizerError as exc:
+        raise fail(str(exc)) from None
+    c.emit(manifest, f"backup of {manifest['topic']} at offsets {manifest['offsets']} written to {out_dir} "
+                     f"({len(manifest['files'])} files)")
+
+
+def restore(ctx: typer.Context, in_dir: Path) -> None:
+    """Install a verified backup; a server started afterwards catches up by replay."""
+    c = cli_context(ctx)
+    try:
+        manifest = integrity.restore(c.settings, in_dir)
+    except VectorizerError as exc:
+        raise fail(str(exc)) from None
+    c.emit(manifest, f"restored {in_dir} (offsets {manifest['offsets']}) into {c.settings.data_dir}; "
+                     f"start the server to catch up from the log")
+
+
+def snapshot(ctx: typer.Context) -> None:
+    """Write a snapshot now, of the state a restart would serve at the catalog position."""
+    from projections.catalog.store import Catalog
+
+    c = cli_context(ctx)
+    s = c.settings
+    position = Catalog(s.resolved_catalog_url, s.projection, s.topic).positions()
+    state, _ = integrity.served_state(s, position)
+    path = snapshots.write_snapshot(state, position, s.snapshot_dir, s.topic, s.snapshots_keep)
+    c.emit({"snapshot": path.name, "offsets": position}, f"snapshot {path.name} covers {position}")
