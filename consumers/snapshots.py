@@ -21,7 +21,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 import xxhash
@@ -181,7 +181,8 @@ def load(path: Path) -> LoadedSnapshot:
             raise SnapshotCorrupt(f"{path.name}/{entry['index_file']}: hnswlib cannot load it ({exc})") from None
         coll = Collection(config, entry["created_offset"], index)
         with open(path / entry["points_file"], "rb") as f:
-            for rec in fastavro.reader(f):
+            for raw in fastavro.reader(f):
+                rec = cast(dict[str, Any], raw)
                 label = rec["label"]
                 coll.label_of[rec["id"]] = label
                 coll.id_of[label] = rec["id"]

@@ -19,7 +19,7 @@ import io
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 import numpy as np
@@ -153,7 +153,7 @@ def decode(data: bytes) -> ev.Event:
     try:
         buf = io.BytesIO(data)
         buf.seek(HEADER_LEN)
-        envelope = fastavro.schemaless_reader(buf, ENVELOPE_SCHEMA, None)
+        envelope = cast(dict[str, Any], fastavro.schemaless_reader(buf, ENVELOPE_SCHEMA, None))
         body = bytes(data[buf.tell():])
     except Exception as exc:  # noqa: BLE001 - fastavro raises many types on garbage
         raise InvalidContent(f"the envelope does not decode: {type(exc).__name__}: {exc}") from None
@@ -163,7 +163,7 @@ def decode(data: bytes) -> ev.Event:
     reader = latest(writer.event_type)
     try:
         body_buf = io.BytesIO(body)
-        fields = fastavro.schemaless_reader(body_buf, writer.body, reader.body)
+        fields = cast(dict[str, Any], fastavro.schemaless_reader(body_buf, writer.body, reader.body))
         if body_buf.tell() != len(body):
             raise InvalidContent(f"{len(body) - body_buf.tell()} trailing bytes after the body")
     except DecodeError:

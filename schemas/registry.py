@@ -59,7 +59,7 @@ def _body_schema(raw: dict[str, Any]) -> Any:
 
 
 def _load() -> tuple[Any, dict[str, dict[int, SchemaVersion]], dict[bytes, SchemaVersion]]:
-    envelope = load_schema(AVRO_DIR / "vectorizer.Envelope.avsc")
+    envelope = load_schema(str(AVRO_DIR / "vectorizer.Envelope.avsc"))
     by_type: dict[str, dict[int, SchemaVersion]] = {}
     by_fp: dict[bytes, SchemaVersion] = {}
     for path in sorted(AVRO_DIR.glob("*.avsc")):
@@ -69,7 +69,7 @@ def _load() -> tuple[Any, dict[str, dict[int, SchemaVersion]], dict[bytes, Schem
         raw = json.loads(path.read_text())
         if raw.get("fields", [{}])[0].get("name") != "envelope":
             raise ValueError(f"{path.name}: the first field must be the envelope")
-        full = load_schema(path)
+        full = load_schema(str(path))
         fingerprint = crc64_avro(to_parsing_canonical_form(full).encode()).to_bytes(8, "little")
         version = SchemaVersion(match["name"], int(match["version"]), full, _body_schema(raw), fingerprint)
         if fingerprint in by_fp:

@@ -97,13 +97,13 @@ class Catalog:
             raise CatalogUnavailable(f"catalog {self.safe_url}: {exc.orig}") from exc
 
     def _advance(self, conn: Connection, partition: int, offset: int) -> None:
-        stmt = self._insert(tracking).values(projection=self.projection, topic=self.topic,
-                                             partition_id=partition, applied_offset=offset)
-        stmt = stmt.on_conflict_do_update(
+        insert = self._insert(tracking).values(projection=self.projection, topic=self.topic,
+                                               partition_id=partition, applied_offset=offset)
+        upsert = insert.on_conflict_do_update(
             index_elements=[tracking.c.projection, tracking.c.topic, tracking.c.partition_id],
-            set_={"applied_offset": stmt.excluded.applied_offset},
-            where=tracking.c.applied_offset < stmt.excluded.applied_offset).returning(tracking.c.applied_offset)
-        if conn.execute(stmt).first() is None:  # the WHERE refused: already at or past this offset
+            set_={"applied_offset": insert.excluded.applied_offset},
+            where=tracking.c.applied_offset < insert.excluded.applied_offset).returning(tracking.c.applied_offset)
+        if conn.execute(upsert).first() is None:  # the WHERE refused: already at or past this offset
             raise TrackingConflict(f"projection {self.projection!r} is already past {partition}:{offset} "
                                    f"on {self.topic}; the batch was applied before")
 
