@@ -98,8 +98,8 @@ def wait_applied(catalog: Catalog, offset: int, proc: subprocess.Popen[bytes], t
     return time.monotonic()
 
 
-def run(n: int, dim: int, keep: bool) -> dict:
-    base, queries, truth = dataset(n, dim)
+def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: int = 1000) -> dict:
+    base, queries_, truth = dataset(n, dim, queries)
     workdir = Path(tempfile.mkdtemp(prefix="vz-bench-"))
     settings = Settings.load().replace(topic=f"bench.{n}x{dim}.{int(time.time())}", data_dir=workdir / "data",
                                        catalog_url="")
@@ -109,7 +109,7 @@ def run(n: int, dim: int, keep: bool) -> dict:
                                 "hnswlib": "0.8.0"}}
     try:
         print(f"[{n}x{dim}] baseline: hnswlib add_items + knn_query", flush=True)
-        result["hnswlib"] = baseline_hnswlib(base, queries, truth, workdir)
+        result["hnswlib"] = baseline_hnswlib(base, queries_, truth, workdir)
 
         print(f"[{n}x{dim}] publish + ingest (projector in its own process)", flush=True)
         catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
@@ -138,7 +138,7 @@ def run(n: int, dim: int, keep: bool) -> dict:
         result["snapshot"] = {"clean_stop_with_snapshot_s": time.monotonic() - t,
                               "bytes": sum(f.stat().st_size for f in settings.snapshot_dir.rglob("*") if f.is_file())}
         proc = start_projector(settings, workdir / "projector.log")
-        tail = min(10_000, n // 10)
+        tail = max(BATCH, min(10_000, n // 10) // BATCH * BATCH)
         with VectorProducer(settings) as producer:
             for s in range(0, tail, BATCH):
                 token = producer.upsert("bench", list(range(n + s, n + s + BATCH)), base[s:s + BATCH])
@@ -162,7 +162,7 @@ def run(n: int, dim: int, keep: bool) -> dict:
 
         coll = projector.state.get("bench")
         lat, found = [], []
-        for q in queries:
+        for q in queries_:
             t0 = time.perf_counter()
             hits = search(coll, q, 10)
             lat.append(time.perf_counter() - t0)
@@ -189,14 +189,14 @@ def run(n: int, dim: int, keep: bool) -> dict:
             broker.stop()
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"ingest-{n}x{dim}.json"
+    results.mkdir(parents=True, exist_ok=True)
+    out = results / f"ingest-{n}x{dim}.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return result
 
 
-def publish_only(dim: int, n: int) -> dict:
+def publish_only(dim: int, n: int, results: Path = RESULTS) -> dict:
     """Encode + publish throughput alone (issue 3's target: >= 100,000 vectors/s at 128-d)."""
     settings = Settings.load().replace(topic=f"bench.publish.{dim}.{int(time.time())}")
     vectors = np.random.default_rng(0).random((n, dim), dtype=np.float32)
@@ -208,8 +208,8 @@ def publish_only(dim: int, n: int) -> dict:
         seconds = time.perf_counter() - t
     result = {"dim": dim, "vectors": n, "batch": BATCH, "seconds": seconds, "vectors_per_s": n / seconds,
               "mb_per_s": n * dim * 4 / seconds / 1e6}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"publish-{dim}.json").write_text(json.dumps(result, indent=2))
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"publish-{dim}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
     return result
 
@@ -225,3 +225,15 @@ if __name__ == "__main__":
         publish_only(args.dim, args.n)
     else:
         run(args.n, args.dim, args.keep)
+
+
+def main(sizes: list[int], dim: int = 128) -> None:
+    """``vectorizer bench`` / ``make bench``: publish rates, then each size, then the report."""
+    from benchmarks import report
+
+    publish_only(128, 100_000)
+    publish_only(768, 30_000)
+    for n in sizes:
+        run(n, dim)
+    report.DOC.write_text(report.render())
+    print(f"wrote {report.DOC}")

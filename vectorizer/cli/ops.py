@@ -127,3 +127,13 @@ def snapshot(ctx: typer.Context) -> None:
     state, _ = integrity.served_state(s, position)
     path = snapshots.write_snapshot(state, position, s.snapshot_dir, s.topic, s.snapshots_keep)
     c.emit({"snapshot": path.name, "offsets": position}, f"snapshot {path.name} covers {position}")
+
+
+def bench(sizes: str = typer.Option("10000,100000,1000000", help="Comma-separated collection sizes"),
+          dim: int = typer.Option(128, help="Vector dimension")) -> None:
+    """Run benchmarks/ (publish, ingest vs hnswlib, memory, recovery, replay, query) and write docs/benchmarks.md."""
+    try:
+        from benchmarks.ingest import main as run_benchmarks
+    except ImportError:
+        raise fail("benchmarks/ is not importable: run from a source checkout (make bench)") from None
+    run_benchmarks([int(x) for x in sizes.split(",") if x], dim)
