@@ -10,7 +10,6 @@ import pytest
 from benchmarks import ingest, report
 
 
-
 def test_benchmark_smoke_run_produces_a_well_formed_report(kafka_bootstrap: str, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VECTORIZER_KAFKA_BOOTSTRAP", kafka_bootstrap)
