@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Request
+from fastapi import Query, Request
 from kafka.partitioner.default import murmur2
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from consumers.projector import Projector
@@ -27,8 +28,7 @@ from projections.errors import CollectionNotFound, ConsistencyTimeout
 from schemas.ids import PointId
 from vectorizer.settings import Settings
 
-#: Ids per event when a write names many points (filter-resolved deletes and payload edits).
-IDS_PER_EVENT_BYTES = 1024 * 1024
+_PARSE_INLINE_BYTES = 64 * 1024
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Api:
 
     # Consistency ---------------------------------------------------------------------
     def timeout(self, value: float | None) -> float:
-        return self.settings.default_timeout if value is None else min(value, MAX_TIMEOUT_SECONDS)
+        return self.settings.default_timeout if value is None else value
 
     def await_tokens(self, tokens: Iterable[WriteToken], timeout: float) -> None:
         """Block until every token is applied here; :class:`ConsistencyTimeout` after ``timeout`` in total."""
@@ -95,12 +95,12 @@ class Api:
         return {"operation_id": token.offset, "status": status, "write_token": str(token)}
 
     def publish_by_ids(self, ids: list[PointId], publish: Callable[[list[PointId]], WriteToken]) -> WriteToken | None:
-        """Publish ``publish(chunk)`` for chunks of ``ids`` small enough for one event, atomically.
+        """Publish ``publish(chunk)`` for chunks of ``ids`` well within one record, atomically.
 
         Several chunks go in one Kafka transaction: readers see all of them or none.
         ``None`` when there is nothing to publish.
         """
-        chunks = list(_chunks(ids, IDS_PER_EVENT_BYTES))
+        chunks = list(_chunks(ids, self.settings.max_message_bytes // 8))
         if not chunks:
             return None
         producer = self.require_producer()
@@ -125,14 +125,31 @@ def _chunks(ids: list[PointId], budget: int) -> Iterator[list[PointId]]:
 
 
 # FastAPI dependencies and answers ----------------------------------------------------
+def json_body(description: str) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` of a route that reads its JSON object itself (see :func:`body`)."""
+    return {"requestBody": {"required": False, "description": description,
+                            "content": {"application/json": {"schema": {"type": "object"}}}}}
+
+
+def timeout_param(description: str) -> Any:
+    """The ``timeout`` query parameter (seconds); defaults to ``Settings.default_timeout``."""
+    return Query(None, gt=0, le=MAX_TIMEOUT_SECONDS, description=description)
+
+
 def api(request: Request) -> Api:
     state: Api = request.app.state.api
     return state
 
 
 async def body(request: Request) -> Body:
-    """The request body as a JSON object (``{}`` when empty); 400 otherwise."""
-    return load_body(await request.body())
+    """The request body as a JSON object (``{}`` when empty); 400 otherwise.
+
+    Large bodies are parsed in the thread pool, so the event loop keeps serving meanwhile.
+    """
+    raw = await request.body()
+    if len(raw) <= _PARSE_INLINE_BYTES:
+        return load_body(raw)
+    return await run_in_threadpool(load_body, raw)
 
 
 def ok(request: Request, result: Any, **extra: Any) -> JSONResponse:

@@ -33,16 +33,11 @@ QDRANT_CONSISTENCY = frozenset({"majority", "quorum", "all"})
 
 def show(value: object) -> str:
     """A short rendering of a JSON value for an error message."""
-    text = json.dumps(value, default=str)[:60] if _jsonable(value) else type(value).__name__
-    return text
-
-
-def _jsonable(value: object) -> bool:
     try:
-        json.dumps(value)
-    except (TypeError, ValueError, RecursionError):
-        return False
-    return True
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):  # e.g. an integer too long to print
+        return type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def load_body(raw: bytes) -> Body:
@@ -167,7 +162,9 @@ def vectors(rows: list[object], paths: list[str], dimension: int) -> np.ndarray:
         except ValidationError:
             pass
     checked = [vector(row, row_path, dimension) for row, row_path in zip(rows, paths, strict=True)]
-    return np.ascontiguousarray(np.stack(checked), dtype=np.float32) if checked else np.empty((0, dimension), np.float32)
+    if not checked:
+        return np.empty((0, dimension), np.float32)
+    return np.ascontiguousarray(np.stack(checked), dtype=np.float32)
 
 
 def _row(value: object, path: str) -> object:

@@ -13,8 +13,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from projections.api.errors import BadRequest
 from projections.api.parsing import array, show
 from projections.collection import Collection
@@ -25,7 +23,7 @@ PayloadView = Callable[[Payload | None], Payload | None]
 #: A prefix tree of selected paths: ``{"a": {"b": True}, "l": {None: True}}``; ``True`` selects all below.
 Tree = dict[Any, Any]
 
-_NAME = re.compile(r'"([^"]*)"|([A-Za-z0-9_\-]+)')
+_NAME = re.compile(r'"([^"]*)"|([\w\-]+)')
 _BRACKETS = re.compile(r"\[(\d*)\]")
 
 
@@ -66,22 +64,20 @@ def wants_vector(value: object, path: str) -> bool:
 
 def records(coll: Collection, ids: list[PointId], view: PayloadView, with_vector: bool,
             scores: list[float] | None = None) -> list[dict[str, Any]]:
-    """Render the points of ``ids`` that exist (in order), under the collection's read lock."""
+    """Qdrant ``Record`` objects (``ScoredPoint`` with ``scores``) of the ``ids`` that exist, in order.
+
+    Read under the collection's read lock; a point deleted since ``ids`` were chosen is left out.
+    """
     with coll.lock.read():
         present = [(i, pid, coll.label_of[pid]) for i, pid in enumerate(ids) if pid in coll.label_of]
         vectors = coll.index.vectors([label for _, _, label in present]) if with_vector else None
         out = []
         for row, (i, pid, label) in enumerate(present):
-            rec: dict[str, Any] = {"id": pid, "payload": view(coll.payload_of.get(label)),
-                                   "vector": _vector_json(vectors[row]) if vectors is not None else None}
-            if scores is not None:
-                rec = {"id": pid, "version": 0, "score": scores[i], **{k: rec[k] for k in ("payload", "vector")}}
+            rec: dict[str, Any] = {"id": pid} if scores is None else {"id": pid, "version": 0, "score": scores[i]}
+            rec["payload"] = view(coll.payload_of.get(label))
+            rec["vector"] = None if vectors is None else vectors[row].tolist()
             out.append(rec)
     return out
-
-
-def _vector_json(row: np.ndarray) -> list[float]:
-    return row.astype(np.float64).tolist()
 
 
 # Selector trees ------------------------------------------------------------------------

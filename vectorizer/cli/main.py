@@ -24,7 +24,7 @@ app.command()(data.delete)
 app.command()(serve.serve)
 app.command()(run.project)
 app.command()(run.status)
-for _command in (ops.replay, ops.verify, ops.repair, ops.backup, ops.restore, ops.snapshot):
+for _command in (ops.replay, ops.verify, ops.repair, ops.backup, ops.restore, ops.snapshot, ops.bench):
     app.command()(_command)
 
 

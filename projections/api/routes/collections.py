@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
 
 from projections.api import parsing as p
-from projections.api.context import Api, api, body, ok
+from projections.api.context import Api, api, body, json_body, ok, timeout_param
 from projections.api.errors import BadRequest
 from projections.collection import Collection
 from projections.errors import CollectionExists
@@ -21,7 +21,7 @@ router = APIRouter(tags=["collections"])
 
 DISTANCES = {"Cosine": "cosine", "Euclid": "l2", "Dot": "ip"}
 QDRANT_DISTANCE = {metric: name for name, metric in DISTANCES.items()}
-Timeout = Query(None, gt=0, description="Seconds to wait for this server to apply the change")
+Timeout = timeout_param("Seconds to wait for this server to apply the change, or for `consistency`")
 
 
 @router.get("/collections", summary="List collections")
@@ -31,7 +31,8 @@ def list_collections(request: Request, a: Api = Depends(api)) -> JSONResponse:
     return ok(request, {"collections": [{"name": name} for name in names]})
 
 
-@router.put("/collections/{collection_name}", summary="Create a collection")
+@router.put("/collections/{collection_name}", summary="Create a collection",
+            openapi_extra=json_body("vectors {size, distance}, optional hnsw_config {m, ef_construct}"))
 def create_collection(request: Request, collection_name: str, timeout: float | None = Timeout,
                       b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     producer = a.require_producer()

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import JSONResponse
 
 from projections.api import parsing as p
-from projections.api.context import Api, api, body, ok
+from projections.api.context import Api, api, body, json_body, ok, timeout_param
 from projections.api.errors import BadRequest
 from projections.collection import Collection
 from schemas.ids import PointId
@@ -31,13 +31,14 @@ class WriteOptions:
 
 def write_options(
     wait: bool | None = Query(None, description="Answer once this server applied the write (read-your-writes)"),
-    timeout: float | None = Query(None, gt=0, description="Seconds to wait with wait=true"),
+    timeout: float | None = timeout_param("Seconds to wait with wait=true"),
     ordering: str | None = Query(None, description="Accepted for Qdrant compatibility; Kafka orders writes"),
 ) -> WriteOptions:
     return WriteOptions(wait, timeout)
 
 
-@router.put("/collections/{collection_name}/points", summary="Upsert points (points list or batch)")
+@router.put("/collections/{collection_name}/points", summary="Upsert points (points list or batch)",
+            openapi_extra=json_body("points: [{id, vector, payload}] or batch: {ids, vectors, payloads}"))
 def upsert(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
            b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     producer = a.require_producer()
@@ -51,7 +52,8 @@ def upsert(request: Request, collection_name: str, opts: WriteOptions = Depends(
         return ok(request, a.write_result(collection_name, None, opts.wait, opts.timeout))
     last = list({pid: i for i, pid in enumerate(ids)}.values())  # a repeated id: the last one wins
     if len(last) < len(ids):
-        ids, rows, row_paths, payloads = ([xs[i] for i in last] for xs in (ids, rows, row_paths, payloads))
+        ids, rows = [ids[i] for i in last], [rows[i] for i in last]
+        row_paths, payloads = [row_paths[i] for i in last], [payloads[i] for i in last]
     vectors = p.vectors(rows, row_paths, dimension)
     token = producer.upsert(collection_name, ids, vectors, payloads)
     return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
@@ -62,7 +64,10 @@ def _points(b: dict[str, Any]) -> tuple[list[PointId], list[Any], list[str], lis
     if (b.get("points") is None) == (b.get("batch") is None):
         raise BadRequest("points, batch: give exactly one of them")
     if b.get("points") is not None:
-        ids, rows, paths, payloads = [], [], [], []
+        ids: list[PointId] = []
+        rows: list[Any] = []
+        paths: list[str] = []
+        payloads: list[Any] = []
         for i, raw in enumerate(p.array(b["points"], "points")):
             point = p.obj(raw, f"points[{i}]")
             p.fields(point, f"points[{i}]", ("id", "vector", "payload"))
@@ -85,7 +90,7 @@ def _points(b: dict[str, Any]) -> tuple[list[PointId], list[Any], list[str], lis
         raise BadRequest(f"batch.vectors: {len(rows)} vectors for {len(ids)} ids")
     raw_payloads = batch.get("payloads")
     if raw_payloads is None:
-        payloads: list[Any] = [None] * len(ids)
+        payloads = [None] * len(ids)
     else:
         raw_payloads = p.array(raw_payloads, "batch.payloads")
         if len(raw_payloads) != len(ids):
@@ -107,7 +112,8 @@ def selected_ids(coll: Collection, b: dict[str, Any]) -> list[PointId]:
         return [pid for label, pid in coll.id_of.items() if flt.matches(pid, payload_of.get(label))]
 
 
-@router.post("/collections/{collection_name}/points/delete", summary="Delete points by ids or filter")
+@router.post("/collections/{collection_name}/points/delete", summary="Delete points by ids or filter",
+             openapi_extra=json_body("points: [ids] or filter"))
 def delete_points(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
                   b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     producer = a.require_producer()
@@ -118,7 +124,8 @@ def delete_points(request: Request, collection_name: str, opts: WriteOptions = D
     return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
 
 
-@router.post("/collections/{collection_name}/points/payload", summary="Set payload keys (merge)")
+@router.post("/collections/{collection_name}/points/payload", summary="Set payload keys (merge)",
+             openapi_extra=json_body("payload, points or filter, optional key"))
 def set_payload(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
                 b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     producer = a.require_producer()
@@ -131,7 +138,8 @@ def set_payload(request: Request, collection_name: str, opts: WriteOptions = Dep
     return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
 
 
-@router.put("/collections/{collection_name}/points/payload", summary="Overwrite the whole payload")
+@router.put("/collections/{collection_name}/points/payload", summary="Overwrite the whole payload",
+            openapi_extra=json_body("payload, points or filter"))
 def overwrite_payload(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
                       b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     producer = a.require_producer()
@@ -143,7 +151,8 @@ def overwrite_payload(request: Request, collection_name: str, opts: WriteOptions
     return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
 
 
-@router.post("/collections/{collection_name}/points/payload/delete", summary="Delete payload keys")
+@router.post("/collections/{collection_name}/points/payload/delete", summary="Delete payload keys",
+             openapi_extra=json_body("keys, points or filter"))
 def delete_payload(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
                    b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     producer = a.require_producer()
@@ -156,7 +165,8 @@ def delete_payload(request: Request, collection_name: str, opts: WriteOptions = 
     return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
 
 
-@router.post("/collections/{collection_name}/points/payload/clear", summary="Remove the whole payload")
+@router.post("/collections/{collection_name}/points/payload/clear", summary="Remove the whole payload",
+             openapi_extra=json_body("points or filter"))
 def clear_payload(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
                   b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     producer = a.require_producer()

@@ -4,6 +4,7 @@ Scores are Qdrant's: cosine similarity and dot product (higher is better), Eucli
 distance (lower is better). A filter is applied inside the search, never after cutting
 the top-k. A query given as a point id searches with that point's vector and leaves the
 point itself out, as Qdrant does. Without ``query``, points come in id order with score 1.
+``score_threshold`` keeps hits strictly better than it (Qdrant's and qdrant-client's rule).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
 
 from projections.api import parsing as p
-from projections.api.context import Api, api, body, ok
+from projections.api.context import Api, api, body, json_body, ok
 from projections.api.errors import BadRequest
 from projections.api.records import PayloadView, id_order, payload_view, records, wants_vector
 from projections.api.routes.reads import ReadOptions, read_options, readable
@@ -52,14 +53,17 @@ class Nearest:
     with_vector: bool
 
 
-@router.post("/collections/{collection_name}/points/query", summary="Nearest points to a vector (or a point)")
+@router.post("/collections/{collection_name}/points/query", summary="Nearest points to a vector (or a point)",
+             openapi_extra=json_body("query, filter, limit, offset, with_payload, with_vector, score_threshold, "
+                                               "params {hnsw_ef, exact}, consistency"))
 def query(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
           b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     coll = readable(a, collection_name, opts, b)
     return ok(request, {"points": run(coll, parse_query(coll, b, ""))})
 
 
-@router.post("/collections/{collection_name}/points/query/batch", summary="Several queries at once")
+@router.post("/collections/{collection_name}/points/query/batch", summary="Several queries at once",
+             openapi_extra=json_body("searches: [query requests], consistency"))
 def query_batch(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
                 b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     p.fields(b, "", ("searches", "consistency"))
@@ -69,7 +73,9 @@ def query_batch(request: Request, collection_name: str, opts: ReadOptions = Depe
     return ok(request, [{"points": run(coll, q)} for q in parsed])
 
 
-@router.post("/collections/{collection_name}/points/search", summary="Nearest points to a vector (older API)")
+@router.post("/collections/{collection_name}/points/search", summary="Nearest points to a vector (older API)",
+             openapi_extra=json_body("vector, filter, limit, offset, with_payload, with_vector, score_threshold, "
+                                               "params, consistency"))
 def search_points(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
                   b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     p.fields(b, "", _SEARCH_FIELDS)
@@ -148,6 +154,8 @@ def run(coll: Collection, q: Nearest) -> list[dict[str, Any]]:
     if q.exclude is not None:  # the query point itself is left out
         without = {"must_not": [{"has_id": [q.exclude]}]}
         flt = p.filter_of(without if q.filter_json is None else {"must": [q.filter_json], **without})
-    hits = search(coll, q.vector, q.limit, ef=q.ef, flt=flt, exact=q.exact, offset=q.offset,
-                  score_threshold=q.score_threshold)
+    hits = search(coll, q.vector, q.limit, ef=q.ef, flt=flt, exact=q.exact, offset=q.offset)
+    if q.score_threshold is not None:  # strictly better than the threshold, as Qdrant
+        t = q.score_threshold
+        hits = [h for h in hits if (h.score > t if coll.index.higher_is_better() else h.score < t)]
     return records(coll, [h.id for h in hits], q.view, q.with_vector, [h.score for h in hits])

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import JSONResponse
 
 from projections.api import parsing as p
-from projections.api.context import Api, api, body, ok
+from projections.api.context import Api, api, body, json_body, ok, timeout_param
 from projections.api.errors import BadRequest
 from projections.api.records import id_order, payload_view, records, wants_vector
 from projections.collection import Collection
@@ -32,7 +32,7 @@ class ReadOptions:
 def read_options(
     consistency: str | None = Query(None, description="A write token '<partition>:<offset>' to wait for, "
                                                       "or Qdrant's integer / majority / quorum / all"),
-    timeout: float | None = Query(None, gt=0, description="Seconds to wait for the consistency token"),
+    timeout: float | None = timeout_param("Seconds to wait for the consistency token"),
 ) -> ReadOptions:
     return ReadOptions(consistency, timeout)
 
@@ -56,7 +56,8 @@ def get_point(request: Request, collection_name: str, point_id: str, opts: ReadO
     return ok(request, found[0])
 
 
-@router.post("/collections/{collection_name}/points", summary="Retrieve points by id")
+@router.post("/collections/{collection_name}/points", summary="Retrieve points by id",
+             openapi_extra=json_body("ids, with_payload, with_vector, consistency"))
 def get_points(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
                b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     p.fields(b, "", ("ids", "with_payload", "with_vector", "shard_key", "consistency"))
@@ -67,7 +68,8 @@ def get_points(request: Request, collection_name: str, opts: ReadOptions = Depen
     return ok(request, records(coll, ids, view, wants_vector(b.get("with_vector"), "with_vector")))
 
 
-@router.post("/collections/{collection_name}/points/scroll", summary="Page through points in id order")
+@router.post("/collections/{collection_name}/points/scroll", summary="Page through points in id order",
+             openapi_extra=json_body("offset, limit, filter, with_payload, with_vector, consistency"))
 def scroll(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
            b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     p.fields(b, "", ("offset", "limit", "filter", "with_payload", "with_vector", "order_by", "shard_key",
@@ -91,7 +93,8 @@ def scroll(request: Request, collection_name: str, opts: ReadOptions = Depends(r
     return ok(request, {"points": records(coll, page[:size], view, with_vector), "next_page_offset": following})
 
 
-@router.post("/collections/{collection_name}/points/count", summary="Count points (exact)")
+@router.post("/collections/{collection_name}/points/count", summary="Count points (exact)",
+             openapi_extra=json_body("filter, exact, consistency"))
 def count(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
           b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     p.fields(b, "", ("filter", "exact", "shard_key", "consistency"))

@@ -1,0 +1,117 @@
+"""``run_server``: one read replica — a projector thread and the HTTP API in one process.
+
+Start-up never blocks the HTTP port: ``/health`` answers at once, ``/ready`` and the data
+routes answer 503 (with ``Retry-After``) until Kafka answered and recovery caught up.
+Shutdown (SIGINT/SIGTERM, or :meth:`Replica.request_stop`): HTTP stops accepting and
+drains, then the projector stops after its current batch and writes a final snapshot,
+then the producer closes. If the projector fails, the server stops too: a replica that no
+longer follows the log must not keep answering.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import uvicorn
+
+from consumers.projector import Projector
+from producers.producer import VectorProducer
+from projections.api.app import create_app
+from vectorizer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_RETRY_MAX_SECONDS = 5.0
+_SHUTDOWN_GRACE_SECONDS = 5
+
+
+class Replica:
+    """A projector and the HTTP server over it. :meth:`serve` blocks until stopped."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.projector = Projector(settings)
+        self.app = create_app(settings, self.projector, None)
+        self.stop_event = threading.Event()
+        self.failure: BaseException | None = None
+        config = uvicorn.Config(self.app, host=settings.http_host, port=settings.http_port, lifespan="off",
+                                access_log=False, timeout_graceful_shutdown=_SHUTDOWN_GRACE_SECONDS,
+                                log_level="info")
+        self.http = uvicorn.Server(config)
+        self._backend = threading.Thread(target=self._follow_log, name="vectorizer-projector", daemon=True)
+
+    def serve(self) -> None:
+        """Run until :meth:`request_stop` or a signal; returns after the final snapshot."""
+        self._backend.start()
+        try:
+            self.http.run()
+        finally:
+            self.request_stop()
+            self._backend.join()
+            producer = self.app.state.api.producer
+            if producer is not None:
+                producer.close()
+            log.info("stopped")
+
+    def request_stop(self) -> None:
+        """Ask the HTTP server and the projector to stop (safe from any thread or a signal handler)."""
+        self.http.should_exit = True
+        self.stop_event.set()
+
+    @property
+    def started(self) -> bool:
+        """Whether the HTTP port is listening."""
+        return self.http.started
+
+    # The projector thread -------------------------------------------------------------
+    def _follow_log(self) -> None:
+        try:
+            producer = self._retry("connecting to Kafka", lambda: VectorProducer(
+                self.settings, dimensions=self.app.state.api.dimension_of))
+            if not isinstance(producer, VectorProducer):
+                return
+            self.app.state.api.producer = producer
+            if self._retry("recovering the projection", self.projector.recover) is None:
+                return
+            self.projector.run(self.stop_event)
+        except BaseException as exc:  # noqa: BLE001 - any failure stops the replica, loudly
+            self.failure = exc
+            log.critical("the projector failed; stopping the server", exc_info=exc)
+            self.request_stop()
+
+    def _retry(self, what: str, attempt: Callable[[], T]) -> T | bool | None:
+        """``attempt()`` until it succeeds (its result, or ``True``), or ``None`` once stopping."""
+        delay = 0.2
+        while not self.stop_event.is_set():
+            try:
+                return attempt() or True
+            except Exception as exc:  # noqa: BLE001 - Kafka not there yet: log and retry
+                log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, _RETRY_MAX_SECONDS)
+        return None
+
+
+def run_server(settings: Settings) -> None:
+    """Serve ``settings.http`` (127.0.0.1:15002 by default) until SIGINT/SIGTERM. Blocks.
+
+    Raises the projector's exception if it failed, so the process exits non-zero.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    replica = Replica(settings)
+    # uvicorn replaces these while serving and re-raises a caught signal afterwards: landing
+    # here, that is harmless, and the final snapshot is not interrupted.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: replica.request_stop())
+    log.info("serving http://%s:%d (topic %s, projection %s)", settings.http_host, settings.http_port,
+             settings.topic, settings.projection)
+    replica.serve()
+    if replica.failure is not None:
+        raise replica.failure

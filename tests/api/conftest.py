@@ -1,0 +1,79 @@
+"""A running server per module (or per test, with its own settings): projector thread + uvicorn
+in a thread, on a free port, over the session's real Kafka broker."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from projections.api.server import Replica
+from tests.conftest import free_port
+from tests.helpers import wait_until
+from vectorizer.settings import Settings
+
+
+@dataclass
+class Running:
+    settings: Settings
+    replica: Replica
+    http: httpx.Client
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.http}"
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[Running]:
+    """Serve ``settings`` (on a fresh port) until the block ends; yields once ``/ready`` is 200."""
+    settings = settings.replace(http=f"127.0.0.1:{free_port()}")
+    replica = Replica(settings)
+    thread = threading.Thread(target=replica.serve, name="test-server", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: replica.started or not thread.is_alive(), 30, message="the HTTP port")
+        assert thread.is_alive(), f"the server stopped: {replica.failure!r}"
+        with httpx.Client(base_url=f"http://{settings.http}", timeout=60) as client:
+            wait_until(lambda: client.get("/ready").status_code == 200, 60, interval=0.1, message="/ready")
+            yield Running(settings, replica, client)
+    finally:
+        replica.request_stop()
+        thread.join(60)
+        assert not thread.is_alive(), "the server did not stop"
+    assert replica.failure is None, f"the projector failed: {replica.failure!r}"
+
+
+def _settings(kafka_bootstrap: str, tmp: Any, **overrides: Any) -> Settings:
+    return Settings(kafka_bootstrap=kafka_bootstrap, topic=f"t.api_{uuid.uuid4().hex[:10]}", data_dir=tmp / "data",
+                    snapshot_every_events=1_000_000, snapshot_every_seconds=3600.0).replace(**overrides)
+
+
+@pytest.fixture(scope="module")
+def server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """One server shared by a module's tests; each test uses its own collection names."""
+    with serving(_settings(kafka_bootstrap, tmp_path_factory.mktemp("server"))) as running:
+        yield running
+
+
+@pytest.fixture
+def make_server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[Callable[..., Running]]:
+    """Start a server with setting overrides (``api_key=...``, ``max_body_bytes=...``)."""
+    with contextlib.ExitStack() as stack:
+        def make(**overrides: Any) -> Running:
+            settings = _settings(kafka_bootstrap, tmp_path_factory.mktemp("server"), **overrides)
+            return stack.enter_context(serving(settings))
+
+        yield make
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
