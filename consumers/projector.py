@@ -86,6 +86,8 @@ class Projector:
         self._last_kafka_commit = 0.0
         self._last_end_check = 0.0
         self._started = time.monotonic()
+        self._snapshot_requests: list[tuple[threading.Event, list[str | None]]] = []
+        self._requests_lock = threading.Lock()
 
     # Recovery ----------------------------------------------------------------------
     def recover(self) -> None:
@@ -193,6 +195,11 @@ class Projector:
             except Rejected as exc:
                 if first_time:
                     letters.append(DeadLetter(partition, rec.offset, rec.key, rec.value, "rejected", str(exc)))
+            except Exception as exc:  # noqa: BLE001 - a handler bug must not stop the projector
+                log.exception("handler failed on %s/%d/%d", self.settings.topic, partition, rec.offset)
+                if first_time:
+                    letters.append(DeadLetter(partition, rec.offset, rec.key, rec.value, "handler-error",
+                                              f"{type(exc).__name__}: {exc}"))
             last = rec.offset
         if last == applied_to:
             return
@@ -222,7 +229,28 @@ class Projector:
                     raise  # shutting down: the batch stays unapplied in the catalog and is replayed
                 delay = min(delay * 2, 5.0)
 
+    def request_snapshot(self, timeout: float) -> str | None:
+        """Ask the projector's thread for a snapshot between batches; wait for its name (None: failed)."""
+        done: threading.Event = threading.Event()
+        slot: list[str | None] = [None]
+        with self._requests_lock:
+            self._snapshot_requests.append((done, slot))
+        if not done.wait(timeout):
+            raise ConsistencyTimeout(f"no snapshot within {timeout}s (the projector may be busy)")
+        return slot[0]
+
+    def _serve_snapshot_requests(self) -> None:
+        with self._requests_lock:
+            requests, self._snapshot_requests = self._snapshot_requests, []
+        if not requests:
+            return
+        name = self.snapshot()
+        for done, slot in requests:
+            slot[0] = name
+            done.set()
+
     def _housekeeping(self) -> None:
+        self._serve_snapshot_requests()
         now = time.monotonic()
         if self._consumer is not None:
             self.stats.positions = {p: self._consumer.position(TopicPartition(self.settings.topic, p))

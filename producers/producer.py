@@ -84,7 +84,8 @@ class VectorProducer:
         return {"bootstrap_servers": self.settings.kafka_bootstrap, "acks": "all",
                 "max_request_size": self.settings.max_message_bytes, "linger_ms": 2,
                 "batch_size": 1024 * 1024,
-                "retries": 2**31 - 1, "request_timeout_ms": 30_000, "delivery_timeout_ms": 120_000,
+                "retries": 2**31 - 1, "request_timeout_ms": 30_000, "delivery_timeout_ms": 60_000,
+                "max_block_ms": 10_000,  # an unreachable broker surfaces as PublishFailed in seconds
                 "client_id": f"vectorizer-producer-{self.producer_id}"}
 
     # Operations --------------------------------------------------------------------
@@ -228,7 +229,7 @@ class VectorProducer:
                        for e, v in zip(events, values, strict=True)]
             # Wait on each future rather than flush(): kafka-python's flush can raise a spurious
             # "Future not done" when another thread completes the batch concurrently.
-            meta = [f.get(timeout=self.settings.default_timeout * 4) for f in futures]
+            meta = [f.get(timeout=self.settings.default_timeout * 2) for f in futures]
         except KafkaError as exc:
             raise PublishFailed(f"Kafka did not acknowledge the write: {exc}") from exc
         last = meta[-1]

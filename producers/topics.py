@@ -12,6 +12,7 @@ import time
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
 
 from producers.errors import PublishFailed
 from vectorizer.settings import Settings
@@ -19,6 +20,11 @@ from vectorizer.settings import Settings
 log = logging.getLogger(__name__)
 
 _checked: set[tuple[str, str]] = set()
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for ``key`` (murmur2, as the Java client)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def topic_configs(settings: Settings) -> dict[str, str]:

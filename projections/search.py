@@ -45,7 +45,8 @@ def search(coll: Collection, query: np.ndarray, k: int, *, ef: int | None = None
     hits = hits[offset:need]
     if score_threshold is not None:
         better = coll.index.higher_is_better()
-        hits = [h for h in hits if (h.score >= score_threshold if better else h.score <= score_threshold)]
+        # Strict, as Qdrant: a hit exactly at the threshold is not "better than" it.
+        hits = [h for h in hits if (h.score > score_threshold if better else h.score < score_threshold)]
     return hits
 
 

@@ -66,8 +66,8 @@ def _payload_in(text: str | None, where: str) -> ev.Payload | None:
         return None
     try:
         value = json.loads(text)
-    except ValueError as exc:
-        raise InvalidContent(f"{where}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise InvalidContent(f"{where}: not valid JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(value, dict):
         raise InvalidContent(f"{where}: a payload must be a JSON object")
     return value

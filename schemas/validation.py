@@ -61,8 +61,14 @@ def point_ids(ids: Sequence[object], *, field: str = "ids") -> tuple[PointId, ..
 def vectors(data: Any, count: int, dimension: int | None, *, field: str = "vectors") -> np.ndarray:
     """A C-contiguous float32 ``(count, dim)`` array; no NaN/inf; dim equal to ``dimension``."""
     try:
-        arr = np.ascontiguousarray(data, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
+        raw = np.asarray(data)
+        if raw.dtype.kind not in "biuf":  # strings, objects, ragged lists
+            raise InvalidVector(f"{field}: expected numbers, got an array of {raw.dtype}")
+        with np.errstate(over="ignore"):
+            arr = np.ascontiguousarray(raw, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, InvalidVector):
+            raise
         raise InvalidVector(f"{field}: not an array of numbers ({exc})") from None
     if arr.ndim == 1 and count == 1:
         arr = arr.reshape(1, -1)
@@ -84,9 +90,25 @@ def payload(value: object, *, field: str = "payload") -> Payload:
         raise InvalidPayload(f"{field}: a payload must be a JSON object, got {type(value).__name__}")
     try:
         json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidPayload(f"{field}: not JSON-serialisable ({exc})") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidPayload(f"{field}: not JSON-serialisable ({type(exc).__name__}: {exc})") from None
+    if _depth(value) > MAX_PAYLOAD_DEPTH:
+        raise InvalidPayload(f"{field}: nested deeper than {MAX_PAYLOAD_DEPTH} levels")
     return value
+
+
+MAX_PAYLOAD_DEPTH = 64
+
+
+def _depth(value: object, level: int = 0) -> int:
+    """How deeply objects and arrays nest (stops counting past the limit)."""
+    if level > MAX_PAYLOAD_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
 
 
 def payloads(values: Sequence[object] | None, count: int, *, field: str = "payloads") -> tuple[Payload | None, ...]:

@@ -18,7 +18,7 @@ from projections.api.context import Api
 from projections.api.errors import handle_error, handle_http_error
 from projections.api.limits import BodyLimitMiddleware
 from projections.api.metrics import LatencyMiddleware, Metrics
-from projections.api.routes import collections, points, query, reads, service
+from projections.api.routes import collections, points, query, reads, service, snapshots
 from vectorizer import __version__
 from vectorizer.errors import VectorizerError
 from vectorizer.settings import Settings
@@ -30,7 +30,8 @@ def create_app(settings: Settings, projector: Projector, producer: VectorProduce
                   description="A Qdrant-compatible REST subset over an event-sourced vector database.")
     metrics = Metrics(projector)
     app.state.api = Api(settings, projector, producer, metrics)
-    for router in (service.router, collections.router, points.router, reads.router, query.router):
+    for router in (service.router, collections.router, points.router, reads.router, query.router,
+                   snapshots.router):
         app.include_router(router)
     app.add_exception_handler(HTTPException, handle_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, handle_error)  # type: ignore[arg-type]

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Query, Request
-from kafka.partitioner.default import murmur2
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from consumers.projector import Projector
 from producers.producer import VectorProducer, WriteToken
+from producers.topics import partition_for
 from projections.api.errors import NotReady
 from projections.api.metrics import Metrics
 from projections.api.parsing import MAX_TIMEOUT_SECONDS, Body, load_body
@@ -77,7 +77,7 @@ class Api:
         Answers writes that publish nothing (an empty id list, a filter matching no point).
         """
         partitions = sorted(self.projector.stats.log_end) or [0]
-        partition = partitions[(murmur2(collection.encode()) & 0x7FFFFFFF) % len(partitions)]
+        partition = partitions[partition_for(collection, len(partitions))]
         return WriteToken(partition, max(0, self.projector.applied.get(partition, 0)))
 
     # Writes --------------------------------------------------------------------------

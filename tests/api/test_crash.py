@@ -25,14 +25,14 @@ DIM = 8
 
 @contextmanager
 def serve_process(settings: Settings, log_name: str) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
-    """``python -m vectorizer.cli.main serve``, output to a log file; yields once ``/ready`` is 200."""
+    """``python -m vectorizer serve``, output to a log file; yields once ``/ready`` is 200."""
     env = dict(os.environ)
     env.update({"VECTORIZER_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "VECTORIZER_TOPIC": settings.topic,
                 "VECTORIZER_DATA_DIR": str(settings.data_dir), "VECTORIZER_HTTP": settings.http,
                 "VECTORIZER_SNAPSHOT_EVERY_EVENTS": "25", "VECTORIZER_CATALOG_URL": ""})
     log_file = settings.data_dir.parent / log_name
     with open(log_file, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "vectorizer.cli.main", "serve"], cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "vectorizer", "serve"], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
     client = httpx.Client(base_url=f"http://{settings.http}", timeout=30)
 

@@ -63,7 +63,7 @@ def test_kill_9_during_ingest_and_snapshots_then_state_equals_fresh_replay(setti
         previous = catalog.positions().get(0, -1)
         log_file = settings.data_dir.parent / f"projector-{r}.log"
         with open(log_file, "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "vectorizer.cli.main", "project"], cwd=ROOT,
+            proc = subprocess.Popen([sys.executable, "-m", "vectorizer", "project"], cwd=ROOT,
                                     env=_env(settings), stdout=log, stderr=subprocess.STDOUT)
         try:
             def progressed(proc: subprocess.Popen[bytes] = proc, previous: int = previous) -> bool:

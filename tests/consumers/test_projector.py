@@ -235,3 +235,33 @@ def test_point_checksums_in_the_catalog_match_the_index(settings: Settings) -> N
 
 
 
+
+
+def test_a_failing_handler_dead_letters_the_event_and_the_projector_goes_on(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from projections.state import ProjectionState
+    from schemas import codec
+
+    with VectorProducer(settings) as p:
+        p.create_collection("c", 2)
+        p.upsert("c", [1, 2], [[1, 0], [0, 1]], [{"a": 1}, {"a": 2}])
+        p.clear_payload("c", [1])                                   # the handler will blow up on this one
+        monkeypatch.setattr(codec, "_json", lambda obj: '{"a":' * 5000 + "1" + "}" * 5000)
+        p.publish(ev.PayloadSet(ev.EventMeta.new("c", "t"), (2,), {}))  # 5,000-deep JSON on the log
+        monkeypatch.undo()
+        token = p.upsert("c", [3], [[1, 1]])
+
+    def broken(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug in a handler")
+
+    monkeypatch.setattr(ProjectionState, "_rewrite_payloads", broken)
+    with running_projector(settings) as proj:
+        proj.wait_for(token.partition, token.offset, 30)
+        assert sorted(proj.state.get("c").label_of) == [1, 2, 3]
+        assert proj.stats.dead_letters == 2
+    letters = read_topic(settings.kafka_bootstrap, settings.dlq_topic, expected=2)
+    reasons = {dict(r.headers)["vectorizer.reason"].decode(): dict(r.headers)["vectorizer.detail"].decode()
+               for r in letters}
+    assert reasons.keys() == {"handler-error", "invalid-content"}
+    assert "RuntimeError: a bug in a handler" in reasons["handler-error"]
+    assert "RecursionError" in reasons["invalid-content"]

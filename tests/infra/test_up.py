@@ -32,7 +32,7 @@ def test_up_starts_broker_and_server_and_ctrl_c_stops_everything(tmp_path: Path)
                VECTORIZER_KAFKA_BOOTSTRAP=f"127.0.0.1:{kafka_port}", VECTORIZER_HTTP=f"127.0.0.1:{http_port}")
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "vectorizer.cli.main", "up"], cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "vectorizer", "up"], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     broker_pid_file = tmp_path / "data" / "kafka" / "broker.pid"
     try:

@@ -175,3 +175,26 @@ def test_producer_killed_mid_batch_leaves_no_half_batch(settings: Settings) -> N
     committed = _events(settings, expected=2, isolation="read_committed")
     assert [type(e) for e in committed] == [ev.CollectionCreated, ev.VectorsUpserted]
     assert committed[1].ids == ("after",)
+
+
+@pytest.mark.parametrize(("vectors", "names"), [
+    ([["1", "2", "3", "4"]], "expected numbers"),
+    ([[10**400, 1, 2, 3]], "expected numbers"),
+    ([[1e39, 1, 2, 3]], "NaN or infinity"),
+    ([[1, [2], 3, 4]], "not an array of numbers"),
+])
+def test_non_numeric_or_overflowing_vectors_are_invalid(producer: VectorProducer, vectors, names) -> None:  # type: ignore[no-untyped-def]
+    producer.create_collection("v", 4)
+    with pytest.raises(InvalidVector, match=names):
+        producer.upsert("v", [1], vectors)
+
+
+def test_a_payload_nested_too_deep_is_invalid(producer: VectorProducer) -> None:
+    producer.create_collection("deep", 2)
+    payload: dict = {}
+    node = payload
+    for _ in range(100):
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(InvalidPayload, match="nested deeper than 64"):
+        producer.upsert("deep", [1], [[1, 2]], [payload])

@@ -8,9 +8,9 @@ import threading
 
 import typer
 from kafka import KafkaConsumer, TopicPartition
-from kafka.partitioner.default import murmur2
 
 from consumers import snapshots
+from producers.topics import partition_for
 from vectorizer.cli.context import cli_context
 from vectorizer.settings import Settings
 
@@ -40,11 +40,6 @@ def project(ctx: typer.Context) -> None:
     projector.recover()
     log.info("projecting %s into %s (catalog %s)", settings.topic, settings.data_dir, projector.catalog.safe_url)
     projector.run(stop)
-
-
-def partition_for(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner picks for ``key`` (murmur2, as the Java client)."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def status(ctx: typer.Context) -> None:

@@ -1,0 +1,5 @@
+"""``python -m vectorizer``: the same as the ``vectorizer`` command."""
+
+from vectorizer.cli import main
+
+main()
