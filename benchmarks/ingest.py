@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import hnswlib
+import httpx
 import numpy as np
 import psutil
 
@@ -47,6 +48,43 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 def recall(found: list[list[int]], truth: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(f[:k]) & set(t[:k].tolist())) / k for f, t in zip(found, truth, strict=True)]))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_queries(http: httpx.Client, queries: np.ndarray, truth: np.ndarray) -> dict:
+    """One client: latency percentiles and recall; then two clients: throughput."""
+    bodies = [{"query": q.tolist(), "limit": 10} for q in queries]
+    for body in bodies[:20]:  # warm-up: connection, route caches
+        http.post("/collections/bench/points/query", json=body)
+    lat, found = [], []
+    for body in bodies:
+        t0 = time.perf_counter()
+        answer = http.post("/collections/bench/points/query", json=body)
+        lat.append(time.perf_counter() - t0)
+        answer.raise_for_status()
+        found.append([p["id"] for p in answer.json()["result"]["points"]])
+    out = {**percentiles(lat), "recall_at_10": recall(found, truth)}
+
+    def worker(chunk: list[dict]) -> None:
+        with httpx.Client(base_url=str(http.base_url), timeout=60) as own:
+            for body in chunk:
+                own.post("/collections/bench/points/query", json=body).raise_for_status()
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(bodies[i::2],)) for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    out["two_clients_qps"] = len(bodies) / (time.perf_counter() - t0)
+    return out
 
 
 def baseline_hnswlib(base: np.ndarray, queries: np.ndarray, truth: np.ndarray, workdir: Path) -> dict:
@@ -148,30 +186,40 @@ def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: 
         proc.send_signal(signal.SIGKILL)
         proc.wait(60)
         from consumers.projector import Projector
+        from projections.api.server import Replica
 
+        # Recovery through the real server: from process start to /ready answering 200.
+        serving = settings.replace(http=f"127.0.0.1:{_free_port()}")
         t = time.monotonic()
-        projector = Projector(settings)
-        projector.recover()
-        stop = threading.Event()
-        thread = threading.Thread(target=projector.run, args=(stop,))
-        thread.start()
-        projector.ready.wait(3600)
-        result["recovery"] = {"after_kill9_ready_s": time.monotonic() - t, "tail_vectors": tail,
-                              "loaded_snapshot": projector.stats.loaded_snapshot}
+        replica = Replica(serving)
+        server = threading.Thread(target=replica.serve, daemon=True)
+        server.start()
+        with httpx.Client(base_url=f"http://{serving.http}", timeout=60) as http:
+            deadline = time.monotonic() + 3600
+            while time.monotonic() < deadline:
+                try:
+                    if http.get("/ready").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.02)
+            result["recovery"] = {"after_kill9_ready_s": time.monotonic() - t, "tail_vectors": tail,
+                                  "loaded_snapshot": replica.projector.stats.loaded_snapshot}
 
-        print(f"[{n}x{dim}] in-process query latency and recall", flush=True)
-        from projections.search import search
+            print(f"[{n}x{dim}] query latency and recall: in-process, then HTTP", flush=True)
+            from projections.search import search
 
-        coll = projector.state.get("bench")
-        lat, found = [], []
-        for q in queries_:
-            t0 = time.perf_counter()
-            hits = search(coll, q, 10)
-            lat.append(time.perf_counter() - t0)
-            found.append([h.id for h in hits])
-        result["query_in_process"] = {**percentiles(lat), "recall_at_10": recall(found, truth)}
-        stop.set()
-        thread.join()
+            coll = replica.projector.state.get("bench")
+            lat, found = [], []
+            for q in queries_:
+                t0 = time.perf_counter()
+                hits = search(coll, q, 10)
+                lat.append(time.perf_counter() - t0)
+                found.append([h.id for h in hits])
+            result["query_in_process"] = {**percentiles(lat), "recall_at_10": recall(found, truth)}
+            result["query_http"] = http_queries(http, queries_, truth)
+        replica.request_stop()
+        server.join(120)
 
         print(f"[{n}x{dim}] full replay from offset 0", flush=True)
         fresh = settings.replace(data_dir=workdir / "replay", projection="replay")

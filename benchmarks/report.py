@@ -73,7 +73,16 @@ def render(results: Path = RESULTS) -> str:
                        f"{q['p50_ms']:.3f} / {q['p95_ms']:.3f} / {q['p99_ms']:.3f} ms",
                        f"hnswlib {hq['p50_ms']:.3f} / {hq['p95_ms']:.3f} / {hq['p99_ms']:.3f} ms", "p99 ≤ 1 ms", v_p99),
                   _row("recall@10 vs exact search", f"{q['recall_at_10']:.3f}", f"hnswlib {h['recall_at_10']:.3f}",
-                       "≥ 0.95", v_recall), ""]
+                       "≥ 0.95", v_recall)]
+        web = r.get("query_http")
+        if web:
+            v_http = _verdict(web["p99_ms"] <= 3.0, f"{web['p99_ms']:.2f} ms")
+            lines += [_row("query k=10 over HTTP, one client, p50 / p95 / p99",
+                           f"{web['p50_ms']:.2f} / {web['p95_ms']:.2f} / {web['p99_ms']:.2f} ms "
+                           f"(recall {web['recall_at_10']:.3f})",
+                           f"in-process {q['p50_ms']:.3f} / {q['p99_ms']:.3f} ms (p50 / p99)", "p99 ≤ 3 ms", v_http),
+                      _row("query throughput over HTTP, two clients", f"{web['two_clients_qps']:,.0f} queries/s")]
+        lines.append("")
     notes = results.parent / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text().strip(), ""]

@@ -29,10 +29,19 @@ IN_CI = bool(os.environ.get("CI"))
 LOCAL_PG = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres"
 
 
+INFRA: list[str] = []
+
+
 def _say(config: pytest.Config, line: str) -> None:
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(line)
+    """Record what infrastructure the run used; printed in the terminal summary (so CI logs show it)."""
+    INFRA.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if INFRA:
+        terminalreporter.section("infrastructure used")
+        for line in INFRA:
+            terminalreporter.write_line(line)
 
 
 def _unavailable(what: str) -> None:

@@ -25,12 +25,15 @@ def test_benchmark_smoke_run_produces_a_well_formed_report(kafka_bootstrap: str,
                           "memory": ["projector_rss_bytes", "ratio_to_index"],
                           "recovery": ["after_kill9_ready_s", "loaded_snapshot"],
                           "query_in_process": ["p50_ms", "p99_ms", "recall_at_10"],
+                          "query_http": ["p50_ms", "p99_ms", "recall_at_10", "two_clients_qps"],
                           "replay": ["seconds"]}.items():
         for key in keys:
             assert saved[section][key] is not None, f"{section}.{key}"
     assert saved["recovery"]["loaded_snapshot"], "recovery after kill -9 started from a snapshot"
     assert 0.0 <= saved["query_in_process"]["recall_at_10"] <= 1.0
+    assert saved["query_http"]["recall_at_10"] == saved["query_in_process"]["recall_at_10"], \
+        "HTTP answers the same neighbours as the in-process search"
     text = report.render(results)
     assert "## 3,000 × 16-d" in text and "| recall@10 vs exact search |" in text
-    assert "| 16 | 2,000 |" in text
+    assert "| 16 | 2,000 |" in text and "over HTTP, one client" in text
 
