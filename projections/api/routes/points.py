@@ -8,12 +8,14 @@ plus ``write_token``; ``wait=true`` answers once this server applied the write.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import JSONResponse
 
+from producers.producer import WriteToken
 from projections.api import parsing as p
 from projections.api.context import Api, api, body, json_body, ok, timeout_param
 from projections.api.errors import BadRequest
@@ -112,16 +114,27 @@ def selected_ids(coll: Collection, b: dict[str, Any]) -> list[PointId]:
         return [pid for label, pid in coll.id_of.items() if flt.matches(pid, payload_of.get(label))]
 
 
+def _fields(b: dict[str, Any], allowed: tuple[str, ...], *unsupported: str) -> None:
+    p.fields(b, "", (*allowed, "shard_key"))
+    p.unsupported(b, "shard_key", *unsupported)
+
+
+def _publish_selected(request: Request, a: Api, collection: str, b: dict[str, Any], opts: WriteOptions,
+                      publish: Callable[[list[Any]], WriteToken] | None) -> JSONResponse:
+    """Resolve ``points`` or ``filter`` to ids on this server, publish by ids, answer the write."""
+    ids = selected_ids(a.collection(collection), b)
+    token = a.publish_by_ids(ids, publish) if publish is not None else None
+    return ok(request, a.write_result(collection, token, opts.wait, opts.timeout))
+
+
 @router.post("/collections/{collection_name}/points/delete", summary="Delete points by ids or filter",
              openapi_extra=json_body("points: [ids] or filter"))
 def delete_points(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
                   b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     producer = a.require_producer()
-    p.fields(b, "", ("points", "filter", "shard_key"))
-    p.unsupported(b, "shard_key")
-    ids = selected_ids(a.collection(collection_name), b)
-    token = a.publish_by_ids(ids, lambda chunk: producer.delete(collection_name, chunk))
-    return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
+    _fields(b, ("points", "filter"))
+    return _publish_selected(request, a, collection_name, b, opts,
+                             lambda chunk: producer.delete(collection_name, chunk))
 
 
 @router.post("/collections/{collection_name}/points/payload", summary="Set payload keys (merge)",
@@ -129,13 +142,11 @@ def delete_points(request: Request, collection_name: str, opts: WriteOptions = D
 def set_payload(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
                 b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     producer = a.require_producer()
-    p.fields(b, "", ("payload", "points", "filter", "key", "shard_key"))
-    p.unsupported(b, "shard_key")
+    _fields(b, ("payload", "points", "filter", "key"))
     new = _required_payload(b)
     key = None if b.get("key") is None else p.string(b["key"], "key")
-    ids = selected_ids(a.collection(collection_name), b)
-    token = a.publish_by_ids(ids, lambda chunk: producer.set_payload(collection_name, chunk, new, key))
-    return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
+    return _publish_selected(request, a, collection_name, b, opts,
+                             lambda chunk: producer.set_payload(collection_name, chunk, new, key))
 
 
 @router.put("/collections/{collection_name}/points/payload", summary="Overwrite the whole payload",
@@ -143,12 +154,10 @@ def set_payload(request: Request, collection_name: str, opts: WriteOptions = Dep
 def overwrite_payload(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
                       b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     producer = a.require_producer()
-    p.fields(b, "", ("payload", "points", "filter", "key", "shard_key"))
-    p.unsupported(b, "shard_key", "key")
+    _fields(b, ("payload", "points", "filter", "key"), "key")
     new = _required_payload(b)
-    ids = selected_ids(a.collection(collection_name), b)
-    token = a.publish_by_ids(ids, lambda chunk: producer.overwrite_payload(collection_name, chunk, new))
-    return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
+    return _publish_selected(request, a, collection_name, b, opts,
+                             lambda chunk: producer.overwrite_payload(collection_name, chunk, new))
 
 
 @router.post("/collections/{collection_name}/points/payload/delete", summary="Delete payload keys",
@@ -156,13 +165,11 @@ def overwrite_payload(request: Request, collection_name: str, opts: WriteOptions
 def delete_payload(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
                    b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     producer = a.require_producer()
-    p.fields(b, "", ("keys", "points", "filter", "shard_key"))
-    p.unsupported(b, "shard_key")
+    _fields(b, ("keys", "points", "filter"))
     keys = [p.string(k, f"keys[{i}]") for i, k in enumerate(p.array(b.get("keys"), "keys"))]
-    ids = selected_ids(a.collection(collection_name), b)
-    token = a.publish_by_ids(ids, lambda chunk: producer.delete_payload_keys(collection_name, chunk, keys)) \
-        if keys else None
-    return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
+    return _publish_selected(request, a, collection_name, b, opts,
+                             (lambda chunk: producer.delete_payload_keys(collection_name, chunk, keys))
+                             if keys else None)
 
 
 @router.post("/collections/{collection_name}/points/payload/clear", summary="Remove the whole payload",
@@ -170,11 +177,9 @@ def delete_payload(request: Request, collection_name: str, opts: WriteOptions = 
 def clear_payload(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
                   b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     producer = a.require_producer()
-    p.fields(b, "", ("points", "filter", "shard_key"))
-    p.unsupported(b, "shard_key")
-    ids = selected_ids(a.collection(collection_name), b)
-    token = a.publish_by_ids(ids, lambda chunk: producer.clear_payload(collection_name, chunk))
-    return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
+    _fields(b, ("points", "filter"))
+    return _publish_selected(request, a, collection_name, b, opts,
+                             lambda chunk: producer.clear_payload(collection_name, chunk))
 
 
 def _required_payload(b: dict[str, Any]) -> dict[str, Any]:
