@@ -148,3 +148,39 @@ def delete(ctx: typer.Context, name: str, ids: list[str]) -> None:
         token = producer.delete(name, parsed)
     c.emit({"collection": name, "deleted": len(parsed), "write_token": str(token)},
            f"deleted {len(parsed)} points from {name} (write token {token})")
+
+
+def search(ctx: typer.Context, name: str,
+           vector: Optional[str] = typer.Option(None, "--vector", help='The query as JSON, e.g. "[0.1, 0.2]"'),
+           from_file: Optional[Path] = typer.Option(None, "--from", help=".npy (first row) or .json vector"),
+           k: int = typer.Option(10, "-k", help="How many neighbours"),
+           filter_json: Optional[str] = typer.Option(None, "--filter", help="A Qdrant filter as JSON")) -> None:
+    """Nearest neighbours of a vector, asked of the running server (VECTORIZER_HTTP)."""
+    import httpx
+
+    c = cli_context(ctx)
+    if (vector is None) == (from_file is None):
+        raise fail("give exactly one of --vector or --from")
+    try:
+        if vector is not None:
+            query = json.loads(vector)
+        else:
+            assert from_file is not None
+            query = (np.load(from_file)[0] if from_file.suffix == ".npy" else np.asarray(json.loads(
+                from_file.read_text()))).tolist()
+        body: dict[str, Any] = {"query": query, "limit": k, "with_payload": True}
+        if filter_json:
+            body["filter"] = json.loads(filter_json)
+    except (ValueError, OSError, IndexError) as exc:
+        raise fail(f"cannot read the query: {exc}") from None
+    headers = {"api-key": c.settings.api_key} if c.settings.api_key else {}
+    try:
+        answer = httpx.post(f"http://{c.settings.http}/collections/{name}/points/query", json=body,
+                            headers=headers, timeout=c.settings.default_timeout)
+    except httpx.HTTPError as exc:
+        raise fail(f"no server answers at {c.settings.http} ({exc}); start one with `vectorizer serve`") from None
+    if answer.status_code != 200:
+        raise fail(f"{answer.status_code}: {answer.json().get('status', {}).get('error', answer.text)}")
+    points = answer.json()["result"]["points"]
+    c.emit(points, "\n".join(f"{pt['id']}\t{pt['score']:.6f}\t{json.dumps(pt.get('payload') or {})}"
+                             for pt in points) or "no results")
