@@ -50,6 +50,27 @@ def recall(found: list[list[int]], truth: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(f[:k]) & set(t[:k].tolist())) / k for f, t in zip(found, truth, strict=True)]))
 
 
+def filtered_queries(coll, queries: np.ndarray, n: int) -> dict:  # type: ignore[no-untyped-def]
+    """Latency and recall@10 of filtered search (has_id over a random subset) vs exact filtered search."""
+    from projections.filters import parse_filter
+    from projections.search import search
+
+    out = {}
+    rng = np.random.default_rng(7)
+    for share in (0.01, 0.10, 0.50):
+        allowed = rng.choice(n, size=int(n * share), replace=False).tolist()
+        flt = parse_filter({"must": [{"has_id": allowed}]})
+        lat, rec = [], []
+        for q in queries:
+            t0 = time.perf_counter()
+            hits = search(coll, q, 10, flt=flt)
+            lat.append(time.perf_counter() - t0)
+            exact = {h.id for h in search(coll, q, 10, flt=flt, exact=True)}
+            rec.append(len(exact & {h.id for h in hits}) / max(1, len(exact)))
+        out[f"{int(share * 100)}%"] = {**percentiles(lat), "recall_at_10": float(np.mean(rec))}
+    return out
+
+
 def _free_port() -> int:
     import socket
 
@@ -218,6 +239,7 @@ def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: 
                 found.append([h.id for h in hits])
             result["query_in_process"] = {**percentiles(lat), "recall_at_10": recall(found, truth)}
             result["query_http"] = http_queries(http, queries_, truth)
+            result["query_filtered"] = filtered_queries(coll, queries_[:200], n)
         replica.request_stop()
         server.join(120)
 

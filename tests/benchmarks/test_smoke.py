@@ -36,4 +36,5 @@ def test_benchmark_smoke_run_produces_a_well_formed_report(kafka_bootstrap: str,
     text = report.render(results)
     assert "## 3,000 × 16-d" in text and "| recall@10 vs exact search |" in text
     assert "| 16 | 2,000 |" in text and "over HTTP, one client" in text
+    assert set(saved["query_filtered"]) == {"1%", "10%", "50%"} and "filtered query, 1% of points match" in text
 
