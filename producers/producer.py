@@ -229,7 +229,7 @@ class VectorProducer:
                        for e, v in zip(events, values, strict=True)]
             # Wait on each future rather than flush(): kafka-python's flush can raise a spurious
             # "Future not done" when another thread completes the batch concurrently.
-            meta = [f.get(timeout=self.settings.default_timeout * 2) for f in futures]
+            meta = [f.get(timeout=self.settings.publish_timeout) for f in futures]
         except KafkaError as exc:
             raise PublishFailed(f"Kafka did not acknowledge the write: {exc}") from exc
         last = meta[-1]

@@ -44,6 +44,10 @@ class Settings:
     # HTTP.
     max_body_bytes: int = 64 * 1024 * 1024
     default_timeout: float = 30.0
+    # How long a write waits for Kafka's acknowledgement before it is reported as not
+    # acknowledged (PublishFailed, HTTP 503). The record may still land later: clients retry,
+    # and upserts by id are idempotent.
+    publish_timeout: float = 15.0
 
     def __post_init__(self) -> None:
         for name in ("data_dir", "cache_dir"):
