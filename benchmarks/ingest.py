@@ -50,6 +50,27 @@ def recall(found: list[list[int]], truth: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(f[:k]) & set(t[:k].tolist())) / k for f, t in zip(found, truth, strict=True)]))
 
 
+def serve_until_ready(settings: Settings) -> tuple:  # type: ignore[type-arg]
+    """Start the real server (projector + HTTP) in a thread; return it once /ready is 200, with the seconds."""
+    from projections.api.server import Replica
+
+    serving = settings.replace(http=f"127.0.0.1:{_free_port()}")
+    t = time.monotonic()
+    replica = Replica(serving)
+    server = threading.Thread(target=replica.serve, daemon=True)
+    server.start()
+    with httpx.Client(base_url=f"http://{serving.http}", timeout=60) as http:
+        deadline = time.monotonic() + 3600
+        while time.monotonic() < deadline:
+            try:
+                if http.get("/ready").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.02)
+    return replica, server, time.monotonic() - t
+
+
 def filtered_queries(coll, queries: np.ndarray, n: int) -> dict:  # type: ignore[no-untyped-def]
     """Latency and recall@10 of filtered search (has_id over a random subset) vs exact filtered search."""
     from projections.filters import parse_filter
@@ -196,6 +217,12 @@ def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: 
         proc.wait(600)
         result["snapshot"] = {"clean_stop_with_snapshot_s": time.monotonic() - t,
                               "bytes": sum(f.stat().st_size for f in settings.snapshot_dir.rglob("*") if f.is_file())}
+        # Restart from the clean-stop snapshot alone (no tail): snapshot load + /ready.
+        replica, server, seconds = serve_until_ready(settings)
+        snapshot_only = seconds
+        replica.request_stop()
+        server.join(600)
+
         proc = start_projector(settings, workdir / "projector.log")
         tail = max(BATCH, min(10_000, n // 10) // BATCH * BATCH)
         with VectorProducer(settings) as producer:
@@ -207,26 +234,13 @@ def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: 
         proc.send_signal(signal.SIGKILL)
         proc.wait(60)
         from consumers.projector import Projector
-        from projections.api.server import Replica
 
-        # Recovery through the real server: from process start to /ready answering 200.
-        serving = settings.replace(http=f"127.0.0.1:{_free_port()}")
-        t = time.monotonic()
-        replica = Replica(serving)
-        server = threading.Thread(target=replica.serve, daemon=True)
-        server.start()
-        with httpx.Client(base_url=f"http://{serving.http}", timeout=60) as http:
-            deadline = time.monotonic() + 3600
-            while time.monotonic() < deadline:
-                try:
-                    if http.get("/ready").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.02)
-            result["recovery"] = {"after_kill9_ready_s": time.monotonic() - t, "tail_vectors": tail,
-                                  "loaded_snapshot": replica.projector.stats.loaded_snapshot}
-
+        # Recovery through the real server after kill -9: snapshot + tail, to /ready.
+        replica, server, seconds = serve_until_ready(settings)
+        result["recovery"] = {"after_kill9_ready_s": seconds, "tail_vectors": tail,
+                              "snapshot_only_ready_s": snapshot_only,
+                              "loaded_snapshot": replica.projector.stats.loaded_snapshot}
+        with httpx.Client(base_url=f"http://{replica.settings.http}", timeout=60) as http:
             print(f"[{n}x{dim}] query latency and recall: in-process, then HTTP", flush=True)
             from projections.search import search
 

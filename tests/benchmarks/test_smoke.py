@@ -23,7 +23,7 @@ def test_benchmark_smoke_run_produces_a_well_formed_report(kafka_bootstrap: str,
     for section, keys in {"hnswlib": ["add_items_vectors_per_s", "index_bytes", "recall_at_10"],
                           "ingest": ["vectors_per_s", "ratio_to_hnswlib"],
                           "memory": ["projector_rss_bytes", "ratio_to_index"],
-                          "recovery": ["after_kill9_ready_s", "loaded_snapshot"],
+                          "recovery": ["after_kill9_ready_s", "snapshot_only_ready_s", "loaded_snapshot"],
                           "query_in_process": ["p50_ms", "p99_ms", "recall_at_10"],
                           "query_http": ["p50_ms", "p99_ms", "recall_at_10", "two_clients_qps"],
                           "replay": ["seconds"]}.items():
