@@ -66,11 +66,16 @@ class Report:
 
 
 # Building the states ---------------------------------------------------------------
-def served_state(settings: Settings, until: dict[int, int]) -> tuple[ProjectionState, str | None]:
-    """The state a restart would serve at ``until``: newest good snapshot + in-memory tail."""
+def served_state(settings: Settings, until: dict[int, int],
+                 replayed: ReplayResult | None = None) -> tuple[ProjectionState, str | None]:
+    """The state a restart would serve at ``until``: newest good snapshot + in-memory tail.
+
+    Without a usable snapshot a restart replays the whole log: ``replayed`` (a replay from
+    offset 0 up to ``until``, when the caller already has one) is that state, not rebuilt.
+    """
     loaded = snapshots.load_newest(settings.snapshot_dir)
     if loaded is None or any(o > until.get(p, -1) for p, o in loaded.offsets.items()):
-        return replay_into(settings, until=until).state, None
+        return (replayed or replay_into(settings, until=until)).state, None
     return replay_into(settings, loaded.state, loaded.offsets, until).state, loaded.snapshot_id
 
 
@@ -83,11 +88,19 @@ def verify(settings: Settings, name: str | None = None, against: Path | None = N
            recall_samples: int = 50) -> Report:
     catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
     position = catalog.positions()
+    try:
+        return _verify(settings, catalog, position, truth(settings, position), name, against, recall_samples)
+    finally:
+        catalog.close()
+
+
+def _verify(settings: Settings, catalog: Catalog, position: dict[int, int], expected: ReplayResult,
+            name: str | None = None, against: Path | None = None, recall_samples: int = 50) -> Report:
+    """verify at ``position`` given the log's truth there (computed once by the caller)."""
     report = Report(position)
     for path in snapshots.list_snapshots(settings.snapshot_dir):
         report.problems += [Problem("snapshot", None, p) for p in snapshots.verify(path)]
-    served, snapshot_id = served_state(settings, position)
-    expected = truth(settings, position)
+    served, snapshot_id = served_state(settings, position, expected)
     report.checked["snapshot_loaded"] = snapshot_id
     names = sorted(set(expected.mirror.collections) | set(served.collections)
                    | {r["name"] for r in catalog.collection_rows()})
@@ -109,7 +122,6 @@ def verify(settings: Settings, name: str | None = None, against: Path | None = N
             theirs, _ = served_state(other, position)
             for coll_name in report.checked["collections"]:
                 report.problems += _compare_states(served.get(coll_name), theirs.get(coll_name), coll_name, against)
-    catalog.close()
     return report
 
 
@@ -221,12 +233,21 @@ def repair(settings: Settings, name: str | None = None) -> Report:
     Snapshots: damaged ones are removed and a fresh snapshot of the log's state at the
     catalog position is written, so the next restart loads a sound index.
     """
-    before = verify(settings, name)
-    if before.ok:
-        return before
     catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
-    position = catalog.positions()
-    expected = truth(settings, position)
+    try:
+        position = catalog.positions()
+        expected = truth(settings, position)  # one replay serves the checks before and after
+        before = _verify(settings, catalog, position, expected, name)
+        if before.ok:
+            return before
+        _mend(settings, catalog, position, expected, before)
+        return _verify(settings, catalog, position, expected, name)
+    finally:
+        catalog.close()
+
+
+def _mend(settings: Settings, catalog: Catalog, position: dict[int, int], expected: ReplayResult,
+          before: Report) -> None:
     damaged = {p.collection for p in before.problems if p.kind == "catalog" and p.collection}
     for coll_name in sorted(damaged):
         catalog.replace_collection(coll_name, expected.mirror.collections.get(coll_name),
@@ -237,8 +258,6 @@ def repair(settings: Settings, name: str | None = None) -> Report:
                 shutil.rmtree(path)
         snapshots.write_snapshot(expected.state, position, settings.snapshot_dir, settings.topic,
                                  settings.snapshots_keep)
-    catalog.close()
-    return verify(settings, name)
 
 
 # backup / restore ---------------------------------------------------------------------

@@ -8,7 +8,6 @@ normalised value.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -124,6 +123,3 @@ def bounded_int(value: object, field: str, *, minimum: int = 1, maximum: int = 1
         raise ValidationError(f"{field}: expected an integer in {minimum}..{maximum}, got {value!r}")
     return value
 
-
-def is_finite_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -9,7 +9,6 @@ event is never applied to the catalog twice.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -214,6 +213,3 @@ def dimension_lookup(settings: Settings) -> Callable[[str], int | None]:
         return None if value is None else int(value)
     return lookup
 
-
-def payload_of(row: dict[str, Any]) -> Any:
-    return None if row["payload"] is None else json.loads(row["payload"])

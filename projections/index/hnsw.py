@@ -29,12 +29,16 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 
 class VectorIndex:
     def __init__(self, dimension: int, metric: str, m: int = 16, ef_construction: int = 200, ef: int = 64,
-                 capacity: int = 1024, *, seed: int = 100) -> None:
+                 capacity: int = 1024, *, seed: int = 100, load_from: Path | None = None) -> None:
+        """A new empty index, or (``load_from``) the one hnswlib saved there."""
         self.dimension, self.metric, self.m = dimension, metric, m
         self.ef_construction, self.default_ef = ef_construction, ef
         self._index = hnswlib.Index(space=_SPACE[metric], dim=dimension)
-        self._index.init_index(max_elements=max(capacity, 16), M=m, ef_construction=ef_construction,
-                               random_seed=seed)
+        if load_from is None:
+            self._index.init_index(max_elements=max(capacity, 16), M=m, ef_construction=ef_construction,
+                                   random_seed=seed)
+        else:
+            self._index.load_index(str(load_from), max_elements=max(capacity, 16))
         self._index.set_ef(ef)
         self._num_threads = -1
 
@@ -58,11 +62,6 @@ class VectorIndex:
         self._index.mark_deleted(label)
 
     # Reads -------------------------------------------------------------------------
-    @property
-    def element_count(self) -> int:
-        """Slots used, deleted ones included."""
-        return int(self._index.get_current_count())
-
     @property
     def capacity(self) -> int:
         return int(self._index.get_max_elements())
@@ -127,11 +126,4 @@ class VectorIndex:
     @classmethod
     def load(cls, path: Path, dimension: int, metric: str, m: int, ef_construction: int, ef: int,
              capacity: int) -> VectorIndex:
-        self = cls.__new__(cls)
-        self.dimension, self.metric, self.m = dimension, metric, m
-        self.ef_construction, self.default_ef = ef_construction, ef
-        self._index = hnswlib.Index(space=_SPACE[metric], dim=dimension)
-        self._index.load_index(str(path), max_elements=max(capacity, 16))
-        self._index.set_ef(ef)
-        self._num_threads = -1
-        return self
+        return cls(dimension, metric, m, ef_construction, ef, capacity, load_from=path)

@@ -43,8 +43,8 @@ def replay(ctx: typer.Context,
                     extra.unlink()
     projector = Projector(settings)
     projector.recover()
-    start = {p: min(projector.applied.get(p, -1), projector.catalog_pos.get(p, -1)) for p in log_ends(settings)}
     ends = log_ends(settings)
+    start = {p: min(projector.applied.get(p, -1), projector.catalog_pos.get(p, -1)) for p in ends}
     total = sum(max(0, ends[p] - 1 - start.get(p, -1)) for p in ends)
     stop = threading.Event()
     thread = threading.Thread(target=projector.run, args=(stop,), daemon=True)
