@@ -71,25 +71,64 @@ def serve_until_ready(settings: Settings) -> tuple:  # type: ignore[type-arg]
     return replica, server, time.monotonic() - t
 
 
-def filtered_queries(coll, queries: np.ndarray, n: int) -> dict:  # type: ignore[no-untyped-def]
-    """Latency and recall@10 of filtered search (has_id over a random subset) vs exact filtered search."""
+def filtered_queries(coll, base: np.ndarray, queries: np.ndarray) -> dict:  # type: ignore[no-untyped-def]
+    """Latency and recall@10 of filtered search (has_id over a random subset) vs exact search over that subset."""
+    from benchmarks.data import exact_topk
     from projections.filters import parse_filter
     from projections.search import search
 
     out = {}
     rng = np.random.default_rng(7)
+    n = len(base)
     for share in (0.01, 0.10, 0.50):
-        allowed = rng.choice(n, size=int(n * share), replace=False).tolist()
-        flt = parse_filter({"must": [{"has_id": allowed}]})
-        lat, rec = [], []
+        allowed = np.sort(rng.choice(n, size=int(n * share), replace=False))
+        truth = allowed[exact_topk(base[allowed], queries, 10)]  # exact, numpy, same run
+        flt = parse_filter({"must": [{"has_id": allowed.tolist()}]})
+        lat, found = [], []
         for q in queries:
             t0 = time.perf_counter()
             hits = search(coll, q, 10, flt=flt)
             lat.append(time.perf_counter() - t0)
-            exact = {h.id for h in search(coll, q, 10, flt=flt, exact=True)}
-            rec.append(len(exact & {h.id for h in hits}) / max(1, len(exact)))
-        out[f"{int(share * 100)}%"] = {**percentiles(lat), "recall_at_10": float(np.mean(rec))}
+            found.append([h.id for h in hits])
+        out[f"{int(share * 100)}%"] = {**percentiles(lat), "recall_at_10": recall(found, truth)}
     return out
+
+
+def ef_curve(coll, index: hnswlib.Index, queries: np.ndarray, truth: np.ndarray) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Recall@10 and latency over ``ef``, in-process, with hnswlib alone on the same vectors as the baseline."""
+    from projections.search import search
+
+    curve = []
+    for ef in (16, 32, 64, 128, 256):
+        lat, found = [], []
+        for q in queries:
+            t0 = time.perf_counter()
+            hits = search(coll, q, 10, ef=ef)
+            lat.append(time.perf_counter() - t0)
+            found.append([h.id for h in hits])
+        index.set_ef(ef)
+        base_lat, base_found = [], []
+        for q in queries:
+            t0 = time.perf_counter()
+            labels, _ = index.knn_query(q, k=10, num_threads=1)
+            base_lat.append(time.perf_counter() - t0)
+            base_found.append(labels[0].tolist())
+        curve.append({"ef": ef, **percentiles(lat), "recall_at_10": recall(found, truth),
+                      "hnswlib": {**percentiles(base_lat), "recall_at_10": recall(base_found, truth)}})
+    index.set_ef(EF)
+    return curve
+
+
+def http_floor(http: httpx.Client, count: int = 500) -> dict:
+    """Round trip of ``GET /health`` (no search, no body): what FastAPI + uvicorn + loopback cost alone."""
+    for _ in range(20):
+        http.get("/health")
+    lat = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        http.get("/health").raise_for_status()
+        lat.append(time.perf_counter() - t0)
+    return percentiles(lat)
 
 
 def _free_port() -> int:
@@ -129,7 +168,8 @@ def http_queries(http: httpx.Client, queries: np.ndarray, truth: np.ndarray) -> 
     return out
 
 
-def baseline_hnswlib(base: np.ndarray, queries: np.ndarray, truth: np.ndarray, workdir: Path) -> dict:
+def baseline_hnswlib(base: np.ndarray, queries: np.ndarray, truth: np.ndarray,
+                     workdir: Path) -> tuple[dict, hnswlib.Index]:
     index = hnswlib.Index(space="cosine", dim=base.shape[1])
     index.init_index(max_elements=len(base), M=M, ef_construction=EF_C, random_seed=100)
     t = time.perf_counter()
@@ -147,7 +187,7 @@ def baseline_hnswlib(base: np.ndarray, queries: np.ndarray, truth: np.ndarray, w
     size = path.stat().st_size
     path.unlink()
     return {"add_items_s": add_s, "add_items_vectors_per_s": len(base) / add_s, "index_bytes": size,
-            "query": percentiles(lat), "recall_at_10": recall(found, truth)}
+            "query": percentiles(lat), "recall_at_10": recall(found, truth)}, index
 
 
 def ensure_broker(settings: Settings, workdir: Path) -> LocalBroker | None:
@@ -179,71 +219,94 @@ def wait_applied(catalog: Catalog, offset: int, proc: subprocess.Popen[bytes], t
 
 
 def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: int = 1000) -> dict:
+    """Every measure at ``n`` x ``dim``; writes ``results/ingest-<n>x<dim>.json``.
+
+    Order: hnswlib alone; publish + ingest of all but the last ``tail`` vectors (projector
+    in its own process); clean stop (snapshot time and size); restart from the snapshot
+    alone; the last ``tail`` vectors published, kill -9, recovery (snapshot + tail of
+    inserts); a tail of updates, kill -9, recovery; queries in-process, over ``ef`` and over
+    HTTP; filtered queries; a full replay from offset 0.
+    """
     base, queries_, truth = dataset(n, dim, queries)
     workdir = Path(tempfile.mkdtemp(prefix="vz-bench-"))
     settings = Settings.load().replace(topic=f"bench.{n}x{dim}.{int(time.time())}", data_dir=workdir / "data",
                                        catalog_url="")
     broker = ensure_broker(settings, workdir)
-    result: dict = {"n": n, "dim": dim, "m": M, "ef_construction": EF_C, "ef": EF, "batch": BATCH,
+    tail = max(BATCH, min(10_000, n // 10) // BATCH * BATCH)
+    head = n - tail
+    result: dict = {"n": n, "dim": dim, "m": M, "ef_construction": EF_C, "ef": EF, "batch": BATCH, "tail": tail,
+                    "command": f"python -m benchmarks.ingest --n {n} --dim {dim}",
                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                 "hnswlib": "0.8.0"}}
     try:
         print(f"[{n}x{dim}] baseline: hnswlib add_items + knn_query", flush=True)
-        result["hnswlib"] = baseline_hnswlib(base, queries_, truth, workdir)
+        result["hnswlib"], baseline_index = baseline_hnswlib(base, queries_, truth, workdir)
 
-        print(f"[{n}x{dim}] publish + ingest (projector in its own process)", flush=True)
+        print(f"[{n}x{dim}] publish + ingest of {head:,} vectors (projector in its own process)", flush=True)
         catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
         with VectorProducer(settings) as producer:
-            producer.create_collection("bench", dim, "cosine", m=M, ef_construction=EF_C, ef=EF)
+            token = producer.create_collection("bench", dim, "cosine", m=M, ef_construction=EF_C, ef=EF)
             proc = start_projector(settings, workdir / "projector.log")
+            wait_applied(catalog, token.offset, proc)
+            idle_rss = psutil.Process(proc.pid).memory_info().rss  # interpreter + libraries + empty collection
             started = time.monotonic()
-            token = None
-            for s in range(0, n, BATCH):
-                token = producer.upsert("bench", list(range(s, min(n, s + BATCH))), base[s:s + BATCH])
+            for s in range(0, head, BATCH):
+                token = producer.upsert("bench", list(range(s, min(head, s + BATCH))), base[s:s + BATCH])
             published = time.monotonic()
-        assert token is not None
         searchable = wait_applied(catalog, token.offset, proc)
         rss = psutil.Process(proc.pid).memory_info().rss
-        result["publish"] = {"seconds": published - started, "vectors_per_s": n / (published - started)}
+        result["publish"] = {"seconds": published - started, "vectors_per_s": head / (published - started)}
         ingest_s = searchable - started
-        result["ingest"] = {"publish_to_searchable_s": ingest_s, "vectors_per_s": n / ingest_s,
-                            "ratio_to_hnswlib": (n / ingest_s) / result["hnswlib"]["add_items_vectors_per_s"]}
-        result["memory"] = {"projector_rss_bytes": rss, "index_bytes": result["hnswlib"]["index_bytes"],
-                            "ratio_to_index": rss / result["hnswlib"]["index_bytes"]}
+        result["ingest"] = {"vectors": head, "publish_to_searchable_s": ingest_s, "vectors_per_s": head / ingest_s,
+                            "ratio_to_hnswlib": (head / ingest_s) / result["hnswlib"]["add_items_vectors_per_s"]}
+        index_bytes = result["hnswlib"]["index_bytes"] * head / n
+        result["memory"] = {"projector_rss_bytes": rss, "index_bytes": index_bytes, "ratio_to_index": rss / index_bytes,
+                            "idle_rss_bytes": idle_rss,
+                            "per_point_overhead_bytes": (rss - idle_rss - index_bytes) / head}
 
-        print(f"[{n}x{dim}] snapshot, tail, kill -9, recovery", flush=True)
+        print(f"[{n}x{dim}] clean stop (snapshot), restart from the snapshot alone", flush=True)
         proc.send_signal(signal.SIGTERM)  # clean stop: final snapshot
         t = time.monotonic()
         proc.wait(600)
         result["snapshot"] = {"clean_stop_with_snapshot_s": time.monotonic() - t,
                               "bytes": sum(f.stat().st_size for f in settings.snapshot_dir.rglob("*") if f.is_file())}
-        # Restart from the clean-stop snapshot alone (no tail): snapshot load + /ready.
-        replica, server, seconds = serve_until_ready(settings)
-        snapshot_only = seconds
+        replica, server, snapshot_only = serve_until_ready(settings)
         replica.request_stop()
         server.join(600)
 
+        print(f"[{n}x{dim}] tail of {tail:,} new vectors, kill -9, recovery", flush=True)
+        recovery = {"tail_vectors": tail, "snapshot_only_ready_s": snapshot_only}
         proc = start_projector(settings, workdir / "projector.log")
-        tail = max(BATCH, min(10_000, n // 10) // BATCH * BATCH)
         with VectorProducer(settings) as producer:
-            for s in range(0, tail, BATCH):
-                # Re-upsert existing ids with their own vectors: real work for recovery (the
-                # replace path), and the collection still equals `base`, so recall stays exact.
+            for s in range(head, n, BATCH):
                 token = producer.upsert("bench", list(range(s, s + BATCH)), base[s:s + BATCH])
         wait_applied(catalog, token.offset, proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(60)
-        from consumers.projector import Projector
-
-        # Recovery through the real server after kill -9: snapshot + tail, to /ready.
         replica, server, seconds = serve_until_ready(settings)
-        result["recovery"] = {"after_kill9_ready_s": seconds, "tail_vectors": tail,
-                              "snapshot_only_ready_s": snapshot_only,
-                              "loaded_snapshot": replica.projector.stats.loaded_snapshot}
-        with httpx.Client(base_url=f"http://{replica.settings.http}", timeout=60) as http:
-            print(f"[{n}x{dim}] query latency and recall: in-process, then HTTP", flush=True)
-            from projections.search import search
+        recovery["after_kill9_ready_s"] = seconds
+        recovery["loaded_snapshot"] = replica.projector.stats.loaded_snapshot
+        replica.request_stop()
+        server.join(600)
 
+        print(f"[{n}x{dim}] tail of {tail:,} updates (re-upserts), kill -9, recovery", flush=True)
+        proc = start_projector(settings, workdir / "projector.log")
+        with VectorProducer(settings) as producer:
+            for s in range(0, tail, BATCH):
+                # Existing ids with their own vectors: hnswlib's update path (re-linking), and
+                # the collection still equals `base`, so recall stays comparable.
+                token = producer.upsert("bench", list(range(s, s + BATCH)), base[s:s + BATCH])
+        wait_applied(catalog, token.offset, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(60)
+        replica, server, seconds = serve_until_ready(settings)
+        recovery["after_kill9_update_tail_ready_s"] = seconds
+        result["recovery"] = recovery
+
+        from projections.search import search
+
+        with httpx.Client(base_url=f"http://{replica.settings.http}", timeout=60) as http:
+            print(f"[{n}x{dim}] query latency and recall: in-process, over ef, then HTTP", flush=True)
             coll = replica.projector.state.get("bench")
             lat, found = [], []
             for q in queries_:
@@ -252,12 +315,18 @@ def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: 
                 lat.append(time.perf_counter() - t0)
                 found.append([h.id for h in hits])
             result["query_in_process"] = {**percentiles(lat), "recall_at_10": recall(found, truth)}
+            result["ef_curve"] = ef_curve(coll, baseline_index, queries_[:300], truth[:300])
             result["query_http"] = http_queries(http, queries_, truth)
-            result["query_filtered"] = filtered_queries(coll, queries_[:30], n)  # exact reference is O(n) each
+            result["query_http"]["floor_get_health"] = http_floor(http)
+            print(f"[{n}x{dim}] filtered queries at 1/10/50 %", flush=True)
+            result["query_filtered"] = filtered_queries(coll, base, queries_[:50])
         replica.request_stop()
         server.join(120)
+        del baseline_index
 
         print(f"[{n}x{dim}] full replay from offset 0", flush=True)
+        from consumers.projector import Projector
+
         fresh = settings.replace(data_dir=workdir / "replay", projection="replay")
         t = time.monotonic()
         replayer = Projector(fresh)
@@ -266,7 +335,8 @@ def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: 
         thread = threading.Thread(target=replayer.run, args=(stop,))
         thread.start()
         replayer.ready.wait(7200)
-        result["replay"] = {"seconds": time.monotonic() - t, "vectors_per_s": (n + tail) / (time.monotonic() - t)}
+        seconds = time.monotonic() - t
+        result["replay"] = {"seconds": seconds, "vectors_per_s": (n + tail) / seconds}
         stop.set()
         thread.join()
     finally:
@@ -299,6 +369,25 @@ def publish_only(dim: int, n: int, results: Path = RESULTS) -> dict:
     return result
 
 
+def main(sizes: list[int], dim: int = 128) -> None:
+    """``vectorizer bench`` / ``make bench``: publish rates, then each size, then the report."""
+    from benchmarks import report
+
+    started, t = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), time.monotonic()
+    publish_only(128, 100_000)
+    publish_only(768, 30_000)
+    for n in sizes:
+        run(n, dim)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "run.json").write_text(json.dumps({
+        "command": "make bench" if os.environ.get("MAKELEVEL") else "vectorizer bench "
+                   f"--sizes {','.join(str(n) for n in sizes)}",
+        "sizes": sizes, "dim": dim, "started_at": started, "seconds": time.monotonic() - t,
+        "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, indent=2))
+    report.DOC.write_text(report.render())
+    print(f"wrote {report.DOC}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=100_000)
@@ -310,15 +399,3 @@ if __name__ == "__main__":
         publish_only(args.dim, args.n)
     else:
         run(args.n, args.dim, args.keep)
-
-
-def main(sizes: list[int], dim: int = 128) -> None:
-    """``vectorizer bench`` / ``make bench``: publish rates, then each size, then the report."""
-    from benchmarks import report
-
-    publish_only(128, 100_000)
-    publish_only(768, 30_000)
-    for n in sizes:
-        run(n, dim)
-    report.DOC.write_text(report.render())
-    print(f"wrote {report.DOC}")

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from infra.kafka.launcher import LocalBroker, NodeSpec, broker_answers
+from tests import reliability
 from vectorizer.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("infrastructure used")
         for line in INFRA:
             terminalreporter.write_line(line)
+    written = reliability.dump()
+    if written is not None:
+        terminalreporter.write_line(f"reliability figures: {written} (render: python -m tests.reliability {written})")
 
 
 def _unavailable(what: str) -> None:

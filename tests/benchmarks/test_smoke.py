@@ -23,7 +23,9 @@ def test_benchmark_smoke_run_produces_a_well_formed_report(kafka_bootstrap: str,
     for section, keys in {"hnswlib": ["add_items_vectors_per_s", "index_bytes", "recall_at_10"],
                           "ingest": ["vectors_per_s", "ratio_to_hnswlib"],
                           "memory": ["projector_rss_bytes", "ratio_to_index"],
-                          "recovery": ["after_kill9_ready_s", "snapshot_only_ready_s", "loaded_snapshot"],
+                          "recovery": ["after_kill9_ready_s", "after_kill9_update_tail_ready_s",
+                                       "snapshot_only_ready_s", "loaded_snapshot"],
+                          "snapshot": ["bytes", "clean_stop_with_snapshot_s"],
                           "query_in_process": ["p50_ms", "p99_ms", "recall_at_10"],
                           "query_http": ["p50_ms", "p99_ms", "recall_at_10", "two_clients_qps"],
                           "replay": ["seconds"]}.items():
@@ -37,4 +39,9 @@ def test_benchmark_smoke_run_produces_a_well_formed_report(kafka_bootstrap: str,
     assert "## 3,000 × 16-d" in text and "| recall@10 vs exact search |" in text
     assert "| 16 | 2,000 |" in text and "over HTTP, one client" in text
     assert set(saved["query_filtered"]) == {"1%", "10%", "50%"} and "filtered query, 1% of points match" in text
+    assert [c["ef"] for c in saved["ef_curve"]] == [16, 32, 64, 128, 256]
+    assert all(0.0 <= c["recall_at_10"] <= 1.0 and 0.0 <= c["hnswlib"]["recall_at_10"] <= 1.0
+               for c in saved["ef_curve"])
+    assert "| 256 |" in text and "tail of 1,000 updates" in text and "`GET /health` round trip" in text
+    assert saved["memory"]["idle_rss_bytes"] < saved["memory"]["projector_rss_bytes"]
 
