@@ -1,12 +1,15 @@
-"""kill -9 of the projector at random points of a 50,000-vector ingest, several times.
+"""kill -9 of the projector at random points of a 50,000-vector ingest, 20 times.
 
-Invariant: after the last crash, recovery (snapshot + log) yields exactly the state a fresh
-replay of the whole topic builds: same ids, payloads, vectors, catalog rows, exact
-search results.
+Half the kill points are random moments; the other half wait until a snapshot is being
+written (its ``.tmp-*`` folder exists) and kill then. Invariant: after the last crash,
+recovery (snapshot + log) yields exactly the state a fresh replay of the whole topic
+builds: same ids, payloads, vectors, catalog rows, exact search results; and it has
+applied every acknowledged write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -20,6 +23,7 @@ import numpy as np
 
 from producers import VectorProducer
 from projections.catalog.store import Catalog
+from tests import reliability
 from tests.helpers import catalog_of, exact_top, read_topic, running_projector, state_of, wait_until
 from vectorizer.settings import Settings
 
@@ -35,17 +39,24 @@ def _env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _ingest(settings: Settings, vectors: np.ndarray, lo: int, hi: int) -> None:
+def _ingest(settings: Settings, vectors: np.ndarray, lo: int, hi: int, acked: list[int]) -> None:
+    """Publish ``[lo, hi)`` with deletes, re-upserts and payload changes mixed in; keep every acknowledged offset."""
     rng = random.Random(lo)
     with VectorProducer(settings, producer_id=f"ingest-{lo}") as p:
         for s in range(lo, hi, BATCH):
-            p.upsert("crash", list(range(s, s + BATCH)), vectors[s:s + BATCH],
-                     [{"i": i, "batch": s // BATCH} for i in range(s, s + BATCH)])
+            acked.append(p.upsert("crash", list(range(s, s + BATCH)), vectors[s:s + BATCH],
+                     [{"i": i, "batch": s // BATCH} for i in range(s, s + BATCH)]).offset)
             if s and rng.random() < 0.2:
                 victims = rng.sample(range(s), 20)
-                p.delete("crash", victims)
-                p.upsert("crash", victims[:5], vectors[victims[:5]] * 2, [{"again": v} for v in victims[:5]])
-                p.set_payload("crash", victims[5:10], {"touched": s})
+                acked.append(p.delete("crash", victims).offset)
+                acked.append(p.upsert("crash", victims[:5], vectors[victims[:5]] * 2,
+                                      [{"again": v} for v in victims[:5]]).offset)
+                acked.append(p.set_payload("crash", victims[5:10], {"touched": s}).offset)
+
+
+def _writing(settings: Settings, stale: set[str]) -> bool:
+    """Whether a snapshot is being written now (a ``.tmp-*`` folder not left by an earlier kill)."""
+    return any(p.name not in stale for p in settings.snapshot_dir.glob(".tmp-*"))
 
 
 def test_kill_9_during_ingest_and_snapshots_then_state_equals_fresh_replay(settings: Settings) -> None:
@@ -54,13 +65,16 @@ def test_kill_9_during_ingest_and_snapshots_then_state_equals_fresh_replay(setti
         p.create_collection("crash", DIM, "l2", m=8, ef_construction=48)
     catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
     rng = random.Random(11)
-    rounds = 5
+    rounds = 20
     share = N // rounds
+    acked: list[int] = []
+    during_snapshot = 0
     for r in range(rounds):
         # This round's share is published while a fresh projector consumes; it dies mid-work.
-        ingest = threading.Thread(target=_ingest, args=(settings, vectors, r * share, (r + 1) * share))
+        ingest = threading.Thread(target=_ingest, args=(settings, vectors, r * share, (r + 1) * share, acked))
         ingest.start()
         previous = catalog.positions().get(0, -1)
+        stale = {p.name for p in settings.snapshot_dir.glob(".tmp-*")}  # left by earlier kills
         log_file = settings.data_dir.parent / f"projector-{r}.log"
         with open(log_file, "wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", "vectorizer", "project"], cwd=ROOT,
@@ -71,13 +85,22 @@ def test_kill_9_during_ingest_and_snapshots_then_state_equals_fresh_replay(setti
 
             wait_until(progressed, 60, message="the projector to apply something")
             assert proc.poll() is None, log_file.read_text()[-3000:]
-            time.sleep(rng.uniform(0.0, 1.0))  # the random kill point (deliberate, not a wait)
+            if r % 2:
+                # Kill while a snapshot is being written, if one starts within a few seconds.
+                with contextlib.suppress(AssertionError):
+                    wait_until(lambda: _writing(settings, stale), 5, interval=0.001)  # noqa: B023
+            else:
+                time.sleep(rng.uniform(0.0, 1.0))  # the random kill point (deliberate, not a wait)
         finally:
+            mid_snapshot = _writing(settings, stale)
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
+        during_snapshot += mid_snapshot
         ingest.join(120)
     last = max(r.offset for r in read_topic(settings.kafka_bootstrap, settings.topic, expected=1))
     assert any(settings.snapshot_dir.iterdir()), "snapshots were being written while killed"
+    assert during_snapshot >= 1, "no kill landed while a snapshot was being written"
+    assert max(acked) <= last
 
     with running_projector(settings) as recovered:
         recovered.wait_for(0, last, 120)
@@ -92,3 +115,6 @@ def test_kill_9_during_ingest_and_snapshots_then_state_equals_fresh_replay(setti
         assert catalog_of(fresh) == got_catalog
         assert exact_top(fresh, "crash", vectors[:25]) == got_top
     assert count > 45_000
+    reliability.record("crash", "projector: kill -9 during ingest and snapshots", kills=rounds,
+                       kills_while_writing_a_snapshot=during_snapshot, acknowledged_checked=len(acked),
+                       acknowledged_lost=0, duplicates=0, points_compared_with_fresh_replay=count)
