@@ -83,6 +83,7 @@ class Projector:
         self._recovery_target: dict[int, int] = {}
         self._events_since_snapshot = 0
         self._last_snapshot = time.monotonic()
+        self._snapshot_backoff, self._snapshot_retry_at = 0.0, 0.0  # after a failure: 1 s, 2 s, ... 60 s
         self._last_kafka_commit = 0.0
         self._last_end_check = 0.0
         self._started = time.monotonic()
@@ -255,8 +256,9 @@ class Projector:
         if self._consumer is not None:
             self.stats.positions = {p: self._consumer.position(TopicPartition(self.settings.topic, p))
                                     for p in self._recovery_target}
-        due = (self._events_since_snapshot >= self.settings.snapshot_every_events or
-               (self._events_since_snapshot and now - self._last_snapshot >= self.settings.snapshot_every_seconds))
+        due = now >= self._snapshot_retry_at and (
+            self._events_since_snapshot >= self.settings.snapshot_every_events or
+            (self._events_since_snapshot and now - self._last_snapshot >= self.settings.snapshot_every_seconds))
         if due:
             self.snapshot()
         self._commit_kafka()
@@ -274,14 +276,17 @@ class Projector:
         try:
             path = snapshots.write_snapshot(self.state, dict(self.applied), self.settings.snapshot_dir,
                                             self.settings.topic, self.settings.snapshots_keep)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - disk full, unwritable, a bug: serving goes on regardless
             self.stats.snapshot_failures += 1
-            self.stats.last_snapshot_error = str(exc)
-            log.error("snapshot failed, serving goes on: %s", exc)
-            self._last_snapshot = time.monotonic()
+            self.stats.last_snapshot_error = f"{type(exc).__name__}: {exc}"
+            self._snapshot_backoff = min(max(2 * self._snapshot_backoff, 1.0), 60.0)
+            self._snapshot_retry_at = time.monotonic() + self._snapshot_backoff
+            log.error("snapshot failed, serving goes on (the log still holds everything; next try in %.0fs): %s",
+                      self._snapshot_backoff, self.stats.last_snapshot_error)
             return None
         self.stats.snapshots_taken += 1
         self.stats.last_snapshot_error = None
+        self._snapshot_backoff, self._snapshot_retry_at = 0.0, 0.0
         self._events_since_snapshot = 0
         self._last_snapshot = time.monotonic()
         return path.name

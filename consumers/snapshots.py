@@ -89,6 +89,19 @@ def write_snapshot(state: ProjectionState, offsets: dict[int, int], directory: P
         snapshot_id = f"{int(snapshot_id) + 1:015d}"
     tmp = directory / f".tmp-{snapshot_id}"
     tmp.mkdir()
+    try:
+        _write_into(tmp, state, offsets, snapshot_id, topic)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed write must not keep a full disk full
+        raise
+    final = directory / snapshot_id
+    tmp.rename(final)
+    _fsync(directory)
+    prune(directory, keep)
+    return final
+
+
+def _write_into(tmp: Path, state: ProjectionState, offsets: dict[int, int], snapshot_id: str, topic: str) -> None:
     files: dict[str, str] = {}
     colls: list[dict[str, Any]] = []
     for i, coll in enumerate(state.collections.values()):
@@ -114,16 +127,11 @@ def write_snapshot(state: ProjectionState, offsets: dict[int, int], directory: P
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     _fsync(tmp / "manifest.json")
     _fsync(tmp)
-    final = directory / snapshot_id
-    tmp.rename(final)
-    _fsync(directory)
-    prune(directory, keep)
-    return final
 
 
 def list_snapshots(directory: Path) -> list[Path]:
-    """Complete snapshot folders, newest first."""
-    if not directory.exists():
+    """Complete snapshot folders, newest first (none when ``directory`` is missing or not a folder)."""
+    if not directory.is_dir():
         return []
     return sorted((p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")),
                   key=lambda p: p.name, reverse=True)

@@ -48,12 +48,19 @@ class ProjectionCollector(Collector):
         yield _counter("vectorizer_dead_letters", "Records sent to the dead-letter topic", stats.dead_letters)
         yield _counter("vectorizer_snapshots", "Snapshots written", stats.snapshots_taken)
         yield _counter("vectorizer_snapshot_failures", "Snapshots that failed", stats.snapshot_failures)
+        yield _gauge("vectorizer_snapshot_failing", "1 while the last snapshot attempt failed",
+                     float(stats.last_snapshot_error is not None))
+        yield _counter("vectorizer_catalog_failures", "Catalog commits that failed and were retried",
+                       stats.catalog_failures)
         yield _gauge("vectorizer_ready", "1 once recovery caught up with the log", float(p.ready.is_set()))
         yield _per_partition("vectorizer_applied_offset", "Last offset applied", dict(p.applied))
         yield _per_partition("vectorizer_log_end_offset", "Log end offset last seen", dict(stats.log_end))
         yield _per_partition("vectorizer_lag_records", "Records between the read position and the log end",
                              p.lag())
-        age = snapshots.age_seconds(p.settings.snapshot_dir)
+        try:
+            age = snapshots.age_seconds(p.settings.snapshot_dir)
+        except OSError:  # the snapshot directory is unreadable: the failures counter says why
+            age = None
         if age is not None:
             yield _gauge("vectorizer_snapshot_age_seconds", "Age of the newest snapshot", age)
         points = GaugeMetricFamily("vectorizer_collection_points", "Points per collection", labels=["collection"])

@@ -12,6 +12,7 @@ Thread-safety: hnswlib allows concurrent queries, but not queries concurrent wit
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -121,9 +122,49 @@ class VectorIndex:
 
     # Persistence -------------------------------------------------------------------
     def save(self, path: Path) -> None:
+        """Write hnswlib's file and check its structure: hnswlib's C++ writer ignores write errors
+        (a full disk or a file-size limit leaves a short file behind without a word)."""
         self._index.save_index(str(path))
+        check_file(path)
 
     @classmethod
     def load(cls, path: Path, dimension: int, metric: str, m: int, ef_construction: int, ef: int,
              capacity: int) -> VectorIndex:
         return cls(dimension, metric, m, ef_construction, ef, capacity, load_from=path)
+
+
+_HEADER = struct.Struct("<6QiI3QdQ")  # hnswlib 0.8 saveIndex: offsets, counts, sizes, levels, M, mult, ef_c
+
+
+def check_file(path: Path) -> None:
+    """Raise ``OSError`` unless ``path`` is a complete hnswlib index file.
+
+    The file is the header, the level-0 block (``count`` x ``size_per_element`` bytes), then
+    per element a 4-byte length and that many bytes of upper-level links; its size must be
+    exactly that. Walks only the elements with upper levels (about 1/M of them).
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            raise OSError(f"{path.name}: {size} bytes, shorter than hnswlib's header (incomplete write)")
+        _, _, count, per_element, *_ = _HEADER.unpack(header)
+        f.seek(_HEADER.size + count * per_element)
+        tail = f.read()
+    if _HEADER.size + count * per_element > size or len(tail) % 4:
+        raise OSError(f"{path.name}: {size} bytes, too short for {count} elements (incomplete write)")
+    words = np.frombuffer(tail, dtype="<u4")
+    nonzero = np.flatnonzero(words)  # the length words of elements with upper levels (and their links)
+    at, seen = 0, 0
+    while seen < count:
+        k = int(np.searchsorted(nonzero, at))
+        j = int(nonzero[k]) if k < len(nonzero) else len(words)
+        if j - at >= count - seen:  # the remaining elements all have empty upper levels
+            at, seen = at + count - seen, count
+        elif j >= len(words):
+            break
+        else:
+            seen += j - at + 1
+            at = j + 1 + int(words[j]) // 4
+    if seen < count or at != len(words):
+        raise OSError(f"{path.name}: {size} bytes, not the size its {count} elements need (incomplete or damaged)")
