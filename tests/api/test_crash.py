@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from consumers import snapshots
+from tests import reliability
 from tests.conftest import free_port
 from tests.helpers import wait_until
 from vectorizer.settings import Settings
@@ -99,11 +100,12 @@ def test_sigterm_then_kill_9_during_acknowledged_upserts(settings: Settings) -> 
 
     acked: list[int] = []
     tokens: list[str] = []
-    for round_ in range(3):
+    kills = 0
+    for round_ in range(6):  # five kills, then a last restart that checks
         with serve_process(settings, f"serve-{round_ + 1}.log") as (proc, http):
             if acked:  # after a kill -9 and a restart
                 _assert_all_there(http, acked, tokens)
-            if round_ == 2:
+            if round_ == 5:
                 break
             stop = threading.Event()
             before = len(acked)
@@ -113,6 +115,9 @@ def test_sigterm_then_kill_9_during_acknowledged_upserts(settings: Settings) -> 
                        message="acknowledged upserts")
             proc.send_signal(signal.SIGKILL)  # mid-stream: requests are in flight
             proc.wait(30)
+            kills += 1
             stop.set()
             writer.join(30)
             assert len(acked) >= before + 300
+    reliability.record("crash", "server: kill -9 during acknowledged HTTP upserts", kills=kills,
+                       acknowledged_checked=len(acked), acknowledged_lost=0, duplicates=0)

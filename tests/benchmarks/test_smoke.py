@@ -35,7 +35,7 @@ def test_benchmark_smoke_run_produces_a_well_formed_report(kafka_bootstrap: str,
     assert 0.0 <= saved["query_in_process"]["recall_at_10"] <= 1.0
     assert saved["query_http"]["recall_at_10"] == saved["query_in_process"]["recall_at_10"], \
         "HTTP answers the same neighbours as the in-process search"
-    text = report.render(results)
+    text = report.render(results, docs=tmp_path / "docs")
     assert "## 3,000 × 16-d" in text and "| recall@10 vs exact search |" in text
     assert "| 16 | 2,000 |" in text and "over HTTP, one client" in text
     assert set(saved["query_filtered"]) == {"1%", "10%", "50%"} and "filtered query, 1% of points match" in text
@@ -44,4 +44,5 @@ def test_benchmark_smoke_run_produces_a_well_formed_report(kafka_bootstrap: str,
                for c in saved["ef_curve"])
     assert "| 256 |" in text and "tail of 1,000 updates" in text and "`GET /health` round trip" in text
     assert saved["memory"]["idle_rss_bytes"] < saved["memory"]["projector_rss_bytes"]
+    assert (tmp_path / "docs" / "img" / "ef.png").stat().st_size > 0
 

@@ -20,6 +20,7 @@ from producers import VectorProducer
 from producers.errors import PublishFailed
 from schemas import events as ev
 from schemas.codec import decode
+from tests import reliability
 from tests.api.conftest import serving
 from tests.conftest import free_port
 from tests.helpers import read_topic, wait_until
@@ -83,6 +84,9 @@ def test_broker_kill_and_restart_during_ingest_loses_and_duplicates_nothing(tmp_
         duplicated = {pid: n for pid, n in upserted.items() if n > 1}
         assert not duplicated, f"records written twice: {list(duplicated.items())[:5]}"
         assert all(upserted[i] == 1 for i in acked)
+        reliability.record("broker", "broker kill -9 and restart during ingest", broker_restarts=1,
+                           acknowledged_checked=len(acked), acknowledged_lost=0, duplicates=0,
+                           unknown_outcome_publishes=len(unacknowledged), answered_503_with_retry_after=True)
     finally:
         stop.set()
         broker.stop()
