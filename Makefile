@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up down test install lint bench clean
+.PHONY: up down test install lint bench reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/vectorizer bench
+
+# The whole suite, then docs/reliability.md from the figures its fault tests recorded.
+reliability: $(STAMP)
+	VECTORIZER_RELIABILITY_JSON=build/reliability.json $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m tests.reliability build/reliability.json docs/reliability.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache
