@@ -185,9 +185,20 @@ def baseline_hnswlib(base: np.ndarray, queries: np.ndarray, truth: np.ndarray,
     path = workdir / "baseline.hnsw"
     index.save_index(str(path))
     size = path.stat().st_size
+    alone = _hnswlib_alone_rss(path, base.shape[1], len(base))
     path.unlink()
     return {"add_items_s": add_s, "add_items_vectors_per_s": len(base) / add_s, "index_bytes": size,
-            "query": percentiles(lat), "recall_at_10": recall(found, truth)}, index
+            "process_rss_bytes": alone, "query": percentiles(lat), "recall_at_10": recall(found, truth)}, index
+
+
+def _hnswlib_alone_rss(path: Path, dim: int, n: int) -> int:
+    """Resident memory of a Python process holding only this index (numpy + hnswlib loaded)."""
+    code = ("import sys, hnswlib, numpy, psutil; i = hnswlib.Index(space='cosine', dim=int(sys.argv[2])); "
+            "i.load_index(sys.argv[1], max_elements=int(sys.argv[3])); i.knn_query(numpy.ones(int(sys.argv[2]), "
+            "numpy.float32), k=10); print(psutil.Process().memory_info().rss)")
+    out = subprocess.run([sys.executable, "-c", code, str(path), str(dim), str(n)], check=True, capture_output=True,
+                         text=True, timeout=600)
+    return int(out.stdout.strip())
 
 
 def ensure_broker(settings: Settings, workdir: Path) -> LocalBroker | None:
@@ -259,11 +270,6 @@ def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: 
         ingest_s = searchable - started
         result["ingest"] = {"vectors": head, "publish_to_searchable_s": ingest_s, "vectors_per_s": head / ingest_s,
                             "ratio_to_hnswlib": (head / ingest_s) / result["hnswlib"]["add_items_vectors_per_s"]}
-        index_bytes = result["hnswlib"]["index_bytes"] * head / n
-        result["memory"] = {"projector_rss_bytes": rss, "index_bytes": index_bytes, "ratio_to_index": rss / index_bytes,
-                            "idle_rss_bytes": idle_rss,
-                            "per_point_overhead_bytes": (rss - idle_rss - index_bytes) / head}
-
         print(f"[{n}x{dim}] clean stop (snapshot), restart from the snapshot alone", flush=True)
         proc.send_signal(signal.SIGTERM)  # clean stop: final snapshot
         t = time.monotonic()
@@ -281,6 +287,14 @@ def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: 
             for s in range(head, n, BATCH):
                 token = producer.upsert("bench", list(range(s, s + BATCH)), base[s:s + BATCH])
         wait_applied(catalog, token.offset, proc)
+        # Memory with all n points (restarted from the snapshot, then the tail inserted).
+        rss_n = psutil.Process(proc.pid).memory_info().rss
+        index_bytes, alone = result["hnswlib"]["index_bytes"], result["hnswlib"]["process_rss_bytes"]
+        result["memory"] = {"projector_rss_bytes": rss_n, "index_bytes": index_bytes,
+                            "ratio_to_index": rss_n / index_bytes, "hnswlib_process_rss_bytes": alone,
+                            "ratio_to_hnswlib_process": rss_n / alone, "idle_rss_bytes": idle_rss,
+                            "after_ingest_rss_bytes": rss,
+                            "per_point_overhead_bytes": (rss_n - idle_rss - index_bytes) / n}
         proc.send_signal(signal.SIGKILL)
         proc.wait(60)
         replica, server, seconds = serve_until_ready(settings)
