@@ -25,7 +25,7 @@ from schemas.errors import (
     ValidationError,
 )
 from schemas.events import METRICS, Payload
-from schemas.ids import PointId, normalize_point_id
+from schemas.ids import PointId, storable_point_id
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-:]{1,255}$")
 
@@ -44,10 +44,10 @@ def metric(value: object) -> str:
 
 
 def point_ids(ids: Sequence[object], *, field: str = "ids") -> tuple[PointId, ...]:
-    """Normalise ids; reject an empty batch and duplicates, naming the positions."""
+    """Normalise ids a write introduces; reject an empty batch and duplicates, naming the positions."""
     if len(ids) == 0:
         raise InvalidPointId(f"{field}: the batch holds no ids")
-    out = tuple(normalize_point_id(v, field=f"{field}[{i}]") for i, v in enumerate(ids))
+    out = tuple(storable_point_id(v, field=f"{field}[{i}]") for i, v in enumerate(ids))
     if len(set(out)) != len(out):
         seen: dict[PointId, int] = {}
         for i, pid in enumerate(out):
@@ -88,9 +88,13 @@ def payload(value: object, *, field: str = "payload") -> Payload:
     if not isinstance(value, dict):
         raise InvalidPayload(f"{field}: a payload must be a JSON object, got {type(value).__name__}")
     try:
-        json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidPayload(f"{field}: not JSON-serialisable ({type(exc).__name__}: {exc})") from None
+    try:
+        text.encode("utf-8")  # what the log holds: a lone surrogate (JSON "\ud800") has no UTF-8 form
+    except UnicodeEncodeError:
+        raise InvalidPayload(f"{field}: a key or string is not valid Unicode (it holds a lone surrogate)") from None
     if _depth(value) > MAX_PAYLOAD_DEPTH:
         raise InvalidPayload(f"{field}: nested deeper than {MAX_PAYLOAD_DEPTH} levels")
     return value

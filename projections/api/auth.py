@@ -1,10 +1,14 @@
-"""API keys: with ``Settings.api_key`` set, every request but the probes carries a key.
+"""API keys: with ``Settings.api_key`` or ``Settings.read_only_api_key`` set, every request carries a key.
 
 The key travels in the ``api-key`` header (as qdrant-client sends it) or as
-``Authorization: Bearer <key>``. ``Settings.read_only_api_key`` allows reads only; a
-write with it is a 403. Probes (``/``, ``/health``, ``/ready`` and Qdrant's ``/healthz``,
-``/livez``, ``/readyz``) expose no data and stay open, as in Qdrant, so that orchestrators
-and qdrant-client's version check work without the key.
+``Authorization: Bearer <key>``. A request without a valid key is a 401, whatever its path:
+the probes (``/``, ``/health``, ``/ready``, Qdrant's ``/healthz``, ``/livez``, ``/readyz``),
+``/metrics``, ``/openapi.json`` and unknown routes included, so that nothing about the
+server (not even its version or whether it is up) is told to a client without a key.
+``Settings.read_only_api_key`` allows every read (:func:`is_read`), probes included, so
+orchestrators and monitoring can use it; a write with it is a 403.
+With neither key set the API is open: it listens on loopback by default, and
+:mod:`projections.api.server` warns loudly when it binds anything else without a key.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from projections.api.errors import Forbidden, Unauthorized, response_for
 from vectorizer.settings import Settings
 
-OPEN_PATHS = frozenset({"/", "/health", "/ready", "/healthz", "/livez", "/readyz"})
 _READ_POST = re.compile(r"^/collections/[^/]+/points(/scroll|/count|/query|/query/batch|/search)?/?$")
 
 
@@ -33,24 +36,27 @@ class AuthMiddleware:
         self.read_only_key = _encoded(settings.read_only_api_key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (self.key is None and self.read_only_key is None) \
-                or scope["path"] in OPEN_PATHS:
+        if scope["type"] not in ("http", "websocket") or (self.key is None and self.read_only_key is None):
             await self.app(scope, receive, send)
             return
-        given = _presented_key(scope)
-        error: Exception | None = None
-        if given is not None and self.key is not None and hmac.compare_digest(given, self.key):
-            error = None
-        elif given is not None and self.read_only_key is not None and hmac.compare_digest(given, self.read_only_key):
-            if not is_read(scope["method"], scope["path"]):
-                error = Forbidden("this API key allows reads only")
-        else:
-            error = Unauthorized("missing or wrong API key (send it in the 'api-key' header)")
+        error = self._refusal(scope)
         if error is None:
             await self.app(scope, receive, send)
-            return
-        response = response_for(error, scope.get("state", {}).get("started"))
-        await response(scope, receive, send)
+        elif scope["type"] == "websocket":  # no such routes; refuse the handshake all the same
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            await response_for(error, scope.get("state", {}).get("started"))(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> Exception | None:
+        """Why the request may not proceed (401, 403), or ``None`` when its key allows it."""
+        given = _presented_key(scope)
+        if given is not None and self.key is not None and hmac.compare_digest(given, self.key):
+            return None
+        if given is not None and self.read_only_key is not None and hmac.compare_digest(given, self.read_only_key):
+            if is_read(scope.get("method", "GET"), scope["path"]):
+                return None
+            return Forbidden("this API key allows reads only")
+        return Unauthorized("missing or wrong API key (send it in the 'api-key' header)")
 
 
 def _encoded(key: str | None) -> bytes | None:

@@ -80,6 +80,8 @@ def status_for(exc: BaseException) -> int | None:
 def error_response(status: int, message: str, started: float | None = None) -> JSONResponse:
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
     elapsed = 0.0 if started is None else time.perf_counter() - started
+    # A message may quote the request (a field name): one with a lone surrogate has no UTF-8 form.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return JSONResponse({"status": {"error": message}, "time": elapsed}, status_code=status, headers=headers)
 
 

@@ -58,9 +58,14 @@ class BodyLimitMiddleware:
 
 
 def _content_length(scope: Scope) -> int | None:
-    """The declared length; ``None`` when absent, ``-1`` when malformed."""
+    """The declared length; ``None`` when absent, ``-1`` when malformed.
+
+    More digits than any limit needs read as 10**18 (refused as too large, not as malformed).
+    """
     for name, value in scope["headers"]:
         if name == b"content-length":
             text = bytes(value).strip()
-            return int(text) if text.isdigit() and len(text) <= 18 else -1
+            if not text.isdigit():
+                return -1
+            return int(text) if len(text) <= 18 else 10**18
     return None

@@ -19,7 +19,7 @@ from projections.api.errors import BadRequest
 from projections.filters import Filter, parse_filter
 from schemas import validation as check
 from schemas.errors import ValidationError
-from schemas.ids import PointId, normalize_point_id
+from schemas.ids import PointId, storable_point_id
 
 Body = dict[str, Any]
 
@@ -110,11 +110,16 @@ def number(value: object, path: str) -> float:
 def string(value: object, path: str) -> str:
     if not isinstance(value, str) or not value:
         raise BadRequest(f"{path}: expected a non-empty string, got {show(value)}")
+    try:
+        value.encode("utf-8")  # a lone surrogate (JSON "\ud800") could not go on the log
+    except UnicodeEncodeError:
+        raise BadRequest(f"{path}: not valid Unicode (a lone surrogate), got {show(value)}") from None
     return value
 
 
 def point_id(value: object, path: str) -> PointId:
-    return normalize_point_id(value, field=path)
+    """An id as a write may introduce it (no NUL, valid Unicode); reads take the same ids."""
+    return storable_point_id(value, field=path)
 
 
 def path_point_id(text: str) -> PointId:

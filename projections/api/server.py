@@ -6,10 +6,14 @@ Shutdown (SIGINT/SIGTERM, or :meth:`Replica.request_stop`): HTTP stops accepting
 drains, then the projector stops after its current batch and writes a final snapshot,
 then the producer closes. If the projector fails, the server stops too: a replica that no
 longer follows the log must not keep answering.
+
+Nothing secret is logged: API keys never, the catalog URL with its password masked. Binding
+an address beyond loopback with no API key set is logged as a warning at start-up.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import threading
@@ -17,6 +21,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import uvicorn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from consumers.projector import Projector
 from producers.producer import VectorProducer
@@ -36,6 +42,9 @@ class Replica:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        warning = exposure_warning(settings)
+        if warning is not None:
+            log.warning(warning)
         self.projector = Projector(settings)
         self.app = create_app(settings, self.projector, None)
         self.stop_event = threading.Event()
@@ -110,8 +119,36 @@ def run_server(settings: Settings) -> None:
     # here, that is harmless, and the final snapshot is not interrupted.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: replica.request_stop())
-    log.info("serving http://%s:%d (topic %s, projection %s)", settings.http_host, settings.http_port,
-             settings.topic, settings.projection)
+    log.info("serving http://%s:%d (topic %s, projection %s, catalog %s)", settings.http_host, settings.http_port,
+             settings.topic, settings.projection, masked_url(settings.resolved_catalog_url))
     replica.serve()
     if replica.failure is not None:
         raise replica.failure
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is reachable from this machine only."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def exposure_warning(settings: Settings) -> str | None:
+    """The warning for an HTTP address beyond loopback with no API key, else ``None``."""
+    if settings.api_key or settings.read_only_api_key or is_loopback(settings.http_host):
+        return None
+    return (f"SECURITY WARNING: serving on {settings.http_host}:{settings.http_port}, beyond loopback, with no API "
+            f"key: anyone who reaches this address can read, overwrite and delete every collection. Set "
+            f"VECTORIZER_API_KEY (and VECTORIZER_READ_ONLY_API_KEY), or serve on 127.0.0.1.")
+
+
+def masked_url(url: str) -> str:
+    """A database URL fit for a log: the password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL SQLAlchemy reads: keep only what follows the credentials
+        return url.rpartition("@")[2]

@@ -33,7 +33,10 @@ class Running:
 
 @contextmanager
 def serving(settings: Settings) -> Iterator[Running]:
-    """Serve ``settings`` (on a fresh port) until the block ends; yields once ``/ready`` is 200."""
+    """Serve ``settings`` (on a fresh port) until the block ends; yields once ``/ready`` is 200.
+
+    ``Running.http`` sends the API key (else the read-only key) when the settings have one.
+    """
     settings = settings.replace(http=f"127.0.0.1:{free_port()}")
     replica = Replica(settings)
     thread = threading.Thread(target=replica.serve, name="test-server", daemon=True)
@@ -41,7 +44,9 @@ def serving(settings: Settings) -> Iterator[Running]:
     try:
         wait_until(lambda: replica.started or not thread.is_alive(), 30, message="the HTTP port")
         assert thread.is_alive(), f"the server stopped: {replica.failure!r}"
-        with httpx.Client(base_url=f"http://{settings.http}", timeout=60) as client:
+        key = settings.api_key or settings.read_only_api_key  # every request needs it, probes included
+        headers = {"api-key": key} if key else None
+        with httpx.Client(base_url=f"http://{settings.http}", timeout=60, headers=headers) as client:
             wait_until(lambda: client.get("/ready").status_code == 200, 60, interval=0.1, message="/ready")
             yield Running(settings, replica, client)
     finally:

@@ -10,6 +10,7 @@ short default timeout so that such random tokens cost little.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.api.conftest import Running, _settings, serving
+from tests.reliability import record
 
 COLLECTION = "fuzz"
 VOCABULARY = [
@@ -146,10 +148,15 @@ def _send(http: httpx.Client, method: str, path: str, query: dict[str, str], con
         assert "error" in response.json()["status"], response.text
 
 
+#: Cases each fuzz run actually sent (counted in the Hypothesis bodies), for the reliability report.
+CASES: Counter[str] = Counter()
+
+
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), route=st.sampled_from(ROUTES), name=names, point=point_ids, query=params)
-def test_random_requests_never_fail_the_server(fuzz_server: Running, data: st.DataObject, route: tuple[str, str],
-                                               name: str, point: Any, query: dict[str, str]) -> None:
+def _random_request(fuzz_server: Running, data: st.DataObject, route: tuple[str, str], name: str, point: Any,
+                    query: dict[str, str]) -> None:
+    CASES["random_requests"] += 1
     method, template = route
     if method == "DELETE" and name == COLLECTION:
         name = "fuzz_other"
@@ -160,9 +167,18 @@ def test_random_requests_never_fail_the_server(fuzz_server: Running, data: st.Da
     _send(fuzz_server.http, method, path, query, content)
 
 
+def test_random_requests_never_fail_the_server(fuzz_server: Running) -> None:
+    CASES["random_requests"] = 0
+    _random_request(fuzz_server)
+    assert CASES["random_requests"] > 0
+    record("api", "test_random_requests_never_fail_the_server", fuzz_cases=CASES["random_requests"],
+           server_errors=0)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(depth=st.integers(min_value=50, max_value=3000), where=st.sampled_from(["filter", "payload", "query"]))
-def test_deep_nesting(fuzz_server: Running, depth: int, where: str) -> None:
+def _deeply_nested_request(fuzz_server: Running, depth: int, where: str) -> None:
+    CASES["deep_nesting"] += 1
     nested = "[" * depth + "]" * depth if where == "query" else '{"a":' * depth + "1" + "}" * depth
     if where == "payload":
         body = f'{{"points": [{{"id": 5, "vector": [1, 2, 3], "payload": {nested}}}]}}'
@@ -170,6 +186,13 @@ def test_deep_nesting(fuzz_server: Running, depth: int, where: str) -> None:
     else:
         body = f'{{"{where}": {nested}}}'
         _send(fuzz_server.http, "POST", f"/collections/{COLLECTION}/points/query", {}, body.encode())
+
+
+def test_deep_nesting(fuzz_server: Running) -> None:
+    CASES["deep_nesting"] = 0
+    _deeply_nested_request(fuzz_server)
+    assert CASES["deep_nesting"] > 0
+    record("api", "test_deep_nesting", fuzz_cases=CASES["deep_nesting"], server_errors=0)
 
 
 def test_server_alive_afterwards(fuzz_server: Running) -> None:

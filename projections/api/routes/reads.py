@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import JSONResponse
 
 from projections.api import parsing as p
@@ -45,7 +46,23 @@ def readable(a: Api, name: str, opts: ReadOptions, b: dict[str, Any] | None = No
     return a.collection(name)
 
 
-@router.get("/collections/{collection_name}/points/{point_id}", summary="One point, with payload and vector")
+class _AnyText(Convertor[str]):
+    """A path parameter that takes the rest of the path, whatever it holds: a string id may
+    contain "/" (sent as %2F, decoded before routing) and line breaks, which ``:path`` refuses."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("point_id", _AnyText())
+
+
+@router.get("/collections/{collection_name}/points/{point_id:point_id}", summary="One point, with payload and vector")
 def get_point(request: Request, collection_name: str, point_id: str, opts: ReadOptions = Depends(read_options),
               a: Api = Depends(api)) -> JSONResponse:
     coll = readable(a, collection_name, opts)
