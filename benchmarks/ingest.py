@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import hnswlib
@@ -46,7 +47,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
             "p99_ms": float(np.percentile(a, 99))}
 
 
-def recall(found: list[list[int]], truth: np.ndarray, k: int = 10) -> float:
+def recall(found: Sequence[Sequence[object]], truth: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(f[:k]) & set(t[:k].tolist())) / k for f, t in zip(found, truth, strict=True)]))
 
 

@@ -37,6 +37,9 @@ class ProjectionState:
         coll = self.collections.get(event.collection)
         if coll is None:
             raise Rejected(f"collection {event.collection!r} does not exist")
+        if coll.config.kind == "workspace" and not ev.is_workspace_producer(event.meta.producer_id):
+            raise Rejected(f"collection {event.collection!r} is a workspace collection (read-only): only the "
+                           f"workspace producer changes it, this event came from {event.meta.producer_id!r}")
         return coll
 
     @singledispatchmethod

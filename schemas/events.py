@@ -19,6 +19,12 @@ Metric = Literal["cosine", "l2", "ip"]
 CollectionKind = Literal["dynamic", "workspace"]
 METRICS: tuple[str, ...] = ("cosine", "l2", "ip")
 KINDS: tuple[str, ...] = ("dynamic", "workspace")
+WORKSPACE_PRODUCER = "vectorizer-workspace"  # producer ids of the workspace producer start with this
+
+
+def is_workspace_producer(producer_id: str) -> bool:
+    """Whether events from ``producer_id`` may change a workspace collection (see producers.workspace)."""
+    return producer_id == WORKSPACE_PRODUCER or producer_id.startswith(WORKSPACE_PRODUCER + ":")
 Payload = dict[str, Any]
 
 

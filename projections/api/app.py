@@ -1,8 +1,9 @@
 """``create_app``: the FastAPI application over one projector and one producer.
 
 Request path, outermost first: latency metrics (and the request's start time), API keys,
-the body size limit, then FastAPI's routing. Every error, expected or not, is answered in
-Qdrant's envelope by :mod:`projections.api.errors`; nothing a client sends stops the server.
+the body size limit, the read-only rule of workspace collections, then FastAPI's routing.
+Every error, expected or not, is answered in Qdrant's envelope by :mod:`projections.api.errors`;
+nothing a client sends stops the server.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from projections.api.context import Api
 from projections.api.errors import handle_error, handle_http_error
 from projections.api.limits import BodyLimitMiddleware
 from projections.api.metrics import LatencyMiddleware, Metrics
-from projections.api.routes import collections, points, query, reads, service, snapshots
+from projections.api.readonly import ReadOnlyCollections
+from projections.api.routes import collections, points, query, reads, service, snapshots, text
 from vectorizer import __version__
 from vectorizer.errors import VectorizerError
 from vectorizer.settings import Settings
@@ -31,13 +33,14 @@ def create_app(settings: Settings, projector: Projector, producer: VectorProduce
     metrics = Metrics(projector)
     app.state.api = Api(settings, projector, producer, metrics)
     for router in (service.router, collections.router, points.router, reads.router, query.router,
-                   snapshots.router):
+                   snapshots.router, text.router):
         app.include_router(router)
     app.add_exception_handler(HTTPException, handle_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, handle_error)  # type: ignore[arg-type]
     app.add_exception_handler(VectorizerError, handle_error)  # every expected error, answered here
     app.add_exception_handler(Exception, handle_error)  # a bug: logged with its traceback, answered 500
     # add_middleware wraps: the last added runs first.
+    app.add_middleware(ReadOnlyCollections, state=projector.state)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, settings=settings)
     app.add_middleware(LatencyMiddleware, metrics=metrics)

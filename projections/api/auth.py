@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from projections.api.errors import Forbidden, Unauthorized, response_for
 from vectorizer.settings import Settings
 
-_READ_POST = re.compile(r"^/collections/[^/]+/points(/scroll|/count|/query|/query/batch|/search)?/?$")
+_READ_POST = re.compile(r"^/collections/[^/]+/(points(/scroll|/count|/query|/query/batch|/search)?|search/text)/?$")
 
 
 def is_read(method: str, path: str) -> bool:

@@ -153,34 +153,49 @@ def delete(ctx: typer.Context, name: str, ids: list[str]) -> None:
 def search(ctx: typer.Context, name: str,
            vector: Optional[str] = typer.Option(None, "--vector", help='The query as JSON, e.g. "[0.1, 0.2]"'),
            from_file: Optional[Path] = typer.Option(None, "--from", help=".npy (first row) or .json vector"),
+           text: Optional[str] = typer.Option(None, "--text", help="A text query (collections with an embedder)"),
            k: int = typer.Option(10, "-k", help="How many neighbours"),
            filter_json: Optional[str] = typer.Option(None, "--filter", help="A Qdrant filter as JSON")) -> None:
-    """Nearest neighbours of a vector, asked of the running server (VECTORIZER_HTTP)."""
+    """Nearest neighbours of a vector or a text, asked of the running server (VECTORIZER_HTTP)."""
     import httpx
 
     c = cli_context(ctx)
-    if (vector is None) == (from_file is None):
-        raise fail("give exactly one of --vector or --from")
+    if sum(x is not None for x in (vector, from_file, text)) != 1:
+        raise fail("give exactly one of --vector, --from or --text")
     try:
-        if vector is not None:
-            query = json.loads(vector)
+        body: dict[str, Any] = {"limit": k, "with_payload": True}
+        if text is not None:
+            body["query"] = text
+        elif vector is not None:
+            body["query"] = json.loads(vector)
         else:
             assert from_file is not None
-            query = (np.load(from_file)[0] if from_file.suffix == ".npy" else np.asarray(json.loads(
+            body["query"] = (np.load(from_file)[0] if from_file.suffix == ".npy" else np.asarray(json.loads(
                 from_file.read_text()))).tolist()
-        body: dict[str, Any] = {"query": query, "limit": k, "with_payload": True}
         if filter_json:
             body["filter"] = json.loads(filter_json)
     except (ValueError, OSError, IndexError) as exc:
         raise fail(f"cannot read the query: {exc}") from None
-    headers = {"api-key": c.settings.api_key} if c.settings.api_key else {}
+    key = c.settings.api_key or c.settings.read_only_api_key
+    headers = {"api-key": key} if key else {}
+    route = "search/text" if text is not None else "points/query"
     try:
-        answer = httpx.post(f"http://{c.settings.http}/collections/{name}/points/query", json=body,
+        answer = httpx.post(f"http://{c.settings.http}/collections/{name}/{route}", json=body,
                             headers=headers, timeout=c.settings.default_timeout)
     except httpx.HTTPError as exc:
         raise fail(f"no server answers at {c.settings.http} ({exc}); start one with `vectorizer serve`") from None
     if answer.status_code != 200:
         raise fail(f"{answer.status_code}: {answer.json().get('status', {}).get('error', answer.text)}")
     points = answer.json()["result"]["points"]
+    if text is not None:
+        c.emit(points, "\n\n".join(_text_hit(pt) for pt in points) or "no results")
+        return
     c.emit(points, "\n".join(f"{pt['id']}\t{pt['score']:.6f}\t{json.dumps(pt.get('payload') or {})}"
                              for pt in points) or "no results")
+
+
+def _text_hit(point: dict[str, Any]) -> str:
+    payload = point.get("payload") or {}
+    where = f"{payload.get('path', point['id'])}:{payload.get('start_line', '?')}-{payload.get('end_line', '?')}"
+    snippet = " ".join(str(payload.get("text", "")).split())[:200]
+    return f"{point['score']:.3f}  {where}\n       {snippet}"

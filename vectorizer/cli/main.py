@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from vectorizer import __version__
-from vectorizer.cli import data, kafka, lifecycle, ops, run, serve
+from vectorizer.cli import data, kafka, lifecycle, ops, run, serve, workspace
 from vectorizer.cli.context import CliContext, fail
 from vectorizer.errors import VectorizerError
 from vectorizer.settings import Settings
@@ -19,6 +19,7 @@ app.add_typer(kafka.app, name="kafka")
 app.command()(lifecycle.up)
 app.command()(lifecycle.down)
 app.add_typer(data.collections_app, name="collections")
+app.add_typer(workspace.app, name="workspace")
 app.command()(data.upsert)
 app.command()(data.delete)
 app.command()(data.search)

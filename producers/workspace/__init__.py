@@ -1,0 +1,7 @@
+"""The workspace producer app: keeps workspace collections in step with files on disk."""
+
+from producers.workspace.config import CollectionSpec, Workspace, WorkspaceConfigError, load
+from producers.workspace.sync import CollectionReport, Watcher, WorkspaceError, WorkspaceProducer
+
+__all__ = ["CollectionReport", "CollectionSpec", "Watcher", "Workspace", "WorkspaceConfigError", "WorkspaceError",
+           "WorkspaceProducer", "load"]

@@ -1,0 +1,363 @@
+"""The workspace producer: keeps workspace collections in step with their files.
+
+One sync, per collection of the workspace file:
+
+1. the collection exists as a *workspace* collection with the file's embedder, else it is
+   created (or, when the embedder changed, deleted and created again: every chunk is
+   re-embedded);
+2. what is indexed — per file, its content hash, how it was chunked, its chunk ids — is
+   read from the catalog (the payloads of its points), after waiting until the projection
+   has applied everything on the collection's partition;
+3. each included file whose hash or chunking differs is re-chunked, embedded and published:
+   its chunks upserted (ids ``<path>#<n>``) and its stale chunk ids deleted, in one Kafka
+   transaction; an unchanged file publishes nothing;
+4. indexed files that are gone, newly excluded, or now skipped (binary, unreadable, huge)
+   have their chunks deleted.
+
+Every event carries a producer id ``vectorizer-workspace:<topic>:<hash of the workspace file's
+path>`` (also its Kafka transactional id: a second producer for the same workspace file fences
+the first). The projector rejects writes to a workspace collection from any producer whose id
+does not start with ``vectorizer-workspace`` (``schemas.events.is_workspace_producer``), and the
+API refuses them.
+``watch`` repeats step 3 and 4 for the files a filesystem watcher reports changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xxhash
+from kafka import KafkaConsumer, TopicPartition
+from watchdog.events import FileSystemEventHandler
+
+from producers.producer import VectorProducer, WriteToken
+from producers.topics import partition_for
+from producers.workspace.config import CollectionSpec, Workspace
+from producers.workspace.files import Skipped, TextFile, chunk_id, read, scan
+from projections.catalog.store import Catalog
+from schemas.events import WORKSPACE_PRODUCER
+from vectorizer import embedders
+from vectorizer.errors import InfrastructureError, VectorizerError
+from vectorizer.settings import Settings
+
+log = logging.getLogger(__name__)
+UPSERT_BATCH = 256
+
+
+class WorkspaceError(VectorizerError):
+    """A workspace collection cannot be kept in step (the message says why)."""
+
+
+@dataclass
+class Indexed:
+    """What the projection holds for one file."""
+
+    digest: str
+    chunking: str
+    ids: set[str] = field(default_factory=set)
+
+
+@dataclass
+class CollectionReport:
+    name: str
+    files: int = 0
+    unchanged: int = 0
+    published: int = 0
+    removed: int = 0
+    chunks: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    created: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+Progress = Callable[[int, int], None]  # (files done, chunks published)
+
+
+class WorkspaceProducer:
+    def __init__(self, settings: Settings, workspace: Workspace, *, catch_up_timeout: float = 60.0) -> None:
+        self.settings, self.workspace = settings, workspace
+        self.catch_up_timeout = catch_up_timeout
+        where = xxhash.xxh3_64_hexdigest(str(workspace.path).encode())[:8]
+        producer_id = f"{WORKSPACE_PRODUCER}:{settings.topic}:{where}"
+        self.producer = VectorProducer(settings, producer_id=producer_id)
+        self.catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
+        self.indexed: dict[str, dict[str, Indexed]] = {}  # collection -> path -> what is indexed
+        self._stat: dict[tuple[str, str], tuple[int, int]] = {}  # (collection, path) -> (mtime_ns, size) last read
+        self.last_token: WriteToken | None = None
+
+    def close(self) -> None:
+        self.producer.close()
+
+    def __enter__(self) -> WorkspaceProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # One pass ------------------------------------------------------------------------
+    def sync(self, progress: Progress | None = None) -> list[CollectionReport]:
+        """Bring every collection in step with its files (see the module doc)."""
+        reports = []
+        for spec in self.workspace.collections:
+            report = CollectionReport(spec.name)
+            if spec.name not in self.indexed:
+                report.created = self._prepare(spec)
+            self._sync_paths(spec, None, report, progress)
+            reports.append(report)
+        return reports
+
+    def sync_paths(self, changed: Iterable[Path]) -> list[CollectionReport]:
+        """Re-check only ``changed`` absolute paths (a watcher's report); folders re-check their contents."""
+        changed = [p.resolve() for p in changed]
+        reports = []
+        for spec in self.workspace.collections:
+            relative: set[str] = set()
+            for path in changed:
+                try:
+                    rel = path.relative_to(spec.root).as_posix()
+                except ValueError:
+                    continue
+                prefix = "" if rel == "." else rel + "/"
+                relative |= {p for p in self.indexed[spec.name] if p == rel or p.startswith(prefix)}
+                if path.is_dir():
+                    relative |= {p for p in scan(spec) if p.startswith(prefix)}
+                elif rel != ".":
+                    relative.add(rel)
+            if relative:
+                report = CollectionReport(spec.name)
+                self._sync_paths(spec, relative, report, None)
+                reports.append(report)
+        return reports
+
+    def wait_applied(self, timeout: float = 60.0) -> None:
+        """Wait until the projection has applied everything this producer published."""
+        token = self.last_token
+        if token is None:
+            return
+        deadline = time.monotonic() + timeout
+        while self.catalog.positions().get(token.partition, -1) < token.offset:
+            if time.monotonic() > deadline:
+                raise WorkspaceError(f"the projection did not apply offset {token} within {timeout:.0f}s; "
+                                     "is `vectorizer serve` (or `vectorizer project`) running on this catalog?")
+            time.sleep(0.05)
+
+    # Steps ---------------------------------------------------------------------------
+    def _prepare(self, spec: CollectionSpec) -> bool:
+        """Steps 1 and 2; True when the collection was (re)created."""
+        self._wait_caught_up(spec.name)
+        rows = {r["name"]: r for r in self.catalog.collection_rows()}
+        row = rows.get(spec.name)
+        embedder = embedders.build(spec.embedder)
+        created = False
+        if row is not None and row["kind"] != "workspace":
+            raise WorkspaceError(f"collection {spec.name!r} exists and is not a workspace collection; "
+                                 "choose another name in the workspace file")
+        if row is not None and _spec_of(row) != embedder.spec:
+            log.warning("collection %s: the embedder changed (%s -> %s); re-creating it", spec.name,
+                        _spec_of(row), embedder.spec)
+            self._publish(lambda: self.producer.delete_collection(spec.name))
+            row = None
+        if row is None:
+            self._publish(lambda: self.producer.create_collection(
+                spec.name, embedder.dimension, "cosine", kind="workspace", embedder=embedder.spec))
+            created = True
+            self.indexed[spec.name] = {}
+        else:
+            self.indexed[spec.name] = self._read_indexed(spec.name)
+        return created
+
+    def _read_indexed(self, collection: str) -> dict[str, Indexed]:
+        out: dict[str, Indexed] = {}
+        for row in self.catalog.point_rows(collection):
+            payload = json.loads(row["payload"]) if row["payload"] else {}
+            path = payload.get("path")
+            if not isinstance(path, str):
+                continue
+            entry = out.setdefault(path, Indexed(str(payload.get("file_hash")), str(payload.get("chunking"))))
+            entry.ids.add(row["point_key"].removeprefix("s:"))
+        return out
+
+    def _sync_paths(self, spec: CollectionSpec, only: set[str] | None, report: CollectionReport,
+                    progress: Progress | None) -> None:
+        indexed = self.indexed[spec.name]
+        present = [p for p in scan(spec)] if only is None else sorted(
+            p for p in only if (spec.root / p).is_file() and spec.matches(p))
+        embedder = embedders.build(spec.embedder)
+        for relative in present:
+            report.files += 1
+            chunks = self._refresh(spec, relative, indexed, embedder, report)
+            if progress is not None:
+                progress(1, chunks)
+        gone = (set(indexed) - set(present)) if only is None else {p for p in only if p in indexed} - set(present)
+        for relative in sorted(gone):
+            ids = sorted(indexed.pop(relative).ids)
+            self._stat.pop((spec.name, relative), None)
+            if ids:
+                self._publish(lambda ids=ids: self.producer.delete(spec.name, ids))  # type: ignore[misc]
+            report.removed += 1
+
+    def _refresh(self, spec: CollectionSpec, relative: str, indexed: dict[str, Indexed],
+                 embedder: embedders.Embedder, report: CollectionReport) -> int:
+        """Publish one file's chunks if it changed; the number of chunks published."""
+        key = (spec.name, relative)
+        try:
+            st = (spec.root / relative).stat()
+            stat = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stat = (0, -1)
+        known = indexed.get(relative)
+        if known is not None and self._stat.get(key) == stat and known.chunking == spec.chunking:
+            report.unchanged += 1
+            return 0
+        found = read(spec, relative)
+        if isinstance(found, Skipped):
+            report.skipped.append((relative, found.reason))
+            if known is not None:
+                indexed.pop(relative)
+                if known.ids:
+                    self._publish(lambda: self.producer.delete(spec.name, sorted(known.ids)))
+                report.removed += 1
+            return 0
+        self._stat[key] = stat
+        if known is not None and known.digest == found.digest and known.chunking == spec.chunking:
+            report.unchanged += 1
+            return 0
+        self._publish_file(spec, found, known, embedder)
+        indexed[relative] = Indexed(found.digest, spec.chunking, {chunk_id(relative, c.number) for c in found.chunks})
+        report.published += 1
+        report.chunks += len(found.chunks)
+        return len(found.chunks)
+
+    def _publish_file(self, spec: CollectionSpec, found: TextFile, known: Indexed | None,
+                      embedder: embedders.Embedder) -> None:
+        ids = [chunk_id(found.relative, c.number) for c in found.chunks]
+        stale = sorted((known.ids if known else set()) - set(ids))
+        vectors = embedder.embed([c.text for c in found.chunks])
+        payloads = [{"path": found.relative, "chunk": c.number, "start_line": c.start_line, "end_line": c.end_line,
+                     "text": c.text, "file_hash": found.digest, "chunking": spec.chunking} for c in found.chunks]
+
+        def publish() -> WriteToken | None:
+            token = None
+            with self.producer.transaction():  # the file's new chunks and its stale ones, all or nothing
+                for s in range(0, len(ids), UPSERT_BATCH):
+                    token = self.producer.upsert(spec.name, ids[s:s + UPSERT_BATCH], vectors[s:s + UPSERT_BATCH],
+                                                 payloads[s:s + UPSERT_BATCH])
+                if stale:
+                    token = self.producer.delete(spec.name, stale)
+            return token
+
+        self._publish(publish)
+
+    def _publish(self, send: Callable[[], WriteToken | None]) -> None:
+        token = send()
+        if token is not None:
+            self.last_token = token
+
+    def _wait_caught_up(self, collection: str) -> None:
+        """Wait until the catalog holds every data record of the collection's partition (markers aside)."""
+        partition = partition_for(collection, max(1, self.settings.partitions))
+        tp = TopicPartition(self.settings.topic, partition)
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
+                                 isolation_level="read_committed", consumer_timeout_ms=500)
+        try:
+            consumer.assign([tp])
+            deadline = time.monotonic() + self.catch_up_timeout
+            while True:
+                end = consumer.end_offsets([tp])[tp]
+                applied = self.catalog.positions().get(partition, -1)
+                if applied + 1 >= end or not _has_records(consumer, tp, applied + 1, end):
+                    return
+                if time.monotonic() > deadline:
+                    raise WorkspaceError(
+                        f"the projection has applied {self.settings.topic}/{partition} up to offset {applied}, the "
+                        f"log ends at {end}; is `vectorizer serve` (or `vectorizer project`) running on this catalog?")
+                time.sleep(0.1)
+        except InfrastructureError:
+            raise
+        finally:
+            consumer.close()
+
+
+def _has_records(consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int) -> bool:
+    """Whether any committed data record lies in ``[start, end)`` (transaction markers are not records)."""
+    consumer.seek(tp, start)
+    while consumer.position(tp) < end:
+        if consumer.poll(timeout_ms=200).get(tp):
+            return True
+    return False
+
+
+def _spec_of(row: dict[str, Any]) -> dict[str, Any] | None:
+    raw = row.get("embedder")
+    return json.loads(raw) if raw else None
+
+
+class Watcher:
+    """Feeds a :class:`WorkspaceProducer` the paths a filesystem watcher (watchdog) reports."""
+
+    def __init__(self, producer: WorkspaceProducer, debounce: float = 0.3) -> None:
+        from watchdog.observers import Observer
+
+        self.producer, self.debounce = producer, debounce
+        self._changed: set[Path] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._observer = Observer()
+        handler = _Handler(self)
+        for root in sorted({spec.root for spec in producer.workspace.collections}):
+            self._observer.schedule(handler, str(root), recursive=True)
+
+    def note(self, *paths: str) -> None:
+        with self._lock:
+            self._changed.update(Path(p) for p in paths if p)
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start recording changes (before the first sync, so none is missed); ``run`` publishes them."""
+        if not self._observer.is_alive():
+            self._observer.start()
+
+    def run(self, stop: threading.Event, on_round: Callable[[list[CollectionReport]], None] | None = None) -> None:
+        """Until ``stop``: wait for changes, let them settle for ``debounce`` seconds, publish them."""
+        self.start()
+        try:
+            while not stop.is_set():
+                if not self._wake.wait(0.2):
+                    continue
+                while self._wake.is_set() and not stop.is_set():  # quiet period: more events restart it
+                    self._wake.clear()
+                    stop.wait(self.debounce)
+                with self._lock:
+                    changed, self._changed = self._changed, set()
+                reports = self.producer.sync_paths(changed)
+                if on_round is not None and reports:
+                    on_round(reports)
+        finally:
+            self._observer.stop()
+            self._observer.join(10)
+
+    @property
+    def started(self) -> bool:
+        return self._observer.is_alive()
+
+
+class _Handler(FileSystemEventHandler):
+    """Every event names a path (and a destination for moves); all of them go to the watcher."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        super().__init__()
+        self.watcher = watcher
+
+    def dispatch(self, event: Any) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        self.watcher.note(str(event.src_path), str(getattr(event, "dest_path", "") or ""))

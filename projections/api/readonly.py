@@ -1,0 +1,36 @@
+"""Workspace collections are read-only over the API: they follow their files through the
+workspace producer (``vectorizer workspace sync|watch``). A write to one is a 403 naming it.
+
+The projector enforces the same rule on the log (``ProjectionState._existing``); this check
+answers early, before anything is published.
+"""
+
+from __future__ import annotations
+
+import re
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from projections.api.auth import is_read
+from projections.api.errors import Forbidden, response_for
+from projections.state import ProjectionState
+
+_COLLECTION = re.compile(r"^/collections/([^/]+)(/.*)?$")
+_NOT_WRITES = re.compile(r"^/snapshots/?$")  # writing a snapshot changes no data
+
+
+class ReadOnlyCollections:
+    def __init__(self, app: ASGIApp, state: ProjectionState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not is_read(scope["method"], scope["path"]):
+            found = _COLLECTION.match(scope["path"])
+            if found and not _NOT_WRITES.match(found.group(2) or ""):
+                coll = self.state.get(found.group(1))
+                if coll is not None and coll.config.kind == "workspace":
+                    error = Forbidden(f"collection {coll.name!r} is a workspace collection and is read-only: it "
+                                      "follows its files through `vectorizer workspace sync|watch`")
+                    await response_for(error, scope.get("state", {}).get("started"))(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)

@@ -1,0 +1,165 @@
+"""Workspace collections through the real broker and a real server.
+
+A small tree of real text files (this repository's docs) is synced; then, under ``watch``,
+files are edited, added, deleted and renamed; text search finds what changed; a second
+sync publishes nothing; a restart and a fresh replay answer the same; the API and other
+producers cannot change the collection.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kafka import KafkaConsumer, TopicPartition
+
+from producers import VectorProducer
+from producers.workspace import Watcher, WorkspaceProducer, load
+from producers.workspace.files import read, scan
+from tests.api.conftest import Running, serving
+from tests.helpers import read_topic, running_projector, state_of, wait_until
+from vectorizer.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKSPACE = """\
+projects:
+  - name: docs
+    root: tree
+    collections:
+      - name: notes
+        include: ["**/*.md", "*.txt"]
+        exclude: ["drafts/**"]
+        chunk_size: 600
+        chunk_overlap: 100
+        embedding: {model: hashing, dimension: 256}
+"""
+
+
+def _tree(tmp_path: Path) -> Path:
+    tree = tmp_path / "tree"
+    (tree / "guide").mkdir(parents=True)
+    (tree / "drafts").mkdir()
+    shutil.copy(ROOT / "docs" / "architecture.md", tree / "guide" / "architecture.md")
+    shutil.copy(ROOT / "README.md", tree / "README.md")
+    (tree / "notes.txt").write_text("Groceries: apples, oat milk, coffee beans.\nCall the plumber on Tuesday.\n")
+    (tree / "drafts" / "secret.md").write_text("unpublished draft about submarines\n")
+    (tree / "logo.md").write_bytes(b"\x89PNG\0\0binary")
+    (tmp_path / "vectorize-workspace.yml").write_text(WORKSPACE)
+    return tree
+
+
+def _text_search(server: Running, query: str, limit: int = 3, **extra: Any) -> list[dict[str, Any]]:
+    r = server.http.post("/collections/notes/search/text", json={"query": query, "limit": limit, **extra})
+    assert r.status_code == 200, r.text
+    return list(r.json()["result"]["points"])
+
+
+def _paths(server: Running) -> dict[str, int]:
+    """path -> number of chunks indexed for it."""
+    out: dict[str, int] = {}
+    offset = None
+    while True:
+        page = server.http.post("/collections/notes/points/scroll", json={
+            "limit": 500, "with_payload": ["path"], **({"offset": offset} if offset is not None else {})}).json()
+        for p in page["result"]["points"]:
+            out[p["payload"]["path"]] = out.get(p["payload"]["path"], 0) + 1
+        offset = page["result"]["next_page_offset"]
+        if offset is None:
+            return out
+
+
+def _end_offset(settings: Settings) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        tp = TopicPartition(settings.topic, 0)
+        return int(consumer.end_offsets([tp])[tp])
+    finally:
+        consumer.close()
+
+
+def test_sync_watch_search_restart_replay_and_read_only(settings: Settings, tmp_path: Path) -> None:
+    tree = _tree(tmp_path)
+    workspace = load(tmp_path / "vectorize-workspace.yml")
+    spec = workspace.collections[0]
+    expected = {rel: len(found.chunks) for rel in scan(spec) if not hasattr(found := read(spec, rel), "reason")}
+    assert set(expected) == {"README.md", "guide/architecture.md", "notes.txt"}
+
+    with serving(settings) as server:
+        with WorkspaceProducer(settings, workspace) as first:
+            reports = first.sync()
+            first.wait_applied(60)
+        (report,) = reports
+        assert report.created and report.published == 3 and report.chunks == sum(expected.values())
+        assert report.skipped == [("logo.md", "binary")]
+        assert _paths(server) == expected, "every chunk of every included text file, nothing else"
+        point = server.http.get("/collections/notes/points/guide%2Farchitecture.md%230").json()["result"]
+        assert point["payload"]["path"] == "guide/architecture.md" and point["payload"]["chunk"] == 0
+        assert point["payload"]["start_line"] == 1 and point["payload"]["text"].startswith("#")
+        assert set(point["payload"]) == {"path", "chunk", "start_line", "end_line", "text", "file_hash", "chunking"}
+        hit = _text_search(server, "oat milk coffee beans plumber")[0]
+        assert hit["payload"]["path"] == "notes.txt"
+
+        # A second sync (a fresh producer, state read back from the catalog) publishes nothing.
+        end = _end_offset(settings)
+        producer = WorkspaceProducer(settings, workspace)
+        (report,) = producer.sync()
+        assert (report.published, report.removed, report.unchanged) == (0, 0, 3)
+        assert _end_offset(settings) == end, "an unchanged tree puts nothing on the log"
+
+        # Under watch: edit, add, delete, rename.
+        watcher = Watcher(producer, debounce=0.2)
+        stop = threading.Event()
+        thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+        thread.start()
+        wait_until(lambda: watcher.started, 10, message="the watcher")
+        try:
+            with open(tree / "notes.txt", "a") as f:
+                f.write("Remember the zebra quartz lighthouse appointment.\n")
+            wait_until(lambda: _text_search(server, "zebra quartz lighthouse")[0]["payload"]["text"].count("zebra"),
+                       30, message="the edited text to be searchable")
+            (tree / "guide" / "kafka.md").write_text("# Brokers\n\nA partition leader election after a broker "
+                                                     "failure keeps the topic writable.\n")
+            wait_until(lambda: _paths(server).get("guide/kafka.md") == 1, 30, message="the new file")
+            assert _text_search(server, "partition leader election")[0]["payload"]["path"] == "guide/kafka.md"
+            (tree / "README.md").unlink()
+            wait_until(lambda: "README.md" not in _paths(server), 30, message="the deleted file's chunks to go")
+            (tree / "guide" / "kafka.md").rename(tree / "guide" / "brokers.md")
+            wait_until(lambda: set(_paths(server)) == {"guide/architecture.md", "notes.txt", "guide/brokers.md"},
+                       30, message="the renamed file under its new path only")
+            (tree / "drafts" / "more.md").write_text("still a draft\n")  # excluded: never indexed
+        finally:
+            stop.set()
+            thread.join(10)
+        producer.wait_applied(60)
+        producer.close()
+        assert "drafts/more.md" not in _paths(server)
+        before = _text_search(server, "partition leader election broker", limit=5)
+
+        # Read-only: the API refuses writes, naming the collection; another producer's events are dead-lettered.
+        for method, path, body in [
+            ("PUT", "/collections/notes/points", {"points": [{"id": 1, "vector": [0.0] * 256}]}),
+            ("POST", "/collections/notes/points/delete", {"points": ["notes.txt#0"]}),
+            ("POST", "/collections/notes/points/payload", {"payload": {"x": 1}, "points": ["notes.txt#0"]}),
+            ("DELETE", "/collections/notes", None),
+        ]:
+            r = server.http.request(method, path, json=body)
+            assert r.status_code == 403 and "notes" in r.text and "read-only" in r.text, (method, path, r.text)
+        with VectorProducer(settings, producer_id="someone-else") as other:
+            token = other.upsert("notes", ["intruder#0"], np.ones((1, 256), np.float32), [{"path": "x"}])
+        server.replica.projector.wait_for(token.partition, token.offset, 30)
+        assert "x" not in _paths(server)
+        letters = read_topic(settings.kafka_bootstrap, settings.dlq_topic, expected=1)
+        assert [dict(r.headers)["vectorizer.reason"] for r in letters] == [b"rejected"]
+        indexed = state_of(server.replica.projector)
+
+    # A restart answers the same; so does a fresh replay of the whole topic elsewhere.
+    with serving(settings) as server:
+        assert _text_search(server, "partition leader election broker", limit=5) == before
+        assert state_of(server.replica.projector) == indexed
+    fresh = settings.replace(data_dir=tmp_path / "elsewhere", projection="elsewhere")
+    with running_projector(fresh) as replayed:
+        replayed.wait_for(token.partition, token.offset, 60)
+        assert state_of(replayed) == indexed

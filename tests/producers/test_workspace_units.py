@@ -1,0 +1,121 @@
+"""Pure logic of the workspace producer: the workspace file, chunking, the built-in embedder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from producers.workspace import WorkspaceConfigError, load
+from producers.workspace.files import read, split
+from vectorizer import embedders
+from vectorizer.errors import ConfigurationError
+
+GOOD = """\
+projects:
+  - name: docs
+    root: tree
+    collections:
+      - name: notes
+        include: ["**/*.md", "*.txt"]
+        exclude: ["drafts/**"]
+        chunk_size: 300
+        chunk_overlap: 50
+        embedding:
+          model: hashing
+          dimension: 256
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "tree").mkdir(exist_ok=True)
+    path = tmp_path / "vectorize-workspace.yml"
+    path.write_text(text)
+    return path
+
+
+def test_a_valid_file_parses(tmp_path: Path) -> None:
+    ws = load(_write(tmp_path, GOOD))
+    (spec,) = ws.collections
+    assert spec.name == "notes" and spec.root == (tmp_path / "tree").resolve()
+    assert (spec.chunk_size, spec.chunk_overlap) == (300, 50)
+    assert spec.embedder == {"name": "hashing", "version": 1, "dimension": 256, "ngrams": 2, "seed": 0}
+    assert spec.matches("a/b/c.md") and spec.matches("top.txt") and not spec.matches("sub/x.txt")
+    assert not spec.matches("drafts/wip.md") and not spec.matches("a.py")
+
+
+@pytest.mark.parametrize(("change", "line", "message"), [
+    (("chunk_size: 300", "chunk_size: big"), 8, "projects[0].collections[0].chunk_size: expected an integer"),
+    (("chunk_overlap: 50", "chunk_overlap: 300"), 9, "chunk_overlap: expected an integer in [0, 299]"),
+    (("root: tree", "root: missing"), 3, "projects[0].root: "),
+    (("name: notes", "name: 'bad name/'"), 5, "projects[0].collections[0].name:"),
+    (("model: hashing", "model: word2vec"), 11, "embedding.model: unknown model 'word2vec'; built in: hashing"),
+    (("dimension: 256", "dimension: 3"), 12, "embedding.dimension: expected an integer in [8, 65536], got 3"),
+    (("exclude:", "exlude:"), 7, "projects[0].collections[0].exlude: unknown field"),
+    (('include: ["**/*.md", "*.txt"]', "include: 7"), 6, "include: expected a non-empty string"),
+    (("        include", "        # include"), 5, "projects[0].collections[0].include: required"),
+    (("- name: docs", "- name: [docs"), 3, "not valid YAML (expected ',' or ']'"),
+])
+def test_errors_name_the_line_and_the_field(tmp_path: Path, change: tuple[str, str], line: int, message: str) -> None:
+    with pytest.raises(WorkspaceConfigError) as caught:
+        load(_write(tmp_path, GOOD.replace(*change)))
+    text = str(caught.value)
+    assert text.startswith(f"vectorize-workspace.yml:{line}: "), text
+    assert message in text, text
+
+
+def test_duplicate_collection_names_are_refused(tmp_path: Path) -> None:
+    twice = GOOD + GOOD.split("collections:\n", 1)[1]
+    with pytest.raises(WorkspaceConfigError, match=r":13: .*collections\[1\]\.name: collection 'notes' is already"):
+        load(_write(tmp_path, twice))
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=3000),
+       size=st.integers(16, 400), overlap_share=st.floats(0, 0.9))
+def test_chunks_cover_every_line_within_the_size(text: str, size: int, overlap_share: float) -> None:
+    overlap = int(size * overlap_share)
+    chunks = list(split(text, size, overlap))
+    lines = text.splitlines(keepends=True)
+    assert [c.number for c in chunks] == list(range(len(chunks)))
+    assert all(len(c.text) <= size and c.text.strip() for c in chunks)
+    covered = {n for c in chunks for n in range(c.start_line, c.end_line + 1)}
+    assert {i + 1 for i, line in enumerate(lines) if line.strip()} <= covered
+    assert all(a.start_line <= b.start_line for a, b in zip(chunks, chunks[1:], strict=False))
+    assert list(split(text, size, overlap)) == chunks  # deterministic
+
+
+def test_binary_huge_and_unreadable_files_are_skipped(tmp_path: Path) -> None:
+    ws = load(_write(tmp_path, GOOD.replace("chunk_size: 300", "chunk_size: 300\n        max_file_bytes: 1000")))
+    spec = ws.collections[0]
+    root = tmp_path / "tree"
+    (root / "bin.md").write_bytes(b"PNG\0\1\2")
+    (root / "latin1.md").write_bytes("caf\xe9".encode("latin-1"))
+    (root / "big.md").write_text("x" * 1001)
+    (root / "ok.md").write_text("hello\n" * 10)
+    assert read(spec, "bin.md").reason == "binary"  # type: ignore[union-attr]
+    assert "not UTF-8" in read(spec, "latin1.md").reason  # type: ignore[union-attr]
+    assert read(spec, "big.md").reason.startswith("huge")  # type: ignore[union-attr]
+    assert read(spec, "gone.md").reason.startswith("unreadable")  # type: ignore[union-attr]
+    ok = read(spec, "ok.md")
+    assert ok.chunks[0].start_line == 1 and ok.chunks[-1].end_line == 10  # type: ignore[union-attr]
+
+
+def test_hashing_embedder_is_deterministic_and_finds_shared_words() -> None:
+    e = embedders.build({"name": "hashing", "dimension": 512})
+    docs = ["the projector applies events to the HNSW index", "recipes for a chocolate cake with butter",
+            "Kafka topic retention and the write-ahead log"]
+    vectors = e.embed(docs)
+    assert vectors.shape == (3, 512) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+    assert np.array_equal(vectors, embedders.build(e.spec).embed(docs)), "same spec, same vectors"
+    query = e.embed(["how does the projector apply events"])[0]
+    assert int(np.argmax(vectors @ query)) == 0
+    assert not e.embed(["  ...  "]).any(), "no words: a zero vector"
+    with pytest.raises(ConfigurationError, match="unknown model 'bert'"):
+        embedders.build({"name": "bert"})
+    with pytest.raises(ConfigurationError, match="not valid JSON"):
+        embedders.build("{nope")

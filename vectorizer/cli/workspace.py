@@ -1,0 +1,65 @@
+"""``vectorizer workspace sync|watch FILE``: the workspace producer app."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from pathlib import Path
+
+import typer
+
+from vectorizer.cli.context import CliContext, cli_context
+from vectorizer.cli.progress import progress
+
+app = typer.Typer(help="Keep workspace collections in step with files (vectorize-workspace.yml).",
+                  no_args_is_help=True)
+
+FILE = typer.Argument(Path("vectorize-workspace.yml"), help="The workspace file")
+WAIT = typer.Option(60.0, help="Seconds to wait for the projection (the server) to catch up")
+
+
+def _summary(c: CliContext, reports: list, verb: str) -> None:  # type: ignore[type-arg]
+    lines = []
+    for r in reports:
+        lines.append(f"{r.name}: {r.files} files, {r.published} {verb}, {r.unchanged} unchanged, {r.removed} removed, "
+                     f"{r.chunks} chunks published" + (" (collection created)" if r.created else ""))
+        lines += [f"  skipped {path}: {reason}" for path, reason in r.skipped]
+    c.emit([r.as_dict() for r in reports], "\n".join(lines) or "nothing to do")
+
+
+@app.command("sync")
+def sync(ctx: typer.Context, file: Path = FILE, wait: float = WAIT) -> None:
+    """Publish what changed since the last sync, once; wait until the server has applied it."""
+    from producers.workspace import WorkspaceProducer, load
+
+    c = cli_context(ctx)
+    workspace = load(file)
+    with WorkspaceProducer(c.settings, workspace, catch_up_timeout=wait) as producer:
+        from producers.workspace.files import scan
+
+        total = sum(1 for spec in workspace.collections for _ in scan(spec))
+        with progress("indexing files", total, unit="chunks", count="events", events_unit="files") as advance:
+            reports = producer.sync(lambda files, chunks: advance(files, chunks))
+        producer.wait_applied(wait)
+    _summary(c, reports, "indexed")
+
+
+@app.command("watch")
+def watch(ctx: typer.Context, file: Path = FILE, wait: float = WAIT,
+          debounce: float = typer.Option(0.3, help="Seconds of quiet before publishing a burst of changes")) -> None:
+    """Sync, then publish every change the filesystem reports until interrupted (Ctrl-C, SIGTERM)."""
+    from producers.workspace import Watcher, WorkspaceProducer, load
+
+    c = cli_context(ctx)
+    workspace = load(file)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with WorkspaceProducer(c.settings, workspace, catch_up_timeout=wait) as producer:
+        watcher = Watcher(producer, debounce)
+        watcher.start()  # watching before the first sync: no change slips in between
+        reports = producer.sync()
+        _summary(c, reports, "indexed")
+        typer.echo(f"watching {', '.join(sorted({str(s.root) for s in workspace.collections}))}", err=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            watcher.run(stop, lambda rs: _summary(c, rs, "updated"))
