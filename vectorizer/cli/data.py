@@ -19,9 +19,15 @@ BATCH = 1000
 collections_app = typer.Typer(help="Create, list, inspect and delete collections.", no_args_is_help=True)
 
 
-def make_producer(settings: Settings) -> VectorProducer:
-    from projections.catalog.store import dimension_lookup
+def make_producer(settings: Settings, writes_to: str | None = None) -> VectorProducer:
+    """A producer that knows the catalog's dimensions; refuses ``writes_to`` if it is a workspace collection."""
+    from projections.catalog.store import Catalog, dimension_lookup
 
+    if writes_to is not None:
+        catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
+        if any(r["name"] == writes_to and r["kind"] == "workspace" for r in catalog.collection_rows()):
+            raise fail(f"collection {writes_to!r} is a workspace collection and is read-only: it follows its files "
+                       "through `vectorizer workspace sync|watch`")
     return VectorProducer(settings, dimensions=dimension_lookup(settings))
 
 
@@ -70,7 +76,7 @@ def info(ctx: typer.Context, name: str) -> None:
 def delete_collection(ctx: typer.Context, name: str) -> None:
     """Publish a collection-deleted event."""
     c = cli_context(ctx)
-    with make_producer(c.settings) as producer:
+    with make_producer(c.settings, writes_to=name) as producer:
         token = producer.delete_collection(name)
     c.emit({"collection": name, "write_token": str(token)}, f"deleted {name} (write token {token})")
 
@@ -85,7 +91,7 @@ def upsert(ctx: typer.Context, name: str, file: Path,
         raise fail(f"{file}: no such file")
     batches, total = _read_batches(file, ids, payloads, batch)
     token = None
-    with make_producer(c.settings) as producer, progress(f"upsert {name}", total) as advance:
+    with make_producer(c.settings, writes_to=name) as producer, progress(f"upsert {name}", total) as advance:
         for b_ids, b_vectors, b_payloads in batches:
             token = producer.upsert(name, b_ids, b_vectors, b_payloads)
             advance(1, len(b_ids))
@@ -144,7 +150,7 @@ def delete(ctx: typer.Context, name: str, ids: list[str]) -> None:
     """Delete points by id (digits are integer ids, anything else a string/UUID id)."""
     c = cli_context(ctx)
     parsed: list[Any] = [int(i) if i.isdigit() else i for i in ids]
-    with make_producer(c.settings) as producer:
+    with make_producer(c.settings, writes_to=name) as producer:
         token = producer.delete(name, parsed)
     c.emit({"collection": name, "deleted": len(parsed), "write_token": str(token)},
            f"deleted {len(parsed)} points from {name} (write token {token})")
