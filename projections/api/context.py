@@ -136,7 +136,7 @@ def timeout_param(description: str) -> Any:
     return Query(None, gt=0, le=MAX_TIMEOUT_SECONDS, description=description)
 
 
-def api(request: Request) -> Api:
+async def api(request: Request) -> Api:
     state: Api = request.app.state.api
     return state
 

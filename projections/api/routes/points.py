@@ -31,7 +31,7 @@ class WriteOptions:
     timeout: float | None
 
 
-def write_options(
+async def write_options(
     wait: bool | None = Query(None, description="Answer once this server applied the write (read-your-writes)"),
     timeout: float | None = timeout_param("Seconds to wait with wait=true"),
     ordering: str | None = Query(None, description="Accepted for Qdrant compatibility; Kafka orders writes"),

@@ -30,7 +30,7 @@ class ReadOptions:
     timeout: float | None
 
 
-def read_options(
+async def read_options(
     consistency: str | None = Query(None, description="A write token '<partition>:<offset>' to wait for, "
                                                       "or Qdrant's integer / majority / quorum / all"),
     timeout: float | None = timeout_param("Seconds to wait for the consistency token"),
