@@ -338,7 +338,13 @@ class Watcher:
                     stop.wait(self.debounce)
                 with self._lock:
                     changed, self._changed = self._changed, set()
-                reports = self.producer.sync_paths(changed)
+                try:
+                    reports = self.producer.sync_paths(changed)
+                except VectorizerError as exc:  # e.g. Kafka unreachable: keep the paths, try again
+                    log.error("publishing %d changed paths failed, retrying in 2s: %s", len(changed), exc)
+                    self.note(*(str(p) for p in changed))
+                    stop.wait(2.0)
+                    continue
                 if on_round is not None and reports:
                     on_round(reports)
         finally:
