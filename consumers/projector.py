@@ -110,7 +110,7 @@ class Projector:
             bootstrap_servers=self.settings.kafka_bootstrap, group_id=f"vectorizer-{self.settings.projection}",
             enable_auto_commit=False, isolation_level="read_committed", auto_offset_reset="earliest",
             max_poll_records=self.settings.poll_max_records, fetch_max_bytes=64 * 1024 * 1024,
-            max_partition_fetch_bytes=self.settings.max_message_bytes * 2,
+            max_partition_fetch_bytes=self.settings.max_message_bytes * 2, reconnect_backoff_max_ms=1000,
             client_id=f"vectorizer-projector-{self.settings.projection}")
         partitions = self._partitions(consumer)
         tps = [TopicPartition(self.settings.topic, p) for p in partitions]

@@ -11,6 +11,13 @@ Contract:
 - A port held by anything else fails fast with :class:`BrokerError` naming the port.
 - ``stop()`` sends SIGTERM (a controlled shutdown that flushes the log), then SIGKILL
   after a deadline; it returns only once the process is gone.
+
+Clusters: :func:`cluster_nodes` gives every node its ports and the shared voter list, and
+every node's ``LocalBroker`` gets the same ``cluster_id`` (:func:`new_cluster_id`). A node
+answers only once a majority of the voters runs, so :func:`start_cluster` launches all of
+them before waiting for any; :func:`stop_cluster` stops them together, because the last
+node of a cluster stopped one by one has no quorum to approve its controlled shutdown and
+would wait minutes for it.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -108,6 +117,19 @@ class NodeSpec:
         return f"127.0.0.1:{self.port}"
 
 
+def cluster_nodes(ports: Sequence[tuple[int, int]]) -> list[NodeSpec]:
+    """One spec per ``(port, controller_port)``, ids 1..n, every node a voter of the same quorum."""
+    voters = ",".join(f"{i}@127.0.0.1:{controller}" for i, (_, controller) in enumerate(ports, start=1))
+    return [NodeSpec(i, port, controller, voters, len(ports)) for i, (port, controller) in enumerate(ports, start=1)]
+
+
+def new_cluster_id() -> str:
+    """A fresh KRaft cluster id (22 chars, base64url of 16 random bytes)."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
 class LocalBroker:
     """One KRaft broker+controller process whose files live in ``home``."""
 
@@ -116,8 +138,12 @@ class LocalBroker:
         self.home = home.resolve()
         self.cache_dir = cache_dir
         self.node = node or NodeSpec()
-        self.heap = heap
+        self.heap_mb = _megabytes(heap)
         self._cluster_id = cluster_id
+        if self.node.cluster_size > 1 and not cluster_id:
+            raise BrokerError(f"node {self.node.node_id} of a {self.node.cluster_size}-node cluster needs the "
+                              f"cluster id shared by all nodes (cluster_id=new_cluster_id(), once per cluster)")
+        self._proc: subprocess.Popen[bytes] | None = None
 
     # Files -------------------------------------------------------------------------
     @property
@@ -164,11 +190,16 @@ class LocalBroker:
                 "home": str(self.home)}
 
     # Lifecycle ---------------------------------------------------------------------
-    def start(self, timeout: float = 60.0) -> float:
-        """Start (or reuse) the broker; return seconds until it answered."""
+    def start(self, timeout: float = 60.0, *, wait: bool = True) -> float:
+        """Start (or reuse) the broker; return seconds until it answered.
+
+        ``wait=False`` returns once the process is launched (a cluster node cannot answer
+        before a quorum runs); call :meth:`wait_ready` later.
+        """
         began = time.monotonic()
         if self.pid() is not None:
-            self.wait_ready(timeout)
+            if wait:
+                self.wait_ready(timeout)
             return time.monotonic() - began
         for port in (self.node.port, self.node.controller_port):
             if not port_is_free(port):
@@ -183,7 +214,7 @@ class LocalBroker:
         java = shutil.which("java")
         if java is None:
             raise BrokerError("java is not on PATH: Java 17 is needed to run the broker")
-        cmd = [java, f"-Xmx{self.heap}", f"-Xms{min(256, int(self.heap.rstrip('m')))}m",
+        cmd = [java, f"-Xmx{self.heap_mb}m", f"-Xms{min(256, self.heap_mb)}m",
                "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
                f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
                f"-Dkafka.logs.dir={self.home}", "-cp", f"{libs}/*", "kafka.Kafka", str(props)]
@@ -191,14 +222,19 @@ class LocalBroker:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     cwd=self.home, start_new_session=True)
         self.pid_file.write_text(str(proc.pid))
+        self._proc = proc
+        if not wait:
+            return time.monotonic() - began
         try:
-            self.wait_ready(timeout, proc=proc)
+            self.wait_ready(timeout)
         except BrokerError:
             self.stop()
             raise
         return time.monotonic() - began
 
-    def wait_ready(self, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until the broker answers; fail early if the process this object launched exited."""
+        proc = self._proc
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
@@ -215,23 +251,38 @@ class LocalBroker:
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
+            self._proc = None
             return False
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+        self._finish_stop(pid, timeout)
+        return True
+
+    def _finish_stop(self, pid: int, timeout: float) -> None:
+        """Wait for a SIGTERMed broker to exit; SIGKILL it after ``timeout``."""
         if not _wait_gone(pid, timeout):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             _wait_gone(pid, 10.0)
+        self._reap()
         self.pid_file.unlink(missing_ok=True)
-        return True
 
     def kill(self) -> None:
-        """SIGKILL the broker at once (fault injection)."""
+        """SIGKILL the broker at once (fault injection); ``start()`` brings it back."""
         pid = self.pid()
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            _wait_gone(pid, 10.0)
+            if _wait_gone(pid, 10.0):
+                self.pid_file.unlink(missing_ok=True)  # a dead pid could be reused by another broker
+        self._reap()
+
+    def _reap(self) -> None:
+        """Collect the exit status of the process this object launched (no zombie, no warning)."""
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired, ChildProcessError):
+                self._proc.wait(1.0)
+            self._proc = None
 
     def log_tail(self, lines: int = 30) -> str:
         text = ""
@@ -243,10 +294,12 @@ class LocalBroker:
     # Internals ---------------------------------------------------------------------
     def _render_properties(self) -> Path:
         rf = min(3, self.node.cluster_size)
+        single = self.node.cluster_size == 1
         text = Template((HERE / "server.properties").read_text()).substitute(
             node_id=self.node.node_id, voters=self.node.voters, port=self.node.port,
             controller_port=self.node.controller_port, log_dirs=self.log_dirs,
-            internal_rf=rf, internal_min_isr=max(1, rf - 1))
+            internal_rf=rf, internal_min_isr=max(1, rf - 1),
+            heartbeat_ms=2000 if single else 500, session_timeout_ms=9000 if single else 4000)
         path = self.home / "server.properties"
         path.write_text(text)
         return path
@@ -262,14 +315,62 @@ class LocalBroker:
             raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")
 
 
-def _cluster_id_for(home: Path) -> str:
-    """A KRaft cluster id (22 chars, base64url of 16 bytes), stable per folder once made."""
-    import base64
+def start_cluster(brokers: Sequence[LocalBroker], timeout: float = 120.0) -> float:
+    """Launch every node (formatting in parallel), then wait until each answers; return seconds.
 
+    On failure every node is stopped and the error names the node that failed.
+    """
+    began = time.monotonic()
+    try:
+        with ThreadPoolExecutor(max_workers=len(brokers)) as pool:
+            for future in [pool.submit(b.start, timeout, wait=False) for b in brokers]:
+                future.result()
+        for broker in brokers:
+            broker.wait_ready(max(1.0, timeout - (time.monotonic() - began)))
+    except BrokerError:
+        stop_cluster(brokers)
+        raise
+    return time.monotonic() - began
+
+
+def stop_cluster(brokers: Sequence[LocalBroker], timeout: float = 30.0) -> int:
+    """SIGTERM every running node at once, wait for all; return how many were running.
+
+    Together, each node's controlled shutdown is approved while the controllers still have
+    a quorum; one by one, the last node would wait for a quorum that is gone.
+    """
+    running = [(b, pid) for b in brokers if (pid := b.pid()) is not None]
+    for _, pid in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for broker, pid in running:
+        broker._finish_stop(pid, max(0.0, deadline - time.monotonic()))
+    for broker in brokers:
+        if broker.pid() is None:
+            broker.pid_file.unlink(missing_ok=True)
+    return len(running)
+
+
+def _megabytes(heap: str) -> int:
+    """``"384m"``, ``"1g"``, ``"524288k"`` or a byte count as whole MiB (the JVM's -Xmx forms)."""
+    text = heap.strip().lower()
+    scale = {"k": 1 / 1024, "m": 1, "g": 1024}.get(text[-1:])
+    try:
+        mb = int(float(text[:-1]) * scale) if scale is not None else int(text) // (1024 * 1024)
+    except ValueError:
+        raise BrokerError(f"heap {heap!r}: expected a size such as 384m or 1g") from None
+    if mb < 64:
+        raise BrokerError(f"heap {heap!r}: the broker needs at least 64m")
+    return mb
+
+
+def _cluster_id_for(home: Path) -> str:
+    """A KRaft cluster id for a single node, stable per folder once made."""
     id_file = home / "cluster.id"
     if id_file.exists():
         return id_file.read_text().strip()
-    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cid = new_cluster_id()
     id_file.write_text(cid)
     return cid
 

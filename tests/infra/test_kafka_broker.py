@@ -57,9 +57,9 @@ def test_local_broker_keeps_data_across_stop_and_start(tmp_path: Path) -> None:
         assert broker.start(timeout=30) >= 0, "starting twice is harmless"
         _create(broker.bootstrap, "durable", partitions=1)
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
-        for i in range(20):
-            producer.send("durable", key=b"k", value=f"v{i}".encode())
-        producer.flush()
+        sent = [producer.send("durable", key=b"k", value=f"v{i}".encode()) for i in range(20)]
+        for future in sent:  # acknowledged, each (flush() alone has raced in kafka-python)
+            future.get(60)
         producer.close()
         assert broker.stop() is True
         assert broker.pid() is None and port_is_free(port)
