@@ -132,8 +132,13 @@ def snapshot(ctx: typer.Context) -> None:
 def bench(sizes: str = typer.Option("10000,100000,1000000", help="Comma-separated collection sizes"),
           dim: int = typer.Option(128, help="Vector dimension")) -> None:
     """Run benchmarks/ (publish, ingest vs hnswlib, memory, recovery, replay, query) and write docs/benchmarks.md."""
+    import sys
+
+    checkout = Path(__file__).resolve().parents[2]  # an editable install runs from its source checkout
+    if (checkout / "benchmarks" / "ingest.py").exists() and str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
     try:
         from benchmarks.ingest import main as run_benchmarks
-    except ImportError:
-        raise fail("benchmarks/ is not importable: run from a source checkout (make bench)") from None
+    except ImportError as exc:
+        raise fail(f"benchmarks/ is not importable ({exc}): run from a source checkout (make bench)") from None
     run_benchmarks([int(x) for x in sizes.split(",") if x], dim)
