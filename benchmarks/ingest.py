@@ -389,10 +389,17 @@ def main(sizes: list[int], dim: int = 128) -> None:
     from benchmarks import report
 
     started, t = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), time.monotonic()
-    publish_only(128, 100_000)
-    publish_only(768, 30_000)
-    for n in sizes:
-        run(n, dim)
+    workdir = Path(tempfile.mkdtemp(prefix="vz-bench-broker-"))
+    broker = ensure_broker(Settings.load(), workdir)  # a local broker unless one answers already
+    try:
+        publish_only(128, 100_000)
+        publish_only(768, 30_000)
+        for n in sizes:
+            run(n, dim)
+    finally:
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "run.json").write_text(json.dumps({
         "command": "make bench" if os.environ.get("MAKELEVEL") else "vectorizer bench "
