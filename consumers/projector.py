@@ -41,9 +41,13 @@ from projections.state import ProjectionState, Rejected
 from schemas.codec import decode
 from schemas.errors import DecodeError
 from vectorizer.errors import InfrastructureError
+from vectorizer.memory import release_free_memory
 from vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
+_FETCH_BYTES = 16 << 20  # per fetch: the consumer's buffered records stay within tens of MB
+_BATCH_BYTES = 8 << 20   # per catalog transaction (about 15,000 vectors of 128-d)
+_TRIM_AFTER_EVENTS = 50  # events applied before an idle moment returns freed memory (vectorizer.memory)
 
 
 class ProjectorError(InfrastructureError):
@@ -82,6 +86,7 @@ class Projector:
         self._dlq = DeadLetters(settings)
         self._recovery_target: dict[int, int] = {}
         self._events_since_snapshot = 0
+        self._events_since_trim = 0
         self._last_snapshot = time.monotonic()
         self._snapshot_backoff, self._snapshot_retry_at = 0.0, 0.0  # after a failure: 1 s, 2 s, ... 60 s
         self._last_kafka_commit = 0.0
@@ -109,7 +114,7 @@ class Projector:
         consumer = KafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap, group_id=f"vectorizer-{self.settings.projection}",
             enable_auto_commit=False, isolation_level="read_committed", auto_offset_reset="earliest",
-            max_poll_records=self.settings.poll_max_records, fetch_max_bytes=64 * 1024 * 1024,
+            max_poll_records=self.settings.poll_max_records, fetch_max_bytes=_FETCH_BYTES,
             max_partition_fetch_bytes=self.settings.max_message_bytes * 2, reconnect_backoff_max_ms=1000,
             client_id=f"vectorizer-projector-{self.settings.projection}")
         partitions = self._partitions(consumer)
@@ -142,6 +147,7 @@ class Projector:
                 return
         self.stats.recovery_seconds = time.monotonic() - self._started
         log.info("recovered in %.2fs; positions %s", self.stats.recovery_seconds, self.applied)
+        release_free_memory()
         self.ready.set()
 
     # Main loop ---------------------------------------------------------------------
@@ -159,6 +165,9 @@ class Projector:
                     log.warning("polling Kafka failed (%s); retrying", exc)
                     stop.wait(0.5)
                     continue
+                if not batch and self._events_since_trim >= _TRIM_AFTER_EVENTS:
+                    release_free_memory()  # idle after a burst: hand the burst's freed heap back
+                    self._events_since_trim = 0
                 for tp in sorted(batch, key=lambda t: t.partition):
                     self.process(tp.partition, batch[tp], stop)
                 self._check_ready()
@@ -171,7 +180,22 @@ class Projector:
             self._dlq.close()
 
     def process(self, partition: int, records: Iterable[Any], stop: threading.Event | None = None) -> None:
-        """Apply one partition's records (in offset order); see the module doc for the order of steps."""
+        """Apply one partition's records (in offset order), in sub-batches of at most ``_BATCH_BYTES`` of
+        record values: what one catalog transaction holds (rows, checksums) stays bounded, so a large
+        poll does not leave the interpreter's heap grown for good."""
+        batch: list[Any] = []
+        size = 0
+        for rec in records:
+            batch.append(rec)
+            size += len(rec.value or b"")
+            if size >= _BATCH_BYTES:
+                self._process(partition, batch, stop)
+                batch, size = [], 0
+        if batch:
+            self._process(partition, batch, stop)
+
+    def _process(self, partition: int, records: list[Any], stop: threading.Event | None) -> None:
+        """One sub-batch; see the module doc for the order of steps."""
         changes: list[Change] = []
         letters: list[DeadLetter] = []
         applied_to = self.applied.get(partition, -1)
@@ -213,6 +237,7 @@ class Projector:
             self.applied[partition] = last
             self._cond.notify_all()
         self._events_since_snapshot += count
+        self._events_since_trim += count
 
     def _commit_catalog(self, changes: list[Change], positions: dict[int, int],
                         stop: threading.Event | None) -> None:

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, ProducerFencedError
 
-from producers.errors import PublishFailed
+from producers.errors import ProducerFenced, PublishFailed
 from producers.topics import ensure_topics
 from schemas import events as ev
 from schemas import validation as check
@@ -158,29 +158,75 @@ class VectorProducer:
             yield self
             return
         with self._txn_lock:
-            kafka = self._transactional()
-            kafka.begin_transaction()
+            try:
+                kafka = self._transactional()
+                kafka.begin_transaction()
+            except KafkaError as exc:
+                self._drop_transactional()
+                raise _publish_failed("starting a transaction failed", exc) from exc
             self._in_txn.active = True
             try:
                 yield self
             except BaseException:
                 self._in_txn.active = False
-                with contextlib.suppress(KafkaError):
-                    kafka.abort_transaction()
+                with contextlib.suppress(PublishFailed):
+                    self._finish(kafka, commit=False)
                 raise
             self._in_txn.active = False
+            self._finish(kafka, commit=True)
+
+    def fence(self) -> None:
+        """Start transactions now: an earlier producer with the same id is fenced at once, not at its next commit."""
+        with self._txn_lock:
             try:
-                kafka.commit_transaction()
+                self._transactional()
             except KafkaError as exc:
-                raise PublishFailed(f"committing the transaction failed: {exc}") from exc
+                raise _publish_failed("initialising transactions failed", exc) from exc
 
     def _transactional(self) -> KafkaProducer:
         if self._txn_kafka is None:
-            self._txn_kafka = KafkaProducer(**self._client_config(),
-                                            transactional_id=f"vectorizer-{self.producer_id}",
-                                            transaction_timeout_ms=self._txn_timeout_ms)
-            self._txn_kafka.init_transactions()
+            kafka = KafkaProducer(**self._client_config(), transactional_id=f"vectorizer-{self.producer_id}",
+                                  transaction_timeout_ms=self._txn_timeout_ms)
+            try:
+                kafka.init_transactions()  # aborts what an earlier instance with this id left open
+            except KafkaError:
+                kafka.close(timeout=0)
+                raise
+            self._txn_kafka = kafka
         return self._txn_kafka
+
+    def _drop_transactional(self) -> None:
+        """Forget a transactional producer in an unknown state; the next one's init aborts its transaction."""
+        if self._txn_kafka is not None:
+            with contextlib.suppress(Exception):
+                self._txn_kafka.close(timeout=0)
+            self._txn_kafka = None
+
+    def _finish(self, kafka: KafkaProducer, commit: bool) -> None:
+        """Commit or abort, waiting at most ``publish_timeout`` (kafka-python's own wait is unbounded)."""
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                (kafka.commit_transaction if commit else kafka.abort_transaction)()
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                outcome.append(exc)
+
+        worker = threading.Thread(target=run, name="kafka-transaction-end", daemon=True)
+        worker.start()
+        worker.join(self.settings.publish_timeout)
+        verb = "committing" if commit else "aborting"
+        if not outcome:
+            self._drop_transactional()
+            raise PublishFailed(f"{verb} the transaction did not finish within {self.settings.publish_timeout:.0f}s; "
+                                "its outcome is unknown")
+        error = outcome[0]
+        if error is not None:
+            self._drop_transactional()
+            if isinstance(error, KafkaError):
+                raise _publish_failed(f"{verb} the transaction failed", error) from error
+            raise error
 
     # Plumbing ----------------------------------------------------------------------
     def dimension_of(self, collection: str) -> int | None:
@@ -232,7 +278,7 @@ class VectorProducer:
             # "Future not done" when another thread completes the batch concurrently.
             meta = [f.get(timeout=self.settings.publish_timeout) for f in futures]
         except KafkaError as exc:
-            raise PublishFailed(f"Kafka did not acknowledge the write: {exc}") from exc
+            raise _publish_failed("Kafka did not acknowledge the write", exc) from exc
         last = meta[-1]
         return WriteToken(last.partition, last.offset)
 
@@ -249,3 +295,9 @@ class VectorProducer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _publish_failed(what: str, exc: KafkaError) -> PublishFailed:
+    if isinstance(exc, ProducerFencedError) or "fenced" in type(exc).__name__.lower():
+        return ProducerFenced(f"{what}: another producer with the same transactional id took over ({exc})")
+    return PublishFailed(f"{what}: {exc}")

@@ -20,7 +20,9 @@ from projections.collection import Collection
 from projections.filters import Filter
 from schemas.ids import PointId
 
-EXACT_SCAN_MAX_MATCHES = 5_000
+EXACT_SCAN_MAX_MATCHES = 5_000  # never scan more matches than this exactly ...
+EXACT_SCAN_MAX_SHARE = 0.05     # ... nor a filter that lets more than 5 % through (unless <= 256 match):
+EXACT_SCAN_ALWAYS = 256         # HNSW with the filter inside finds those fast (hnswlib's get_items is slow)
 _SAMPLE = 512
 
 
@@ -61,7 +63,7 @@ def _search_locked(coll: Collection, query: np.ndarray, need: int, ef: int | Non
             return index.exact(query, coll.live_labels(), need)
         return labels, scores
     payload_of, id_of = coll.payload_of, coll.id_of
-    if exact or _estimated_matches(coll, flt) <= EXACT_SCAN_MAX_MATCHES:
+    if exact or _selective(_estimated_matches(coll, flt), len(coll)):
         return _exact_filtered(coll, query, need, flt)
 
     def allowed(label: int) -> bool:
@@ -79,6 +81,12 @@ def _exact_filtered(coll: Collection, query: np.ndarray, need: int, flt: Filter)
     matching = np.fromiter((lbl for lbl, pid in coll.id_of.items() if flt.matches(pid, payload_of.get(lbl))),
                            dtype=np.int64)
     return coll.index.exact(query, matching, need)
+
+
+def _selective(matches: float, total: int) -> bool:
+    """Whether a filter is best answered by an exact scan of its matches rather than filtered HNSW."""
+    return matches <= EXACT_SCAN_ALWAYS or (
+        matches <= EXACT_SCAN_MAX_MATCHES and matches <= EXACT_SCAN_MAX_SHARE * total)
 
 
 def _estimated_matches(coll: Collection, flt: Filter) -> float:

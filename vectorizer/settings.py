@@ -26,7 +26,7 @@ class Settings:
     topic: str = "vectorizer.events"
     data_dir: Path = Path("./data")
     cache_dir: Path = Path.home() / ".cache" / "vectorizer"  # fetched broker jars
-    catalog_url: str = ""  # empty: sqlite:///<data_dir>/catalog.db
+    catalog_url: str = field(default="", repr=False)  # empty: sqlite:///<data_dir>/catalog.db (may hold a password)
     http: str = "127.0.0.1:15002"
     projection: str = "default"
     api_key: str | None = field(default=None, repr=False)

@@ -15,7 +15,7 @@
               dimension: 512
 
 Every error names the file, the line and the field: ``vectorize-workspace.yml:9:
-projects[0].collections[0].chunk_size: expected an integer >= 1, got 'big'``.
+projects[0].collections[0].chunk_size: expected an integer in [16, 100000], got 'big'``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ from schemas import validation
 from schemas.errors import ValidationError
 from vectorizer import embedders
 from vectorizer.errors import ConfigurationError
+
+SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".venv", "node_modules"})  # never indexed
+MAX_FILE_BYTES = 64 << 20  # one file's chunks go in one transaction: keep it well within its timeout
 
 
 class WorkspaceConfigError(ConfigurationError):
@@ -51,6 +54,8 @@ class CollectionSpec:
 
     def matches(self, relative: str) -> bool:
         """Whether a path (posix, relative to ``root``) is part of this collection."""
+        if any(part in SKIP_DIRS for part in relative.split("/")[:-1]):
+            return False
         return _spec(self.include).match_file(relative) and not _spec(self.exclude).match_file(relative)
 
     @property
@@ -81,16 +86,19 @@ class _Reader:
         line = f":{node.start_mark.line + 1}" if node is not None else ""
         return WorkspaceConfigError(f"{self.path.name}{line}: {where}: {message}")
 
-    def value(self, node: yaml.Node) -> Any:
-        return self.constructor.construct_object(node, deep=True)
+    def value(self, node: yaml.Node, where: str = "") -> Any:
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise self.error(node, where or "value", f"not a plain value ({exc})") from None
 
     def mapping(self, node: yaml.Node, where: str, allowed: set[str], required: set[str]) -> dict[str, yaml.Node]:
         if not isinstance(node, yaml.MappingNode):
             raise self.error(node, where, "expected a mapping (key: value lines)")
         out: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
-            key = self.value(key_node)
-            if key not in allowed:
+            key = self.value(key_node, where or "key")
+            if not isinstance(key, str) or key not in allowed:
                 raise self.error(key_node, f"{where}.{key}" if where else str(key),
                                  f"unknown field; expected one of {', '.join(sorted(allowed))}")
             if key in out:
@@ -111,15 +119,24 @@ class _Reader:
             raise self.error(node, where, f"expected a non-empty string, got {value!r}")
         return value
 
-    def globs(self, node: yaml.Node, where: str) -> tuple[str, ...]:
-        if isinstance(node, yaml.ScalarNode):
-            return (self.string(node, where),)
-        globs = tuple(self.string(item, f"{where}[{i}]") for i, item in enumerate(self.sequence(node, where)))
+    def globs(self, node: yaml.Node, where: str, required: bool) -> tuple[str, ...]:
+        items = [(node, where)] if isinstance(node, yaml.ScalarNode) else [
+            (item, f"{where}[{i}]") for i, item in enumerate(self.sequence(node, where))]
+        if required and not items:
+            raise self.error(node, where, "expected at least one glob")
+        globs = []
+        for item, at in items:
+            glob = self.string(item, at).removeprefix("./")
+            if glob.startswith("!"):
+                raise self.error(item, at, f"{glob!r}: negation is not supported here; list it under exclude")
+            if not glob or glob.startswith("../") or "/../" in glob:
+                raise self.error(item, at, f"{glob!r}: a glob must stay inside the root")
+            globs.append(glob)
         try:
-            _spec(globs)
+            _spec(tuple(globs))
         except (ValueError, TypeError) as exc:
             raise self.error(node, where, f"not a valid glob ({exc})") from None
-        return globs
+        return tuple(globs)
 
     def integer(self, node: yaml.Node, where: str, low: int, high: int) -> int:
         value = self.value(node)
@@ -135,9 +152,13 @@ def load(path: Path) -> Workspace:
         root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
     except OSError as exc:
         raise WorkspaceConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise WorkspaceConfigError(f"{path.name}: not UTF-8 text (byte {exc.start})") from None
     except yaml.MarkedYAMLError as exc:
         line = f":{exc.problem_mark.line + 1}" if exc.problem_mark else ""
-        raise WorkspaceConfigError(f"{path.name}{line}: not valid YAML ({exc.problem})") from None
+        raise WorkspaceConfigError(f"{path.name}{line}: not valid YAML ({exc.problem or exc})") from None
+    except yaml.YAMLError as exc:
+        raise WorkspaceConfigError(f"{path.name}: not valid YAML ({exc})") from None
     if root is None:
         raise WorkspaceConfigError(f"{path.name}: empty; expected 'projects:'")
     top = reader.mapping(root, "", {"projects"}, {"projects"})
@@ -168,7 +189,7 @@ def load(path: Path) -> Workspace:
                 else 1200
             overlap = reader.integer(coll["chunk_overlap"], f"{cw}.chunk_overlap", 0, size - 1) \
                 if "chunk_overlap" in coll else min(200, size // 4)
-            limit = reader.integer(coll["max_file_bytes"], f"{cw}.max_file_bytes", 1, 1 << 30) \
+            limit = reader.integer(coll["max_file_bytes"], f"{cw}.max_file_bytes", 1, MAX_FILE_BYTES) \
                 if "max_file_bytes" in coll else 1 << 20
             spec = embedders.HashingEmbedder().spec
             if "embedding" in coll:
@@ -184,7 +205,7 @@ def load(path: Path) -> Workspace:
                     field = next((k for k in ("dimension", "ngrams") if message.startswith(f"embedder.{k}:")), "model")
                     message = message.removeprefix(f"embedder.{field}: ")
                     raise reader.error(emb.get(field, emb["model"]), f"{cw}.embedding.{field}", message) from None
-            exclude = reader.globs(coll["exclude"], f"{cw}.exclude") if "exclude" in coll else ()
-            collections.append(CollectionSpec(name, base, reader.globs(coll["include"], f"{cw}.include"), exclude,
+            exclude = reader.globs(coll["exclude"], f"{cw}.exclude", False) if "exclude" in coll else ()
+            collections.append(CollectionSpec(name, base, reader.globs(coll["include"], f"{cw}.include", True), exclude,
                                               size, overlap, limit, spec))
     return Workspace(path.resolve(), tuple(collections))

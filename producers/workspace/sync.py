@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -35,8 +36,10 @@ from typing import Any
 
 import xxhash
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 from watchdog.events import FileSystemEventHandler
 
+from producers.errors import ProducerFenced
 from producers.producer import VectorProducer, WriteToken
 from producers.topics import partition_for
 from producers.workspace.config import CollectionSpec, Workspace
@@ -44,7 +47,7 @@ from producers.workspace.files import Skipped, TextFile, chunk_id, read, scan
 from projections.catalog.store import Catalog
 from schemas.events import WORKSPACE_PRODUCER
 from vectorizer import embedders
-from vectorizer.errors import InfrastructureError, VectorizerError
+from vectorizer.errors import VectorizerError
 from vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,10 @@ UPSERT_BATCH = 256
 
 class WorkspaceError(VectorizerError):
     """A workspace collection cannot be kept in step (the message says why)."""
+
+
+class WorkspaceFenced(WorkspaceError):
+    """Another producer for the same workspace file started; this one must stop."""
 
 
 @dataclass
@@ -89,6 +96,7 @@ class WorkspaceProducer:
         where = xxhash.xxh3_64_hexdigest(str(workspace.path).encode())[:8]
         producer_id = f"{WORKSPACE_PRODUCER}:{settings.topic}:{where}"
         self.producer = VectorProducer(settings, producer_id=producer_id)
+        self.producer.fence()  # one producer per workspace file: the newest wins, the older one stops
         self.catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
         self.indexed: dict[str, dict[str, Indexed]] = {}  # collection -> path -> what is indexed
         self._stat: dict[tuple[str, str], tuple[int, int]] = {}  # (collection, path) -> (mtime_ns, size) last read
@@ -117,10 +125,11 @@ class WorkspaceProducer:
 
     def sync_paths(self, changed: Iterable[Path]) -> list[CollectionReport]:
         """Re-check only ``changed`` absolute paths (a watcher's report); folders re-check their contents."""
-        changed = [p.resolve() for p in changed]
+        changed = [Path(os.path.abspath(p)) for p in changed]  # not resolve(): a symlink is its own path
         reports = []
         for spec in self.workspace.collections:
             relative: set[str] = set()
+            folders: list[str] = []
             for path in changed:
                 try:
                     rel = path.relative_to(spec.root).as_posix()
@@ -129,9 +138,11 @@ class WorkspaceProducer:
                 prefix = "" if rel == "." else rel + "/"
                 relative |= {p for p in self.indexed[spec.name] if p == rel or p.startswith(prefix)}
                 if path.is_dir():
-                    relative |= {p for p in scan(spec) if p.startswith(prefix)}
+                    folders.append(prefix)
                 elif rel != ".":
                     relative.add(rel)
+            if folders:  # one walk for every folder of this round
+                relative |= {p for p in scan(spec) if any(p.startswith(f) for f in folders)}
             if relative:
                 report = CollectionReport(spec.name)
                 self._sync_paths(spec, relative, report, None)
@@ -189,21 +200,33 @@ class WorkspaceProducer:
     def _sync_paths(self, spec: CollectionSpec, only: set[str] | None, report: CollectionReport,
                     progress: Progress | None) -> None:
         indexed = self.indexed[spec.name]
-        present = [p for p in scan(spec)] if only is None else sorted(
-            p for p in only if (spec.root / p).is_file() and spec.matches(p))
+        unreadable: list[str] = []
+        if only is None:
+            present = list(scan(spec, unreadable))
+        else:
+            present = sorted(p for p in only if spec.matches(p) and os.path.lexists(spec.root / p)
+                             and not (spec.root / p).is_dir())
+        for folder in unreadable:
+            report.skipped.append((folder + "/", "unreadable folder (its indexed files are kept)"))
         embedder = embedders.build(spec.embedder)
         for relative in present:
             report.files += 1
             chunks = self._refresh(spec, relative, indexed, embedder, report)
             if progress is not None:
                 progress(1, chunks)
-        gone = (set(indexed) - set(present)) if only is None else {p for p in only if p in indexed} - set(present)
+        candidates = set(indexed) if only is None else {p for p in only if p in indexed}
+        gone = {p for p in candidates - set(present) if not any(p.startswith(f + "/") for f in unreadable)}
         for relative in sorted(gone):
-            ids = sorted(indexed.pop(relative).ids)
-            self._stat.pop((spec.name, relative), None)
-            if ids:
-                self._publish(lambda ids=ids: self.producer.delete(spec.name, ids))  # type: ignore[misc]
+            self._forget(spec, relative, indexed)
             report.removed += 1
+
+    def _forget(self, spec: CollectionSpec, relative: str, indexed: dict[str, Indexed]) -> None:
+        """Delete a file's chunks; it leaves ``indexed`` only once the deletion is on the log."""
+        ids = sorted(indexed[relative].ids)
+        if ids:
+            self._publish(lambda: self.producer.delete(spec.name, ids))
+        del indexed[relative]
+        self._stat.pop((spec.name, relative), None)
 
     def _refresh(self, spec: CollectionSpec, relative: str, indexed: dict[str, Indexed],
                  embedder: embedders.Embedder, report: CollectionReport) -> int:
@@ -212,27 +235,29 @@ class WorkspaceProducer:
         try:
             st = (spec.root / relative).stat()
             stat = (st.st_mtime_ns, st.st_size)
+            settled = time.time() - st.st_mtime > 2.0  # a younger mtime may hide a same-size rewrite
         except OSError:
-            stat = (0, -1)
+            stat, settled = (0, -1), False
         known = indexed.get(relative)
-        if known is not None and self._stat.get(key) == stat and known.chunking == spec.chunking:
+        if known is not None and settled and self._stat.get(key) == stat and known.chunking == spec.chunking:
             report.unchanged += 1
             return 0
         found = read(spec, relative)
         if isinstance(found, Skipped):
             report.skipped.append((relative, found.reason))
             if known is not None:
-                indexed.pop(relative)
-                if known.ids:
-                    self._publish(lambda: self.producer.delete(spec.name, sorted(known.ids)))
+                self._forget(spec, relative, indexed)
                 report.removed += 1
             return 0
-        self._stat[key] = stat
-        if known is not None and known.digest == found.digest and known.chunking == spec.chunking:
+        ids = {chunk_id(relative, c.number) for c in found.chunks}
+        if known is not None and known.digest == found.digest and known.chunking == spec.chunking \
+                or known is None and not ids:  # unchanged, or no text at all: nothing to publish
+            self._stat[key] = stat
             report.unchanged += 1
             return 0
         self._publish_file(spec, found, known, embedder)
-        indexed[relative] = Indexed(found.digest, spec.chunking, {chunk_id(relative, c.number) for c in found.chunks})
+        indexed[relative] = Indexed(found.digest, spec.chunking, ids)
+        self._stat[key] = stat  # only now: a failed publish is retried from the file
         report.published += 1
         report.chunks += len(found.chunks)
         return len(found.chunks)
@@ -245,53 +270,70 @@ class WorkspaceProducer:
         payloads = [{"path": found.relative, "chunk": c.number, "start_line": c.start_line, "end_line": c.end_line,
                      "text": c.text, "file_hash": found.digest, "chunking": spec.chunking} for c in found.chunks]
 
-        def publish() -> WriteToken | None:
+        def publish() -> WriteToken | None:  # in one transaction: the new chunks and the stale ids, or nothing
             token = None
-            with self.producer.transaction():  # the file's new chunks and its stale ones, all or nothing
-                for s in range(0, len(ids), UPSERT_BATCH):
-                    token = self.producer.upsert(spec.name, ids[s:s + UPSERT_BATCH], vectors[s:s + UPSERT_BATCH],
-                                                 payloads[s:s + UPSERT_BATCH])
-                if stale:
-                    token = self.producer.delete(spec.name, stale)
+            for s in range(0, len(ids), UPSERT_BATCH):
+                token = self.producer.upsert(spec.name, ids[s:s + UPSERT_BATCH], vectors[s:s + UPSERT_BATCH],
+                                             payloads[s:s + UPSERT_BATCH])
+            for s in range(0, len(stale), UPSERT_BATCH):
+                token = self.producer.delete(spec.name, stale[s:s + UPSERT_BATCH])
             return token
 
         self._publish(publish)
 
     def _publish(self, send: Callable[[], WriteToken | None]) -> None:
-        token = send()
+        """Every write of the workspace producer runs in a Kafka transaction under its transactional id,
+        so a second producer for the same workspace file fences this one (ProducerFenced), never both."""
+        try:
+            with self.producer.transaction():
+                token = send()
+        except ProducerFenced:
+            raise WorkspaceFenced(f"another workspace producer for {self.workspace.path} took over "
+                                  "(a second `vectorizer workspace sync|watch`?); this one stops") from None
         if token is not None:
             self.last_token = token
 
     def _wait_caught_up(self, collection: str) -> None:
         """Wait until the catalog holds every data record of the collection's partition (markers aside)."""
-        partition = partition_for(collection, max(1, self.settings.partitions))
-        tp = TopicPartition(self.settings.topic, partition)
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
-                                 isolation_level="read_committed", consumer_timeout_ms=500)
+        deadline = time.monotonic() + self.catch_up_timeout
         try:
+            consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
+                                     isolation_level="read_committed", reconnect_backoff_max_ms=1000)
+        except KafkaError as exc:
+            raise WorkspaceError(f"Kafka at {self.settings.kafka_bootstrap} does not answer: {exc}") from None
+        try:
+            partitions = None
+            while not partitions:
+                partitions = consumer.partitions_for_topic(self.settings.topic)
+                if time.monotonic() > deadline:
+                    raise WorkspaceError(f"topic {self.settings.topic!r} not found (is the server running?)")
+                if not partitions:
+                    time.sleep(0.1)
+            partition = partition_for(collection, len(partitions))
+            tp = TopicPartition(self.settings.topic, partition)
             consumer.assign([tp])
-            deadline = time.monotonic() + self.catch_up_timeout
             while True:
                 end = consumer.end_offsets([tp])[tp]
                 applied = self.catalog.positions().get(partition, -1)
-                if applied + 1 >= end or not _has_records(consumer, tp, applied + 1, end):
+                if applied + 1 >= end or not _has_records(consumer, tp, applied + 1, end, deadline):
                     return
                 if time.monotonic() > deadline:
                     raise WorkspaceError(
                         f"the projection has applied {self.settings.topic}/{partition} up to offset {applied}, the "
                         f"log ends at {end}; is `vectorizer serve` (or `vectorizer project`) running on this catalog?")
                 time.sleep(0.1)
-        except InfrastructureError:
-            raise
+        except KafkaError as exc:
+            raise WorkspaceError(f"reading {self.settings.topic} failed: {exc}") from None
         finally:
             consumer.close()
 
 
-def _has_records(consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int) -> bool:
-    """Whether any committed data record lies in ``[start, end)`` (transaction markers are not records)."""
+def _has_records(consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int, deadline: float) -> bool:
+    """Whether any committed data record lies in ``[start, end)`` (transaction markers are not records);
+    True (not known to be caught up) when the deadline passes first."""
     consumer.seek(tp, start)
     while consumer.position(tp) < end:
-        if consumer.poll(timeout_ms=200).get(tp):
+        if consumer.poll(timeout_ms=200).get(tp) or time.monotonic() > deadline:
             return True
     return False
 
@@ -333,13 +375,18 @@ class Watcher:
             while not stop.is_set():
                 if not self._wake.wait(0.2):
                     continue
-                while self._wake.is_set() and not stop.is_set():  # quiet period: more events restart it
-                    self._wake.clear()
+                settling = time.monotonic()
+                while self._wake.is_set() and not stop.is_set():  # quiet period: more events restart it,
+                    self._wake.clear()                            # up to a bound (a file written non-stop)
                     stop.wait(self.debounce)
+                    if time.monotonic() - settling > max(2.0, 5 * self.debounce):
+                        break
                 with self._lock:
                     changed, self._changed = self._changed, set()
                 try:
                     reports = self.producer.sync_paths(changed)
+                except WorkspaceFenced:
+                    raise
                 except VectorizerError as exc:  # e.g. Kafka unreachable: keep the paths, try again
                     log.error("publishing %d changed paths failed, retrying in 2s: %s", len(changed), exc)
                     self.note(*(str(p) for p in changed))

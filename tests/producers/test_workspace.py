@@ -8,16 +8,20 @@ producers cannot change the collection.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from producers import VectorProducer
-from producers.workspace import Watcher, WorkspaceProducer, load
+from producers.workspace import Watcher, WorkspaceError, WorkspaceProducer, load
 from producers.workspace.files import read, scan
 from tests.api.conftest import Running, serving
 from tests.helpers import read_topic, running_projector, state_of, wait_until
@@ -127,9 +131,12 @@ def test_sync_watch_search_restart_replay_and_read_only(settings: Settings, tmp_
             (tree / "README.md").unlink()
             wait_until(lambda: "README.md" not in _paths(server), 30, message="the deleted file's chunks to go")
             (tree / "guide" / "kafka.md").rename(tree / "guide" / "brokers.md")
-            wait_until(lambda: set(_paths(server)) == {"guide/architecture.md", "notes.txt", "guide/brokers.md"},
+            wait_until(lambda: _paths(server) == {"guide/architecture.md": expected["guide/architecture.md"],
+                                                  "notes.txt": 1, "guide/brokers.md": 1},
                        30, message="the renamed file under its new path only")
             (tree / "drafts" / "more.md").write_text("still a draft\n")  # excluded: never indexed
+            (tree / "guide" / "after.md").write_text("written after the draft\n")
+            wait_until(lambda: "guide/after.md" in _paths(server), 30, message="a file written after the draft")
         finally:
             stop.set()
             thread.join(10)
@@ -163,3 +170,52 @@ def test_sync_watch_search_restart_replay_and_read_only(settings: Settings, tmp_
     with running_projector(fresh) as replayed:
         replayed.wait_for(token.partition, token.offset, 60)
         assert state_of(replayed) == indexed
+
+
+def _sync(settings: Settings, tmp_path: Path, text: str, **kwargs: Any) -> Any:
+    (tmp_path / "vectorize-workspace.yml").write_text(text)
+    with WorkspaceProducer(settings, load(tmp_path / "vectorize-workspace.yml"), **kwargs) as producer:
+        (report,) = producer.sync()
+        producer.wait_applied(60)
+    return report
+
+
+def test_changed_chunking_exclusions_and_embedder_then_drop(settings: Settings, tmp_path: Path) -> None:
+    tree = _tree(tmp_path)
+    (tree / "empty.md").write_text("\n\n")  # no text: no chunks, and nothing to publish on every sync
+    with serving(settings) as server:
+        first = _sync(settings, tmp_path, WORKSPACE)
+        assert first.published == 3 and _sync(settings, tmp_path, WORKSPACE).published == 0
+        assert "empty.md" not in _paths(server)
+
+        rechunked = _sync(settings, tmp_path, WORKSPACE.replace("chunk_size: 600", "chunk_size: 300"))
+        assert (rechunked.published, rechunked.unchanged) == (3, 1)  # every file cut again; empty.md as before
+        spec = load(tmp_path / "vectorize-workspace.yml").collections[0]
+        assert _paths(server) == {rel: len(f.chunks) for rel in scan(spec)
+                                  if not hasattr(f := read(spec, rel), "reason") and f.chunks}
+        assert rechunked.chunks > first.chunks
+
+        excluded = _sync(settings, tmp_path, WORKSPACE.replace('"drafts/**"', '"drafts/**", "notes.txt"')
+                         .replace("chunk_size: 600", "chunk_size: 300"))
+        assert excluded.removed == 1 and "notes.txt" not in _paths(server)
+
+        recreated = _sync(settings, tmp_path, WORKSPACE.replace("dimension: 256", "dimension: 128"))
+        assert recreated.created and recreated.published == 3
+        info = server.http.get("/collections/notes").json()["result"]
+        assert info["config"]["params"]["vectors"]["size"] == 128
+        assert _text_search(server, "Groceries: apples, oat milk, coffee beans. Call the plumber on Tuesday.")[0][
+            "payload"]["path"] == "notes.txt"
+
+        env = dict(os.environ, VECTORIZER_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VECTORIZER_TOPIC=settings.topic,
+                   VECTORIZER_DATA_DIR=str(settings.data_dir))
+        dropped = subprocess.run([sys.executable, "-m", "vectorizer", "workspace", "drop", "notes"], cwd=ROOT,
+                                 env=env, capture_output=True, text=True, timeout=120)
+        assert dropped.returncode == 0, dropped.stderr
+        wait_until(lambda: server.http.get("/collections/notes/exists").json()["result"]["exists"] is False, 30,
+                   message="the dropped collection to go")
+
+    # No projector runs: the log holds a record the catalog does not; sync refuses to guess.
+    with VectorProducer(settings) as other:
+        other.create_collection("unrelated", 4)
+    with pytest.raises(WorkspaceError, match="is `vectorizer serve` .* running"):
+        _sync(settings, tmp_path, WORKSPACE, catch_up_timeout=2.0)

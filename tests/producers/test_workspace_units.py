@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,10 @@ def test_a_valid_file_parses(tmp_path: Path) -> None:
     (("exclude:", "exlude:"), 7, "projects[0].collections[0].exlude: unknown field"),
     (('include: ["**/*.md", "*.txt"]', "include: 7"), 6, "include: expected a non-empty string"),
     (("        include", "        # include"), 5, "projects[0].collections[0].include: required"),
+    (('include: ["**/*.md", "*.txt"]', "include: []"), 6, "include: expected at least one glob"),
+    (('exclude: ["drafts/**"]', 'exclude: ["!drafts/**"]'), 7, "exclude[0]: '!drafts/**': negation is not"),
+    (('exclude: ["drafts/**"]', 'exclude: ["../x"]'), 7, "must stay inside the root"),
+    (("chunk_size: 300", "[chunk_size]: 300"), 8, "unknown field"),
     (("- name: docs", "- name: [docs"), 3, "not valid YAML (expected ',' or ']'"),
 ])
 def test_errors_name_the_line_and_the_field(tmp_path: Path, change: tuple[str, str], line: int, message: str) -> None:
@@ -79,7 +84,7 @@ def test_duplicate_collection_names_are_refused(tmp_path: Path) -> None:
 def test_chunks_cover_every_line_within_the_size(text: str, size: int, overlap_share: float) -> None:
     overlap = int(size * overlap_share)
     chunks = list(split(text, size, overlap))
-    lines = text.splitlines(keepends=True)
+    lines = re.findall(r"[^\n]*\n|[^\n]+\Z", text)  # lines end at "\n" only, as in editors
     assert [c.number for c in chunks] == list(range(len(chunks)))
     assert all(len(c.text) <= size and c.text.strip() for c in chunks)
     covered = {n for c in chunks for n in range(c.start_line, c.end_line + 1)}
@@ -119,3 +124,28 @@ def test_hashing_embedder_is_deterministic_and_finds_shared_words() -> None:
         embedders.build({"name": "bert"})
     with pytest.raises(ConfigurationError, match="not valid JSON"):
         embedders.build("{nope")
+
+
+def test_fifos_symlinks_out_of_the_root_and_unusable_names_are_skipped(tmp_path: Path) -> None:
+    import os
+
+    spec = load(_write(tmp_path, GOOD.replace('"*.txt"', '"**/*"'))).collections[0]
+    root = tmp_path / "tree"
+    os.mkfifo(root / "pipe.md")  # reading it would block forever
+    (tmp_path / "outside.md").write_text("not part of the workspace\n")
+    (root / "link.md").symlink_to(tmp_path / "outside.md")
+    (root / "inside.md").write_text("in the tree\n")
+    (root / "alias.md").symlink_to(root / "inside.md")
+    long_name = "d" * 250 + "/" + "f" * 251 + ".md"
+    (root / long_name).parent.mkdir()
+    (root / long_name).write_text("x\n")
+    assert read(spec, "pipe.md").reason == "not a regular file"  # type: ignore[union-attr]
+    assert "out of the root" in read(spec, "link.md").reason  # type: ignore[union-attr]
+    assert read(spec, "alias.md").chunks[0].text == "in the tree\n"  # type: ignore[union-attr]
+    assert "too long" in read(spec, long_name).reason  # type: ignore[union-attr]
+    assert "not valid UTF-8" in read(spec, "bad\udcff.md").reason  # type: ignore[union-attr]
+
+
+def test_lines_end_at_newlines_only() -> None:
+    (chunk,) = split("a\x0cb\nc\u2028d\r\ne\n", 100, 10)
+    assert (chunk.start_line, chunk.end_line) == (1, 3), "form feeds and U+2028 do not end lines in editors"

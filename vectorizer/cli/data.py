@@ -27,7 +27,7 @@ def make_producer(settings: Settings, writes_to: str | None = None) -> VectorPro
         catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
         if any(r["name"] == writes_to and r["kind"] == "workspace" for r in catalog.collection_rows()):
             raise fail(f"collection {writes_to!r} is a workspace collection and is read-only: it follows its files "
-                       "through `vectorizer workspace sync|watch`")
+                       "through `vectorizer workspace sync|watch` (`vectorizer workspace drop` deletes it)")
     return VectorProducer(settings, dimensions=dimension_lookup(settings))
 
 

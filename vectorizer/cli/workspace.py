@@ -6,11 +6,15 @@ import contextlib
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from vectorizer.cli.context import CliContext, cli_context
+from vectorizer.cli.context import CliContext, cli_context, fail
 from vectorizer.cli.progress import progress
+
+if TYPE_CHECKING:
+    from producers.workspace import CollectionReport, Workspace, WorkspaceProducer
 
 app = typer.Typer(help="Keep workspace collections in step with files (vectorize-workspace.yml).",
                   no_args_is_help=True)
@@ -19,13 +23,38 @@ FILE = typer.Argument(Path("vectorize-workspace.yml"), help="The workspace file"
 WAIT = typer.Option(60.0, help="Seconds to wait for the projection (the server) to catch up")
 
 
-def _summary(c: CliContext, reports: list, verb: str) -> None:  # type: ignore[type-arg]
+def _summary(c: CliContext, reports: list[CollectionReport], verb: str) -> None:
     lines = []
     for r in reports:
         lines.append(f"{r.name}: {r.files} files, {r.published} {verb}, {r.unchanged} unchanged, {r.removed} removed, "
                      f"{r.chunks} chunks published" + (" (collection created)" if r.created else ""))
         lines += [f"  skipped {path}: {reason}" for path, reason in r.skipped]
     c.emit([r.as_dict() for r in reports], "\n".join(lines) or "nothing to do")
+
+
+def _first_sync(producer: WorkspaceProducer, workspace: Workspace) -> list[CollectionReport]:
+    from producers.workspace.files import scan
+
+    total = sum(1 for spec in workspace.collections for _ in scan(spec))
+    with progress("indexing files", total, unit="chunks", count="events", events_unit="files") as advance:
+        return producer.sync(lambda files, chunks: advance(files, chunks))
+
+
+@app.command("drop")
+def drop(ctx: typer.Context, name: str) -> None:
+    """Delete a workspace collection (the API and `collections delete` refuse to: it is read-only)."""
+    from producers import VectorProducer
+    from projections.catalog.store import Catalog
+    from schemas.events import WORKSPACE_PRODUCER
+
+    c = cli_context(ctx)
+    catalog = Catalog(c.settings.resolved_catalog_url, c.settings.projection, c.settings.topic)
+    row = next((r for r in catalog.collection_rows() if r["name"] == name), None)
+    if row is None or row["kind"] != "workspace":
+        raise fail(f"{name!r} is not a workspace collection in the catalog at {catalog.safe_url}")
+    with VectorProducer(c.settings, producer_id=f"{WORKSPACE_PRODUCER}:drop") as producer:
+        token = producer.delete_collection(name)
+    c.emit({"collection": name, "write_token": str(token)}, f"dropped {name} (write token {token})")
 
 
 @app.command("sync")
@@ -36,11 +65,7 @@ def sync(ctx: typer.Context, file: Path = FILE, wait: float = WAIT) -> None:
     c = cli_context(ctx)
     workspace = load(file)
     with WorkspaceProducer(c.settings, workspace, catch_up_timeout=wait) as producer:
-        from producers.workspace.files import scan
-
-        total = sum(1 for spec in workspace.collections for _ in scan(spec))
-        with progress("indexing files", total, unit="chunks", count="events", events_unit="files") as advance:
-            reports = producer.sync(lambda files, chunks: advance(files, chunks))
+        reports = _first_sync(producer, workspace)
         producer.wait_applied(wait)
     _summary(c, reports, "indexed")
 
@@ -58,7 +83,7 @@ def watch(ctx: typer.Context, file: Path = FILE, wait: float = WAIT,
     with WorkspaceProducer(c.settings, workspace, catch_up_timeout=wait) as producer:
         watcher = Watcher(producer, debounce)
         watcher.start()  # watching before the first sync: no change slips in between
-        reports = producer.sync()
+        reports = _first_sync(producer, workspace)
         _summary(c, reports, "indexed")
         typer.echo(f"watching {', '.join(sorted({str(s.root) for s in workspace.collections}))}", err=True)
         with contextlib.suppress(KeyboardInterrupt):
