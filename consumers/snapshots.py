@@ -1,7 +1,9 @@
 """Snapshots of the in-memory projection: written atomically, verified before loading.
 
 Layout: ``<snapshot dir>/<id>/manifest.json`` plus per collection ``cNNNN.hnsw`` (hnswlib's
-own format) and ``cNNNN.points.avro`` (label, id, payload; an Avro container, no pickle).
+own format), ``cNNNN.ints.npy`` (label and id of every integer-id point, an int64 column pair
+that loads in milliseconds) and ``cNNNN.points.avro`` (label, id, payload of the points with a
+string id or a payload; an Avro container). No pickle anywhere.
 The manifest holds the offsets the snapshot covers, the collections' configs and label
 allocators, an xxh3-64 per file, and its own checksum.
 
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import fastavro
+import numpy as np
 import xxhash
 
 from projections.collection import Collection, CollectionConfig
@@ -32,7 +35,7 @@ from projections.state import ProjectionState
 from vectorizer.errors import VectorizerError
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = 2  # 2: integer ids in a .npy column (format 1, all points in Avro, still loads)
 _POINTS_SCHEMA = fastavro.parse_schema({
     "type": "record", "name": "SnapshotPoint", "namespace": "vectorizer.snapshot",
     "fields": [{"name": "label", "type": "long"}, {"name": "id", "type": ["long", "string"]},
@@ -108,16 +111,20 @@ def _write_into(tmp: Path, state: ProjectionState, offsets: dict[int, int], snap
         stem = f"c{i:04d}"
         with coll.lock.read():
             coll.index.save(tmp / f"{stem}.hnsw")
-            with open(tmp / f"{stem}.points.avro", "wb") as out:
+            ints = [(label, pid) for label, pid in coll.id_of.items() if isinstance(pid, int)]
+            with open(tmp / f"{stem}.ints.npy", "wb") as out:  # (label, id) rows: loads in milliseconds
+                np.save(out, np.array(ints, dtype=np.int64).reshape(-1, 2), allow_pickle=False)
+            payload_of = coll.payload_of
+            with open(tmp / f"{stem}.points.avro", "wb") as out:  # string ids, and every payload
                 fastavro.writer(out, _POINTS_SCHEMA, (
                     {"label": label, "id": pid,
-                     "payload": None if (p := coll.payload_of.get(label)) is None else json.dumps(p)}
-                    for label, pid in coll.id_of.items()))
+                     "payload": None if (p := payload_of.get(label)) is None else json.dumps(p)}
+                    for label, pid in coll.id_of.items() if not isinstance(pid, int) or label in payload_of))
             colls.append({"config": coll.config.as_dict(), "created_offset": coll.created_offset,
                           "count": len(coll), "next_label": coll.next_label, "free_labels": list(coll.free_labels),
                           "capacity": coll.index.capacity, "index_file": f"{stem}.hnsw",
-                          "points_file": f"{stem}.points.avro"})
-        for name in (f"{stem}.hnsw", f"{stem}.points.avro"):
+                          "ints_file": f"{stem}.ints.npy", "points_file": f"{stem}.points.avro"})
+        for name in (f"{stem}.hnsw", f"{stem}.ints.npy", f"{stem}.points.avro"):
             _fsync(tmp / name)
             files[name] = file_checksum(tmp / name)
     manifest: dict[str, Any] = {"format": FORMAT, "snapshot_id": snapshot_id, "created_at": time.time(),
@@ -152,7 +159,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise SnapshotCorrupt(f"{path.name}/manifest.json: not valid JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("manifest_checksum") != _manifest_checksum(manifest):
         raise SnapshotCorrupt(f"{path.name}/manifest.json: checksum mismatch")
-    if manifest.get("format") != FORMAT:
+    if manifest.get("format") not in (1, FORMAT):
         raise SnapshotCorrupt(f"{path.name}/manifest.json: unknown format {manifest.get('format')!r}")
     return manifest
 
@@ -188,6 +195,14 @@ def load(path: Path) -> LoadedSnapshot:
         except RuntimeError as exc:
             raise SnapshotCorrupt(f"{path.name}/{entry['index_file']}: hnswlib cannot load it ({exc})") from None
         coll = Collection(config, entry["created_offset"], index)
+        if "ints_file" in entry:
+            try:
+                ints = np.load(path / entry["ints_file"], allow_pickle=False)
+            except ValueError as exc:
+                raise SnapshotCorrupt(f"{path.name}/{entry['ints_file']}: not a .npy array ({exc})") from None
+            labels, pids = ints[:, 0].tolist(), ints[:, 1].tolist()
+            coll.label_of.update(zip(pids, labels, strict=True))
+            coll.id_of.update(zip(labels, pids, strict=True))
         with open(path / entry["points_file"], "rb") as f:
             for raw in fastavro.reader(f):
                 rec = cast(dict[str, Any], raw)

@@ -4,7 +4,7 @@ Tests call :func:`record` with what they tried and what they observed (counts; t
 are never asserted), as their last step, after their assertions passed. At the end of a pytest session the records go to
 ``$VECTORIZER_RELIABILITY_JSON`` (default ``build/reliability.json``); then
 
-    python -m tests.reliability build/reliability.json docs/reliability.md
+    python -m tests.reliability build/reliability.json docs/reliability.md ["how the run was made"]
 
 renders the report. ``make reliability`` does both. Nothing in the report is typed by hand.
 """
@@ -83,8 +83,8 @@ def render(data: dict[str, Any], command: str) -> str:
              f"| storage faults survived | {_total(records, 'storage_faults')} |",
              f"| poison records dead-lettered (rest applied) | {_total(records, 'dead_lettered')} |",
              f"| fuzz cases sent to the HTTP API (5xx answers: {_total(records, 'server_errors')}) | "
-             f"{_total(records, 'fuzz_cases')} |",
-             f"| requests checked for authentication | {_total(records, 'auth_checks')} |", ""]
+             f"{_total(records, 'fuzz_cases'):,} |",
+             f"| requests checked for authentication | {_total(records, 'auth_checks'):,} |", ""]
     for key, (title, what) in SECTIONS.items():
         rows = by_section.get(key)
         if not rows:
@@ -110,5 +110,6 @@ def _fmt(value: Any) -> str:
 if __name__ == "__main__":
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUT
     target = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "docs" / "reliability.md"
-    target.write_text(render(json.loads(source.read_text()), "make reliability"))
+    command = sys.argv[3] if len(sys.argv) > 3 else "make reliability"
+    target.write_text(render(json.loads(source.read_text()), command))
     print(f"wrote {target} from {source}")
