@@ -33,6 +33,7 @@ from benchmarks.data import dataset
 from infra.kafka.launcher import LocalBroker, broker_answers
 from producers import VectorProducer
 from projections.catalog.store import Catalog
+from schemas.ids import PointId
 from vectorizer.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,27 +98,39 @@ def filtered_queries(coll, base: np.ndarray, queries: np.ndarray) -> dict:  # ty
 
 def ef_curve(coll, index: hnswlib.Index, queries: np.ndarray, truth: np.ndarray) -> list[dict]:  # type: ignore[no-untyped-def]
     """Recall@10 and latency over ``ef``, in-process, with hnswlib alone on the same vectors as the baseline."""
-    from projections.search import search
-
     curve = []
     for ef in (16, 32, 64, 128, 256):
-        lat, found = [], []
-        for q in queries:
-            t0 = time.perf_counter()
-            hits = search(coll, q, 10, ef=ef)
-            lat.append(time.perf_counter() - t0)
-            found.append([h.id for h in hits])
+        lat, found = our_queries(coll, queries, ef)
         index.set_ef(ef)
-        base_lat, base_found = [], []
-        for q in queries:
-            t0 = time.perf_counter()
-            labels, _ = index.knn_query(q, k=10, num_threads=1)
-            base_lat.append(time.perf_counter() - t0)
-            base_found.append(labels[0].tolist())
+        base_lat, base_found = hnswlib_queries(index, queries)
         curve.append({"ef": ef, **percentiles(lat), "recall_at_10": recall(found, truth),
                       "hnswlib": {**percentiles(base_lat), "recall_at_10": recall(base_found, truth)}})
     index.set_ef(EF)
     return curve
+
+
+def our_queries(coll, queries: np.ndarray, ef: int | None = None) -> tuple[list[float], list[list[PointId]]]:  # type: ignore[no-untyped-def]
+    """In-process k=10 searches, one at a time: (latencies in s, ids found)."""
+    from projections.search import search
+
+    lat, found = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        hits = search(coll, q, 10, ef=ef)
+        lat.append(time.perf_counter() - t0)
+        found.append([h.id for h in hits])
+    return lat, found
+
+
+def hnswlib_queries(index: hnswlib.Index, queries: np.ndarray) -> tuple[list[float], list[list[int]]]:
+    """hnswlib ``knn_query`` k=10, one query at a time on one thread: (latencies in s, labels found)."""
+    lat, found = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        labels, _ = index.knn_query(q, k=10, num_threads=1)
+        lat.append(time.perf_counter() - t0)
+        found.append(labels[0].tolist())
+    return lat, found
 
 
 def http_floor(http: httpx.Client, count: int = 500) -> dict:
@@ -177,12 +190,7 @@ def baseline_hnswlib(base: np.ndarray, queries: np.ndarray, truth: np.ndarray,
     index.add_items(base, np.arange(len(base)), num_threads=-1)
     add_s = time.perf_counter() - t
     index.set_ef(EF)
-    lat, found = [], []
-    for q in queries:
-        t = time.perf_counter()
-        labels, _ = index.knn_query(q, k=10, num_threads=1)
-        lat.append(time.perf_counter() - t)
-        found.append(labels[0].tolist())
+    lat, found = hnswlib_queries(index, queries)
     path = workdir / "baseline.hnsw"
     index.save_index(str(path))
     size = path.stat().st_size
@@ -318,17 +326,11 @@ def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: 
         recovery["after_kill9_update_tail_ready_s"] = seconds
         result["recovery"] = recovery
 
-        from projections.search import search
 
         with httpx.Client(base_url=f"http://{replica.settings.http}", timeout=60) as http:
             print(f"[{n}x{dim}] query latency and recall: in-process, over ef, then HTTP", flush=True)
             coll = replica.projector.state.get("bench")
-            lat, found = [], []
-            for q in queries_:
-                t0 = time.perf_counter()
-                hits = search(coll, q, 10)
-                lat.append(time.perf_counter() - t0)
-                found.append([h.id for h in hits])
+            lat, found = our_queries(coll, queries_)
             result["query_in_process"] = {**percentiles(lat), "recall_at_10": recall(found, truth)}
             result["ef_curve"] = ef_curve(coll, baseline_index, queries_[:300], truth[:300])
             result["query_http"] = http_queries(http, queries_, truth)

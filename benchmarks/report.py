@@ -23,6 +23,16 @@ def _row(measure: str, ours: str, baseline: str = "", target: str = "", verdict:
     return f"| {measure} | {ours} | {baseline} | {target} | {verdict} |"
 
 
+def _save(fig, out: Path) -> bool:  # type: ignore[no-untyped-def]
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def plot_scaling(runs: list[dict], out: Path) -> bool:
     """Ingest rate (ours vs hnswlib), query p99 and memory ratio against n; False without matplotlib."""
     try:
@@ -48,11 +58,7 @@ def plot_scaling(runs: list[dict], out: Path) -> bool:
         ax.set_xscale("log")
         ax.set_xlabel("vectors")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, out)
 
 
 def plot_ef(run: dict, out: Path) -> bool:
@@ -76,11 +82,7 @@ def plot_ef(run: dict, out: Path) -> bool:
     ax.set_ylabel("recall@10")
     ax.set_title(f"recall / latency over ef, {run['n']:,} × {run['dim']}-d")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, out)
 
 
 def render(results: Path = RESULTS, docs: Path = DOC.parent) -> str:
