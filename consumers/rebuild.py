@@ -73,6 +73,19 @@ def log_ends(settings: Settings) -> dict[int, int]:
         consumer.close()
 
 
+def has_records(consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int, deadline: float) -> bool:
+    """Whether any committed data record lies in ``[start, end)`` of ``tp`` (assigned to ``consumer``,
+    ``read_committed``): transaction markers take offsets but are not records. True when the
+    deadline passes first (not known to be caught up)."""
+    if start >= end:
+        return False
+    consumer.seek(tp, start)
+    while consumer.position(tp) < end:
+        if consumer.poll(timeout_ms=200).get(tp) or time.monotonic() > deadline:
+            return True
+    return False
+
+
 def replay_into(settings: Settings, state: ProjectionState | None = None, start: dict[int, int] | None = None,
                 until: dict[int, int] | None = None, progress: Progress | None = None,
                 mirror: CatalogMirror | None = None) -> ReplayResult:

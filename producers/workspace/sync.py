@@ -39,6 +39,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from watchdog.events import FileSystemEventHandler
 
+from consumers.rebuild import has_records
 from producers.errors import ProducerFenced
 from producers.producer import VectorProducer, WriteToken
 from producers.topics import partition_for
@@ -315,7 +316,7 @@ class WorkspaceProducer:
             while True:
                 end = consumer.end_offsets([tp])[tp]
                 applied = self.catalog.positions().get(partition, -1)
-                if applied + 1 >= end or not _has_records(consumer, tp, applied + 1, end, deadline):
+                if applied + 1 >= end or not has_records(consumer, tp, applied + 1, end, deadline):
                     return
                 if time.monotonic() > deadline:
                     raise WorkspaceError(
@@ -326,16 +327,6 @@ class WorkspaceProducer:
             raise WorkspaceError(f"reading {self.settings.topic} failed: {exc}") from None
         finally:
             consumer.close()
-
-
-def _has_records(consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int, deadline: float) -> bool:
-    """Whether any committed data record lies in ``[start, end)`` (transaction markers are not records);
-    True (not known to be caught up) when the deadline passes first."""
-    consumer.seek(tp, start)
-    while consumer.position(tp) < end:
-        if consumer.poll(timeout_ms=200).get(tp) or time.monotonic() > deadline:
-            return True
-    return False
 
 
 def _spec_of(row: dict[str, Any]) -> dict[str, Any] | None:

@@ -52,3 +52,19 @@ def test_cli_round_trip(server: Running, tmp_path: Path) -> None:
     assert {"name": name, "dimension": 3, "metric": "l2", "kind": "dynamic", "points": 3} in _cli(
         server, "collections", "list")
     assert _cli(server, "collections", "info", name)["points"] == 3
+
+
+def test_status_counts_only_records_still_to_apply(server: Running) -> None:
+    """A transaction's commit marker takes an offset but is no record: an idle projection has lag 0."""
+    from producers import VectorProducer
+
+    name = unique("status")
+    with VectorProducer(server.settings) as producer:
+        producer.create_collection(name, 2)
+        with producer.transaction():  # ends with a commit marker at the log end
+            token = producer.upsert(name, [1, 2], [[1, 0], [0, 1]])
+    _applied(server, str(token), name)
+    status = _cli(server, "status")
+    (row,) = [r for r in status["collections"] if r["collection"] == name]
+    assert row["count"] == 2 and row["lag"] == 0
+    assert row["log_end"] > row["applied_offset"] + 1, "the marker is there, and is not counted"

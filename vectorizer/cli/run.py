@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 import typer
 from kafka import KafkaConsumer, TopicPartition
 
 from consumers import snapshots
+from consumers.rebuild import has_records
 from producers.topics import partition_for
 from vectorizer.cli.context import cli_context
 from vectorizer.settings import Settings
@@ -56,6 +58,11 @@ def status(ctx: typer.Context) -> None:
         tps = [TopicPartition(s.topic, p) for p in parts]
         ends = {tp.partition: o for tp, o in consumer.end_offsets(tps).items()} if tps else {}
         begins = {tp.partition: o for tp, o in consumer.beginning_offsets(tps).items()} if tps else {}
+        waiting = {}  # per partition: is any data record (not just a transaction marker) still unapplied?
+        for tp in tps:
+            consumer.assign([tp])
+            waiting[tp.partition] = has_records(consumer, tp, positions.get(tp.partition, -1) + 1,
+                                                ends[tp.partition], time.monotonic() + 10)
     finally:
         consumer.close()
     age = snapshots.age_seconds(s.snapshot_dir)
@@ -71,8 +78,9 @@ def status(ctx: typer.Context) -> None:
         p = partition_for(coll["name"], len(parts)) if parts else 0
         applied = positions.get(p, -1)
         end = ends.get(p, 0)
+        lag = max(0, end - applied - 1) if waiting.get(p) else 0  # records (markers included) still to apply
         rows.append({"collection": coll["name"], "count": catalog.point_count(coll["name"]), "partition": p,
-                     "applied_offset": applied, "log_end": end, "lag": max(0, end - applied - 1),
+                     "applied_offset": applied, "log_end": end, "lag": lag,
                      "snapshot_age_s": None if age is None else round(age, 1)})
     replay_from = {p: covered.get(p, -1) + 1 for p in parts}
     result = {"topic": s.topic, "projection": s.projection, "collections": rows,
