@@ -43,7 +43,7 @@ from consumers.rebuild import has_records
 from producers.errors import ProducerFenced
 from producers.producer import VectorProducer, WriteToken
 from producers.topics import partition_for
-from producers.workspace.config import CollectionSpec, Workspace
+from producers.workspace.config import CollectionSpec, Workspace, load
 from producers.workspace.files import Skipped, TextFile, chunk_id, read, scan
 from projections.catalog.store import Catalog
 from schemas.events import WORKSPACE_PRODUCER
@@ -121,6 +121,20 @@ class WorkspaceProducer:
             if spec.name not in self.indexed:
                 report.created = self._prepare(spec)
             self._sync_paths(spec, None, report, progress)
+            reports.append(report)
+        return reports
+
+    def reload(self, workspace: Workspace) -> list[CollectionReport]:
+        """Take a new version of the workspace file: fully sync each collection it adds or changes."""
+        old = {spec.name: spec for spec in self.workspace.collections}
+        self.workspace = workspace
+        reports = []
+        for spec in workspace.collections:
+            if old.get(spec.name) == spec:
+                continue
+            report = CollectionReport(spec.name)
+            report.created = self._prepare(spec)
+            self._sync_paths(spec, None, report, None)
             reports.append(report)
         return reports
 
@@ -345,9 +359,28 @@ class Watcher:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._observer = Observer()
-        handler = _Handler(self)
-        for root in sorted({spec.root for spec in producer.workspace.collections}):
-            self._observer.schedule(handler, str(root), recursive=True)
+        self._handler = _Handler(self)
+        self._watched: set[Path] = set()
+        self._watch_roots(producer.workspace)
+        config_dir = producer.workspace.path.parent
+        if not any(config_dir.is_relative_to(root) for root in self._watched):
+            self._observer.schedule(self._handler, str(config_dir), recursive=False)  # the workspace file
+
+    def _watch_roots(self, workspace: Workspace) -> None:
+        for root in sorted({spec.root for spec in workspace.collections} - self._watched):
+            self._observer.schedule(self._handler, str(root), recursive=True)
+            self._watched.add(root)
+
+    def _reload(self) -> list[CollectionReport]:
+        """The workspace file changed: sync the collections it adds or changes (an invalid file is
+        reported and the previous one kept; a collection it no longer lists is left as it is)."""
+        try:
+            workspace = load(self.producer.workspace.path)
+        except VectorizerError as exc:
+            log.error("the workspace file changed but is not valid, keeping the previous one: %s", exc)
+            return []
+        self._watch_roots(workspace)
+        return self.producer.reload(workspace)
 
     def note(self, *paths: str) -> None:
         with self._lock:
@@ -375,7 +408,9 @@ class Watcher:
                 with self._lock:
                     changed, self._changed = self._changed, set()
                 try:
-                    reports = self.producer.sync_paths(changed)
+                    config = self.producer.workspace.path
+                    reports = self._reload() if any(Path(os.path.abspath(p)) == config for p in changed) else []
+                    reports += self.producer.sync_paths(changed)
                 except WorkspaceFenced:
                     raise
                 except VectorizerError as exc:  # e.g. Kafka unreachable: keep the paths, try again

@@ -219,3 +219,29 @@ def test_changed_chunking_exclusions_and_embedder_then_drop(settings: Settings, 
         other.create_collection("unrelated", 4)
     with pytest.raises(WorkspaceError, match="is `vectorizer serve` .* running"):
         _sync(settings, tmp_path, WORKSPACE, catch_up_timeout=2.0)
+
+
+def test_watch_follows_changes_to_the_workspace_file(settings: Settings, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    tree = _tree(tmp_path)
+    config = tmp_path / "vectorize-workspace.yml"
+    with serving(settings) as server, WorkspaceProducer(settings, load(config)) as producer:
+        producer.sync()
+        watcher = Watcher(producer, debounce=0.2)
+        stop = threading.Event()
+        thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+        thread.start()
+        wait_until(lambda: watcher.started, 10, message="the watcher")
+        try:
+            wait_until(lambda: "notes.txt" in _paths(server), 30, message="the first sync applied")
+            config.write_text(WORKSPACE.replace('"drafts/**"', '"drafts/**", "notes.txt"'))  # newly excluded
+            wait_until(lambda: "notes.txt" not in _paths(server), 30, message="the excluded file's chunks to go")
+            config.write_text(WORKSPACE.replace("chunk_size: 600", "chunk_size: lots"))  # invalid: kept as was
+            wait_until(lambda: any("not valid, keeping the previous one" in r.getMessage() for r in caplog.records),
+                       30, message="the invalid workspace file reported")
+            (tree / "guide" / "late.md").write_text("written after the bad edit\n")
+            wait_until(lambda: "guide/late.md" in _paths(server), 30, message="watching goes on")
+            assert "notes.txt" not in _paths(server), "the last valid file still rules"
+        finally:
+            stop.set()
+            thread.join(10)
