@@ -63,7 +63,9 @@ def serve_until_ready(settings: Settings) -> tuple:  # type: ignore[type-arg]
     server.start()
     with httpx.Client(base_url=f"http://{serving.http}", timeout=60) as http:
         deadline = time.monotonic() + 3600
-        while time.monotonic() < deadline:
+        while True:
+            if not server.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not become ready: {replica.failure!r}")
             try:
                 if http.get("/ready").status_code == 200:
                     break
@@ -211,7 +213,8 @@ def _hnswlib_alone_rss(path: Path, dim: int, n: int) -> int:
 
 
 def ensure_broker(settings: Settings, workdir: Path) -> LocalBroker | None:
-    if broker_answers(settings.kafka_bootstrap):
+    """A local broker for the run, unless one answers or VECTORIZER_KAFKA_BOOTSTRAP names one to use."""
+    if os.environ.get("VECTORIZER_KAFKA_BOOTSTRAP") or broker_answers(settings.kafka_bootstrap):
         return None
     broker = LocalBroker(workdir / "kafka", settings.cache_dir)
     broker.start()

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from infra.kafka.launcher import LocalBroker, NodeSpec, broker_answers
 from tests import reliability
@@ -31,6 +32,12 @@ LOCAL_PG = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres"
 
 
 INFRA: list[str] = []
+
+# In CI every run tries the same examples (a new random find must not block a merge); locally
+# hypothesis explores and remembers failures as usual.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if IN_CI:
+    hypothesis_settings.load_profile("ci")
 
 
 def _say(config: pytest.Config, line: str) -> None:
@@ -126,11 +133,21 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (the sockets are held until all are chosen, so none repeats)."""
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def _slug(request: pytest.FixtureRequest) -> str:

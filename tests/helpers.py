@@ -64,7 +64,15 @@ def running_projector(settings: Any, catalog: Any = None) -> Iterator[Any]:
     projector = Projector(settings, catalog)
     projector.recover()
     stop = threading.Event()
-    thread = threading.Thread(target=projector.run, args=(stop,), daemon=True)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            projector.run(stop)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         yield projector
@@ -72,6 +80,8 @@ def running_projector(settings: Any, catalog: Any = None) -> Iterator[Any]:
         stop.set()
         thread.join(60)
         assert not thread.is_alive(), "the projector did not stop"
+    if failure:
+        raise AssertionError(f"the projector failed: {failure[0]!r}") from failure[0]
 
 
 def state_of(projector: Any) -> dict[str, Any]:

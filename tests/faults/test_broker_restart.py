@@ -36,18 +36,22 @@ def test_broker_kill_and_restart_during_ingest_loses_and_duplicates_nothing(tmp_
                         publish_timeout=5.0, snapshot_every_events=50)
     acked: list[int] = []
     unacknowledged: list[int] = []
+    errors: list[BaseException] = []
     stop = threading.Event()
 
     def ingest() -> None:
-        with VectorProducer(settings, producer_id="ingest") as producer:
-            i = 0
-            while not stop.is_set():
-                try:
-                    producer.upsert("f", [i], np.full((1, 4), i, np.float32), [{"i": i}])
-                    acked.append(i)
-                except PublishFailed:
-                    unacknowledged.append(i)  # outcome unknown: it may or may not be on the log
-                i += 1
+        try:
+            with VectorProducer(settings, producer_id="ingest") as producer:
+                i = 0
+                while not stop.is_set():
+                    try:
+                        producer.upsert("f", [i], np.full((1, 4), i, np.float32), [{"i": i}])
+                        acked.append(i)
+                    except PublishFailed:
+                        unacknowledged.append(i)  # outcome unknown: it may or may not be on the log
+                    i += 1
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the test's thread
+            errors.append(exc)
 
     try:
         with serving(settings) as server:
@@ -55,7 +59,8 @@ def test_broker_kill_and_restart_during_ingest_loses_and_duplicates_nothing(tmp_
             assert created.status_code == 200, created.text
             writer = threading.Thread(target=ingest, daemon=True)
             writer.start()
-            wait_until(lambda: len(acked) >= 100, 60, message="ingest before the fault")
+            wait_until(lambda: len(acked) >= 100 or errors, 60, message="ingest before the fault")
+            assert not errors, errors
 
             broker.kill()                                             # kill -9, mid-ingest
             during = server.http.put("/collections/f/points", json={"points": [
@@ -65,10 +70,11 @@ def test_broker_kill_and_restart_during_ingest_loses_and_duplicates_nothing(tmp_
             before_restart = len(acked)
 
             broker.start(timeout=120)
-            wait_until(lambda: len(acked) >= before_restart + 100, 120, message="ingest after the restart")
+            wait_until(lambda: len(acked) >= before_restart + 100 or errors, 120, message="ingest after the restart")
             stop.set()
-            writer.join(60)
-            last = server.http.put("/collections/f/points", params={"wait": "true"}, timeout=60,
+            writer.join(120)
+            assert not writer.is_alive() and not errors, errors
+            last = server.http.put("/collections/f/points", params={"wait": "true", "timeout": "120"}, timeout=150,
                                    json={"points": [{"id": 10**9 + 1, "vector": [0, 0, 0, 1]}]})
             assert last.status_code == 200 and last.json()["result"]["status"] == "completed", last.text
 

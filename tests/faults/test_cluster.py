@@ -32,7 +32,7 @@ from producers.topics import describe_topic_configs, ensure_topics
 from schemas import events as ev
 from schemas.codec import decode
 from tests import reliability
-from tests.conftest import free_port
+from tests.conftest import free_ports
 from tests.helpers import read_topic, running_projector, wait_until
 from vectorizer.settings import Settings
 
@@ -82,8 +82,10 @@ def _lead_from_active_controller(admin: KafkaAdminClient, topic: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_partition_leader_killed_mid_ingest_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    nodes = cluster_nodes([(free_port(), free_port()) for _ in range(BROKERS)])
+    ports = free_ports(2 * BROKERS)
+    nodes = cluster_nodes([(ports[2 * i], ports[2 * i + 1]) for i in range(BROKERS)])
     cluster_id = new_cluster_id()
     brokers = {n.node_id: LocalBroker(tmp_path / "kafka" / f"node-{n.node_id}", Settings().cache_dir, n,
                                       heap="320m", cluster_id=cluster_id) for n in nodes}
@@ -134,7 +136,7 @@ def test_partition_leader_killed_mid_ingest_loses_and_duplicates_nothing(tmp_pat
                 assert not writer_error, writer_error
 
                 leader = _partition_zero(admin, settings.topic)["leader_id"]
-                assert leader == controller
+                assert leader == controller == _active_controller(admin), "the leader is the active controller"
                 brokers[leader].kill()                                # kill -9 the leader, mid-ingest
                 acked_before = len(acked)
                 offset_before = acked[-1][1]
@@ -161,7 +163,7 @@ def test_partition_leader_killed_mid_ingest_loses_and_duplicates_nothing(tmp_pat
             assert not missing, f"{len(missing)} acknowledged points lost, e.g. {missing[:5]}"
             assert all(i in present for i, _ in after)
 
-        brokers[leader].start(timeout=60)                             # the killed broker comes back
+        brokers[leader].start(timeout=120)                            # the killed broker comes back
         wait_until(lambda: len(_partition_zero(admin, settings.topic).get("isr_nodes", ())) == REPLICATION, 60,
                    interval=0.5, message="the restarted broker to rejoin the in-sync replicas")
 

@@ -60,6 +60,10 @@ def test_snapshot_directory_unwritable_then_full_server_keeps_serving(settings: 
         for s in range(0, 500, 100):
             _upsert(server, range(s, s + 100))
         good = wait_until(lambda: snapshots.list_snapshots(settings.snapshot_dir), 30, message="a first snapshot")[0]
+        projector = server.replica.projector
+        wait_until(lambda: projector._events_since_snapshot < 3 and not any(settings.snapshot_dir.glob(".tmp-*")),
+                   30, message="no snapshot due or being written")  # so the directory is not swapped mid-write
+        good = snapshots.list_snapshots(settings.snapshot_dir)[0]
 
         # 1. Unwritable: a regular file where the snapshot directory should be.
         settings.snapshot_dir.rename(settings.snapshot_dir.with_name("kept"))

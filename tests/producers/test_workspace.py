@@ -8,6 +8,7 @@ producers cannot change the collection.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -91,7 +92,7 @@ def test_sync_watch_search_restart_replay_and_read_only(settings: Settings, tmp_
     expected = {rel: len(found.chunks) for rel in scan(spec) if not hasattr(found := read(spec, rel), "reason")}
     assert set(expected) == {"README.md", "guide/architecture.md", "notes.txt"}
 
-    with serving(settings) as server:
+    with serving(settings) as server, contextlib.ExitStack() as stack:
         with WorkspaceProducer(settings, workspace) as first:
             reports = first.sync()
             first.wait_applied(60)
@@ -108,7 +109,7 @@ def test_sync_watch_search_restart_replay_and_read_only(settings: Settings, tmp_
 
         # A second sync (a fresh producer, state read back from the catalog) publishes nothing.
         end = _end_offset(settings)
-        producer = WorkspaceProducer(settings, workspace)
+        producer = stack.enter_context(WorkspaceProducer(settings, workspace))  # closed on any failure too
         (report,) = producer.sync()
         assert (report.published, report.removed, report.unchanged) == (0, 0, 3)
         assert _end_offset(settings) == end, "an unchanged tree puts nothing on the log"
@@ -139,9 +140,9 @@ def test_sync_watch_search_restart_replay_and_read_only(settings: Settings, tmp_
             wait_until(lambda: "guide/after.md" in _paths(server), 30, message="a file written after the draft")
         finally:
             stop.set()
-            thread.join(10)
+            thread.join(30)
+        assert not thread.is_alive(), "the watcher stopped"
         producer.wait_applied(60)
-        producer.close()
         assert "drafts/more.md" not in _paths(server)
         before = _text_search(server, "partition leader election broker", limit=5)
 
@@ -244,4 +245,5 @@ def test_watch_follows_changes_to_the_workspace_file(settings: Settings, tmp_pat
             assert "notes.txt" not in _paths(server), "the last valid file still rules"
         finally:
             stop.set()
-            thread.join(10)
+            thread.join(30)
+        assert not thread.is_alive(), "the watcher stopped"
