@@ -315,20 +315,38 @@ def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: 
         replica.request_stop()
         server.join(600)
 
-        print(f"[{n}x{dim}] tail of {tail:,} updates (re-upserts), kill -9, recovery", flush=True)
+        def tail_then_kill(ids: range, vectors: np.ndarray) -> None:
+            proc = start_projector(settings, workdir / "projector.log")
+            with VectorProducer(settings) as producer:
+                for s in range(0, len(ids), BATCH):
+                    token = producer.upsert("bench", list(ids[s:s + BATCH]), vectors[s:s + BATCH])
+            wait_applied(catalog, token.offset, proc)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(60)
+
+        print(f"[{n}x{dim}] tail of {tail:,} updates (new vectors for existing ids), kill -9, recovery", flush=True)
+        moved = base[tail:2 * tail]  # other points' vectors: hnswlib's update path (re-linking)
+        tail_then_kill(range(tail), moved)
+        replica, server, recovery["after_kill9_update_tail_ready_s"] = serve_until_ready(settings)
+        replica.request_stop()
+        server.join(600)
+
+        print(f"[{n}x{dim}] tail of {tail:,} re-upserts with unchanged vectors, kill -9, recovery", flush=True)
+        tail_then_kill(range(tail), moved)  # retries / payload-only updates: the graph is left alone
+        replica, server, recovery["after_kill9_unchanged_tail_ready_s"] = serve_until_ready(settings)
+        replica.request_stop()
+        server.join(600)
+        result["recovery"] = recovery
+
+        # Put the original vectors back (not timed), so the collection equals `base` for recall.
         proc = start_projector(settings, workdir / "projector.log")
         with VectorProducer(settings) as producer:
             for s in range(0, tail, BATCH):
-                # Existing ids with their own vectors: hnswlib's update path (re-linking), and
-                # the collection still equals `base`, so recall stays comparable.
                 token = producer.upsert("bench", list(range(s, s + BATCH)), base[s:s + BATCH])
         wait_applied(catalog, token.offset, proc)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(60)
-        replica, server, seconds = serve_until_ready(settings)
-        recovery["after_kill9_update_tail_ready_s"] = seconds
-        result["recovery"] = recovery
-
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(600)
+        replica, server, _ = serve_until_ready(settings)
 
         with httpx.Client(base_url=f"http://{replica.settings.http}", timeout=60) as http:
             print(f"[{n}x{dim}] query latency and recall: in-process, over ef, then HTTP", flush=True)

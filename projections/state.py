@@ -77,8 +77,13 @@ class ProjectionState:
             return []
         prepared = coll.index.prepare(event.vectors)
         with coll.lock.write():
+            live = [i for i, pid in enumerate(event.ids) if pid in coll.label_of]
             labels = np.fromiter((coll.allocate(pid) for pid in event.ids), dtype=np.int64, count=n)
-            coll.index.add(labels, prepared)
+            changed = np.ones(n, dtype=bool)
+            if live:  # a point re-upserted with the very same vector (a retry, a payload-only update)
+                stored = coll.index.vectors(labels[live])  # keeps its place in the graph: re-linking
+                changed[live] = ~np.all(stored == prepared[live], axis=1)  # it costs ~3 inserts
+            coll.index.add(labels[changed], prepared[changed])
             for label, payload in zip(labels.tolist(), event.payloads, strict=True):
                 coll.set_payload(label, payload)
         rows = []

@@ -24,6 +24,7 @@ def test_benchmark_smoke_run_produces_a_well_formed_report(kafka_bootstrap: str,
                           "ingest": ["vectors_per_s", "ratio_to_hnswlib"],
                           "memory": ["projector_rss_bytes", "ratio_to_index"],
                           "recovery": ["after_kill9_ready_s", "after_kill9_update_tail_ready_s",
+                                       "after_kill9_unchanged_tail_ready_s",
                                        "snapshot_only_ready_s", "loaded_snapshot"],
                           "snapshot": ["bytes", "clean_stop_with_snapshot_s"],
                           "query_in_process": ["p50_ms", "p99_ms", "recall_at_10"],
@@ -42,7 +43,8 @@ def test_benchmark_smoke_run_produces_a_well_formed_report(kafka_bootstrap: str,
     assert [c["ef"] for c in saved["ef_curve"]] == [16, 32, 64, 128, 256]
     assert all(0.0 <= c["recall_at_10"] <= 1.0 and 0.0 <= c["hnswlib"]["recall_at_10"] <= 1.0
                for c in saved["ef_curve"])
-    assert "| 256 |" in text and "tail of 1,000 updates" in text and "`GET /health` round trip" in text
+    assert "| 256 |" in text and "tail of 1,000 updates: existing points, new vectors" in text
+    assert "re-upserts with unchanged vectors" in text and "`GET /health` round trip" in text
     assert saved["memory"]["idle_rss_bytes"] > 0 and saved["memory"]["hnswlib_process_rss_bytes"] > 0
     assert (tmp_path / "docs" / "img" / "ef.png").stat().st_size > 0
 
