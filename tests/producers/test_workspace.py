@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,22 @@ def _paths(server: Running) -> dict[str, int]:
             return out
 
 
+@contextlib.contextmanager
+def _watching(producer: WorkspaceProducer) -> Iterator[Watcher]:
+    """``producer`` under a running watcher, stopped (and checked stopped) at the end."""
+    watcher = Watcher(producer, debounce=0.2)
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+    thread.start()
+    wait_until(lambda: watcher.started, 10, message="the watcher")
+    try:
+        yield watcher
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive(), "the watcher stopped"
+
+
 def _end_offset(settings: Settings) -> int:
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     try:
@@ -115,12 +132,7 @@ def test_sync_watch_search_restart_replay_and_read_only(settings: Settings, tmp_
         assert _end_offset(settings) == end, "an unchanged tree puts nothing on the log"
 
         # Under watch: edit, add, delete, rename.
-        watcher = Watcher(producer, debounce=0.2)
-        stop = threading.Event()
-        thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
-        thread.start()
-        wait_until(lambda: watcher.started, 10, message="the watcher")
-        try:
+        with _watching(producer):
             with open(tree / "notes.txt", "a") as f:
                 f.write("Remember the zebra quartz lighthouse appointment.\n")
             wait_until(lambda: _text_search(server, "zebra quartz lighthouse")[0]["payload"]["text"].count("zebra"),
@@ -138,10 +150,6 @@ def test_sync_watch_search_restart_replay_and_read_only(settings: Settings, tmp_
             (tree / "drafts" / "more.md").write_text("still a draft\n")  # excluded: never indexed
             (tree / "guide" / "after.md").write_text("written after the draft\n")
             wait_until(lambda: "guide/after.md" in _paths(server), 30, message="a file written after the draft")
-        finally:
-            stop.set()
-            thread.join(30)
-        assert not thread.is_alive(), "the watcher stopped"
         producer.wait_applied(60)
         assert "drafts/more.md" not in _paths(server)
         before = _text_search(server, "partition leader election broker", limit=5)
@@ -228,12 +236,7 @@ def test_watch_follows_changes_to_the_workspace_file(settings: Settings, tmp_pat
     config = tmp_path / "vectorize-workspace.yml"
     with serving(settings) as server, WorkspaceProducer(settings, load(config)) as producer:
         producer.sync()
-        watcher = Watcher(producer, debounce=0.2)
-        stop = threading.Event()
-        thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
-        thread.start()
-        wait_until(lambda: watcher.started, 10, message="the watcher")
-        try:
+        with _watching(producer):
             wait_until(lambda: "notes.txt" in _paths(server), 30, message="the first sync applied")
             config.write_text(WORKSPACE.replace('"drafts/**"', '"drafts/**", "notes.txt"'))  # newly excluded
             wait_until(lambda: "notes.txt" not in _paths(server), 30, message="the excluded file's chunks to go")
@@ -243,7 +246,3 @@ def test_watch_follows_changes_to_the_workspace_file(settings: Settings, tmp_pat
             (tree / "guide" / "late.md").write_text("written after the bad edit\n")
             wait_until(lambda: "guide/late.md" in _paths(server), 30, message="watching goes on")
             assert "notes.txt" not in _paths(server), "the last valid file still rules"
-        finally:
-            stop.set()
-            thread.join(30)
-        assert not thread.is_alive(), "the watcher stopped"
