@@ -82,7 +82,7 @@ class ProjectionState:
             changed = np.ones(n, dtype=bool)
             if live:  # a point re-upserted with the very same vector (a retry, a payload-only update)
                 stored = coll.index.vectors(labels[live])  # keeps its place in the graph: re-linking
-                changed[live] = ~np.all(stored == prepared[live], axis=1)  # it costs ~3 inserts
+                changed[live] = ~np.all(stored == prepared[live], axis=1)  # it costs ~4 inserts
             coll.index.add(labels[changed], prepared[changed])
             for label, payload in zip(labels.tolist(), event.payloads, strict=True):
                 coll.set_payload(label, payload)
