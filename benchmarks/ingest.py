@@ -221,13 +221,18 @@ def ensure_broker(settings: Settings, workdir: Path) -> LocalBroker | None:
     return broker
 
 
+_PROJECTORS: list[subprocess.Popen[bytes]] = []  # every projector process a run started
+
+
 def start_projector(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, VECTORIZER_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VECTORIZER_TOPIC=settings.topic,
                VECTORIZER_DATA_DIR=str(settings.data_dir), VECTORIZER_SNAPSHOT_EVERY_EVENTS="100000000",
                VECTORIZER_SNAPSHOT_EVERY_SECONDS="100000000", VECTORIZER_PROJECTION=settings.projection)
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "vectorizer", "project"], cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "vectorizer", "project"], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
+    _PROJECTORS.append(proc)
+    return proc
 
 
 def wait_applied(catalog: Catalog, offset: int, proc: subprocess.Popen[bytes], timeout: float = 7200) -> float:
@@ -378,6 +383,11 @@ def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: 
         stop.set()
         thread.join()
     finally:
+        for leftover in _PROJECTORS:  # a failed step leaves none running
+            if leftover.poll() is None:
+                leftover.kill()
+                leftover.wait(60)
+        _PROJECTORS.clear()
         if broker is not None:
             broker.stop()
         if not keep:
