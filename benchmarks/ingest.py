@@ -33,6 +33,7 @@ from benchmarks.data import dataset
 from infra.kafka.launcher import LocalBroker, broker_answers
 from producers import VectorProducer
 from projections.catalog.store import Catalog
+from projections.filters import Filter
 from schemas.ids import PointId
 from vectorizer.settings import Settings
 
@@ -79,7 +80,6 @@ def filtered_queries(coll, base: np.ndarray, queries: np.ndarray) -> dict:  # ty
     """Latency and recall@10 of filtered search (has_id over a random subset) vs exact search over that subset."""
     from benchmarks.data import exact_topk
     from projections.filters import parse_filter
-    from projections.search import search
 
     out = {}
     rng = np.random.default_rng(7)
@@ -87,13 +87,7 @@ def filtered_queries(coll, base: np.ndarray, queries: np.ndarray) -> dict:  # ty
     for share in (0.01, 0.10, 0.50):
         allowed = np.sort(rng.choice(n, size=int(n * share), replace=False))
         truth = allowed[exact_topk(base[allowed], queries, 10)]  # exact, numpy, same run
-        flt = parse_filter({"must": [{"has_id": allowed.tolist()}]})
-        lat, found = [], []
-        for q in queries:
-            t0 = time.perf_counter()
-            hits = search(coll, q, 10, flt=flt)
-            lat.append(time.perf_counter() - t0)
-            found.append([h.id for h in hits])
+        lat, found = our_queries(coll, queries, flt=parse_filter({"must": [{"has_id": allowed.tolist()}]}))
         out[f"{int(share * 100)}%"] = {**percentiles(lat), "recall_at_10": recall(found, truth)}
     return out
 
@@ -111,14 +105,15 @@ def ef_curve(coll, index: hnswlib.Index, queries: np.ndarray, truth: np.ndarray)
     return curve
 
 
-def our_queries(coll, queries: np.ndarray, ef: int | None = None) -> tuple[list[float], list[list[PointId]]]:  # type: ignore[no-untyped-def]
-    """In-process k=10 searches, one at a time: (latencies in s, ids found)."""
+def our_queries(coll, queries: np.ndarray, ef: int | None = None,  # type: ignore[no-untyped-def]
+                flt: Filter | None = None) -> tuple[list[float], list[list[PointId]]]:
+    """In-process k=10 searches (with ``flt`` inside the search), one at a time: (latencies in s, ids found)."""
     from projections.search import search
 
     lat, found = [], []
     for q in queries:
         t0 = time.perf_counter()
-        hits = search(coll, q, 10, ef=ef)
+        hits = search(coll, q, 10, ef=ef, flt=flt)
         lat.append(time.perf_counter() - t0)
         found.append([h.id for h in hits])
     return lat, found

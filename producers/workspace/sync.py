@@ -47,6 +47,7 @@ from producers.workspace.config import CollectionSpec, Workspace, load
 from producers.workspace.files import Skipped, TextFile, chunk_id, read, scan
 from projections.catalog.store import Catalog
 from schemas.events import WORKSPACE_PRODUCER
+from schemas.ids import from_catalog_key
 from vectorizer import embedders
 from vectorizer.errors import VectorizerError
 from vectorizer.settings import Settings
@@ -209,7 +210,7 @@ class WorkspaceProducer:
             if not isinstance(path, str):
                 continue
             entry = out.setdefault(path, Indexed(str(payload.get("file_hash")), str(payload.get("chunking"))))
-            entry.ids.add(row["point_key"].removeprefix("s:"))
+            entry.ids.add(str(from_catalog_key(row["point_key"])))  # chunk ids are strings
         return out
 
     def _sync_paths(self, spec: CollectionSpec, only: set[str] | None, report: CollectionReport,
