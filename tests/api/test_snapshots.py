@@ -10,7 +10,7 @@ from tests.api.conftest import Running, unique
 
 def test_snapshot_over_http_is_written_verified_and_listed(server: Running) -> None:
     name = unique("snap")
-    client = QdrantClient(url=server.url, prefer_grpc=False, timeout=60)
+    client = QdrantClient(url=server.url, prefer_grpc=False, timeout=60, check_compatibility=False)
     client.create_collection(name, vectors_config=models.VectorParams(size=3, distance=models.Distance.DOT))
     client.upsert(name, [models.PointStruct(id=i, vector=[i, 1.0, 0.5], payload={"i": i}) for i in range(20)],
                   wait=True)
