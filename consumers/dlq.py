@@ -2,23 +2,36 @@
 
 The original key and value are kept byte for byte; headers say why and where from:
 ``vectorizer.reason`` (a short code), ``vectorizer.detail`` (the message),
-``vectorizer.source`` (``topic/partition/offset``). :meth:`DeadLetters.send` returns once
-Kafka acknowledged every record, so the projector may then commit past them.
-Delivery is at-least-once: a crash between this and the catalog commit re-sends them;
-readers deduplicate by ``vectorizer.source``.
+``vectorizer.source`` (``topic/partition/offset``), and since this version
+``vectorizer.status`` (the HTTP status of the same mistake caught up front),
+``vectorizer.producer`` (the event's producer id, when it decoded) and
+``vectorizer.time`` (when it was dead-lettered, RFC 3339). :meth:`DeadLetters.send`
+returns once Kafka acknowledged every record, so the projector may then commit past them.
+
+Delivery: a projector sends a record's letter only if the DLQ does not already hold one
+for a later or equal source offset of that partition (:meth:`DeadLetters.published`), so a
+replay or a new replica of the same topic does not re-send the letters the first one sent.
+A crash between sending and the catalog commit may still re-send some: readers
+deduplicate by ``vectorizer.source`` (:func:`read_letters` does).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
+from schemas.codec import decode
+from schemas.errors import DecodeError
 from vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_TAIL_RECORDS = 1000  # read back per DLQ partition to find what was already dead-lettered
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,23 @@ class DeadLetter:
     value: bytes | None
     reason: str
     detail: str
+    producer_id: str | None = None
+    status: int = 400
+
+
+@dataclass(frozen=True)
+class StoredLetter:
+    """A dead letter read back from the DLQ topic."""
+
+    source_partition: int
+    source_offset: int
+    collection: str | None
+    reason: str
+    detail: str
+    status: int | None
+    producer_id: str | None
+    time: str | None  # when it was dead-lettered; None for letters written before that header existed
+    value: bytes | None
 
 
 class DeadLetters:
@@ -44,19 +74,116 @@ class DeadLetters:
             self._producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
                                            enable_idempotence=True,
                                            max_request_size=self.settings.max_message_bytes + 65536)
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").encode()
         futures = []
         for letter in letters:
             log.warning("dead-lettering %s/%d/%d: %s: %s", self.settings.topic, letter.partition, letter.offset,
                         letter.reason, letter.detail[:500])
             headers = [("vectorizer.reason", letter.reason.encode()),
                        ("vectorizer.detail", letter.detail[:4000].encode()),
-                       ("vectorizer.source", f"{self.settings.topic}/{letter.partition}/{letter.offset}".encode())]
+                       ("vectorizer.source", f"{self.settings.topic}/{letter.partition}/{letter.offset}".encode()),
+                       ("vectorizer.status", str(letter.status).encode()),
+                       ("vectorizer.time", now)]
+            if letter.producer_id is not None:
+                headers.append(("vectorizer.producer", letter.producer_id.encode()))
             futures.append(self._producer.send(self.settings.dlq_topic, key=letter.key, value=letter.value,
                                                headers=headers))
         for f in futures:
             f.get(timeout=60)
         self.count += len(letters)
 
+    def published(self, partitions: Iterable[int]) -> dict[int, int]:
+        """Per source partition of the events topic, the highest offset the DLQ already holds a letter for.
+
+        Reads at most the last ``_TAIL_RECORDS`` of each DLQ partition: letters are sent in offset
+        order, so the tail holds the highest. An unreachable or missing DLQ answers ``{}`` (then
+        letters are re-sent, which readers tolerate).
+        """
+        wanted = set(partitions)
+        done: dict[int, int] = {}
+        try:
+            for letter in _read(self.settings, tail=_TAIL_RECORDS):
+                if letter.source_partition in wanted:
+                    done[letter.source_partition] = max(done.get(letter.source_partition, -1), letter.source_offset)
+        except KafkaError as exc:
+            log.warning("could not read the dead-letter topic back (%s); earlier letters may be re-sent", exc)
+        return done
+
     def close(self) -> None:
         if self._producer is not None:
             self._producer.close()
+
+
+def read_letters(settings: Settings) -> list[StoredLetter]:
+    """Every dead letter of ``settings.topic``, one per source record (the first sent), in source order."""
+    seen: dict[tuple[int, int], StoredLetter] = {}
+    for letter in _read(settings, tail=None):
+        seen.setdefault((letter.source_partition, letter.source_offset), letter)
+    return [seen[k] for k in sorted(seen)]
+
+
+def _read(settings: Settings, tail: int | None) -> Iterable[StoredLetter]:
+    """The DLQ's letters for ``settings.topic`` up to its current end (``tail``: only the last N per partition)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                             isolation_level="read_committed", consumer_timeout_ms=1000,
+                             reconnect_backoff_max_ms=1000, request_timeout_ms=10_000,
+                             client_id=f"vectorizer-dlq-reader-{settings.projection}")
+    try:
+        found = consumer.partitions_for_topic(settings.dlq_topic)
+        if not found:
+            return
+        tps = [TopicPartition(settings.dlq_topic, p) for p in sorted(found)]
+        consumer.assign(tps)
+        ends = consumer.end_offsets(tps)
+        starts = consumer.beginning_offsets(tps)
+        remaining = {}
+        for tp in tps:
+            start = starts[tp] if tail is None else max(starts[tp], ends[tp] - tail)
+            consumer.seek(tp, start)
+            if ends[tp] > start:
+                remaining[tp] = ends[tp]
+        while remaining:
+            batch = consumer.poll(timeout_ms=1000)
+            for tp, records in batch.items():
+                for rec in records:
+                    if rec.offset >= remaining.get(tp, -1):
+                        continue
+                    letter = _stored(settings, rec)
+                    if letter is not None:
+                        yield letter
+            for tp in list(remaining):
+                if consumer.position(tp) >= remaining[tp]:
+                    del remaining[tp]
+    finally:
+        consumer.close()
+
+
+def _stored(settings: Settings, rec: object) -> StoredLetter | None:
+    headers = {k: v for k, v in (getattr(rec, "headers", None) or [])}
+    source = headers.get("vectorizer.source", b"").decode("utf-8", "replace")
+    topic, _, rest = source.rpartition("/")
+    topic, _, part = topic.rpartition("/")
+    if topic != settings.topic or not part.isdigit() or not rest.isdigit():
+        return None  # another topic's letter, or not one of ours
+
+    def text(name: str) -> str | None:
+        raw = headers.get(name)
+        return None if raw is None else raw.decode("utf-8", "replace")
+
+    key = getattr(rec, "key", None)
+    producer = text("vectorizer.producer")
+    value = getattr(rec, "value", None)
+    if producer is None and value is not None:  # a letter written before the header: read it off the event
+        producer = _producer_of(value)
+    status = text("vectorizer.status")
+    return StoredLetter(int(part), int(rest), None if key is None else key.decode("utf-8", "replace"),
+                        text("vectorizer.reason") or "unknown", text("vectorizer.detail") or "",
+                        int(status) if status and status.isdigit() else None, producer, text("vectorizer.time"),
+                        value)
+
+
+def _producer_of(value: bytes) -> str | None:
+    try:
+        return decode(value).meta.producer_id
+    except (DecodeError, AttributeError):
+        return None

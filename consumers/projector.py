@@ -8,7 +8,8 @@ Per polled batch, in this fixed order:
 2. send the dead letters of records the catalog has not seen, and wait for their acks;
 3. commit the catalog changes of records past the catalog's position together with the
    new tracking rows, in one transaction (retried while the database is unavailable);
-4. publish the new applied offsets to readers (read-your-writes waits end here);
+4. publish the new applied offsets to readers (read-your-writes waits end here, with the
+   projection's verdict: applied, or rejected with the reason recorded for that offset);
 5. now and then, commit the same offsets to Kafka's consumer group: only a hint for
    tools, the stored tracking rows are the truth.
 
@@ -35,7 +36,7 @@ from consumers import snapshots
 from consumers.dlq import DeadLetter, DeadLetters
 from producers.topics import ensure_topics
 from projections.catalog.store import Catalog, CatalogUnavailable
-from projections.changes import Change
+from projections.changes import Change, Rejection
 from projections.errors import ConsistencyTimeout
 from projections.state import ProjectionState, Rejected
 from schemas.codec import decode
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 _FETCH_BYTES = 16 << 20  # per fetch: the consumer's buffered records stay within tens of MB
 _BATCH_BYTES = 8 << 20   # per catalog transaction (about 15,000 vectors of 128-d)
 _TRIM_AFTER_EVENTS = 50  # events applied before an idle moment returns freed memory (vectorizer.memory)
+_VERDICTS_KEPT = 100_000  # rejections remembered in memory; older ones are read from the catalog
 
 
 class ProjectorError(InfrastructureError):
@@ -59,6 +61,7 @@ class ProjectorStats:
     events_applied: int = 0
     vectors_applied: int = 0
     dead_letters: int = 0
+    dead_letters_by_reason: dict[str, int] = field(default_factory=dict)
     snapshots_taken: int = 0
     snapshot_failures: int = 0
     last_snapshot_error: str | None = None
@@ -94,6 +97,12 @@ class Projector:
         self._started = time.monotonic()
         self._snapshot_requests: list[tuple[threading.Event, list[str | None]]] = []
         self._requests_lock = threading.Lock()
+        # Verdicts: every rejection at or past ``_verdicts_from[p]`` is in ``_rejected[p]``; below
+        # it the catalog answers (it holds them all, written with the tracking rows).
+        self._rejected: dict[int, dict[int, Rejection]] = {}
+        self._verdicts_from: dict[int, int] = {}
+        self._dlq_done: dict[int, int] = {}  # per partition: the highest offset the DLQ already holds
+        self._stopped = False
 
     # Recovery ----------------------------------------------------------------------
     def recover(self) -> None:
@@ -123,6 +132,8 @@ class Projector:
         for tp in tps:
             start = min(self.applied.get(tp.partition, -1), self.catalog_pos.get(tp.partition, -1)) + 1
             consumer.seek(tp, start)
+            self._verdicts_from[tp.partition] = start
+        self._dlq_done = self._dlq.published(partitions)
         self._recovery_target = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
         self.stats.log_end = dict(self._recovery_target)
         self._consumer = consumer
@@ -176,6 +187,9 @@ class Projector:
                 self.snapshot()
             self._commit_kafka(force=True)
         finally:
+            with self._cond:
+                self._stopped = True  # unbounded waits end: nothing more will be applied here
+                self._cond.notify_all()
             self._consumer.close()
             self._dlq.close()
 
@@ -198,6 +212,7 @@ class Projector:
         """One sub-batch; see the module doc for the order of steps."""
         changes: list[Change] = []
         letters: list[DeadLetter] = []
+        refused: list[Rejection] = []
         applied_to = self.applied.get(partition, -1)
         catalog_at = self.catalog_pos.get(partition, -1)
         last = applied_to
@@ -207,6 +222,8 @@ class Projector:
                 continue
             count += 1
             first_time = rec.offset > catalog_at
+            event = None
+            refusal: tuple[str, int, str] | None = None  # reason code, HTTP status, detail
             try:
                 event = decode(rec.value)
                 produced = self.state.apply(event, rec.offset)
@@ -215,25 +232,34 @@ class Projector:
                 self.stats.events_applied += 1
                 self.stats.vectors_applied += len(getattr(event, "ids", ()))
             except DecodeError as exc:
-                if first_time:
-                    letters.append(DeadLetter(partition, rec.offset, rec.key, rec.value, exc.reason, str(exc)))
+                refusal = (exc.reason, 400, str(exc))
             except Rejected as exc:
-                if first_time:
-                    letters.append(DeadLetter(partition, rec.offset, rec.key, rec.value, "rejected", str(exc)))
+                refusal = ("rejected", exc.status, str(exc))
             except Exception as exc:  # noqa: BLE001 - a handler bug must not stop the projector
                 log.exception("handler failed on %s/%d/%d", self.settings.topic, partition, rec.offset)
+                refusal = ("handler-error", 500, f"{type(exc).__name__}: {exc}")
+            if refusal is not None:
+                reason, status, detail = refusal
+                producer_id = None if event is None else event.meta.producer_id
+                key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
+                rejection = Rejection(partition, rec.offset, key, reason, status, detail, producer_id)
+                refused.append(rejection)
                 if first_time:
-                    letters.append(DeadLetter(partition, rec.offset, rec.key, rec.value, "handler-error",
-                                              f"{type(exc).__name__}: {exc}"))
+                    changes.append(rejection)
+                    self.stats.dead_letters += 1
+                    self.stats.dead_letters_by_reason[reason] = self.stats.dead_letters_by_reason.get(reason, 0) + 1
+                    if rec.offset > self._dlq_done.get(partition, -1):  # a replay or replica does not re-send
+                        letters.append(DeadLetter(partition, rec.offset, rec.key, rec.value, reason, detail,
+                                                  producer_id, status))
             last = rec.offset
         if last == applied_to:
             return
         self._dlq.send(letters)
-        self.stats.dead_letters += len(letters)
         if last > catalog_at:
             self._commit_catalog(changes, {partition: last}, stop)
             self.catalog_pos[partition] = last
         with self._cond:
+            self._remember(partition, refused)
             self.applied[partition] = last
             self._cond.notify_all()
         self._events_since_snapshot += count
@@ -329,17 +355,46 @@ class Projector:
         except (KafkaError, ValueError, AssertionError) as exc:
             log.debug("committing the offset hint failed (harmless): %s", exc)
 
+    def _remember(self, partition: int, refused: list[Rejection]) -> None:
+        """Keep this sub-batch's rejections for verdicts (call holding ``_cond``); bounded in count."""
+        if not refused:
+            return
+        kept = self._rejected.setdefault(partition, {})
+        for rejection in refused:
+            kept[rejection.offset] = rejection
+        while len(kept) > _VERDICTS_KEPT:  # oldest first (insertion order is offset order)
+            oldest = next(iter(kept))
+            del kept[oldest]
+            self._verdicts_from[partition] = oldest + 1
+
     # Readers -----------------------------------------------------------------------
-    def wait_for(self, partition: int, offset: int, timeout: float) -> None:
-        """Block until ``partition:offset`` is applied; raise :class:`ConsistencyTimeout`."""
-        deadline = time.monotonic() + timeout
+    def wait_for(self, partition: int, offset: int, timeout: float | None) -> None:
+        """Block until ``partition:offset`` is applied (``timeout=None``: however long that takes).
+
+        Raises :class:`ConsistencyTimeout` after ``timeout``, :class:`ProjectorError` if the
+        projector stopped first (nothing more will be applied by this process).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self.applied.get(partition, -1) < offset:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if self._stopped:
+                    raise ProjectorError(f"the projector stopped before applying {partition}:{offset}; the write "
+                                         "is durable in Kafka and will be applied when a projector runs")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
                     raise ConsistencyTimeout(f"write {partition}:{offset} not applied within {timeout}s "
                                              f"(applied: {self.applied.get(partition, -1)})")
                 self._cond.wait(remaining)
+
+    def verdict(self, partition: int, offsets: Iterable[int]) -> list[Rejection]:
+        """The rejections among these applied records (see :meth:`wait_for`); empty: all were applied."""
+        offsets = list(offsets)
+        with self._cond:
+            floor = self._verdicts_from.get(partition, 0)
+            kept = self._rejected.get(partition, {})
+            recent = [kept[o] for o in offsets if o >= floor and o in kept]
+        older = [o for o in offsets if o < floor]
+        return sorted(self.catalog.rejections(partition, older) + recent, key=lambda r: r.offset)
 
     def lag(self) -> dict[int, int]:
         """Records (transaction markers included) between the read position and the log end."""

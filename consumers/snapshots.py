@@ -5,7 +5,10 @@ own format), ``cNNNN.ints.npy`` (label and id of every integer-id point, an int6
 that loads in milliseconds) and ``cNNNN.points.avro`` (label, id, payload of the points with a
 string id or a payload; an Avro container). No pickle anywhere.
 The manifest holds the offsets the snapshot covers, the collections' configs and label
-allocators, an xxh3-64 per file, and its own checksum.
+allocators, an xxh3-64 per file, and its own checksum. ``requested_for.json``, outside the
+manifest (added after the snapshot is complete, never read by ``load``), names the
+collections whose ``POST /collections/{c}/snapshots`` the snapshot answered; folders
+without it (periodic snapshots, older versions) were requested for none.
 
 Write protocol: files go to ``.tmp-<id>``, each fsynced, the manifest last, the folder
 fsynced, then renamed to ``<id>`` and the parent fsynced. A crash at any point leaves
@@ -142,6 +145,39 @@ def list_snapshots(directory: Path) -> list[Path]:
         return []
     return sorted((p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")),
                   key=lambda p: p.name, reverse=True)
+
+
+REQUESTED_FOR = "requested_for.json"
+
+
+def record_request(path: Path, name: str, created_offset: int) -> None:
+    """Record that the snapshot at ``path`` was requested for collection ``name`` (the one created
+    at ``created_offset``). Idempotent; the file is replaced atomically and fsynced before returning.
+    Callers serialise calls on one snapshot (one process writes a snapshot directory)."""
+    entries = requested_for(path)
+    entry = {"name": name, "created_offset": created_offset}
+    if entry in entries:
+        return
+    tmp = path / f".{REQUESTED_FOR}.tmp"
+    with open(tmp, "w") as out:
+        json.dump([*entries, entry], out, sort_keys=True)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path / REQUESTED_FOR)
+    _fsync(path)
+
+
+def requested_for(path: Path) -> list[dict[str, Any]]:
+    """The collections (``name``, ``created_offset``) the snapshot at ``path`` was requested for;
+    empty when none was recorded or the record is unreadable (it is not part of the snapshot)."""
+    try:
+        entries = json.loads((path / REQUESTED_FOR).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return []
+    if not isinstance(entries, list):
+        return []
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)
+            and isinstance(e.get("created_offset"), int)]
 
 
 def prune(directory: Path, keep: int) -> None:

@@ -19,3 +19,20 @@ class ProducerFenced(PublishFailed):
 
 class TopicMisconfigured(ProducerError, InfrastructureError):
     """The events topic exists with settings that could lose the source of truth."""
+
+
+class WriteRejected(ProducerError, ValueError):
+    """The projection refused a write Kafka had acknowledged: its event went to the dead-letter topic.
+
+    The write is durable on the log but changed nothing. ``status`` is the HTTP status the
+    API answers for the same mistake caught before publishing (404, 409, 403, 400);
+    ``offset`` is the rejected record's ``partition:offset``.
+    """
+
+    def __init__(self, message: str, *, status: int, reason: str, offset: str) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.offset = status, reason, offset
+
+
+class WriteNotApplied(ProducerError, TimeoutError):
+    """The write is durable in Kafka, but no projection applied it within the wait's timeout."""

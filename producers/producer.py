@@ -12,6 +12,11 @@ Delivery contract:
   published in one Kafka transaction: consumers reading ``read_committed`` see all of
   them or none, even if the producer dies half-way.
 - ``transaction()`` groups any calls the same way (commit on success, abort on error).
+- ``wait=True`` on a call returns only once the projection applied it, and raises
+  :class:`~producers.errors.WriteRejected` if the projection refused it (the event went to
+  the dead-letter topic), :class:`~producers.errors.WriteNotApplied` after ``timeout``
+  seconds (the write is durable; ``timeout=None`` waits as long as it takes). The verdict is
+  read from the projection's catalog (``verdicts``, by default the catalog these settings name).
 """
 
 from __future__ import annotations
@@ -23,14 +28,14 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, ProducerFencedError
 
-from producers.errors import ProducerFenced, PublishFailed
+from producers.errors import ProducerFenced, PublishFailed, WriteNotApplied, WriteRejected
 from producers.topics import ensure_topics
 from schemas import events as ev
 from schemas import validation as check
@@ -45,10 +50,26 @@ _MAX_VECTORS_PER_EVENT = 4096
 
 @dataclass(frozen=True, order=True)
 class WriteToken:
-    """Where a write landed: ``"<partition>:<offset>"`` on the events topic."""
+    """Where a write landed: ``"<partition>:<offset>"`` on the events topic.
+
+    ``offsets`` lists every record the write published (a large batch is several events),
+    so its verdict can be read exactly; a token parsed from text knows only its last offset.
+    """
 
     partition: int
     offset: int
+    offsets: tuple[int, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def records(self) -> tuple[int, ...]:
+        """The offsets of the write's records (the last one alone when unknown)."""
+        return self.offsets or (self.offset,)
+
+    @classmethod
+    def joined(cls, tokens: Sequence[WriteToken]) -> WriteToken:
+        """One token for several calls on one partition (a transaction): the last, with every record."""
+        last = tokens[-1]
+        return cls(last.partition, last.offset, tuple(o for t in tokens for o in t.records))
 
     def __str__(self) -> str:
         return f"{self.partition}:{self.offset}"
@@ -64,12 +85,25 @@ class WriteToken:
 DimensionLookup = Callable[[str], "int | None"]
 
 
+class Verdicts(Protocol):
+    """Where a producer reads the projection's verdict on its writes (``consumers.verdicts``)."""
+
+    def wait(self, partition: int, offsets: Sequence[int], timeout: float | None) -> Sequence[Any] | None:
+        """Rejections (with ``offset``, ``status``, ``reason``, ``detail``) among ``offsets`` once
+        applied; ``None`` if not applied within ``timeout``."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class VectorProducer:
     """Validates, encodes and publishes events. Thread-safe; use as a context manager."""
 
     def __init__(self, settings: Settings, *, producer_id: str | None = None,
-                 dimensions: DimensionLookup | None = None, transaction_timeout_ms: int = 10_000) -> None:
+                 dimensions: DimensionLookup | None = None, transaction_timeout_ms: int = 10_000,
+                 verdicts: Verdicts | None = None) -> None:
         self.settings = settings
+        self._verdicts = verdicts
         self.producer_id = producer_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._dimensions = dimensions
         self._known_dims: dict[str, int] = {}
@@ -92,7 +126,8 @@ class VectorProducer:
     # Operations --------------------------------------------------------------------
     def create_collection(self, name: str, dimension: int, metric: str = "cosine", *, m: int = 16,
                           ef_construction: int = 200, ef: int = 64, kind: str = "dynamic",
-                          embedder: dict[str, Any] | None = None) -> WriteToken:
+                          embedder: dict[str, Any] | None = None, wait: bool = False,
+                          timeout: float | None = None) -> WriteToken:
         check.collection_name(name)
         check.metric(metric)
         check.bounded_int(dimension, "dimension", maximum=65_536)
@@ -105,46 +140,83 @@ class VectorProducer:
                                      None if embedder is None else json.dumps(embedder, sort_keys=True))
         token = self._publish([event])
         self._known_dims[name] = dimension
-        return token
+        return self._settle(token, wait, timeout)
 
-    def delete_collection(self, name: str) -> WriteToken:
+    def delete_collection(self, name: str, *, wait: bool = False, timeout: float | None = None) -> WriteToken:
         check.collection_name(name)
         self._known_dims.pop(name, None)
-        return self._publish([ev.CollectionDeleted(self._meta(name))])
+        return self._settle(self._publish([ev.CollectionDeleted(self._meta(name))]), wait, timeout)
 
     def upsert(self, collection: str, ids: Sequence[object], vectors: Any,
-               payloads: Sequence[object] | None = None) -> WriteToken:
+               payloads: Sequence[object] | None = None, *, wait: bool = False,
+               timeout: float | None = None) -> WriteToken:
         """Insert or replace points. ``vectors``: anything ``numpy.asarray`` makes ``(n, dim)``."""
         check.collection_name(collection)
         pids = check.point_ids(ids)
         arr = check.vectors(vectors, len(pids), self.dimension_of(collection))
         pls = check.payloads(payloads, len(pids))
-        return self._publish(list(self._split_upsert(collection, pids, arr, pls)))
+        return self._settle(self._publish(list(self._split_upsert(collection, pids, arr, pls))), wait, timeout)
 
-    def delete(self, collection: str, ids: Sequence[object]) -> WriteToken:
+    def delete(self, collection: str, ids: Sequence[object], *, wait: bool = False,
+               timeout: float | None = None) -> WriteToken:
         check.collection_name(collection)
-        return self._publish([ev.VectorsDeleted(self._meta(collection), check.point_ids(ids))])
+        token = self._publish([ev.VectorsDeleted(self._meta(collection), check.point_ids(ids))])
+        return self._settle(token, wait, timeout)
 
     def set_payload(self, collection: str, ids: Sequence[object], payload: dict[str, Any],
-                    key: str | None = None) -> WriteToken:
+                    key: str | None = None, *, wait: bool = False, timeout: float | None = None) -> WriteToken:
         check.collection_name(collection)
-        return self._publish([ev.PayloadSet(self._meta(collection), check.point_ids(ids),
-                                            check.payload(payload), key)])
+        path = None if key is None else check.payload_path(key)
+        token = self._publish([ev.PayloadSet(self._meta(collection), check.point_ids(ids),
+                                             check.payload(payload), path)])
+        return self._settle(token, wait, timeout)
 
-    def overwrite_payload(self, collection: str, ids: Sequence[object], payload: dict[str, Any]) -> WriteToken:
+    def overwrite_payload(self, collection: str, ids: Sequence[object], payload: dict[str, Any], *,
+                          wait: bool = False, timeout: float | None = None) -> WriteToken:
         check.collection_name(collection)
-        return self._publish([ev.PayloadOverwritten(self._meta(collection), check.point_ids(ids),
-                                                    check.payload(payload))])
+        token = self._publish([ev.PayloadOverwritten(self._meta(collection), check.point_ids(ids),
+                                                     check.payload(payload))])
+        return self._settle(token, wait, timeout)
 
-    def delete_payload_keys(self, collection: str, ids: Sequence[object], keys: Sequence[str]) -> WriteToken:
+    def delete_payload_keys(self, collection: str, ids: Sequence[object], keys: Sequence[str], *,
+                            wait: bool = False, timeout: float | None = None) -> WriteToken:
         check.collection_name(collection)
-        if not keys or not all(isinstance(k, str) and k for k in keys):
-            raise check.ValidationError("keys: expected a non-empty list of non-empty strings")
-        return self._publish([ev.PayloadKeysDeleted(self._meta(collection), check.point_ids(ids), tuple(keys))])
+        checked = check.payload_paths(keys)
+        token = self._publish([ev.PayloadKeysDeleted(self._meta(collection), check.point_ids(ids), checked)])
+        return self._settle(token, wait, timeout)
 
-    def clear_payload(self, collection: str, ids: Sequence[object]) -> WriteToken:
+    def clear_payload(self, collection: str, ids: Sequence[object], *, wait: bool = False,
+                      timeout: float | None = None) -> WriteToken:
         check.collection_name(collection)
-        return self._publish([ev.PayloadCleared(self._meta(collection), check.point_ids(ids))])
+        token = self._publish([ev.PayloadCleared(self._meta(collection), check.point_ids(ids))])
+        return self._settle(token, wait, timeout)
+
+    # Verdicts ----------------------------------------------------------------------
+    def wait_applied(self, token: WriteToken, timeout: float | None = None) -> WriteToken:
+        """Return ``token`` once the projection applied every record of it; raise
+        :class:`WriteRejected` if it refused one, :class:`WriteNotApplied` after ``timeout``."""
+        if getattr(self._in_txn, "active", False):
+            raise check.ValidationError("wait: a write inside a transaction is applied only after the commit; "
+                                        "wait on its token after the transaction")
+        if self._verdicts is None:
+            from consumers.verdicts import CatalogVerdicts  # the projection's side, only when waited on
+
+            self._verdicts = CatalogVerdicts(self.settings)
+        refused = self._verdicts.wait(token.partition, token.records, timeout)
+        if refused is None:
+            raise WriteNotApplied(f"write {token} is durable in Kafka but no projection applied it within "
+                                  f"{timeout}s (is a server or projector running on this topic?)")
+        if refused:
+            first = refused[0]
+            message = f"{first.detail} (record {token.partition}:{first.offset} was rejected by the projection)"
+            if len(token.records) > 1:
+                message += f"; {len(refused)} of the write's {len(token.records)} records were rejected"
+            raise WriteRejected(message, status=first.status, reason=first.reason,
+                                offset=f"{token.partition}:{first.offset}")
+        return token
+
+    def _settle(self, token: WriteToken, wait: bool, timeout: float | None) -> WriteToken:
+        return self.wait_applied(token, timeout) if wait else token
 
     def publish(self, event: ev.Event) -> WriteToken:
         """Publish an already-built event as is (tools, tests). Not validated beyond encoding."""
@@ -280,7 +352,7 @@ class VectorProducer:
         except KafkaError as exc:
             raise _publish_failed("Kafka did not acknowledge the write", exc) from exc
         last = meta[-1]
-        return WriteToken(last.partition, last.offset)
+        return WriteToken(last.partition, last.offset, tuple(m.offset for m in meta))
 
     def flush(self) -> None:
         self._kafka.flush()
@@ -289,6 +361,8 @@ class VectorProducer:
         self._kafka.close()
         if self._txn_kafka is not None:
             self._txn_kafka.close()
+        if self._verdicts is not None:
+            self._verdicts.close()
 
     def __enter__(self) -> VectorProducer:
         return self

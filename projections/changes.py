@@ -43,4 +43,17 @@ class DeletePoints:
     keys: tuple[str, ...]
 
 
-Change = PutCollection | DropCollection | PutPoints | DeletePoints
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """The projection refused the record at ``partition:offset`` (it went to the dead-letter topic)."""
+
+    partition: int
+    offset: int
+    collection: str | None
+    reason: str  # the dead letter's reason code: "rejected", "checksum-mismatch", ...
+    status: int  # the HTTP status of the same mistake caught before publishing
+    detail: str
+    producer_id: str | None = None
+
+
+Change = PutCollection | DropCollection | PutPoints | DeletePoints | Rejection

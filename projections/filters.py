@@ -14,9 +14,10 @@ which mirrors the Qdrant server:
   (an empty ``should`` list is no constraint); ``min_should`` — at least ``min_count`` of its
   conditions hold. Each clause takes one condition or a list; a condition may itself be a
   filter. ``{}`` matches everything.
-* Keys are JSON paths: ``a.b``, ``"quoted.key"``, ``a[].b`` (every element of array ``a``),
-  ``a[0]`` (one element). A plain ``.`` step does *not* descend into arrays (``a.b`` finds
-  nothing when ``a`` is an array — write ``a[].b``), exactly as in Qdrant. An array found at
+* Keys are JSON paths (one grammar for the whole project, :mod:`schemas.paths`): ``a.b``,
+  ``"quoted.key"``, ``a[].b`` (every element of array ``a``), ``a[0]`` (one element). A
+  plain ``.`` step does *not* descend into arrays (``a.b`` finds nothing when ``a`` is an
+  array — write ``a[].b``), exactly as in Qdrant. An array found at
   the end of the path is unwrapped one level, so a condition on it holds when any element
   satisfies it.
 * Exact matches keep JSON types apart: ``true`` is not ``1`` and ``1.0`` is not ``1``.
@@ -40,7 +41,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from projections.errors import InvalidFilter
-from schemas.errors import InvalidPointId
+from schemas import paths
+from schemas.errors import InvalidPath, InvalidPointId
 from schemas.ids import PointId, normalize_point_id
 
 __all__ = ["MAX_DEPTH", "Filter", "estimate_selectivity", "parse_filter"]
@@ -59,7 +61,6 @@ MAX_DEPTH: Final = 64
 
 _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1
-_U64_MAX: Final = 2**64 - 1
 _EMPTY_PAYLOAD: Final[Payload] = {}
 _MISSING: Final = object()
 
@@ -81,12 +82,6 @@ _MATCH_KINDS: Final = ("value", "any", "except", "text", "text_any", "phrase", "
 _BOUNDS: Final = ("gt", "gte", "lt", "lte")
 _TOKEN_RE: Final = re.compile(r"[^\W_]+")
 _DATE_RE: Final = re.compile(r"\d{4}-\d\d")
-
-# JSON path steps: (_KEY, name), (_INDEX, position), (_WILDCARD, None)
-_KEY: Final = 0
-_INDEX: Final = 1
-_WILDCARD: Final = 2
-PathStep = tuple[int, Any]
 
 
 # --------------------------------------------------------------------------- public API
@@ -258,69 +253,24 @@ def _is_i64(value: object) -> bool:
 # --------------------------------------------------------------------------- keys
 
 
-def _parse_key(key: object, path: str) -> tuple[PathStep, ...]:
-    """Parse a payload key the way Qdrant does (``a.b``, ``"q.k"``, ``a[]``, ``a[3]``)."""
+def _parse_key(key: object, path: str) -> paths.Path:
+    """Parse a payload key with the one grammar (:func:`schemas.paths.parse`), as Qdrant does."""
     text = _expect_str(key, path)
-    steps: list[PathStep] = []
-    rest = text
-    while True:
-        name, rest = _take_name(rest, text, path)
-        steps.append((_KEY, name))
-        rest = _take_brackets(rest, steps, text, path)
-        if not rest:
-            return tuple(steps)
-        if not rest.startswith(".") or len(rest) == 1:
-            raise _bad_key(text, path)
-        rest = rest[1:]
+    try:
+        return paths.parse(text, field=path)
+    except InvalidPath as exc:
+        raise InvalidFilter(str(exc)) from None
 
 
-def _bad_key(text: str, path: str) -> InvalidFilter:
-    return _fail(path, f"invalid payload key {_show(text)}")
-
-
-def _take_name(rest: str, text: str, path: str) -> tuple[str, str]:
-    """One key step: a quoted name or a run of alphanumerics, ``_`` and ``-``."""
-    if rest.startswith('"'):
-        end = rest.find('"', 1)
-        if end == -1:
-            raise _bad_key(text, path)
-        return rest[1:end], rest[end + 1 :]
-    length = 0
-    for char in rest:
-        if not (char.isalnum() or char in "_-"):
-            break
-        length += 1
-    if length == 0:
-        raise _bad_key(text, path)
-    return rest[:length], rest[length:]
-
-
-def _take_brackets(rest: str, steps: list[PathStep], text: str, path: str) -> str:
-    """Consume ``[]`` / ``[n]`` suffixes into ``steps``; return what follows them."""
-    while rest.startswith("["):
-        end = rest.find("]")
-        if end == -1:
-            raise _bad_key(text, path)
-        inner = rest[1:end]
-        if not inner:
-            steps.append((_WILDCARD, None))
-        elif inner.isascii() and inner.isdigit() and int(inner) <= _U64_MAX:
-            steps.append((_INDEX, int(inner)))
-        else:
-            raise _bad_key(text, path)
-        rest = rest[end + 1 :]
-    return rest
-
-
-def _getter(steps: tuple[PathStep, ...], *, flat: bool) -> Getter:
+def _getter(steps: paths.Path, *, flat: bool) -> Getter:
     """Values the path selects in a payload; with ``flat``, a selected array is unwrapped."""
     if len(steps) == 1 and not flat:
-        return _single_key_getter(steps[0][1])
-    if all(kind == _KEY for kind, _ in steps):
-        return _dotted_getter(tuple(name for _, name in steps), flat=flat)
+        return _single_key_getter(str(steps[0]))  # a path always starts with a key
+    if all(isinstance(step, str) for step in steps):
+        return _dotted_getter(tuple(str(step) for step in steps), flat=flat)
 
     def get(payload: Payload) -> list[Any]:
-        return _walk(payload, steps, flat)
+        return paths.values(payload, steps, flat=flat)
 
     return get
 
@@ -351,34 +301,6 @@ def _single_key_getter(name: str) -> Getter:
         return () if value is _MISSING else (value,)
 
     return get
-
-
-def _walk(payload: Payload, steps: tuple[PathStep, ...], flat: bool) -> list[Any]:
-    """Follow ``steps`` level by level (no recursion, so long keys are harmless)."""
-    current: list[Any] = [payload]
-    for kind, arg in steps:
-        following: list[Any] = []
-        for data in current:
-            if kind == _KEY:
-                if isinstance(data, dict) and arg in data:
-                    following.append(data[arg])
-            elif isinstance(data, list):
-                if kind == _WILDCARD:
-                    following.extend(data)
-                elif arg < len(data):
-                    following.append(data[arg])
-        if not following:
-            return following
-        current = following
-    if not flat:
-        return current
-    found: list[Any] = []
-    for data in current:
-        if isinstance(data, list):
-            found.extend(data)
-        else:
-            found.append(data)
-    return found
 
 
 # --------------------------------------------------------------------------- filters
@@ -562,10 +484,10 @@ def _compile_field_condition(spec: dict[Any, Any], path: str, scope: _Scope) -> 
     return _any_value_predicate(steps, _VALUE_TESTS[op](value, op_path))
 
 
-def _any_value_predicate(steps: tuple[PathStep, ...], test: ValueTest) -> Predicate:
+def _any_value_predicate(steps: paths.Path, test: ValueTest) -> Predicate:
     """Holds when any value under the key (arrays unwrapped) passes ``test``."""
     if len(steps) == 1:
-        name = steps[0][1]
+        name = str(steps[0])  # a path always starts with a key
 
         def check_one(_point_id: PointId | None, payload: Payload) -> bool:
             value = payload.get(name, _MISSING)
@@ -621,7 +543,7 @@ def _compile_values_count(value: object, path: str) -> Callable[[int], bool]:
     return _bounds_test(bounds)
 
 
-def _values_count_predicate(steps: tuple[PathStep, ...], test: Callable[[int], bool]) -> Predicate:
+def _values_count_predicate(steps: paths.Path, test: Callable[[int], bool]) -> Predicate:
     """Holds when the count of some value under the key passes ``test``: an array counts its
     elements, null counts 0, anything else 1; no value at all counts 0."""
     get = _getter(steps, flat=False)

@@ -18,12 +18,23 @@ import numpy as np
 from projections.changes import Change, DeletePoints, DropCollection, PointRow, PutCollection, PutPoints
 from projections.collection import Collection, CollectionConfig, canonical_json, point_checksum
 from schemas import events as ev
+from schemas import paths
+from schemas.errors import InvalidPath
 from schemas.ids import PointId, catalog_key
 from vectorizer.errors import VectorizerError
 
 
 class Rejected(VectorizerError, ValueError):
-    """A well-formed event that is invalid for the current state; it goes to the dead-letter topic."""
+    """A well-formed event that is invalid for the current state; it goes to the dead-letter topic.
+
+    ``status`` is the HTTP status the same mistake gets when the API catches it before
+    publishing (404 unknown collection, 409 existing one, 403 read-only, 400 bad input), so a
+    ``wait=true`` answer reports a rejection exactly as an early check would have.
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ProjectionState:
@@ -36,10 +47,10 @@ class ProjectionState:
     def _existing(self, event: ev.Event) -> Collection:
         coll = self.collections.get(event.collection)
         if coll is None:
-            raise Rejected(f"collection {event.collection!r} does not exist")
+            raise Rejected(f"collection {event.collection!r} does not exist", 404)
         if coll.config.kind == "workspace" and not ev.is_workspace_producer(event.meta.producer_id):
             raise Rejected(f"collection {event.collection!r} is a workspace collection (read-only): only the "
-                           f"workspace producer changes it, this event came from {event.meta.producer_id!r}")
+                           f"workspace producer changes it, this event came from {event.meta.producer_id!r}", 403)
         return coll
 
     @singledispatchmethod
@@ -49,7 +60,7 @@ class ProjectionState:
     @apply.register
     def _(self, event: ev.CollectionCreated, offset: int) -> list[Change]:
         if event.collection in self.collections:
-            raise Rejected(f"collection {event.collection!r} already exists")
+            raise Rejected(f"collection {event.collection!r} already exists", 409)
         if not 1 <= event.dimension <= 65_536 or event.m < 2 or event.ef_construction < 1 or event.ef < 1:
             raise Rejected(f"collection {event.collection!r}: invalid HNSW parameters or dimension")
         self.collections[event.collection] = Collection(CollectionConfig.from_event(event), offset)
@@ -102,23 +113,18 @@ class ProjectionState:
 
     @apply.register
     def _(self, event: ev.PayloadSet, offset: int) -> list[Change]:
+        """Qdrant's ``set_payload``: merge (a null removes its key) at the root or at a JSON path."""
+        if ev.holds_dotted_keys(event):
+            return self._rewrite_payloads(event, event.ids, lambda old: _legacy_set_dotted(old, event), offset)
+        path = None if event.key is None else _parsed(event.key, "key")
+
         def merge(old: ev.Payload | None) -> ev.Payload:
             new = copy.deepcopy(old) if old else {}
-            if event.key is None:
-                new.update(copy.deepcopy(event.payload))
-                return new
-            target = new
-            parts = event.key.split(".")
-            for part in parts[:-1]:
-                nxt = target.get(part)
-                if not isinstance(nxt, dict):
-                    nxt = target[part] = {}
-                target = nxt
-            slot = target.get(parts[-1])
-            if isinstance(slot, dict):
-                slot.update(copy.deepcopy(event.payload))
+            value = copy.deepcopy(event.payload)
+            if path is None:
+                paths.merge(new, value)
             else:
-                target[parts[-1]] = copy.deepcopy(event.payload)
+                paths.set_value(new, path, value)
             return new
         return self._rewrite_payloads(event, event.ids, merge, offset)
 
@@ -128,12 +134,17 @@ class ProjectionState:
 
     @apply.register
     def _(self, event: ev.PayloadKeysDeleted, offset: int) -> list[Change]:
+        """Qdrant's ``delete_payload``: remove what each JSON path selects."""
+        if ev.holds_dotted_keys(event):
+            return self._rewrite_payloads(event, event.ids, lambda old: _legacy_delete_dotted(old, event), offset)
+        selected = [_parsed(key, f"keys[{i}]") for i, key in enumerate(event.keys)]
+
         def drop(old: ev.Payload | None) -> ev.Payload | None:
             if not old:
                 return old
             new = copy.deepcopy(old)
-            for key in event.keys:
-                _delete_path(new, key.split("."))
+            for path in selected:
+                paths.delete(new, path)
             return new
         return self._rewrite_payloads(event, event.ids, drop, offset)
 
@@ -159,14 +170,55 @@ class ProjectionState:
         return [PutPoints(coll.name, tuple(rows))]
 
 
-def _delete_path(payload: dict[str, Any], parts: list[str]) -> None:
+def _parsed(key: str, field: str) -> paths.Path:
+    """The JSON path of a v2 event; an invalid one (a producer that skipped validation) is rejected."""
+    try:
+        return paths.parse(key, field=field)
+    except InvalidPath as exc:
+        raise Rejected(str(exc)) from None
+
+
+# Schema v1 payload events (ev.DOTTED_KEYS_VERSION): their keys are split on every ".", and a
+# deletion descends into arrays. Kept as they were, so a log holding them replays unchanged.
+def _legacy_set_dotted(old: ev.Payload | None, event: ev.PayloadSet) -> ev.Payload:
+    """A v1 PayloadSet: ``update`` at the root, or at ``key.split(".")`` (non-objects on the way replaced)."""
+    new = copy.deepcopy(old) if old else {}
+    if event.key is None:
+        new.update(copy.deepcopy(event.payload))
+        return new
+    target = new
+    parts = event.key.split(".")
+    for part in parts[:-1]:
+        nxt = target.get(part)
+        if not isinstance(nxt, dict):
+            nxt = target[part] = {}
+        target = nxt
+    slot = target.get(parts[-1])
+    if isinstance(slot, dict):
+        slot.update(copy.deepcopy(event.payload))
+    else:
+        target[parts[-1]] = copy.deepcopy(event.payload)
+    return new
+
+
+def _legacy_delete_dotted(old: ev.Payload | None, event: ev.PayloadKeysDeleted) -> ev.Payload | None:
+    """A v1 PayloadKeysDeleted: each key split on ".", applied to every object element of arrays met."""
+    if not old:
+        return old
+    new = copy.deepcopy(old)
+    for key in event.keys:
+        _legacy_delete_path(new, key.split("."))
+    return new
+
+
+def _legacy_delete_path(payload: dict[str, Any], parts: list[str]) -> None:
     if len(parts) == 1:
         payload.pop(parts[0], None)
         return
     child = payload.get(parts[0])
     if isinstance(child, dict):
-        _delete_path(child, parts[1:])
+        _legacy_delete_path(child, parts[1:])
     elif isinstance(child, list):
         for item in child:
             if isinstance(item, dict):
-                _delete_path(item, parts[1:])
+                _legacy_delete_path(item, parts[1:])

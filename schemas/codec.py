@@ -105,10 +105,12 @@ _CODECS: dict[type[ev.Event], tuple[Callable[[Any], dict[str, Any]],
     ev.VectorsUpserted: (_upserted_out, _upserted_in),
     ev.VectorsDeleted: (lambda e: {"ids": _ids_out(e.ids)},
                         lambda m, b: ev.VectorsDeleted(m, _ids_in(b["ids"]))),
+    # v2 renamed key/keys to path/paths (JSON paths; v1 dotted keys decode through the aliases).
+    # The body holds both names so an explicit v1 schema can still write it (tests, tools).
     ev.PayloadSet: (
-        lambda e: {"ids": _ids_out(e.ids), "payload": _json(e.payload), "key": e.key},
+        lambda e: {"ids": _ids_out(e.ids), "payload": _json(e.payload), "path": e.key, "key": e.key},
         lambda m, b: ev.PayloadSet(m, _ids_in(b["ids"]), _payload_in(b["payload"], "payload") or {},
-                                   b.get("key")),
+                                   b.get("path")),
     ),
     ev.PayloadOverwritten: (
         lambda e: {"ids": _ids_out(e.ids), "payload": _json(e.payload)},
@@ -116,8 +118,8 @@ _CODECS: dict[type[ev.Event], tuple[Callable[[Any], dict[str, Any]],
                                            _payload_in(b["payload"], "payload") or {}),
     ),
     ev.PayloadKeysDeleted: (
-        lambda e: {"ids": _ids_out(e.ids), "keys": list(e.keys)},
-        lambda m, b: ev.PayloadKeysDeleted(m, _ids_in(b["ids"]), tuple(b["keys"])),
+        lambda e: {"ids": _ids_out(e.ids), "paths": list(e.keys), "keys": list(e.keys)},
+        lambda m, b: ev.PayloadKeysDeleted(m, _ids_in(b["ids"]), tuple(b["paths"])),
     ),
     ev.PayloadCleared: (lambda e: {"ids": _ids_out(e.ids)},
                         lambda m, b: ev.PayloadCleared(m, _ids_in(b["ids"]))),

@@ -69,3 +69,7 @@ class DuplicateId(ValidationError):
 
 class InvalidPayload(ValidationError):
     """A payload is not a JSON object that can be serialised (NaN, non-string keys, ...)."""
+
+
+class InvalidPath(ValidationError):
+    """A payload key is not a JSON path in Qdrant's grammar (``a.b``, ``a[]``, ``a[0]``, ``"q.k"``)."""

@@ -87,8 +87,19 @@ class VectorsDeleted(Event):
     ids: tuple[PointId, ...]
 
 
+#: PayloadSet / PayloadKeysDeleted events written with this schema version hold dotted keys,
+#: split on every ``.`` (and descending into arrays); later versions hold JSON paths in Qdrant's
+#: grammar (``schemas.paths``). Events on a log keep the meaning they were written with.
+DOTTED_KEYS_VERSION = 1
+
+
 @dataclass(frozen=True, slots=True)
 class PayloadSet(Event):
+    """Merge ``payload`` into each point's payload, or into the object(s) at ``key``.
+
+    ``key`` is a JSON path (a dotted key in a v1 event, see :func:`holds_dotted_keys`).
+    """
+
     ids: tuple[PointId, ...]
     payload: Payload
     key: str | None = None
@@ -102,8 +113,18 @@ class PayloadOverwritten(Event):
 
 @dataclass(frozen=True, slots=True)
 class PayloadKeysDeleted(Event):
+    """Remove what each of ``keys`` selects (JSON paths; dotted keys in a v1 event)."""
+
     ids: tuple[PointId, ...]
     keys: tuple[str, ...]
+
+
+def holds_dotted_keys(event: PayloadSet | PayloadKeysDeleted) -> bool:
+    """Whether the event was written as v1, whose keys are dotted rather than JSON paths.
+
+    An event that was never encoded (``schema_version`` 0) is what a producer writes now: paths.
+    """
+    return event.meta.schema_version == DOTTED_KEYS_VERSION
 
 
 @dataclass(frozen=True, slots=True)

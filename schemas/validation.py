@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
+from schemas import paths
 from schemas.errors import (
     DimensionMismatch,
     DuplicateId,
@@ -112,6 +113,22 @@ def _depth(value: object, level: int = 0) -> int:
     if isinstance(value, list):
         return max((_depth(v, level + 1) for v in value), default=level + 1)
     return level
+
+
+def payload_path(key: object, *, field: str = "key") -> str:
+    """A payload key that is a JSON path in Qdrant's grammar (:mod:`schemas.paths`), unchanged.
+
+    Raises :class:`schemas.errors.InvalidPath` naming ``field`` and the key otherwise.
+    """
+    paths.parse(key, field=field)  # raises unless ``key`` is a string holding a path
+    return cast(str, key)
+
+
+def payload_paths(keys: object, *, field: str = "keys") -> tuple[str, ...]:
+    """A non-empty list of JSON paths (``delete_payload``'s ``keys``), as a tuple."""
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence) or not keys:
+        raise ValidationError(f"{field}: expected a non-empty list of payload keys")
+    return tuple(payload_path(key, field=f"{field}[{i}]") for i, key in enumerate(keys))
 
 
 def payloads(values: Sequence[object] | None, count: int, *, field: str = "payloads") -> tuple[Payload | None, ...]:

@@ -40,7 +40,7 @@ def create_app(settings: Settings, projector: Projector, producer: VectorProduce
     app.add_exception_handler(VectorizerError, handle_error)  # every expected error, answered here
     app.add_exception_handler(Exception, handle_error)  # a bug: logged with its traceback, answered 500
     # add_middleware wraps: the last added runs first.
-    app.add_middleware(ReadOnlyCollections, state=projector.state)
+    app.add_middleware(ReadOnlyCollections, projector=projector)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, settings=settings)
     app.add_middleware(LatencyMiddleware, metrics=metrics)

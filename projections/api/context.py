@@ -3,7 +3,9 @@
 Reads: wait until this server's projection applied every write token the request names
 (``consistency``), then answer from the projection. Writes: validate, publish through the
 producer (the answer comes once Kafka acknowledged), and with ``wait=true`` wait until
-this server applied the write.
+this server applied the write and answer the projection's verdict: ``completed`` only if
+every record of the write was applied; a rejected one is the error the same mistake gets
+when caught before publishing (:class:`~producers.errors.WriteRejected`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from consumers.projector import Projector
+from producers.errors import WriteRejected
 from producers.producer import VectorProducer, WriteToken
 from producers.topics import partition_for
 from projections.api.errors import NotReady
@@ -65,11 +68,25 @@ class Api:
     def timeout(self, value: float | None) -> float:
         return self.settings.default_timeout if value is None else value
 
-    def await_tokens(self, tokens: Iterable[WriteToken], timeout: float) -> None:
-        """Block until every token is applied here; :class:`ConsistencyTimeout` after ``timeout`` in total."""
-        deadline = time.monotonic() + timeout
+    def await_tokens(self, tokens: Iterable[WriteToken], timeout: float | None) -> None:
+        """Block until every token is applied here; :class:`ConsistencyTimeout` after ``timeout`` in total
+        (``None``: as long as it takes, while the projector runs)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         for token in tokens:
-            self.projector.wait_for(token.partition, token.offset, max(0.0, deadline - time.monotonic()))
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self.projector.wait_for(token.partition, token.offset, left)
+
+    def check_verdict(self, token: WriteToken) -> None:
+        """Raise :class:`WriteRejected` if the projection refused any record of this applied write."""
+        refused = self.projector.verdict(token.partition, token.records)
+        if not refused:
+            return
+        first = refused[0]
+        message = f"{first.detail} (the write's record {first.partition}:{first.offset} was rejected by the projection)"
+        if len(token.records) > 1:
+            message += f"; {len(refused)} of its {len(token.records)} records were rejected, the others applied"
+        raise WriteRejected(message, status=first.status, reason=first.reason,
+                            offset=f"{first.partition}:{first.offset}")
 
     def applied_token(self, collection: str) -> WriteToken:
         """A token this server already applied, covering every earlier write to ``collection``.
@@ -83,15 +100,25 @@ class Api:
     # Writes --------------------------------------------------------------------------
     def write_result(self, collection: str, token: WriteToken | None, wait: bool | None,
                      timeout: float | None) -> dict[str, Any]:
-        """Qdrant's ``UpdateResult`` plus ``write_token``; ``wait`` waits for this server to apply it."""
+        """Qdrant's ``UpdateResult`` plus ``write_token``.
+
+        ``wait``: wait for this server to apply the write, at most ``timeout`` seconds when given
+        (then ``wait_timeout``: durable in Kafka, not yet applied here, as Qdrant answers), else
+        as long as it takes; a rejected write raises :class:`WriteRejected`. ``token=None``: the
+        write published nothing (an empty id list, a filter matching no point).
+        """
+        published = token is not None
         token = token or self.applied_token(collection)
         status = "acknowledged"
         if wait:
             try:
-                self.projector.wait_for(token.partition, token.offset, self.timeout(timeout))
-                status = "completed"
+                self.projector.wait_for(token.partition, token.offset, timeout)
             except ConsistencyTimeout:
-                status = "wait_timeout"  # durable in Kafka, not yet applied here (as Qdrant answers)
+                status = "wait_timeout"
+            else:
+                if published:
+                    self.check_verdict(token)
+                status = "completed"
         return {"operation_id": token.offset, "status": status, "write_token": str(token)}
 
     def publish_by_ids(self, ids: list[PointId], publish: Callable[[list[PointId]], WriteToken]) -> WriteToken | None:
@@ -107,7 +134,7 @@ class Api:
         if len(chunks) == 1:
             return publish(chunks[0])
         with producer.transaction():
-            return [publish(chunk) for chunk in chunks][-1]
+            return WriteToken.joined([publish(chunk) for chunk in chunks])
 
 
 def _chunks(ids: list[PointId], budget: int) -> Iterator[list[PointId]]:

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from producers.errors import PublishFailed
+from producers.errors import PublishFailed, WriteRejected
 from projections.errors import CollectionExists, CollectionNotFound, ConsistencyTimeout, InvalidFilter, PointNotFound
 from schemas.errors import SchemaError
 from vectorizer.errors import InfrastructureError, VectorizerError
@@ -32,6 +32,11 @@ class ApiError(VectorizerError):
 
 class BadRequest(ApiError, ValueError):
     """The request is malformed; the message starts with the offending field (``points[3].id: ...``)."""
+
+
+class Unprocessable(ApiError, ValueError):
+    """A well-formed value that Qdrant's validation rejects (its 422); the message is Qdrant's
+    ``Validation error in JSON body: [field: reason]``."""
 
 
 class Unauthorized(ApiError, PermissionError):
@@ -55,11 +60,13 @@ STATUS: dict[type[BaseException], int] = {
     SchemaError: 400,  # ValidationError and its subclasses, InvalidPointId, decoding errors
     InvalidFilter: 400,
     RequestValidationError: 400,
+    Unprocessable: 422,
     Unauthorized: 401,
     Forbidden: 403,
     CollectionNotFound: 404,
     PointNotFound: 404,
     CollectionExists: 409,
+    WriteRejected: 400,  # its own ``status`` (404, 409, 403, 400) wins: see status_for
     PayloadTooLarge: 413,
     NotReady: 503,
     PublishFailed: 503,
@@ -69,7 +76,13 @@ STATUS: dict[type[BaseException], int] = {
 
 
 def status_for(exc: BaseException) -> int | None:
-    """The status of the nearest class of ``exc`` in :data:`STATUS`, or ``None`` (a bug)."""
+    """The status of the nearest class of ``exc`` in :data:`STATUS`, or ``None`` (a bug).
+
+    A :class:`WriteRejected` carries the status of the mistake the projection found (the one an
+    early check would have answered), so it answers that.
+    """
+    if isinstance(exc, WriteRejected) and 400 <= exc.status < 600:
+        return exc.status
     for cls in type(exc).__mro__:
         status = STATUS.get(cls)
         if status is not None:

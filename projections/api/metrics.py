@@ -45,7 +45,12 @@ class ProjectionCollector(Collector):
         stats = p.stats
         yield _counter("vectorizer_events_applied", "Events applied to the projection", stats.events_applied)
         yield _counter("vectorizer_vectors_applied", "Point ids carried by applied events", stats.vectors_applied)
-        yield _counter("vectorizer_dead_letters", "Records sent to the dead-letter topic", stats.dead_letters)
+        yield _counter("vectorizer_dead_letters", "Records the projection refused (dead letters)", stats.dead_letters)
+        by_reason = CounterMetricFamily("vectorizer_dead_letters_by_reason", "Records refused, by reason code",
+                                        labels=["reason"])
+        for reason, count in sorted(dict(stats.dead_letters_by_reason).items()):
+            by_reason.add_metric([reason], count)
+        yield by_reason
         yield _counter("vectorizer_snapshots", "Snapshots written", stats.snapshots_taken)
         yield _counter("vectorizer_snapshot_failures", "Snapshots that failed", stats.snapshot_failures)
         yield _gauge("vectorizer_snapshot_failing", "1 while the last snapshot attempt failed",

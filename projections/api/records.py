@@ -9,22 +9,21 @@ are replaced by the projection, never changed in place, so views may share their
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 from projections.api.errors import BadRequest
+from projections.api.floats import shortest
 from projections.api.parsing import array, show
 from projections.collection import Collection
+from schemas import paths
+from schemas.errors import InvalidPath
 from schemas.ids import PointId
 
 Payload = dict[str, Any]
 PayloadView = Callable[[Payload | None], Payload | None]
 #: A prefix tree of selected paths: ``{"a": {"b": True}, "l": {None: True}}``; ``True`` selects all below.
 Tree = dict[Any, Any]
-
-_NAME = re.compile(r'"([^"]*)"|([\w\-]+)')
-_BRACKETS = re.compile(r"\[(\d*)\]")
 
 
 def id_order(point_id: PointId) -> tuple[int, int | str]:
@@ -72,11 +71,14 @@ def records(coll: Collection, ids: list[PointId], view: PayloadView, with_vector
         present = [(i, pid, coll.label_of[pid]) for i, pid in enumerate(ids) if pid in coll.label_of]
         vectors = coll.index.vectors([label for _, _, label in present]) if with_vector else None
         out = []
-        for row, (i, pid, label) in enumerate(present):
+        for i, pid, label in present:
             rec: dict[str, Any] = {"id": pid} if scores is None else {"id": pid, "version": 0, "score": scores[i]}
             rec["payload"] = view(coll.payload_of.get(label))
-            rec["vector"] = None if vectors is None else vectors[row].tolist()
             out.append(rec)
+    # Shortest round-trip decimals, as Qdrant prints float32 (0.15, not 0.15000000596046448).
+    rows = [None] * len(out) if vectors is None else shortest(vectors).tolist()
+    for rec, vector in zip(out, rows, strict=True):
+        rec["vector"] = vector
     return out
 
 
@@ -96,26 +98,14 @@ def _tree(keys: list[Any], path: str) -> Tree:
     return tree
 
 
-def _steps(key: object, path: str) -> list[Any]:
-    """``a.b[].c`` -> ``["a", "b", None, "c"]``; ``l[0]`` -> ``["l", 0]``."""
+def _steps(key: object, path: str) -> paths.Path:
+    """``a.b[].c`` -> ``("a", "b", None, "c")``; ``l[0]`` -> ``("l", 0)`` (:func:`schemas.paths.parse`)."""
     if not isinstance(key, str) or not key:
         raise BadRequest(f"{path}: expected a payload key, got {show(key)}")
-    steps: list[Any] = []
-    rest = key
-    while True:
-        match = _NAME.match(rest)
-        if match is None:
-            raise BadRequest(f"{path}: invalid payload key {show(key)}")
-        steps.append(match.group(1) if match.group(1) is not None else match.group(2))
-        rest = rest[match.end():]
-        while (bracket := _BRACKETS.match(rest)) is not None:
-            steps.append(int(bracket.group(1)) if bracket.group(1) else None)
-            rest = rest[bracket.end():]
-        if not rest:
-            return steps
-        if not rest.startswith(".") or len(rest) == 1:
-            raise BadRequest(f"{path}: invalid payload key {show(key)}")
-        rest = rest[1:]
+    try:
+        return paths.parse(key, field=path)
+    except InvalidPath as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def _include(value: Any, tree: Tree) -> Any:

@@ -38,3 +38,18 @@ tracking = sa.Table(
     sa.Column("partition_id", sa.Integer, primary_key=True),
     sa.Column("applied_offset", sa.BigInteger, nullable=False),
 )
+
+# The projection's verdict on every record it refused (dead-lettered), by offset: written in
+# the same transaction as the tracking row that covers it, so a write's outcome survives
+# restarts and answers ``wait`` for any offset at or below the tracking row.
+rejections = sa.Table(
+    "vz_rejections", metadata,
+    sa.Column("topic", sa.String(255), primary_key=True),
+    sa.Column("partition_id", sa.Integer, primary_key=True),
+    sa.Column("record_offset", sa.BigInteger, primary_key=True),
+    sa.Column("collection", sa.String(255), nullable=True),  # the record's key; None when it had none
+    sa.Column("reason", sa.String(64), nullable=False),  # the dead letter's reason code
+    sa.Column("status", sa.Integer, nullable=False),  # the HTTP status the same mistake gets up front
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("producer_id", sa.String(255), nullable=True),  # None when the record did not decode
+)

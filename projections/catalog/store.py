@@ -19,8 +19,8 @@ from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from projections.catalog.models import collections, points, tracking
-from projections.changes import Change, DeletePoints, DropCollection, PutCollection, PutPoints
+from projections.catalog.models import collections, points, rejections, tracking
+from projections.changes import Change, DeletePoints, DropCollection, PutCollection, PutPoints, Rejection
 from projections.errors import ProjectionError
 from vectorizer.errors import InfrastructureError
 from vectorizer.settings import Settings
@@ -60,13 +60,19 @@ def migrate(engine: Engine) -> None:
 
 
 class Catalog:
-    def __init__(self, url: str, projection: str, topic: str) -> None:
+    def __init__(self, url: str, projection: str, topic: str, *, create: bool = True) -> None:
+        """Open (and migrate) the catalog; ``create=False`` opens an existing one only, for readers
+        that must not create a database (raises :class:`CatalogUnavailable` when there is none)."""
         self.url, self.projection, self.topic = url, projection, topic
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(url.removeprefix("sqlite:///"))
+            if not create and not path.exists():
+                raise CatalogUnavailable(f"no catalog at {path}")
+            path.parent.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(url)
         try:
-            migrate(self.engine)
+            if create:
+                migrate(self.engine)
         except sa.exc.OperationalError as exc:
             raise CatalogUnavailable(f"catalog {self.safe_url}: {exc.orig}") from exc
         self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
@@ -78,10 +84,13 @@ class Catalog:
     # Position ----------------------------------------------------------------------
     def positions(self) -> dict[int, int]:
         """Last applied offset per partition of this projection's topic (absent: nothing applied)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(tracking.c.partition_id, tracking.c.applied_offset).where(
-                tracking.c.projection == self.projection, tracking.c.topic == self.topic))
-            return {int(p): int(o) for p, o in rows}
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(sa.select(tracking.c.partition_id, tracking.c.applied_offset).where(
+                    tracking.c.projection == self.projection, tracking.c.topic == self.topic))
+                return {int(p): int(o) for p, o in rows}
+        except sa.exc.OperationalError as exc:
+            raise CatalogUnavailable(f"catalog {self.safe_url}: {exc.orig}") from exc
 
     # Writing -----------------------------------------------------------------------
     def commit(self, changes: Sequence[Change], positions: dict[int, int]) -> None:
@@ -132,6 +141,12 @@ class Catalog:
         elif isinstance(change, DropCollection):
             conn.execute(points.delete().where(points.c.collection == change.name))
             conn.execute(collections.delete().where(collections.c.name == change.name))
+        elif isinstance(change, Rejection):
+            stmt = self._insert(rejections).values(
+                topic=self.topic, partition_id=change.partition, record_offset=change.offset,
+                collection=change.collection, reason=change.reason, status=change.status,
+                detail=change.detail[:4000], producer_id=change.producer_id)
+            conn.execute(stmt.on_conflict_do_nothing())  # a replay after a restore derives the same verdict
 
     # Reading -----------------------------------------------------------------------
     def collection_rows(self) -> list[dict[str, Any]]:
@@ -144,6 +159,22 @@ class Catalog:
                                   .order_by(points.c.point_key))
             for row in result:
                 yield dict(row._mapping)
+
+    def rejections(self, partition: int, offsets: Sequence[int]) -> list[Rejection]:
+        """The recorded rejections among ``offsets`` of ``partition``, in offset order."""
+        if not offsets:
+            return []
+        found: list[Rejection] = []
+        try:
+            with self.engine.connect() as conn:
+                for start in range(0, len(offsets), _CHUNK):
+                    rows = conn.execute(sa.select(rejections).where(
+                        rejections.c.topic == self.topic, rejections.c.partition_id == partition,
+                        rejections.c.record_offset.in_(list(offsets[start:start + _CHUNK]))))
+                    found.extend(_rejection(r._mapping) for r in rows)
+        except sa.exc.OperationalError as exc:
+            raise CatalogUnavailable(f"catalog {self.safe_url}: {exc.orig}") from exc
+        return sorted(found, key=lambda r: r.offset)
 
     def point_count(self, collection: str) -> int:
         with self.engine.connect() as conn:
@@ -164,6 +195,13 @@ class Catalog:
                                                                                      points.c.point_key))]
         return positions, colls, pts
 
+    def rejection_rows(self) -> list[dict[str, Any]]:
+        """Every recorded rejection of this topic (for backups), in offset order."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                sa.select(rejections).where(rejections.c.topic == self.topic)
+                .order_by(rejections.c.partition_id, rejections.c.record_offset))]
+
     def replace_collection(self, name: str, created: tuple[Any, int] | None, rows: Sequence[Any]) -> None:
         """Rewrite one collection (its row and all its points) in one transaction; None drops it."""
         with self.engine.begin() as conn:
@@ -174,11 +212,14 @@ class Catalog:
                 self._write(conn, PutPoints(name, tuple(rows)))
 
     def import_rows(self, collection_rows: Sequence[dict[str, Any]], point_rows: Sequence[dict[str, Any]],
-                    positions: dict[int, int]) -> None:
+                    positions: dict[int, int], rejection_rows: Sequence[dict[str, Any]] = ()) -> None:
         """Replace the whole catalog with these rows and set the tracking rows exactly (restore)."""
         with self.engine.begin() as conn:
             conn.execute(points.delete())
             conn.execute(collections.delete())
+            conn.execute(rejections.delete().where(rejections.c.topic == self.topic))
+            for start in range(0, len(rejection_rows), _CHUNK):
+                conn.execute(rejections.insert(), list(rejection_rows[start:start + _CHUNK]))
             conn.execute(tracking.delete().where(tracking.c.projection == self.projection,
                                                  tracking.c.topic == self.topic))
             if collection_rows:
@@ -191,6 +232,11 @@ class Catalog:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _rejection(row: Any) -> Rejection:
+    return Rejection(int(row["partition_id"]), int(row["record_offset"]), row["collection"], row["reason"],
+                     int(row["status"]), row["detail"], row["producer_id"])
 
 
 def dimension_lookup(settings: Settings) -> Callable[[str], int | None]:

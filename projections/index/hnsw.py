@@ -8,12 +8,18 @@ Scores: cosine similarity and dot product (higher is better), Euclidean distance
 
 Thread-safety: hnswlib allows concurrent queries, but not queries concurrent with
 ``add``/``resize``/``mark_deleted``; the caller serialises writers against readers.
+hnswlib's search breadth (``ef``) is one field of the whole index, so queries run in
+phases of one ``ef`` each (``EfGate``): queries at the same ``ef`` run in parallel, a
+query at another ``ef`` waits until the running phase ends.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import hnswlib
@@ -41,6 +47,7 @@ class VectorIndex:
         else:
             self._index.load_index(str(load_from), max_elements=max(capacity, 16))
         self._index.set_ef(ef)
+        self._gate = EfGate(self._index.set_ef)
         self._num_threads = -1
 
     # Writes ------------------------------------------------------------------------
@@ -81,13 +88,13 @@ class VectorIndex:
         """
         q = self.prepare(query.reshape(1, -1))
         ef = max(ef or self.default_ef, k)
-        self._index.set_ef(ef)
-        while k > 0:
-            try:
-                labels, dist = self._index.knn_query(q, k=k, num_threads=1, filter=allowed)
-                return labels[0].astype(np.int64), self.scores(dist[0])
-            except RuntimeError:  # fewer than k reachable (small, heavily deleted or filtered)
-                k = k // 2 if k > 8 else k - 1
+        with self._gate.phase(ef):  # hnswlib's ef is index-wide: no query at another ef meanwhile
+            while k > 0:
+                try:
+                    labels, dist = self._index.knn_query(q, k=k, num_threads=1, filter=allowed)
+                    return labels[0].astype(np.int64), self.scores(dist[0])
+                except RuntimeError:  # fewer than k reachable (small, heavily deleted or filtered)
+                    k = k // 2 if k > 8 else k - 1
         return np.empty(0, np.int64), np.empty(0, np.float32)
 
     def scores(self, distances: np.ndarray) -> np.ndarray:
@@ -131,6 +138,55 @@ class VectorIndex:
     def load(cls, path: Path, dimension: int, metric: str, m: int, ef_construction: int, ef: int,
              capacity: int) -> VectorIndex:
         return cls(dimension, metric, m, ef_construction, ef, capacity, load_from=path)
+
+
+class EfGate:
+    """Admits queries in phases of one ``ef``: any number at once within a phase, one phase at a time.
+
+    A query joins the running phase if it has the same ``ef`` and nobody waits; otherwise it
+    queues, joining the last queued phase of its ``ef`` if that is the tail of the queue.
+    Phases start in arrival order (no ``ef`` starves), and ``set_ef`` is called only when a
+    phase starts, i.e. while no query runs.
+    """
+
+    def __init__(self, set_ef: Callable[[int], None]) -> None:
+        self._set_ef = set_ef
+        self._cond = threading.Condition()
+        self._ef: int | None = None  # the ef hnswlib was last set to here: the running phase's, if any
+        self._running = 0
+        self._queue: deque[_Phase] = deque()
+
+    @contextmanager
+    def phase(self, ef: int) -> Iterator[None]:
+        with self._cond:
+            if not self._queue and (self._running == 0 or self._ef == ef):
+                if self._ef != ef:
+                    self._set_ef(ef)
+                    self._ef = ef
+                self._running += 1
+            else:
+                if not self._queue or self._queue[-1].ef != ef:
+                    self._queue.append(_Phase(ef))
+                waiting = self._queue[-1]
+                waiting.size += 1
+                self._cond.wait_for(lambda: waiting.started)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._running -= 1
+                if self._running == 0 and self._queue:
+                    following = self._queue.popleft()
+                    self._set_ef(following.ef)
+                    self._ef, self._running, following.started = following.ef, following.size, True
+                    self._cond.notify_all()
+
+
+class _Phase:
+    __slots__ = ("ef", "size", "started")
+
+    def __init__(self, ef: int) -> None:
+        self.ef, self.size, self.started = ef, 0, False
 
 
 _HEADER = struct.Struct("<6QiI3QdQ")  # hnswlib 0.8 saveIndex: offsets, counts, sizes, levels, M, mult, ef_c

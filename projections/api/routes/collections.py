@@ -11,9 +11,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
 
+from producers.errors import WriteRejected
 from projections.api import parsing as p
 from projections.api.context import Api, api, body, json_body, ok, timeout_param
-from projections.api.errors import BadRequest
+from projections.api.errors import BadRequest, Unprocessable
 from projections.collection import Collection
 from projections.errors import CollectionExists
 
@@ -41,9 +42,12 @@ def create_collection(request: Request, collection_name: str, timeout: float | N
         raise CollectionExists(f"Wrong input: Collection `{collection_name}` already exists!")
     token = producer.create_collection(collection_name, **spec)
     a.await_tokens([token], a.timeout(timeout))
-    coll = a.projector.state.get(collection_name)
-    if coll is None or coll.created_offset != token.offset:  # a concurrent create won the race
-        raise CollectionExists(f"Wrong input: Collection `{collection_name}` already exists!")
+    try:
+        a.check_verdict(token)
+    except WriteRejected as exc:
+        if exc.status == 409:  # a concurrent create won the race
+            raise CollectionExists(f"Wrong input: Collection `{collection_name}` already exists!") from None
+        raise
     return _bool_answer(request, True, str(token))
 
 
@@ -71,6 +75,12 @@ def delete_collection(request: Request, collection_name: str, timeout: float | N
         return _bool_answer(request, False, None)
     token = producer.delete_collection(collection_name)
     a.await_tokens([token], a.timeout(timeout))
+    try:
+        a.check_verdict(token)
+    except WriteRejected as exc:
+        if exc.status == 404:  # a concurrent delete came first: this one deleted nothing
+            return _bool_answer(request, False, str(token))
+        raise
     return _bool_answer(request, True, str(token))
 
 
@@ -80,17 +90,45 @@ def _bool_answer(request: Request, result: bool, token: str | None) -> JSONRespo
 
 
 def _creation(b: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of ``VectorProducer.create_collection`` from Qdrant's ``CreateCollection``."""
+    """Keyword arguments of ``VectorProducer.create_collection`` from Qdrant's ``CreateCollection``.
+
+    What Qdrant rejects is rejected with Qdrant's status: a value of the wrong type is a 400
+    (``Format error in JSON body: ...``), a well-typed value its validation refuses a 422
+    (``Validation error in JSON body: [field: reason]``). Features this server lacks
+    (quantization, strict mode, sparse vectors ...) are a 400 naming the field, never dropped.
+    Tuning knobs and storage placement (shards, replicas, on-disk flags, ``memory``, WAL,
+    optimizers) are checked as Qdrant checks them and then ignored: they change neither what a
+    collection holds nor what it answers, and its info shows this server's actual values.
+    """
     p.fields(b, "", ("vectors", "hnsw_config", "quantization_config", "sparse_vectors", "init_from", "metadata",
                      "sharding_method"),
              ignored=("shard_number", "replication_factor", "write_consistency_factor", "on_disk_payload",
                       "payload", "id_tracker", "optimizers_config", "wal_config", "strict_mode_config"))
     p.unsupported(b, "sparse_vectors", "init_from", "metadata", "sharding_method")
+    _no_quantization(b.get("quantization_config"), "quantization_config")
+    for name in ("shard_number", "replication_factor", "write_consistency_factor"):
+        if b.get(name) is not None:
+            _at_least(_unsigned(b[name], name, "u32"), name, 1)
+    _boolean(b.get("on_disk_payload"), "on_disk_payload")
+    if b.get("payload") is not None:
+        payload = p.obj(b["payload"], "payload")
+        p.fields(payload, "payload", ("memory",))
+        _memory(payload.get("memory"), "payload.memory", refuse_pinned="payload storage")
+    _knobs(b.get("wal_config"), "wal_config", {"wal_capacity_mb": 1, "wal_segments_ahead": 0,
+                                               "wal_retain_closed": 0})
+    _optimizers(b.get("optimizers_config"))
+    if b.get("strict_mode_config") is not None:
+        strict = p.obj(b["strict_mode_config"], "strict_mode_config")
+        if strict.get("enabled") is True:
+            raise BadRequest("strict_mode_config: not supported by this server (strict mode is not enforced)")
     vectors = p.obj(b.get("vectors"), "vectors")
     if "size" not in vectors and vectors and all(isinstance(v, dict) for v in vectors.values()):
         raise BadRequest("vectors: named vectors are not supported; use {\"size\": N, \"distance\": ...}")
     p.fields(vectors, "vectors", ("size", "distance", "hnsw_config", "datatype", "multivector_config"),
              ignored=("on_disk", "memory", "quantization_config"))
+    _no_quantization(vectors.get("quantization_config"), "vectors.quantization_config")
+    _boolean(vectors.get("on_disk"), "vectors.on_disk")
+    _memory(vectors.get("memory"), "vectors.memory", refuse_pinned="dense vector storage")
     if vectors.get("multivector_config") is not None:
         raise BadRequest("vectors.multivector_config: not supported by this server")
     if vectors.get("datatype") not in (None, "float32"):
@@ -111,14 +149,118 @@ def _creation(b: dict[str, Any]) -> dict[str, Any]:
         p.fields(hnsw, path, ("m", "ef_construct", "ef"),
                  ignored=("full_scan_threshold", "max_indexing_threads", "on_disk", "payload_m", "memory",
                           "inline_storage", "copy_vectors"))
+        _knobs({k: v for k, v in hnsw.items() if k in ("full_scan_threshold", "max_indexing_threads", "payload_m")},
+               path, {"full_scan_threshold": 10, "max_indexing_threads": 0, "payload_m": 0})
+        for flag in ("on_disk", "inline_storage", "copy_vectors"):
+            _boolean(hnsw.get(flag), f"{path}.{flag}")
+        _memory(hnsw.get("memory"), f"{path}.memory", refuse_pinned=None)
         if hnsw.get("m") is not None:
             spec["m"] = p.integer(hnsw["m"], f"{path}.m", minimum=2, maximum=256)
         if hnsw.get("ef_construct") is not None:
+            _at_least(_unsigned(hnsw["ef_construct"], f"{path}.ef_construct"), f"{path}.ef_construct", 4)
             spec["ef_construction"] = p.integer(hnsw["ef_construct"], f"{path}.ef_construct", minimum=4,
                                                 maximum=10_000)
         if hnsw.get("ef") is not None:  # Vectorizer extension: the default search breadth
             spec["ef"] = p.integer(hnsw["ef"], f"{path}.ef", minimum=1, maximum=10_000)
     return spec
+
+
+# Qdrant's checks of CreateCollection (serde types: 400; validator ranges: 422) ---------------
+_UNSIGNED_MAX = {"u32": 2**32 - 1, "u64": 2**64 - 1, "usize": 2**64 - 1}
+_MEMORY = ("cold", "cached", "pinned")
+
+
+def _format_error(path: str, problem: str) -> BadRequest:
+    return BadRequest(f"Format error in JSON body: {path}: {problem}")
+
+
+def _invalid_type(value: object, expected: str) -> str:
+    if isinstance(value, bool):
+        return f"invalid type: boolean `{str(value).lower()}`, expected {expected}"
+    if isinstance(value, int):
+        return f"invalid type: integer `{value}`, expected {expected}"
+    if isinstance(value, float):
+        return f"invalid type: floating point `{value}`, expected {expected}"
+    if isinstance(value, str):
+        return f"invalid type: string {p.show(value)}, expected {expected}"
+    return f"invalid type: {'sequence' if isinstance(value, list) else 'map'}, expected {expected}"
+
+
+def _unsigned(value: object, path: str, kind: str = "usize") -> int:
+    """An unsigned integer as serde reads Qdrant's ``u32`` / ``u64`` / ``usize`` fields."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _format_error(path, _invalid_type(value, kind))
+    if not 0 <= value <= _UNSIGNED_MAX[kind]:
+        raise _format_error(path, f"invalid value: integer `{value}`, expected {kind}")
+    return value
+
+
+def _at_least(value: float, path: str, minimum: float) -> None:
+    if value < minimum:
+        raise Unprocessable(f"Validation error in JSON body: [{path}: value {value} invalid, must be {minimum} "
+                            f"or larger]")
+
+
+def _boolean(value: object, path: str) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise _format_error(path, _invalid_type(value, "a boolean"))
+
+
+def _memory(value: object, path: str, *, refuse_pinned: str | None) -> None:
+    """Qdrant's ``Memory`` placement; ``pinned`` is refused for the storages it names."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise _format_error(path, _invalid_type(value, "a memory placement"))
+    if value not in _MEMORY:
+        raise _format_error(path, f"unknown variant `{value}`, expected one of "
+                                  f"{', '.join(f'`{m}`' for m in _MEMORY)}")
+    if value == "pinned" and refuse_pinned is not None:
+        raise Unprocessable(f"Validation error in JSON body: [{path}: `pinned` memory placement is not "
+                            f"supported for {refuse_pinned}]")
+
+
+def _knobs(section: object, path: str, minimum: dict[str, int]) -> None:
+    """An object of unsigned tuning integers, each at least its ``minimum`` (``wal_config`` ...)."""
+    if section is None:
+        return
+    knobs = p.obj(section, path)
+    p.fields(knobs, path, minimum)
+    for name, value in knobs.items():
+        if value is not None:
+            _at_least(_unsigned(value, f"{path}.{name}"), f"{path}.{name}", minimum[name])
+
+
+def _optimizers(section: object) -> None:
+    """Qdrant's ``OptimizersConfigDiff`` checks (the optimizer itself does not exist here)."""
+    if section is None:
+        return
+    path = "optimizers_config"
+    opt = p.obj(section, path)
+    threshold = opt.get("deleted_threshold")
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise _format_error(f"{path}.deleted_threshold", _invalid_type(threshold, "f64"))
+        if not 0.0 <= threshold <= 1.0:
+            raise Unprocessable(f"Validation error in JSON body: [{path}.deleted_threshold: value {threshold} "
+                                f"invalid, must be from 0.0 to 1.0]")
+    threads = opt.get("max_optimization_threads")
+    if threads is not None and threads != "auto":
+        if isinstance(threads, str):
+            raise _format_error(f"{path}.max_optimization_threads", f"unknown variant `{threads}`, expected `auto`")
+        _unsigned(threads, f"{path}.max_optimization_threads")
+    _boolean(opt.get("prevent_unoptimized"), f"{path}.prevent_unoptimized")
+    _knobs({k: v for k, v in opt.items() if k not in ("deleted_threshold", "max_optimization_threads",
+                                                       "prevent_unoptimized")}, path,
+           {"vacuum_min_vector_number": 100, "default_segment_number": 0, "max_segment_size": 1,
+            "max_segment_size_kb": 1, "memmap_threshold": 0, "memmap_threshold_kb": 0, "indexing_threshold": 0,
+            "indexing_threshold_kb": 0, "flush_interval_sec": 0})
+
+
+def _no_quantization(value: object, path: str) -> None:
+    if value is not None:
+        raise BadRequest(f"{path}: not supported by this server (no quantization: vectors are kept as "
+                         f"float32); leave it out or null")
 
 
 def collection_info(coll: Collection) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from projections.api import parsing as p
 from projections.api.context import Api, api, body, json_body, ok, timeout_param
 from projections.api.errors import BadRequest
 from projections.collection import Collection
+from schemas import validation as check
 from schemas.ids import PointId
 
 router = APIRouter(tags=["points"])
@@ -144,7 +145,7 @@ def set_payload(request: Request, collection_name: str, opts: WriteOptions = Dep
     producer = a.require_producer()
     _fields(b, ("payload", "points", "filter", "key"))
     new = _required_payload(b)
-    key = None if b.get("key") is None else p.string(b["key"], "key")
+    key = None if b.get("key") is None else check.payload_path(p.string(b["key"], "key"))
     return _publish_selected(request, a, collection_name, b, opts,
                              lambda chunk: producer.set_payload(collection_name, chunk, new, key))
 
@@ -166,7 +167,8 @@ def delete_payload(request: Request, collection_name: str, opts: WriteOptions = 
                    b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     producer = a.require_producer()
     _fields(b, ("keys", "points", "filter"))
-    keys = [p.string(k, f"keys[{i}]") for i, k in enumerate(p.array(b.get("keys"), "keys"))]
+    keys = [check.payload_path(p.string(k, f"keys[{i}]"), field=f"keys[{i}]")
+            for i, k in enumerate(p.array(b.get("keys"), "keys"))]
     return _publish_selected(request, a, collection_name, b, opts,
                              (lambda chunk: producer.delete_payload_keys(collection_name, chunk, keys))
                              if keys else None)

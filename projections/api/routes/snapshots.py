@@ -1,12 +1,16 @@
 """Snapshots over HTTP, in Qdrant's shapes.
 
 A Vectorizer snapshot covers every collection of the projection at once (one set of
-offsets), so each collection lists the same snapshots. ``POST`` asks the projector's thread
-to write one between batches and answers once it is on disk.
+offsets). ``POST`` asks the projector's thread to write one between batches, records the
+collection it was requested for (concurrent requests may share one snapshot, which then
+names each), and answers once both are on disk. A collection lists the snapshots requested
+for it (for this very collection: not for an earlier one of the same name), as Qdrant does;
+periodic snapshots belong to no collection.
 """
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from projections.api.errors import NotReady
 
 router = APIRouter(tags=["snapshots"])
 Timeout = timeout_param("Seconds to wait for the snapshot to be written")
+_recording = threading.Lock()  # one read-modify-write of a snapshot's requested_for.json at a time
 
 
 def describe(path: Path) -> dict[str, Any]:
@@ -34,19 +39,25 @@ def describe(path: Path) -> dict[str, Any]:
 def create_snapshot(request: Request, collection_name: str, timeout: float | None = Timeout,
                     a: Api = Depends(api)) -> JSONResponse:
     a.require_ready()
-    a.collection(collection_name)
+    coll = a.collection(collection_name)
     name = a.projector.request_snapshot(a.timeout(timeout))
     if name is None:
         raise NotReady(f"the snapshot could not be written: {a.projector.stats.last_snapshot_error}")
-    return ok(request, describe(a.projector.settings.snapshot_dir / name))
+    path = a.projector.settings.snapshot_dir / name
+    with _recording:
+        snapshots.record_request(path, coll.config.name, coll.created_offset)
+    return ok(request, describe(path))
 
 
 @router.get("/collections/{collection_name}/snapshots", summary="List snapshots, newest first")
 def list_snapshots(request: Request, collection_name: str, a: Api = Depends(api)) -> JSONResponse:
     a.require_ready()
-    a.collection(collection_name)
+    coll = a.collection(collection_name)
+    mine = {"name": coll.config.name, "created_offset": coll.created_offset}
     found = []
     for path in snapshots.list_snapshots(a.projector.settings.snapshot_dir):
+        if mine not in snapshots.requested_for(path):
+            continue
         try:
             found.append(describe(path))
         except snapshots.SnapshotCorrupt:

@@ -1,0 +1,59 @@
+"""A projection's verdict on a write, read from its catalog: for producers outside the server.
+
+The projector writes, in one transaction per batch, its tracking row and a row for every
+record it refused (:class:`~projections.changes.Rejection`). So once the tracking row is at
+or past a write's last offset, the write's records are either in the rejections table or
+applied, and that answer never changes: it survives restarts of the projector.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+
+from projections.catalog.store import Catalog, CatalogUnavailable
+from projections.changes import Rejection
+from vectorizer.settings import Settings
+
+_POLL_SECONDS = (0.01, 0.02, 0.05, 0.1, 0.2)  # growing intervals between reads of the tracking row
+
+
+class CatalogVerdicts:
+    """Waits on the catalog of ``settings.projection`` (the one ``vectorizer serve`` with the same
+    settings writes). Opens nothing until first asked, and never creates a database."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._catalog: Catalog | None = None
+
+    def wait(self, partition: int, offsets: Sequence[int], timeout: float | None) -> list[Rejection] | None:
+        """The rejections among ``offsets`` once the projection applied the last of them (empty: all
+        applied); ``None`` if it had not within ``timeout`` seconds (``None``: wait as long as it takes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last = max(offsets)
+        for attempt in itertools.count():
+            catalog = self._open()
+            if catalog is not None and catalog.positions().get(partition, -1) >= last:
+                return catalog.rejections(partition, list(offsets))
+            pause = _POLL_SECONDS[min(attempt, len(_POLL_SECONDS) - 1)]
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                pause = min(pause, left)
+            time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    def _open(self) -> Catalog | None:
+        if self._catalog is None:
+            try:
+                self._catalog = Catalog(self.settings.resolved_catalog_url, self.settings.projection,
+                                        self.settings.topic, create=False)
+            except CatalogUnavailable:
+                return None  # no projection has written a catalog yet: keep waiting
+        return self._catalog
+
+    def close(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()

@@ -1,0 +1,77 @@
+"""``vectorizer dlq list|show``: the dead letters of the events topic, read back from ``<topic>.dlq``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import typer
+
+from consumers.dlq import StoredLetter, read_letters
+from schemas.codec import decode
+from schemas.errors import DecodeError
+from vectorizer.cli.context import cli_context, fail
+
+app = typer.Typer(help="Dead letters: records the projection refused, and why.", no_args_is_help=True)
+
+
+def _row(letter: StoredLetter) -> dict[str, Any]:
+    return {"offset": f"{letter.source_partition}:{letter.source_offset}", "collection": letter.collection,
+            "reason": letter.reason, "status": letter.status, "producer": letter.producer_id, "time": letter.time,
+            "detail": letter.detail}
+
+
+@app.command("list")
+def list_letters(ctx: typer.Context) -> None:
+    """One line per dead letter: offset, collection, reason, producer, time, detail."""
+    c = cli_context(ctx)
+    rows = [_row(letter) for letter in read_letters(c.settings)]
+    if c.json_output:
+        c.emit(rows)
+        return
+    if not rows:
+        typer.echo(f"no dead letters on {c.settings.dlq_topic}")
+        return
+    for r in rows:
+        typer.echo(f"{r['offset']:>10}  {r['collection'] or '-'}  {r['reason']}  {r['producer'] or '-'}  "
+                   f"{r['time'] or '-'}  {r['detail'][:120]}")
+
+
+@app.command("show")
+def show(ctx: typer.Context, offset: str = typer.Argument(..., help="The source offset, as PARTITION:OFFSET "
+                                                                   "(or OFFSET for partition 0)")) -> None:
+    """Everything about one dead letter, its original event decoded when it decodes."""
+    c = cli_context(ctx)
+    part, sep, off = offset.partition(":")
+    if not sep:
+        part, off = "0", part
+    if not part.isdigit() or not off.isdigit():
+        raise fail(f"offset {offset!r}: expected PARTITION:OFFSET, e.g. 0:17")
+    for letter in read_letters(c.settings):
+        if (letter.source_partition, letter.source_offset) == (int(part), int(off)):
+            row = _row(letter)
+            row["event"] = _event(letter.value)
+            c.emit(row, json.dumps(row, indent=2, default=str))
+            return
+    raise fail(f"no dead letter for {c.settings.topic} at {part}:{off}")
+
+
+def _event(value: bytes | None) -> Any:
+    """The original event as JSON-able fields (vectors summarised), or why it does not decode."""
+    if value is None:
+        return None
+    try:
+        event = decode(value)
+    except DecodeError as exc:
+        return {"undecodable": str(exc), "bytes": len(value)}
+    fields: dict[str, Any] = {"type": type(event).__name__}
+    for f in dataclasses.fields(event):
+        item = getattr(event, f.name)
+        if f.name == "vectors":
+            fields[f.name] = f"{item.shape[0]} x {item.shape[1]} float32"
+        elif f.name == "meta":
+            fields[f.name] = {k.name: getattr(item, k.name) for k in dataclasses.fields(item)}
+        else:
+            fields[f.name] = list(item) if isinstance(item, tuple) else item
+    return fields
