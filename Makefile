@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 up: $(STAMP)
+	@echo "the vectorizer command is $(BIN)/vectorizer: 'source $(BIN)/activate' in another shell puts it on PATH"
 	$(BIN)/vectorizer up
 
 down: $(STAMP)

@@ -60,6 +60,12 @@ class Settings:
         return self.catalog_url or f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
 
     @property
+    def catalog_file(self) -> Path | None:
+        """The catalog's SQLite file (in the data directory by default); None for a database server."""
+        url = self.resolved_catalog_url
+        return Path(url.removeprefix("sqlite:///").partition("?")[0]) if url.startswith("sqlite:///") else None
+
+    @property
     def dlq_topic(self) -> str:
         return f"{self.topic}.dlq"
 
@@ -84,7 +90,9 @@ class Settings:
     ) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``) then ``overrides``.
 
-        ``None`` values in ``overrides`` mean "flag not given" and are ignored.
+        ``None`` values in ``overrides`` mean "flag not given" and are ignored. A relative
+        data directory (the default ``./data`` included) is resolved here, once, against the
+        current directory, so every later use and message names the same absolute folder.
         Raises :class:`ConfigurationError` naming the variable whose value is invalid.
         """
         environ = os.environ if environ is None else environ
@@ -101,6 +109,7 @@ class Settings:
                 raise ConfigurationError(f"unknown setting {name!r}")
             values[name] = _coerce(name, ftype, value, f"--{name.replace('_', '-')}")
         settings = cls(**values)
+        settings = settings.replace(data_dir=settings.data_dir.expanduser().resolve())
         settings.validate()
         return settings
 

@@ -85,12 +85,24 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
-    """True when a broker at ``bootstrap`` answers a metadata request within ``timeout``."""
+    """True when a broker at ``bootstrap`` answers a metadata request within ``timeout`` seconds.
+
+    Returns False within about ``timeout`` whatever is (not) there: a TCP connect to each
+    server first (nothing listening fails at once), then the client's bootstrap, which
+    fetches metadata, and its requests are bounded by what is left of ``timeout`` (the
+    client's own defaults would retry with backoff for 30 s).
+    """
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    deadline = time.monotonic() + timeout
+    servers = [s.strip() for s in bootstrap.split(",") if s.strip()]
+    if not any(_accepts(server, deadline) for server in servers):
+        return False
+    left_ms = max(100, int((deadline - time.monotonic()) * 1000))
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=left_ms,
+                                 request_timeout_ms=left_ms)
     except (KafkaError, OSError, ValueError):
         return False
     try:
@@ -100,6 +112,19 @@ def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
         return False
     finally:
         admin.close()
+
+
+def _accepts(server: str, deadline: float) -> bool:
+    """Whether ``host:port`` accepts a TCP connection before ``deadline`` (a monotonic time)."""
+    host, _, port = server.rpartition(":")
+    if not port.isdigit():
+        return False
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)),
+                                      timeout=max(0.05, deadline - time.monotonic())):
+            return True
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)

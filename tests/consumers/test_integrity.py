@@ -141,3 +141,44 @@ def test_replay_beside_a_live_projector_gives_the_same_state(populated: Settings
         wait_until(lambda: replayed.ready.is_set(), 30)
         assert replayed.stats.loaded_snapshot is not None
         assert state_of(replayed) == live_state and catalog_of(replayed) == live_catalog
+
+
+def _rewrite_manifest(backup: Path, **changes: object) -> None:
+    """Edit a backup's manifest and re-sign it (files and manifest checksums), as an older version wrote it."""
+    import xxhash
+
+    manifest = json.loads((backup / "backup.json").read_text())
+    manifest.pop("manifest_checksum")
+    manifest.update(changes)
+    manifest["files"] = {rel: snapshots.file_checksum(backup / rel) for rel in manifest["files"]}
+    manifest["manifest_checksum"] = xxhash.xxh3_64_hexdigest(json.dumps(manifest, sort_keys=True).encode())
+    (backup / "backup.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+
+
+def test_backups_keep_the_verdicts_and_format_1_backups_still_restore(populated: Settings, tmp_path: Path) -> None:
+    from projections.catalog.store import Catalog
+
+    with VectorProducer(populated) as p:
+        refused = p.upsert("missing", [1], np.ones((1, 8), np.float32))
+    with running_projector(populated) as proj:
+        proj.wait_for(refused.partition, refused.offset, 30)
+    integrity.backup(populated, tmp_path / "bk")
+    lines = (tmp_path / "bk" / "catalog.jsonl").read_text().splitlines()
+    assert sum(json.loads(line)["table"] == "rejections" for line in lines) == 1
+
+    def restored_verdicts(backup: Path, where: str) -> list[int]:
+        target = populated.replace(data_dir=tmp_path / where)
+        code, out = _cli(target, "restore", str(backup))
+        assert code == 0, out
+        catalog = Catalog(target.resolved_catalog_url, target.projection, target.topic)
+        try:
+            return [r.status for r in catalog.rejections(refused.partition, [refused.offset])]
+        finally:
+            catalog.close()
+
+    assert restored_verdicts(tmp_path / "bk", "r2") == [404]
+    # The same backup as format 1 wrote it (no rejection rows): it restores, without verdicts.
+    (tmp_path / "bk" / "catalog.jsonl").write_text(
+        "".join(line + "\n" for line in lines if json.loads(line)["table"] != "rejections"))
+    _rewrite_manifest(tmp_path / "bk", format=1)
+    assert restored_verdicts(tmp_path / "bk", "r1") == []

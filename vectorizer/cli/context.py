@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from vectorizer.settings import Settings
+
+if TYPE_CHECKING:
+    from projections.catalog.store import Catalog
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,34 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``message`` to stderr and return an Exit to raise."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+def has_catalog(settings: Settings) -> bool:
+    """Whether the configured catalog exists (a database server is assumed to)."""
+    path = settings.catalog_file
+    return path is None or path.exists()
+
+
+def require_catalog(settings: Settings) -> None:
+    """Refuse (exit 1) a command that reads the catalog when there is none; never creates one.
+
+    The message names the folder looked in and how to point at the server's data directory.
+    """
+    path = settings.catalog_file
+    if path is not None and not path.exists():
+        where = (f"at {path} (--catalog-url / VECTORIZER_CATALOG_URL)" if settings.catalog_url else
+                 f"in the data directory {settings.data_dir} (no {path.name})")
+        raise fail(f"no catalog {where}: no server or projector has run there; give the data directory "
+                   f"the server uses with --data-dir or VECTORIZER_DATA_DIR (default: ./data of the current "
+                   f"directory)")
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    """The configured catalog, for a command that reads it (:func:`require_catalog` first)."""
+    from projections.catalog.store import Catalog
+
+    require_catalog(settings)
+    return Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
 
 
 def is_terminal() -> bool:

@@ -1,4 +1,11 @@
-"""Producer-side commands: create and delete collections, upsert and delete points."""
+"""Producer-side commands: create and delete collections, upsert and delete points.
+
+Every write is checked against the catalog first when the catalog has applied the whole log
+(an existing collection for ``create``, a missing one for the others), then published, then
+— unless ``--no-wait`` — waited on for the projection's verdict: exit 0 once applied, exit 1
+with the reason if the projection rejected it, exit 3 if no projection applied it within
+``--timeout`` (the write is durable in Kafka and will be applied when one runs).
+"""
 
 from __future__ import annotations
 
@@ -10,25 +17,85 @@ from typing import Any, Optional
 import numpy as np
 import typer
 
-from producers import VectorProducer
-from vectorizer.cli.context import CliContext, cli_context, fail
+from infra.kafka.launcher import broker_answers
+from producers import VectorProducer, WriteToken
+from producers.errors import WriteNotApplied, WriteRejected
+from vectorizer.cli.context import CliContext, cli_context, fail, has_catalog, open_catalog
 from vectorizer.cli.progress import progress
 from vectorizer.settings import Settings
 
 BATCH = 1000
+PENDING_EXIT = 3  # acknowledged by Kafka, not applied by a projection within --timeout
 collections_app = typer.Typer(help="Create, list, inspect and delete collections.", no_args_is_help=True)
 
+Wait = typer.Option(True, "--wait/--no-wait", help="Wait for the projection's verdict (applied or rejected)")
+Timeout = typer.Option(30.0, "--timeout", min=0.0, help="Seconds to wait for the verdict (with --wait)")
 
-def make_producer(settings: Settings, writes_to: str | None = None) -> VectorProducer:
-    """A producer that knows the catalog's dimensions; refuses ``writes_to`` if it is a workspace collection."""
-    from projections.catalog.store import Catalog, dimension_lookup
 
-    if writes_to is not None:
-        catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
-        if any(r["name"] == writes_to and r["kind"] == "workspace" for r in catalog.collection_rows()):
-            raise fail(f"collection {writes_to!r} is a workspace collection and is read-only: it follows its files "
-                       "through `vectorizer workspace sync|watch` (`vectorizer workspace drop` deletes it)")
+def make_producer(settings: Settings, writes_to: str | None = None, creates: str | None = None) -> VectorProducer:
+    """A producer that knows the catalog's dimensions, after checking the write against the catalog.
+
+    Refuses ``writes_to`` if it is a workspace collection, or (when the catalog has applied the
+    whole log, so its answer is current) if it does not exist; refuses ``creates`` if it
+    exists. Writing needs no catalog: without one (no server ran on this data directory)
+    nothing is checked here and none is created; the verdict still tells.
+    """
+    from projections.catalog.store import dimension_lookup
+
+    if not broker_answers(settings.kafka_bootstrap, timeout=3.0):
+        raise fail(f"cannot reach Kafka at {settings.kafka_bootstrap}; is the broker running? "
+                   "(`vectorizer kafka start`, or point --kafka-bootstrap / VECTORIZER_KAFKA_BOOTSTRAP at one)")
+    name = writes_to or creates
+    if name is not None and has_catalog(settings):
+        catalog = open_catalog(settings)
+        try:
+            row = next((r for r in catalog.collection_rows() if r["name"] == name), None)
+            if writes_to is not None and row is not None and row["kind"] == "workspace":
+                raise fail(f"collection {name!r} is a workspace collection and is read-only: it follows its files "
+                           "through `vectorizer workspace sync|watch` (`vectorizer workspace drop` deletes it)")
+            if (row is None) == (writes_to is not None) and _caught_up(settings, catalog.positions()):
+                raise fail(f"collection {name!r} does not exist" if row is None else
+                           f"collection {name!r} already exists")
+        finally:
+            catalog.close()
     return VectorProducer(settings, dimensions=dimension_lookup(settings))
+
+
+def _caught_up(settings: Settings, positions: dict[int, int]) -> bool:
+    """Whether the catalog applied every committed record of the topic (so a check against it is current)."""
+    import time
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    from consumers.rebuild import has_records, log_ends
+
+    ends = log_ends(settings)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
+                             enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(settings.topic, p) for p in ends]
+        consumer.assign(tps)
+        deadline = time.monotonic() + 5.0
+        return not any(has_records(consumer, tp, positions.get(tp.partition, -1) + 1, ends[tp.partition], deadline)
+                       for tp in tps)
+    finally:
+        consumer.close()
+
+
+def settle(c: CliContext, producer: VectorProducer, tokens: list[WriteToken], wait: bool, timeout: float) -> str:
+    """``applied`` / ``acknowledged`` for these writes; exits 1 (rejected) or 3 (not applied in time)."""
+    if not wait or not tokens:
+        return "acknowledged" if tokens else "applied"
+    if not has_catalog(c.settings):
+        raise fail(f"acknowledged (write token {tokens[-1]}), verdict unknown: no catalog in {c.settings.data_dir} to "
+                   "read it from; give the server's --data-dir (or VECTORIZER_DATA_DIR), or --no-wait", PENDING_EXIT)
+    try:
+        producer.wait_applied(WriteToken.joined(tokens), timeout)
+    except WriteRejected as exc:
+        raise fail(f"rejected by the projection (status {exc.status}): {exc}") from None
+    except WriteNotApplied as exc:
+        raise fail(f"acknowledged, not applied yet: {exc}", PENDING_EXIT) from None
+    return "applied"
 
 
 @collections_app.command("create")
@@ -37,21 +104,23 @@ def create(ctx: typer.Context, name: str,
            metric: str = typer.Option("cosine", help="cosine | l2 | ip"),
            m: int = typer.Option(16, "--m", help="HNSW links per node"),
            ef_construction: int = typer.Option(200, help="HNSW build-time candidate list"),
-           ef: int = typer.Option(64, help="Default search-time candidate list")) -> None:
-    """Publish a collection-created event."""
+           ef: int = typer.Option(64, help="Default search-time candidate list"),
+           wait: bool = Wait, timeout: float = Timeout) -> None:
+    """Publish a collection-created event (and wait until it is applied)."""
     c = cli_context(ctx)
-    with make_producer(c.settings) as producer:
+    with make_producer(c.settings, creates=name) as producer:
         token = producer.create_collection(name, dim, metric, m=m, ef_construction=ef_construction, ef=ef)
-    c.emit({"collection": name, "write_token": str(token)}, f"created {name} (write token {token})")
+        status = settle(c, producer, [token], wait, timeout)
+    c.emit({"collection": name, "write_token": str(token), "status": status},
+           f"created {name} (write token {token})" if status == "applied" else
+           f"create {name} acknowledged (write token {token}), not yet applied")
 
 
 @collections_app.command("list")
 def list_collections(ctx: typer.Context) -> None:
     """Collections in this projection's catalog, with their point counts."""
-    from projections.catalog.store import Catalog
-
     c = cli_context(ctx)
-    catalog = Catalog(c.settings.resolved_catalog_url, c.settings.projection, c.settings.topic)
+    catalog = open_catalog(c.settings)
     rows = [{"name": r["name"], "dimension": r["dimension"], "metric": r["metric"], "kind": r["kind"],
              "points": catalog.point_count(r["name"])} for r in catalog.collection_rows()]
     c.emit(rows, "\n".join(f"{r['name']:30} dim={r['dimension']:<6} {r['metric']:7} {r['kind']:9} "
@@ -61,10 +130,8 @@ def list_collections(ctx: typer.Context) -> None:
 @collections_app.command("info")
 def info(ctx: typer.Context, name: str) -> None:
     """One collection's configuration and point count."""
-    from projections.catalog.store import Catalog
-
     c = cli_context(ctx)
-    catalog = Catalog(c.settings.resolved_catalog_url, c.settings.projection, c.settings.topic)
+    catalog = open_catalog(c.settings)
     row = next((r for r in catalog.collection_rows() if r["name"] == name), None)
     if row is None:
         raise fail(f"collection {name!r} not found in the catalog at {catalog.safe_url}")
@@ -73,34 +140,41 @@ def info(ctx: typer.Context, name: str) -> None:
 
 
 @collections_app.command("delete")
-def delete_collection(ctx: typer.Context, name: str) -> None:
-    """Publish a collection-deleted event."""
+def delete_collection(ctx: typer.Context, name: str, wait: bool = Wait, timeout: float = Timeout) -> None:
+    """Publish a collection-deleted event (and wait until it is applied)."""
     c = cli_context(ctx)
     with make_producer(c.settings, writes_to=name) as producer:
         token = producer.delete_collection(name)
-    c.emit({"collection": name, "write_token": str(token)}, f"deleted {name} (write token {token})")
+        status = settle(c, producer, [token], wait, timeout)
+    c.emit({"collection": name, "write_token": str(token), "status": status},
+           f"deleted {name} (write token {token})" if status == "applied" else
+           f"delete {name} acknowledged (write token {token}), not yet applied")
 
 
 def upsert(ctx: typer.Context, name: str, file: Path,
            ids: Optional[Path] = typer.Option(None, "--ids", help=".npy or .json list of ids (default 0..n-1)"),
            payloads: Optional[Path] = typer.Option(None, "--payloads", help="JSON lines, one payload per vector"),
-           batch: int = typer.Option(BATCH, help="Vectors per event")) -> None:
+           batch: int = typer.Option(BATCH, help="Vectors per event"),
+           wait: bool = Wait, timeout: float = Timeout) -> None:
     """Upsert vectors from FILE: .npy (with --ids/--payloads) or .jsonl lines {"id","vector","payload"}."""
     c = cli_context(ctx)
     if not file.exists():
         raise fail(f"{file}: no such file")
     batches, total = _read_batches(file, ids, payloads, batch)
-    token = None
-    with make_producer(c.settings, writes_to=name) as producer, progress(f"upsert {name}", total) as advance:
-        for b_ids, b_vectors, b_payloads in batches:
-            token = producer.upsert(name, b_ids, b_vectors, b_payloads)
-            advance(1, len(b_ids))
-    _report(c, name, total, token)
+    tokens: list[WriteToken] = []
+    with make_producer(c.settings, writes_to=name) as producer:
+        with progress(f"upsert {name}", total) as advance:
+            for b_ids, b_vectors, b_payloads in batches:
+                tokens.append(producer.upsert(name, b_ids, b_vectors, b_payloads))
+                advance(1, len(b_ids))
+        status = settle(c, producer, tokens, wait, timeout)
+    _report(c, name, total, tokens[-1] if tokens else None, status)
 
 
-def _report(c: CliContext, name: str, total: int, token: object) -> None:
-    c.emit({"collection": name, "vectors": total, "write_token": str(token) if token else None},
-           f"upserted {total} vectors into {name} (write token {token})")
+def _report(c: CliContext, name: str, total: int, token: object, status: str) -> None:
+    done = "upserted" if status == "applied" else "acknowledged (not yet applied):"
+    c.emit({"collection": name, "vectors": total, "write_token": str(token) if token else None, "status": status},
+           f"{done} {total} vectors into {name} (write token {token})")
 
 
 def _read_batches(file: Path, ids_file: Path | None, payload_file: Path | None,
@@ -146,14 +220,16 @@ def _load_payloads(path: Path, n: int) -> list[Any]:
     return rows
 
 
-def delete(ctx: typer.Context, name: str, ids: list[str]) -> None:
+def delete(ctx: typer.Context, name: str, ids: list[str], wait: bool = Wait, timeout: float = Timeout) -> None:
     """Delete points by id (digits are integer ids, anything else a string/UUID id)."""
     c = cli_context(ctx)
     parsed: list[Any] = [int(i) if i.isdigit() else i for i in ids]
     with make_producer(c.settings, writes_to=name) as producer:
         token = producer.delete(name, parsed)
-    c.emit({"collection": name, "deleted": len(parsed), "write_token": str(token)},
-           f"deleted {len(parsed)} points from {name} (write token {token})")
+        status = settle(c, producer, [token], wait, timeout)
+    c.emit({"collection": name, "deleted": len(parsed), "write_token": str(token), "status": status},
+           f"deleted {len(parsed)} points from {name} (write token {token})" if status == "applied" else
+           f"delete of {len(parsed)} points from {name} acknowledged (write token {token}), not yet applied")
 
 
 def search(ctx: typer.Context, name: str,

@@ -13,6 +13,7 @@ import typer
 from infra.kafka.launcher import BrokerError, broker_answers
 from vectorizer.cli.context import cli_context, fail
 from vectorizer.cli.kafka import local_broker
+from vectorizer.datadir import hold
 from vectorizer.settings import Settings
 
 
@@ -21,9 +22,16 @@ def _server_pid_file(settings: Settings) -> Path:
 
 
 def up(ctx: typer.Context) -> None:
-    """Start a local broker unless the configured one answers, then serve; Ctrl-C stops all."""
-    c = cli_context(ctx)
-    settings = c.settings
+    """Start a local broker unless the configured one answers, then serve; Ctrl-C stops all.
+
+    Holds the data directory's lock from before the broker starts until everything stopped.
+    """
+    settings = cli_context(ctx).settings
+    with hold(settings.data_dir, "vectorizer up"):
+        _up(settings)
+
+
+def _up(settings: Settings) -> None:
     broker = None
     if broker_answers(settings.kafka_bootstrap, timeout=3.0):
         typer.echo(f"using the Kafka broker at {settings.kafka_bootstrap}")
@@ -34,7 +42,6 @@ def up(ctx: typer.Context) -> None:
         except BrokerError as exc:
             raise fail(str(exc)) from None
         typer.echo(f"Kafka broker ready on {broker.bootstrap} in {seconds:.1f}s (data in {broker.home})")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     pid_file = _server_pid_file(settings)
     pid_file.write_text(str(os.getpid()))
     try:

@@ -1,25 +1,62 @@
-"""Entry point: global options build the :class:`Settings` once, then a sub-command runs."""
+"""Entry point: global options build the :class:`Settings` once, then a sub-command runs.
+
+Failures that are expected (a :class:`VectorizerError`, or a Kafka client error such as an
+unreachable broker) end every command the same way, here: one ``error:`` line on stderr and
+exit code 1, never a traceback.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NodeNotReadyError
+from typer.core import TyperGroup
 
 from vectorizer import __version__
-from vectorizer.cli import data, kafka, lifecycle, ops, run, serve, workspace
+from vectorizer.cli import data, dlq, kafka, lifecycle, ops, run, serve, workspace
 from vectorizer.cli.context import CliContext, fail
 from vectorizer.errors import VectorizerError
 from vectorizer.settings import Settings
 
-app = typer.Typer(name="vectorizer", help="Vectorizer: an event-sourced vector database on Kafka.",
+
+class _Root(TyperGroup):
+    """The ``vectorizer`` group: runs the callback and the sub-command, mapping expected failures to one line."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own (vendored) click Context
+        try:
+            return super().invoke(ctx)
+        except KafkaError as exc:
+            raise fail(kafka_failure(exc, ctx.obj.settings.kafka_bootstrap if isinstance(ctx.obj, CliContext)
+                                     else "the configured bootstrap")) from None
+        except VectorizerError as exc:
+            raise fail(str(exc)) from None
+
+
+def kafka_failure(exc: KafkaError, bootstrap: str) -> str:
+    """The one-line message for a Kafka client error."""
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, KafkaTimeoutError | KafkaConnectionError | NodeNotReadyError):
+        return (f"cannot reach Kafka at {bootstrap} ({detail}); is the broker running? "
+                f"(`vectorizer kafka start`, or point --kafka-bootstrap / VECTORIZER_KAFKA_BOOTSTRAP at one)")
+    return f"Kafka at {bootstrap}: {detail}"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+app = typer.Typer(name="vectorizer", help="Vectorizer: an event-sourced vector database on Kafka.", cls=_Root,
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(kafka.app, name="kafka")
 app.command()(lifecycle.up)
 app.command()(lifecycle.down)
 app.add_typer(data.collections_app, name="collections")
 app.add_typer(workspace.app, name="workspace")
+app.add_typer(dlq.app, name="dlq")
 app.command()(data.upsert)
 app.command()(data.delete)
 app.command()(data.search)
@@ -40,11 +77,9 @@ def root(
     http: Optional[str] = typer.Option(None, help="HTTP host:port [VECTORIZER_HTTP]"),
     projection: Optional[str] = typer.Option(None, help="Projection name [VECTORIZER_PROJECTION]"),
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output"),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit"),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit"),
 ) -> None:
-    if version:
-        typer.echo(__version__)
-        raise typer.Exit(0)
     try:
         settings = Settings.load({"kafka_bootstrap": kafka_bootstrap, "topic": topic, "data_dir": data_dir,
                                   "catalog_url": catalog_url, "http": http, "projection": projection})

@@ -11,10 +11,12 @@ import typer
 
 from consumers import integrity, snapshots
 from consumers.rebuild import log_ends
-from vectorizer.cli.context import cli_context, fail
+from vectorizer.cli.context import CliContext, cli_context, fail, open_catalog, require_catalog
 from vectorizer.cli.progress import progress
 from vectorizer.cli.run import setup_logging
+from vectorizer.datadir import hold
 from vectorizer.errors import VectorizerError
+from vectorizer.settings import Settings
 
 
 def replay(ctx: typer.Context,
@@ -24,13 +26,19 @@ def replay(ctx: typer.Context,
     """Rebuild the projections from the topic into a data directory, then snapshot and stop.
 
     Runs beside a live server without disturbing it when given its own --data-dir (and,
-    with a shared Postgres, its own --projection and catalog schema).
+    with a shared Postgres, its own --projection and catalog schema); refuses a data
+    directory a running process holds.
     """
-    from consumers.projector import Projector
-
     setup_logging()
     c = cli_context(ctx)
-    settings = c.settings if data_dir is None else c.settings.replace(data_dir=data_dir)
+    settings = c.settings if data_dir is None else c.settings.replace(data_dir=data_dir.resolve())
+    with hold(settings.data_dir, "vectorizer replay"):
+        _replay(c, settings, from_beginning)
+
+
+def _replay(c: CliContext, settings: Settings, from_beginning: bool) -> None:
+    from consumers.projector import Projector
+
     if from_beginning:
         if settings.catalog_url:
             raise fail("--from-beginning discards a SQLite catalog in the data dir; with --catalog-url, "
@@ -75,6 +83,9 @@ def verify(ctx: typer.Context, name: Optional[str] = typer.Argument(None),
            against: Optional[Path] = typer.Option(None, "--against", help="Another data dir to compare with")) -> None:
     """Integrity report: snapshot files, catalog and index against the log, sampled recall."""
     c = cli_context(ctx)
+    require_catalog(c.settings)  # before replaying anything
+    if against is not None:
+        require_catalog(c.settings.replace(data_dir=against.resolve(), catalog_url=""))
     report = integrity.verify(c.settings, name, against)
     human = "\n".join([f"verified {len(report.checked.get('collections', []))} collections, "
                        f"{report.checked.get('points', 0)} points at offsets {report.offsets}"] +
@@ -88,6 +99,7 @@ def verify(ctx: typer.Context, name: Optional[str] = typer.Argument(None),
 def repair(ctx: typer.Context, name: Optional[str] = typer.Argument(None)) -> None:
     """Rebuild from the log what verify finds broken, then verify again."""
     c = cli_context(ctx)
+    require_catalog(c.settings)
     report = integrity.repair(c.settings, name)
     c.emit(report.as_dict(), "repaired; verify is clean" if report.ok else
            "\n".join(["still broken after repair:"] + [f"  {p}" for p in report.problems]))
@@ -98,6 +110,7 @@ def repair(ctx: typer.Context, name: Optional[str] = typer.Argument(None)) -> No
 def backup(ctx: typer.Context, out_dir: Path) -> None:
     """Write a consistent backup (snapshot + catalog + manifest with offsets and checksums)."""
     c = cli_context(ctx)
+    require_catalog(c.settings)
     try:
         manifest = integrity.backup(c.settings, out_dir)
     except VectorizerError as exc:
@@ -107,10 +120,16 @@ def backup(ctx: typer.Context, out_dir: Path) -> None:
 
 
 def restore(ctx: typer.Context, in_dir: Path) -> None:
-    """Install a verified backup; a server started afterwards catches up by replay."""
+    """Install a verified backup; a server started afterwards catches up by replay.
+
+    Refuses a data directory in use (a running serve, project, up or replay holds its lock):
+    rewinding the catalog under a running projector would corrupt what it serves.
+    """
     c = cli_context(ctx)
     try:
-        manifest = integrity.restore(c.settings, in_dir)
+        integrity.check_backup(in_dir)  # a damaged backup writes nothing, not even the data directory
+        with hold(c.settings.data_dir, "vectorizer restore"):
+            manifest = integrity.restore(c.settings, in_dir)
     except VectorizerError as exc:
         raise fail(str(exc)) from None
     c.emit(manifest, f"restored {in_dir} (offsets {manifest['offsets']}) into {c.settings.data_dir}; "
@@ -119,11 +138,11 @@ def restore(ctx: typer.Context, in_dir: Path) -> None:
 
 def snapshot(ctx: typer.Context) -> None:
     """Write a snapshot now, of the state a restart would serve at the catalog position."""
-    from projections.catalog.store import Catalog
-
     c = cli_context(ctx)
     s = c.settings
-    position = Catalog(s.resolved_catalog_url, s.projection, s.topic).positions()
+    catalog = open_catalog(s)
+    position = catalog.positions()
+    catalog.close()
     state, _ = integrity.served_state(s, position)
     path = snapshots.write_snapshot(state, position, s.snapshot_dir, s.topic, s.snapshots_keep)
     c.emit({"snapshot": path.name, "offsets": position}, f"snapshot {path.name} covers {position}")

@@ -13,7 +13,8 @@ from kafka import KafkaConsumer, TopicPartition
 from consumers import snapshots
 from consumers.rebuild import has_records
 from producers.topics import partition_for
-from vectorizer.cli.context import cli_context
+from vectorizer.cli.context import cli_context, open_catalog
+from vectorizer.datadir import hold
 from vectorizer.settings import Settings
 
 log = logging.getLogger("vectorizer")
@@ -37,24 +38,24 @@ def project(ctx: typer.Context) -> None:
 
     setup_logging()
     settings = cli_context(ctx).settings
-    stop = stop_on_signals()
-    projector = Projector(settings)
-    projector.recover()
-    log.info("projecting %s into %s (catalog %s)", settings.topic, settings.data_dir, projector.catalog.safe_url)
-    projector.run(stop)
+    with hold(settings.data_dir, "vectorizer project"):
+        stop = stop_on_signals()
+        projector = Projector(settings)
+        projector.recover()
+        log.info("projecting %s into %s (catalog %s)", settings.topic, settings.data_dir,
+                 projector.catalog.safe_url)
+        projector.run(stop)
 
 
 def status(ctx: typer.Context) -> None:
     """Per collection: count, applied offset, log end, lag, snapshot age."""
-    from projections.catalog.store import Catalog
-
     c = cli_context(ctx)
     s: Settings = c.settings
-    catalog = Catalog(s.resolved_catalog_url, s.projection, s.topic)
+    catalog = open_catalog(s)
     positions = catalog.positions()
     consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, isolation_level="read_committed")
     try:
-        parts = sorted(consumer.partitions_for_topic(s.topic))
+        parts = sorted(consumer.partitions_for_topic(s.topic) or ())  # None: no such topic (yet)
         tps = [TopicPartition(s.topic, p) for p in parts]
         ends = {tp.partition: o for tp, o in consumer.end_offsets(tps).items()} if tps else {}
         begins = {tp.partition: o for tp, o in consumer.beginning_offsets(tps).items()} if tps else {}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from vectorizer.cli.context import CliContext, cli_context, fail
+from vectorizer.cli.context import CliContext, cli_context, fail, open_catalog, require_catalog
 from vectorizer.cli.progress import progress
 
 if TYPE_CHECKING:
@@ -44,11 +44,10 @@ def _first_sync(producer: WorkspaceProducer, workspace: Workspace) -> list[Colle
 def drop(ctx: typer.Context, name: str) -> None:
     """Delete a workspace collection (the API and `collections delete` refuse to: it is read-only)."""
     from producers import VectorProducer
-    from projections.catalog.store import Catalog
     from schemas.events import WORKSPACE_PRODUCER
 
     c = cli_context(ctx)
-    catalog = Catalog(c.settings.resolved_catalog_url, c.settings.projection, c.settings.topic)
+    catalog = open_catalog(c.settings)
     row = next((r for r in catalog.collection_rows() if r["name"] == name), None)
     if row is None or row["kind"] != "workspace":
         raise fail(f"{name!r} is not a workspace collection in the catalog at {catalog.safe_url}")
@@ -64,6 +63,7 @@ def sync(ctx: typer.Context, file: Path = FILE, wait: float = WAIT) -> None:
 
     c = cli_context(ctx)
     workspace = load(file)
+    require_catalog(c.settings)  # it reads what is indexed from the server's catalog
     with WorkspaceProducer(c.settings, workspace, catch_up_timeout=wait) as producer:
         reports = _first_sync(producer, workspace)
         producer.wait_applied(wait)
@@ -78,6 +78,7 @@ def watch(ctx: typer.Context, file: Path = FILE, wait: float = WAIT,
 
     c = cli_context(ctx)
     workspace = load(file)
+    require_catalog(c.settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with WorkspaceProducer(c.settings, workspace, catch_up_timeout=wait) as producer:
