@@ -8,9 +8,10 @@ The original key and value are kept byte for byte; headers say why and where fro
 ``vectorizer.time`` (when it was dead-lettered, RFC 3339). :meth:`DeadLetters.send`
 returns once Kafka acknowledged every record, so the projector may then commit past them.
 
-Delivery: a projector sends a record's letter only if the DLQ does not already hold one
-for a later or equal source offset of that partition (:meth:`DeadLetters.published`), so a
-replay or a new replica of the same topic does not re-send the letters the first one sent.
+Delivery: a projector sends a record's letter only if the DLQ does not already hold one for
+that source record (:meth:`DeadLetters.published` reads the DLQ's tail at start: the letters
+seen there, and everything older than the tail when the tail did not reach the beginning), so
+a replay or a new replica of the same topic does not re-send the letters the first one sent.
 A crash between sending and the catalog commit may still re-send some: readers
 deduplicate by ``vectorizer.source`` (:func:`read_letters` does).
 """
@@ -19,19 +20,39 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from schemas.codec import decode
 from schemas.errors import DecodeError
+from vectorizer.errors import InfrastructureError
 from vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _TAIL_RECORDS = 1000  # read back per DLQ partition to find what was already dead-lettered
+_TAIL_SECONDS = 15.0  # at most this long; past it nothing is taken as sent (re-sending is tolerated)
+_LIST_SECONDS = 120.0  # reading the whole DLQ back for ``vectorizer dlq``
+
+
+class DlqReadTimeout(InfrastructureError):
+    """The dead-letter topic could not be read to its end in time."""
+
+
+@dataclass(frozen=True)
+class SentLetters:
+    """What the DLQ already holds, per source partition: the source offsets seen in its tail,
+    and below which offset every letter is taken as sent (the tail did not reach that far back)."""
+
+    seen: dict[int, frozenset[int]] = field(default_factory=dict)
+    sent_below: dict[int, int] = field(default_factory=dict)
+
+    def holds(self, partition: int, offset: int) -> bool:
+        return offset in self.seen.get(partition, frozenset()) or offset < self.sent_below.get(partition, -1)
 
 
 @dataclass(frozen=True)
@@ -92,22 +113,28 @@ class DeadLetters:
             f.get(timeout=60)
         self.count += len(letters)
 
-    def published(self, partitions: Iterable[int]) -> dict[int, int]:
-        """Per source partition of the events topic, the highest offset the DLQ already holds a letter for.
+    def published(self, partitions: Iterable[int]) -> SentLetters:
+        """The letters the DLQ already holds for these source partitions of the events topic.
 
-        Reads at most the last ``_TAIL_RECORDS`` of each DLQ partition: letters are sent in offset
-        order, so the tail holds the highest. An unreachable or missing DLQ answers ``{}`` (then
-        letters are re-sent, which readers tolerate).
+        Reads at most the last ``_TAIL_RECORDS`` of each DLQ partition, within ``_TAIL_SECONDS``.
+        A DLQ that is missing, unreachable or too slow answers "nothing sent" (letters are then
+        re-sent, which readers tolerate); a letter is never taken as sent unless seen, or older
+        than a tail that stopped short of the DLQ's beginning.
         """
         wanted = set(partitions)
-        done: dict[int, int] = {}
+        seen: dict[int, set[int]] = {}
+        oldest: dict[int, int] = {}
+        truncated = [False]
         try:
-            for letter in _read(self.settings, tail=_TAIL_RECORDS):
-                if letter.source_partition in wanted:
-                    done[letter.source_partition] = max(done.get(letter.source_partition, -1), letter.source_offset)
-        except KafkaError as exc:
+            for letter in _read(self.settings, tail=_TAIL_RECORDS, seconds=_TAIL_SECONDS, truncated=truncated):
+                p = letter.source_partition
+                if p in wanted:
+                    seen.setdefault(p, set()).add(letter.source_offset)
+                    oldest[p] = min(oldest.get(p, letter.source_offset), letter.source_offset)
+        except (KafkaError, DlqReadTimeout) as exc:
             log.warning("could not read the dead-letter topic back (%s); earlier letters may be re-sent", exc)
-        return done
+            return SentLetters()
+        return SentLetters({p: frozenset(o) for p, o in seen.items()}, dict(oldest) if truncated[0] else {})
 
     def close(self) -> None:
         if self._producer is not None:
@@ -117,13 +144,17 @@ class DeadLetters:
 def read_letters(settings: Settings) -> list[StoredLetter]:
     """Every dead letter of ``settings.topic``, one per source record (the first sent), in source order."""
     seen: dict[tuple[int, int], StoredLetter] = {}
-    for letter in _read(settings, tail=None):
+    for letter in _read(settings, tail=None, seconds=_LIST_SECONDS):
         seen.setdefault((letter.source_partition, letter.source_offset), letter)
     return [seen[k] for k in sorted(seen)]
 
 
-def _read(settings: Settings, tail: int | None) -> Iterable[StoredLetter]:
-    """The DLQ's letters for ``settings.topic`` up to its current end (``tail``: only the last N per partition)."""
+def _read(settings: Settings, tail: int | None, seconds: float,
+          truncated: list[bool] | None = None) -> Iterable[StoredLetter]:
+    """The DLQ's letters for ``settings.topic`` up to its current end (``tail``: only the last N per
+    partition; ``truncated[0]`` is set when that left older letters unread). Raises
+    :class:`DlqReadTimeout` if the end is not reached within ``seconds``."""
+    deadline = time.monotonic() + seconds
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
                              isolation_level="read_committed", consumer_timeout_ms=1000,
                              reconnect_backoff_max_ms=1000, request_timeout_ms=10_000,
@@ -139,11 +170,15 @@ def _read(settings: Settings, tail: int | None) -> Iterable[StoredLetter]:
         remaining = {}
         for tp in tps:
             start = starts[tp] if tail is None else max(starts[tp], ends[tp] - tail)
+            if truncated is not None and start > starts[tp]:
+                truncated[0] = True
             consumer.seek(tp, start)
             if ends[tp] > start:
                 remaining[tp] = ends[tp]
         while remaining:
-            batch = consumer.poll(timeout_ms=1000)
+            if time.monotonic() > deadline:
+                raise DlqReadTimeout(f"{settings.dlq_topic} not read to its end within {seconds:.0f}s")
+            batch = consumer.poll(timeout_ms=500)
             for tp, records in batch.items():
                 for rec in records:
                     if rec.offset >= remaining.get(tp, -1):

@@ -312,8 +312,11 @@ def backup(settings: Settings, out: Path) -> dict[str, Any]:
             f.write(json.dumps({"table": "collections", **row}) + "\n")
         for row in points:
             f.write(json.dumps({"table": "points", **row}) + "\n")
-        for row in catalog.rejection_rows():
+        rejected, verdicts_start = catalog.rejection_rows()
+        for row in rejected:
             f.write(json.dumps({"table": "rejections", **row}) + "\n")
+        for partition, offset in sorted(verdicts_start.items()):
+            f.write(json.dumps({"table": "verdicts_from", "partition_id": partition, "from_offset": offset}) + "\n")
     files = {str(p.relative_to(out)): snapshots.file_checksum(p) for p in sorted(out.rglob("*")) if p.is_file()}
     manifest = {"format": BACKUP_FORMAT, "topic": settings.topic, "projection": settings.projection,
                 "offsets": {str(p): o for p, o in position.items()}, "snapshot_id": snap.name,
@@ -350,13 +353,18 @@ def restore(settings: Settings, source: Path) -> dict[str, Any]:
     manifest = check_backup(source)
     if manifest["topic"] != settings.topic:
         raise VectorizerError(f"the backup is of topic {manifest['topic']!r}, not {settings.topic!r}")
+    if int(manifest.get("format", 1)) > BACKUP_FORMAT:
+        raise VectorizerError(f"backup format {manifest['format']} is newer than this version reads "
+                              f"({BACKUP_FORMAT}); restore it with a newer vectorizer")
     catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
-    tables: dict[str, list[dict[str, Any]]] = {"collections": [], "points": [], "rejections": []}
+    tables: dict[str, list[dict[str, Any]]] = {"collections": [], "points": [], "rejections": [], "verdicts_from": []}
     for line in (source / "catalog.jsonl").read_text().splitlines():
         row = json.loads(line)
         tables[row.pop("table")].append(row)
     offsets = {int(p): o for p, o in manifest["offsets"].items()}
-    catalog.import_rows(tables["collections"], tables["points"], offsets, tables["rejections"])
+    marks = ({int(r["partition_id"]): int(r["from_offset"]) for r in tables["verdicts_from"]}
+             if tables["verdicts_from"] else None)  # a format-1 backup: verdicts known from its offsets on
+    catalog.import_rows(tables["collections"], tables["points"], offsets, tables["rejections"], marks)
     settings.snapshot_dir.mkdir(parents=True, exist_ok=True)
     target = settings.snapshot_dir / manifest["snapshot_id"]
     shutil.rmtree(target, ignore_errors=True)

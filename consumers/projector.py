@@ -33,7 +33,8 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers import snapshots
-from consumers.dlq import DeadLetter, DeadLetters
+from consumers.dlq import DeadLetter, DeadLetters, SentLetters
+from producers.errors import VerdictUnknown
 from producers.topics import ensure_topics
 from projections.catalog.store import Catalog, CatalogUnavailable
 from projections.changes import Change, Rejection
@@ -101,8 +102,9 @@ class Projector:
         # it the catalog answers (it holds them all, written with the tracking rows).
         self._rejected: dict[int, dict[int, Rejection]] = {}
         self._verdicts_from: dict[int, int] = {}
-        self._dlq_done: dict[int, int] = {}  # per partition: the highest offset the DLQ already holds
+        self._dlq_done = SentLetters()  # what the DLQ already held at start
         self._stopped = False
+        self._stalled = False  # while the catalog refuses commits: unbounded waits answer "not yet"
 
     # Recovery ----------------------------------------------------------------------
     def recover(self) -> None:
@@ -127,14 +129,19 @@ class Projector:
             max_partition_fetch_bytes=self.settings.max_message_bytes * 2, reconnect_backoff_max_ms=1000,
             client_id=f"vectorizer-projector-{self.settings.projection}")
         partitions = self._partitions(consumer)
-        tps = [TopicPartition(self.settings.topic, p) for p in partitions]
-        consumer.assign(tps)
-        for tp in tps:
-            start = min(self.applied.get(tp.partition, -1), self.catalog_pos.get(tp.partition, -1)) + 1
-            consumer.seek(tp, start)
-            self._verdicts_from[tp.partition] = start
-        self._dlq_done = self._dlq.published(partitions)
-        self._recovery_target = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+        try:
+            tps = [TopicPartition(self.settings.topic, p) for p in partitions]
+            consumer.assign(tps)
+            for tp in tps:
+                start = min(self.applied.get(tp.partition, -1), self.catalog_pos.get(tp.partition, -1)) + 1
+                consumer.seek(tp, start)
+                self._verdicts_from[tp.partition] = start
+            self.catalog.start_verdicts(partitions)
+            self._dlq_done = self._dlq.published(partitions)
+            self._recovery_target = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+        except BaseException:
+            consumer.close()  # recovery is retried with a new consumer
+            raise
         self.stats.log_end = dict(self._recovery_target)
         self._consumer = consumer
         self._check_ready()
@@ -248,7 +255,7 @@ class Projector:
                     changes.append(rejection)
                     self.stats.dead_letters += 1
                     self.stats.dead_letters_by_reason[reason] = self.stats.dead_letters_by_reason.get(reason, 0) + 1
-                    if rec.offset > self._dlq_done.get(partition, -1):  # a replay or replica does not re-send
+                    if not self._dlq_done.holds(partition, rec.offset):  # a replay or replica does not re-send
                         letters.append(DeadLetter(partition, rec.offset, rec.key, rec.value, reason, detail,
                                                   producer_id, status))
             last = rec.offset
@@ -271,8 +278,14 @@ class Projector:
         while True:
             try:
                 self.catalog.commit(changes, positions)
+                if self._stalled:
+                    with self._cond:
+                        self._stalled = False
                 return
             except CatalogUnavailable as exc:
+                with self._cond:
+                    self._stalled = True
+                    self._cond.notify_all()
                 self.stats.catalog_failures += 1
                 log.warning("catalog unavailable, pausing ingest (retry in %.1fs): %s", delay, exc)
                 if stop is None:
@@ -371,12 +384,17 @@ class Projector:
     def wait_for(self, partition: int, offset: int, timeout: float | None) -> None:
         """Block until ``partition:offset`` is applied (``timeout=None``: however long that takes).
 
-        Raises :class:`ConsistencyTimeout` after ``timeout``, :class:`ProjectorError` if the
+        Raises :class:`ConsistencyTimeout` after ``timeout`` — or at once, with no timeout, while
+        the projector is paused because the catalog refuses commits (so waiting requests do not
+        pile up without bound; the write is durable) — and :class:`ProjectorError` if the
         projector stopped first (nothing more will be applied by this process).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self.applied.get(partition, -1) < offset:
+                if deadline is None and self._stalled:
+                    raise ConsistencyTimeout(f"write {partition}:{offset} not applied yet: the projector is paused "
+                                             "while the catalog is unavailable")
                 if self._stopped:
                     raise ProjectorError(f"the projector stopped before applying {partition}:{offset}; the write "
                                          "is durable in Kafka and will be applied when a projector runs")
@@ -394,6 +412,11 @@ class Projector:
             kept = self._rejected.get(partition, {})
             recent = [kept[o] for o in offsets if o >= floor and o in kept]
         older = [o for o in offsets if o < floor]
+        if older:
+            start = self.catalog.verdicts_start(partition)
+            if start is None or min(older) < start:
+                raise VerdictUnknown(f"the catalog records verdicts of partition {partition} only from offset "
+                                     f"{start}; {partition}:{min(older)} is older")
         return sorted(self.catalog.rejections(partition, older) + recent, key=lambda r: r.offset)
 
     def lag(self) -> dict[int, int]:

@@ -1,8 +1,9 @@
 """A projection's verdict on a write, read from its catalog: for producers outside the server.
 
 The projector writes, in one transaction per batch, its tracking row and a row for every
-record it refused (:class:`~projections.changes.Rejection`). So once the tracking row is at
-or past a write's last offset, the write's records are either in the rejections table or
+record it refused (:class:`~projections.changes.Rejection`), and marks from which offset of
+each partition that record is complete. So once the tracking row is at or past a write's
+last offset, each of its records at or past the mark is either in the rejections table or
 applied, and that answer never changes: it survives restarts of the projector.
 """
 
@@ -12,6 +13,7 @@ import itertools
 import time
 from collections.abc import Sequence
 
+from producers.errors import VerdictUnknown
 from projections.catalog.store import Catalog, CatalogUnavailable
 from projections.changes import Rejection
 from vectorizer.settings import Settings
@@ -21,7 +23,7 @@ _POLL_SECONDS = (0.01, 0.02, 0.05, 0.1, 0.2)  # growing intervals between reads 
 
 class CatalogVerdicts:
     """Waits on the catalog of ``settings.projection`` (the one ``vectorizer serve`` with the same
-    settings writes). Opens nothing until first asked, and never creates a database."""
+    settings writes). Never creates a database."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -29,13 +31,26 @@ class CatalogVerdicts:
 
     def wait(self, partition: int, offsets: Sequence[int], timeout: float | None) -> list[Rejection] | None:
         """The rejections among ``offsets`` once the projection applied the last of them (empty: all
-        applied); ``None`` if it had not within ``timeout`` seconds (``None``: wait as long as it takes)."""
+        applied); ``None`` if it had not within ``timeout`` seconds (``None``: as long as it takes).
+
+        Raises :class:`VerdictUnknown` at once when there is no catalog where the settings point
+        (waiting could only end in a timeout), or when the catalog holds no verdicts that old.
+        A catalog that is unreachable (a database server down) is retried until the deadline.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         last = max(offsets)
+        catalog = self._open()
         for attempt in itertools.count():
-            catalog = self._open()
-            if catalog is not None and catalog.positions().get(partition, -1) >= last:
-                return catalog.rejections(partition, list(offsets))
+            try:
+                if catalog.positions().get(partition, -1) >= last:
+                    start = catalog.verdicts_start(partition)
+                    if start is None or min(offsets) < start:
+                        raise VerdictUnknown(f"the catalog at {catalog.safe_url} records verdicts of partition "
+                                             f"{partition} only from offset {start}; {partition}:{min(offsets)} "
+                                             "is older")
+                    return catalog.rejections(partition, list(offsets))
+            except CatalogUnavailable:
+                pass  # the database is down or busy: retried until the deadline
             pause = _POLL_SECONDS[min(attempt, len(_POLL_SECONDS) - 1)]
             if deadline is not None:
                 left = deadline - time.monotonic()
@@ -45,13 +60,14 @@ class CatalogVerdicts:
             time.sleep(pause)
         raise AssertionError("unreachable")
 
-    def _open(self) -> Catalog | None:
+    def _open(self) -> Catalog:
         if self._catalog is None:
             try:
                 self._catalog = Catalog(self.settings.resolved_catalog_url, self.settings.projection,
                                         self.settings.topic, create=False)
-            except CatalogUnavailable:
-                return None  # no projection has written a catalog yet: keep waiting
+            except CatalogUnavailable as exc:
+                raise VerdictUnknown(f"no verdict can be read: {exc} (point the producer's settings at the "
+                                     "server's data directory or catalog URL)") from None
         return self._catalog
 
     def close(self) -> None:

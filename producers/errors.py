@@ -34,5 +34,11 @@ class WriteRejected(ProducerError, ValueError):
         self.status, self.reason, self.offset = status, reason, offset
 
 
+class VerdictUnknown(ProducerError, LookupError):
+    """The write is durable in Kafka, but its verdict cannot be read: no catalog where the
+    settings point, or the catalog records verdicts only from a later offset (it predates them,
+    or was restored from a backup without them)."""
+
+
 class WriteNotApplied(ProducerError, TimeoutError):
     """The write is durable in Kafka, but no projection applied it within the wait's timeout."""

@@ -15,8 +15,11 @@ Delivery contract:
 - ``wait=True`` on a call returns only once the projection applied it, and raises
   :class:`~producers.errors.WriteRejected` if the projection refused it (the event went to
   the dead-letter topic), :class:`~producers.errors.WriteNotApplied` after ``timeout``
-  seconds (the write is durable; ``timeout=None`` waits as long as it takes). The verdict is
-  read from the projection's catalog (``verdicts``, by default the catalog these settings name).
+  seconds (the write is durable; ``timeout=None`` waits as long as it takes),
+  :class:`~producers.errors.VerdictUnknown` when no verdict can be read (no catalog where the
+  settings point). The verdict is read from the projection's catalog (``verdicts``, by
+  default the catalog these settings name). ``wait=True`` inside ``transaction()`` is refused
+  before anything is published: wait on the token after the commit.
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ class VectorProducer:
         self._txn_kafka: KafkaProducer | None = None
         self._txn_lock = threading.RLock()
         self._in_txn = threading.local()
+        self._verdicts_lock = threading.Lock()
 
     def _client_config(self) -> dict[str, Any]:
         return {"bootstrap_servers": self.settings.kafka_bootstrap, "acks": "all",
@@ -128,6 +132,7 @@ class VectorProducer:
                           ef_construction: int = 200, ef: int = 64, kind: str = "dynamic",
                           embedder: dict[str, Any] | None = None, wait: bool = False,
                           timeout: float | None = None) -> WriteToken:
+        self._refuse_wait_in_transaction(wait)
         check.collection_name(name)
         check.metric(metric)
         check.bounded_int(dimension, "dimension", maximum=65_536)
@@ -143,6 +148,7 @@ class VectorProducer:
         return self._settle(token, wait, timeout)
 
     def delete_collection(self, name: str, *, wait: bool = False, timeout: float | None = None) -> WriteToken:
+        self._refuse_wait_in_transaction(wait)
         check.collection_name(name)
         self._known_dims.pop(name, None)
         return self._settle(self._publish([ev.CollectionDeleted(self._meta(name))]), wait, timeout)
@@ -151,6 +157,7 @@ class VectorProducer:
                payloads: Sequence[object] | None = None, *, wait: bool = False,
                timeout: float | None = None) -> WriteToken:
         """Insert or replace points. ``vectors``: anything ``numpy.asarray`` makes ``(n, dim)``."""
+        self._refuse_wait_in_transaction(wait)
         check.collection_name(collection)
         pids = check.point_ids(ids)
         arr = check.vectors(vectors, len(pids), self.dimension_of(collection))
@@ -159,12 +166,14 @@ class VectorProducer:
 
     def delete(self, collection: str, ids: Sequence[object], *, wait: bool = False,
                timeout: float | None = None) -> WriteToken:
+        self._refuse_wait_in_transaction(wait)
         check.collection_name(collection)
         token = self._publish([ev.VectorsDeleted(self._meta(collection), check.point_ids(ids))])
         return self._settle(token, wait, timeout)
 
     def set_payload(self, collection: str, ids: Sequence[object], payload: dict[str, Any],
                     key: str | None = None, *, wait: bool = False, timeout: float | None = None) -> WriteToken:
+        self._refuse_wait_in_transaction(wait)
         check.collection_name(collection)
         path = None if key is None else check.payload_path(key)
         token = self._publish([ev.PayloadSet(self._meta(collection), check.point_ids(ids),
@@ -173,6 +182,7 @@ class VectorProducer:
 
     def overwrite_payload(self, collection: str, ids: Sequence[object], payload: dict[str, Any], *,
                           wait: bool = False, timeout: float | None = None) -> WriteToken:
+        self._refuse_wait_in_transaction(wait)
         check.collection_name(collection)
         token = self._publish([ev.PayloadOverwritten(self._meta(collection), check.point_ids(ids),
                                                      check.payload(payload))])
@@ -180,6 +190,7 @@ class VectorProducer:
 
     def delete_payload_keys(self, collection: str, ids: Sequence[object], keys: Sequence[str], *,
                             wait: bool = False, timeout: float | None = None) -> WriteToken:
+        self._refuse_wait_in_transaction(wait)
         check.collection_name(collection)
         checked = check.payload_paths(keys)
         token = self._publish([ev.PayloadKeysDeleted(self._meta(collection), check.point_ids(ids), checked)])
@@ -187,6 +198,7 @@ class VectorProducer:
 
     def clear_payload(self, collection: str, ids: Sequence[object], *, wait: bool = False,
                       timeout: float | None = None) -> WriteToken:
+        self._refuse_wait_in_transaction(wait)
         check.collection_name(collection)
         token = self._publish([ev.PayloadCleared(self._meta(collection), check.point_ids(ids))])
         return self._settle(token, wait, timeout)
@@ -194,15 +206,16 @@ class VectorProducer:
     # Verdicts ----------------------------------------------------------------------
     def wait_applied(self, token: WriteToken, timeout: float | None = None) -> WriteToken:
         """Return ``token`` once the projection applied every record of it; raise
-        :class:`WriteRejected` if it refused one, :class:`WriteNotApplied` after ``timeout``."""
-        if getattr(self._in_txn, "active", False):
-            raise check.ValidationError("wait: a write inside a transaction is applied only after the commit; "
-                                        "wait on its token after the transaction")
-        if self._verdicts is None:
-            from consumers.verdicts import CatalogVerdicts  # the projection's side, only when waited on
+        :class:`WriteRejected` if it refused one, :class:`WriteNotApplied` after ``timeout``,
+        :class:`VerdictUnknown` if no verdict can be read."""
+        self._refuse_wait_in_transaction(True)
+        with self._verdicts_lock:
+            if self._verdicts is None:
+                from consumers.verdicts import CatalogVerdicts  # the projection's side, only when waited on
 
-            self._verdicts = CatalogVerdicts(self.settings)
-        refused = self._verdicts.wait(token.partition, token.records, timeout)
+                self._verdicts = CatalogVerdicts(self.settings)
+            verdicts = self._verdicts
+        refused = verdicts.wait(token.partition, token.records, timeout)
         if refused is None:
             raise WriteNotApplied(f"write {token} is durable in Kafka but no projection applied it within "
                                   f"{timeout}s (is a server or projector running on this topic?)")
@@ -214,6 +227,11 @@ class VectorProducer:
             raise WriteRejected(message, status=first.status, reason=first.reason,
                                 offset=f"{token.partition}:{first.offset}")
         return token
+
+    def _refuse_wait_in_transaction(self, wait: bool) -> None:
+        if wait and getattr(self._in_txn, "active", False):
+            raise check.ValidationError("wait: a write inside a transaction is applied only after the commit; "
+                                        "wait on its token (wait_applied) after the transaction")
 
     def _settle(self, token: WriteToken, wait: bool, timeout: float | None) -> WriteToken:
         return self.wait_applied(token, timeout) if wait else token

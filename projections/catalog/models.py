@@ -42,6 +42,16 @@ tracking = sa.Table(
 # The projection's verdict on every record it refused (dead-lettered), by offset: written in
 # the same transaction as the tracking row that covers it, so a write's outcome survives
 # restarts and answers ``wait`` for any offset at or below the tracking row.
+# From which offset of each partition the rejections table is complete: set when a projector
+# first opens the catalog (0 for a new one; the position + 1 for a catalog that predates the
+# table), so "no row" means "applied" only at or past it.
+verdicts_from = sa.Table(
+    "vz_verdicts_from", metadata,
+    sa.Column("topic", sa.String(255), primary_key=True),
+    sa.Column("partition_id", sa.Integer, primary_key=True),
+    sa.Column("from_offset", sa.BigInteger, nullable=False),
+)
+
 rejections = sa.Table(
     "vz_rejections", metadata,
     sa.Column("topic", sa.String(255), primary_key=True),

@@ -19,7 +19,7 @@ from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from projections.catalog.models import collections, points, rejections, tracking
+from projections.catalog.models import collections, points, rejections, tracking, verdicts_from
 from projections.changes import Change, DeletePoints, DropCollection, PutCollection, PutPoints, Rejection
 from projections.errors import ProjectionError
 from vectorizer.errors import InfrastructureError
@@ -160,6 +160,26 @@ class Catalog:
             for row in result:
                 yield dict(row._mapping)
 
+    def start_verdicts(self, partitions: Iterable[int]) -> None:
+        """Record, for partitions that have no mark yet, that rejections are complete from the
+        position + 1 on (a projector calls this when it opens the catalog)."""
+        position = self.positions()
+        with self.engine.begin() as conn:
+            for partition in partitions:
+                stmt = self._insert(verdicts_from).values(topic=self.topic, partition_id=partition,
+                                                          from_offset=position.get(partition, -1) + 1)
+                conn.execute(stmt.on_conflict_do_nothing())
+
+    def verdicts_start(self, partition: int) -> int | None:
+        """The first offset of ``partition`` whose verdict the rejections table holds; None: unknown."""
+        try:
+            with self.engine.connect() as conn:
+                value = conn.execute(sa.select(verdicts_from.c.from_offset).where(
+                    verdicts_from.c.topic == self.topic, verdicts_from.c.partition_id == partition)).scalar()
+        except sa.exc.OperationalError as exc:
+            raise CatalogUnavailable(f"catalog {self.safe_url}: {exc.orig}") from exc
+        return None if value is None else int(value)
+
     def rejections(self, partition: int, offsets: Sequence[int]) -> list[Rejection]:
         """The recorded rejections among ``offsets`` of ``partition``, in offset order."""
         if not offsets:
@@ -195,12 +215,17 @@ class Catalog:
                                                                                      points.c.point_key))]
         return positions, colls, pts
 
-    def rejection_rows(self) -> list[dict[str, Any]]:
-        """Every recorded rejection of this topic (for backups), in offset order."""
+    def rejection_rows(self) -> tuple[list[dict[str, Any]], dict[int, int]]:
+        """Every recorded rejection of this topic in offset order, and from which offset each
+        partition's are complete (for backups)."""
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(
+            rows = [dict(r._mapping) for r in conn.execute(
                 sa.select(rejections).where(rejections.c.topic == self.topic)
                 .order_by(rejections.c.partition_id, rejections.c.record_offset))]
+            marks = {int(p): int(o) for p, o in conn.execute(
+                sa.select(verdicts_from.c.partition_id, verdicts_from.c.from_offset)
+                .where(verdicts_from.c.topic == self.topic))}
+        return rows, marks
 
     def replace_collection(self, name: str, created: tuple[Any, int] | None, rows: Sequence[Any]) -> None:
         """Rewrite one collection (its row and all its points) in one transaction; None drops it."""
@@ -212,14 +237,25 @@ class Catalog:
                 self._write(conn, PutPoints(name, tuple(rows)))
 
     def import_rows(self, collection_rows: Sequence[dict[str, Any]], point_rows: Sequence[dict[str, Any]],
-                    positions: dict[int, int], rejection_rows: Sequence[dict[str, Any]] = ()) -> None:
-        """Replace the whole catalog with these rows and set the tracking rows exactly (restore)."""
+                    positions: dict[int, int], rejection_rows: Sequence[dict[str, Any]] = (),
+                    verdicts_start: dict[int, int] | None = None) -> None:
+        """Replace the whole catalog with these rows and set the tracking rows exactly (restore).
+
+        ``verdicts_start``: from which offset the rejection rows are complete, per partition;
+        None (a backup without them): from the restored position + 1 on.
+        """
+        if verdicts_start is None:
+            verdicts_start = {p: o + 1 for p, o in positions.items()}
         with self.engine.begin() as conn:
             conn.execute(points.delete())
             conn.execute(collections.delete())
             conn.execute(rejections.delete().where(rejections.c.topic == self.topic))
+            conn.execute(verdicts_from.delete().where(verdicts_from.c.topic == self.topic))
             for start in range(0, len(rejection_rows), _CHUNK):
                 conn.execute(rejections.insert(), list(rejection_rows[start:start + _CHUNK]))
+            for partition, offset in verdicts_start.items():
+                conn.execute(verdicts_from.insert().values(topic=self.topic, partition_id=partition,
+                                                           from_offset=offset))
             conn.execute(tracking.delete().where(tracking.c.projection == self.projection,
                                                  tracking.c.topic == self.topic))
             if collection_rows:

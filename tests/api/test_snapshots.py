@@ -21,7 +21,9 @@ def test_snapshot_over_http_is_written_verified_and_listed(server: Running) -> N
     assert snapshots.verify(path) == []
     manifest = snapshots.read_manifest(path)
     assert any(c["config"]["name"] == name and c["count"] == 20 for c in manifest["collections"])
-    assert created.size == sum(f.stat().st_size for f in path.iterdir())
+    # The snapshot's own files (the side record of who requested it is not part of it).
+    assert created.size == sum((path / f).stat().st_size for f in ("manifest.json", *manifest["files"]))
+    assert created.size == sum(f.stat().st_size for f in path.iterdir() if f.name != snapshots.REQUESTED_FOR)
     listed = client.list_snapshots(name)
     assert created.name in [s.name for s in listed]
     assert server.http.post("/collections/nope_missing/snapshots").status_code == 404

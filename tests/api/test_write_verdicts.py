@@ -27,9 +27,10 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
+from consumers import integrity
 from consumers.dlq import read_letters
 from producers import VectorProducer, WriteToken
-from producers.errors import WriteNotApplied, WriteRejected
+from producers.errors import VerdictUnknown, WriteNotApplied, WriteRejected
 from schemas.events import WORKSPACE_PRODUCER
 from tests.api.conftest import Running, serving, unique
 from tests.helpers import wait_until
@@ -218,6 +219,12 @@ def test_workspace_collections_stay_read_only_after_restarts(kafka_bootstrap: st
     with serving(settings.replace(data_dir=tmp_path / "b")) as running:  # a fresh replay elsewhere
         assert running.replica.projector.stats.loaded_snapshot is None
         _assert_read_only(running, name)
+    integrity.backup(settings, tmp_path / "backup")
+    restored = settings.replace(data_dir=tmp_path / "c")
+    integrity.restore(restored, tmp_path / "backup")
+    with serving(restored) as running:  # restored from a backup
+        assert running.replica.projector.stats.loaded_snapshot is not None
+        _assert_read_only(running, name)
 
 
 def test_verdicts_survive_restarts_and_dead_letters_are_sent_once(kafka_bootstrap: str, tmp_path: Any) -> None:
@@ -229,11 +236,16 @@ def test_verdicts_survive_restarts_and_dead_letters_are_sent_once(kafka_bootstra
         good = producer.upsert(name, [1, 2], np.ones((2, DIM), np.float32))
         missing = producer.upsert(unique("nope"), [1], np.ones((1, DIM), np.float32))
         again = producer.create_collection(name, DIM, "ip")
-        # Nothing projects yet: a wait with a timeout says so, and the write stays durable.
-        with pytest.raises(WriteNotApplied):
-            producer.wait_applied(good, timeout=0.5)
+        # Nothing ever projected here: no catalog to read a verdict from, said at once.
+        with pytest.raises(VerdictUnknown, match="no catalog"):
+            producer.wait_applied(good)
         with serving(settings) as running:
             assert producer.wait_applied(good, timeout=30) == good
+            with held_projector(running):
+                late = producer.upsert(name, [3], np.ones((1, DIM), np.float32))
+                with pytest.raises(WriteNotApplied):  # a wait with a timeout says "not yet", durable
+                    producer.wait_applied(late, timeout=0.5)
+            assert producer.wait_applied(late, timeout=30) == late
             with pytest.raises(WriteRejected) as caught:
                 producer.wait_applied(missing, timeout=30)
             assert caught.value.status == 404 and caught.value.reason == "rejected"

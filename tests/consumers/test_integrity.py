@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from consumers import integrity, snapshots
 from producers import VectorProducer
+from producers.errors import VerdictUnknown, WriteRejected
 from projections.search import search
 from tests.helpers import catalog_of, running_projector, state_of, wait_until
 from vectorizer.cli import app
@@ -166,19 +167,30 @@ def test_backups_keep_the_verdicts_and_format_1_backups_still_restore(populated:
     lines = (tmp_path / "bk" / "catalog.jsonl").read_text().splitlines()
     assert sum(json.loads(line)["table"] == "rejections" for line in lines) == 1
 
-    def restored_verdicts(backup: Path, where: str) -> list[int]:
+    def restored(backup: Path, where: str) -> Settings:
         target = populated.replace(data_dir=tmp_path / where)
         code, out = _cli(target, "restore", str(backup))
         assert code == 0, out
-        catalog = Catalog(target.resolved_catalog_url, target.projection, target.topic)
-        try:
-            return [r.status for r in catalog.rejections(refused.partition, [refused.offset])]
-        finally:
-            catalog.close()
+        return target
 
-    assert restored_verdicts(tmp_path / "bk", "r2") == [404]
-    # The same backup as format 1 wrote it (no rejection rows): it restores, without verdicts.
+    with VectorProducer(restored(tmp_path / "bk", "r2")) as p, pytest.raises(WriteRejected) as caught:
+        p.wait_applied(refused, timeout=30)
+    assert caught.value.status == 404
+    # The same backup as format 1 wrote it (no rejection rows): it restores, and a verdict older
+    # than its offsets is unknown, never "applied".
     (tmp_path / "bk" / "catalog.jsonl").write_text(
-        "".join(line + "\n" for line in lines if json.loads(line)["table"] != "rejections"))
+        "".join(line + "\n" for line in lines if json.loads(line)["table"] not in ("rejections", "verdicts_from")))
     _rewrite_manifest(tmp_path / "bk", format=1)
-    assert restored_verdicts(tmp_path / "bk", "r1") == []
+    target = restored(tmp_path / "bk", "r1")
+    catalog = Catalog(target.resolved_catalog_url, target.projection, target.topic)
+    try:
+        assert catalog.rejections(refused.partition, [refused.offset]) == []
+        assert catalog.verdicts_start(refused.partition) == refused.offset + 1
+    finally:
+        catalog.close()
+    with VectorProducer(target) as p, pytest.raises(VerdictUnknown):
+        p.wait_applied(refused, timeout=30)
+    # A backup of a newer format is refused with a clear message.
+    _rewrite_manifest(tmp_path / "bk", format=99)
+    code, out = _cli(populated.replace(data_dir=tmp_path / "r3"), "restore", str(tmp_path / "bk"))
+    assert code == 1 and "backup format 99 is newer" in out, out

@@ -19,7 +19,7 @@ import typer
 
 from infra.kafka.launcher import broker_answers
 from producers import VectorProducer, WriteToken
-from producers.errors import WriteNotApplied, WriteRejected
+from producers.errors import VerdictUnknown, WriteNotApplied, WriteRejected
 from vectorizer.cli.context import CliContext, cli_context, fail, has_catalog, open_catalog
 from vectorizer.cli.progress import progress
 from vectorizer.settings import Settings
@@ -95,6 +95,8 @@ def settle(c: CliContext, producer: VectorProducer, tokens: list[WriteToken], wa
         raise fail(f"rejected by the projection (status {exc.status}): {exc}") from None
     except WriteNotApplied as exc:
         raise fail(f"acknowledged, not applied yet: {exc}", PENDING_EXIT) from None
+    except VerdictUnknown as exc:
+        raise fail(f"acknowledged (write token {tokens[-1]}), verdict unknown: {exc}", PENDING_EXIT) from None
     return "applied"
 
 

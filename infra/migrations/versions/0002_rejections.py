@@ -1,4 +1,5 @@
-"""Rejections: the projection's verdict on each dead-lettered record, by offset.
+"""Rejections: the projection's verdict on each dead-lettered record, by offset, and from
+which offset of each partition that record is complete.
 
 Revision ID: 0002
 Revises: 0001
@@ -25,7 +26,14 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text, nullable=False),
         sa.Column("producer_id", sa.String(255), nullable=True),
     )
+    op.create_table(
+        "vz_verdicts_from",
+        sa.Column("topic", sa.String(255), primary_key=True),
+        sa.Column("partition_id", sa.Integer, primary_key=True),
+        sa.Column("from_offset", sa.BigInteger, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("vz_verdicts_from")
     op.drop_table("vz_rejections")

@@ -29,7 +29,7 @@ _recording = threading.Lock()  # one read-modify-write of a snapshot's requested
 
 def describe(path: Path) -> dict[str, Any]:
     manifest = snapshots.read_manifest(path)
-    size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+    size = sum((path / name).stat().st_size for name in ("manifest.json", *manifest["files"]))  # the snapshot's own
     created = datetime.fromtimestamp(float(manifest["created_at"]), tz=UTC).replace(tzinfo=None)
     return {"name": path.name, "creation_time": created.isoformat(timespec="seconds"), "size": size,
             "checksum": manifest["manifest_checksum"]}
@@ -44,9 +44,13 @@ def create_snapshot(request: Request, collection_name: str, timeout: float | Non
     if name is None:
         raise NotReady(f"the snapshot could not be written: {a.projector.stats.last_snapshot_error}")
     path = a.projector.settings.snapshot_dir / name
-    with _recording:
-        snapshots.record_request(path, coll.config.name, coll.created_offset)
-    return ok(request, describe(path))
+    try:
+        with _recording:
+            snapshots.record_request(path, coll.config.name, coll.created_offset)
+        return ok(request, describe(path))
+    except (FileNotFoundError, snapshots.SnapshotCorrupt):  # pruned by newer ones in the meantime
+        raise NotReady(f"snapshot {name} was pruned by newer snapshots before it could be recorded; retry "
+                       "(or raise VECTORIZER_SNAPSHOTS_KEEP)") from None
 
 
 @router.get("/collections/{collection_name}/snapshots", summary="List snapshots, newest first")
