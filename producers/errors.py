@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from vectorizer.errors import InfrastructureError, VectorizerError
 
 
@@ -32,6 +35,16 @@ class WriteRejected(ProducerError, ValueError):
     def __init__(self, message: str, *, status: int, reason: str, offset: str) -> None:
         super().__init__(message)
         self.status, self.reason, self.offset = status, reason, offset
+
+    @classmethod
+    def of(cls, partition: int, refused: Sequence[Any], records: int) -> WriteRejected:
+        """The error for a write of ``records`` records of which ``refused`` (rejections with
+        ``offset``, ``status``, ``reason``, ``detail``; at least one) were refused."""
+        first = refused[0]
+        message = f"{first.detail} (the write's record {partition}:{first.offset} was rejected by the projection)"
+        if records > 1:
+            message += f"; {len(refused)} of its {records} records were rejected, the others applied"
+        return cls(message, status=first.status, reason=first.reason, offset=f"{partition}:{first.offset}")
 
 
 class VerdictUnknown(ProducerError, LookupError):

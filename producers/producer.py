@@ -220,12 +220,7 @@ class VectorProducer:
             raise WriteNotApplied(f"write {token} is durable in Kafka but no projection applied it within "
                                   f"{timeout}s (is a server or projector running on this topic?)")
         if refused:
-            first = refused[0]
-            message = f"{first.detail} (record {token.partition}:{first.offset} was rejected by the projection)"
-            if len(token.records) > 1:
-                message += f"; {len(refused)} of the write's {len(token.records)} records were rejected"
-            raise WriteRejected(message, status=first.status, reason=first.reason,
-                                offset=f"{token.partition}:{first.offset}")
+            raise WriteRejected.of(token.partition, refused, len(token.records))
         return token
 
     def _refuse_wait_in_transaction(self, wait: bool) -> None:

@@ -79,14 +79,8 @@ class Api:
     def check_verdict(self, token: WriteToken) -> None:
         """Raise :class:`WriteRejected` if the projection refused any record of this applied write."""
         refused = self.projector.verdict(token.partition, token.records)
-        if not refused:
-            return
-        first = refused[0]
-        message = f"{first.detail} (the write's record {first.partition}:{first.offset} was rejected by the projection)"
-        if len(token.records) > 1:
-            message += f"; {len(refused)} of its {len(token.records)} records were rejected, the others applied"
-        raise WriteRejected(message, status=first.status, reason=first.reason,
-                            offset=f"{first.partition}:{first.offset}")
+        if refused:
+            raise WriteRejected.of(token.partition, refused, len(token.records))
 
     def applied_token(self, collection: str) -> WriteToken:
         """A token this server already applied, covering every earlier write to ``collection``.

@@ -8,21 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from typer.testing import CliRunner
 
 from consumers import integrity, snapshots
 from producers import VectorProducer
 from producers.errors import VerdictUnknown, WriteRejected
 from projections.search import search
-from tests.helpers import catalog_of, running_projector, state_of, wait_until
-from vectorizer.cli import app
+from tests.helpers import catalog_of, run_cli, running_projector, state_of, wait_until
 from vectorizer.settings import Settings
 
-
-def _cli(settings: Settings, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["--kafka-bootstrap", settings.kafka_bootstrap, "--topic", settings.topic,
-                                      "--data-dir", str(settings.data_dir), *args])
-    return result.exit_code, result.output
+_cli = run_cli
 
 
 @pytest.fixture

@@ -12,19 +12,13 @@ import shutil
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from consumers import integrity, snapshots
 from producers import VectorProducer
-from tests.helpers import running_projector
-from vectorizer.cli import app
+from tests.helpers import run_cli, running_projector
 from vectorizer.settings import Settings
 
-
-def _cli(settings: Settings, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["--kafka-bootstrap", settings.kafka_bootstrap, "--topic", settings.topic,
-                                      "--data-dir", str(settings.data_dir), *args])
-    return result.exit_code, result.output
+_cli = run_cli
 
 
 @pytest.fixture
