@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from consumers import snapshots
-from consumers.rebuild import CatalogMirror, ReplayResult, replay_into
-from projections.catalog.store import Catalog
+from consumers import logid, snapshots
+from consumers.rebuild import CatalogMirror, ReplayResult, ahead_of_log, log_ends, replay_into
+from producers.topics import partition_for
+from projections.catalog.store import Catalog, CatalogCut, CatalogUnavailable
 from projections.collection import Collection, canonical_json, point_checksum
 from projections.search import search
 from projections.state import ProjectionState
@@ -45,7 +46,7 @@ class BackupCorrupt(VectorizerError, ValueError):
 
 @dataclass
 class Problem:
-    kind: str  # snapshot | catalog | index | recall | against
+    kind: str  # log | snapshot | catalog | index | recall | against
     collection: str | None
     detail: str
 
@@ -87,15 +88,74 @@ def truth(settings: Settings, until: dict[int, int]) -> ReplayResult:
     return replay_into(settings, until=until)
 
 
+# Before anything is replayed ---------------------------------------------------------
+def open_existing(settings: Settings) -> Catalog | None:
+    """The configured catalog if it exists and holds the catalog's tables; None otherwise.
+
+    Never creates or migrates anything: the tools that check a projection must not make one.
+    """
+    try:
+        catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic, create=False)
+    except CatalogUnavailable:
+        if settings.catalog_file is not None and not settings.catalog_file.exists():
+            return None
+        raise
+    if not catalog.has_schema():
+        catalog.close()
+        return None
+    return catalog
+
+
+def log_problems(settings: Settings, catalog: Catalog | None, position: dict[int, int],
+                 ends: dict[int, int]) -> list[Problem]:
+    """What makes a check against the log meaningless: no catalog (or an empty one) beside a log that
+    holds records, or tracking rows at or past the log's end (the log changed beneath the projection)."""
+    problem = ahead_of_log(position, ends)
+    if problem is not None:
+        return [Problem("log", None, problem)]
+    stored = None if catalog is None else catalog.log_identity()
+    if stored is not None:  # the catalog names the log it was built from: is it this one?
+        changed = logid.diagnose(settings, logid.LogIdentity(*stored), position)
+        if changed:
+            return [Problem("log", None, f"{'; '.join(changed)}: {logid.advice()}")]
+    written = {p: e for p, e in ends.items() if e > 0}
+    if written and not position:
+        where = (f"no catalog at {catalog_location(settings)}" if catalog is None else
+                 f"the catalog at {catalog_location(settings)} is empty (no tracking rows)")
+        log_at = ", ".join(f"{p}:{e}" for p, e in sorted(written.items()))
+        return [Problem("catalog", None, f"{where} but the log ends at {log_at}: the catalog was deleted or "
+                                         f"this is not the data directory the server uses; rebuild it with "
+                                         f"`vectorizer replay --from-beginning` or `vectorizer restore` a backup")]
+    return []
+
+
+def catalog_location(settings: Settings) -> str:
+    path = settings.catalog_file
+    if path is not None:
+        return str(path)
+    url = settings.resolved_catalog_url
+    return url.split("@")[-1] if "@" in url else url
+
+
 # verify -------------------------------------------------------------------------------
 def verify(settings: Settings, name: str | None = None, against: Path | None = None,
            recall_samples: int = 50) -> Report:
-    catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
-    position = catalog.positions()
+    """Check snapshots, catalog and index against the log at the catalog position (module doc).
+
+    A missing or empty catalog beside a non-empty log, and a catalog ahead of the log's end, are
+    problems of their own (kind ``log`` / ``catalog``), reported without replaying anything;
+    nothing is ever created.
+    """
+    catalog = open_existing(settings)
     try:
+        position = catalog.positions() if catalog is not None else {}
+        first = log_problems(settings, catalog, position, log_ends(settings))
+        if first or catalog is None:
+            return Report(position, first, {"collections": [], "points": 0})
         return _verify(settings, catalog, position, truth(settings, position), name, against, recall_samples)
     finally:
-        catalog.close()
+        if catalog is not None:
+            catalog.close()
 
 
 def _verify(settings: Settings, catalog: Catalog, position: dict[int, int], expected: ReplayResult,
@@ -123,7 +183,10 @@ def _verify(settings: Settings, catalog: Catalog, position: dict[int, int], expe
     report.checked["points"] = sum(len(expected.mirror.points.get(n, {})) for n in report.checked["collections"])
     if against is not None:
         other = settings.replace(data_dir=against, catalog_url="")
-        other_pos = Catalog(other.resolved_catalog_url, other.projection, other.topic).positions()
+        theirs_catalog = open_existing(other)
+        other_pos = theirs_catalog.positions() if theirs_catalog is not None else {}
+        if theirs_catalog is not None:
+            theirs_catalog.close()
         if other_pos != position:
             report.problems.append(Problem("against", None, f"{against} is at offsets {other_pos}, this data "
                                                             f"directory at {position}"))
@@ -270,9 +333,12 @@ def repair(settings: Settings, name: str | None = None) -> Report:
     Snapshots: damaged ones are removed and a fresh snapshot of the log's state at the
     catalog position is written, so the next restart loads a sound index.
     """
-    catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
+    catalog = open_existing(settings)
     try:
-        position = catalog.positions()
+        position = catalog.positions() if catalog is not None else {}
+        first = log_problems(settings, catalog, position, log_ends(settings))
+        if first or catalog is None:  # nothing to mend from: rebuilding is replay's job
+            return Report(position, first, {"collections": [], "points": 0})
         expected = truth(settings, position)  # one replay serves the checks before and after
         before = _verify(settings, catalog, position, expected, name)
         if before.ok:
@@ -280,7 +346,8 @@ def repair(settings: Settings, name: str | None = None) -> Report:
         _mend(settings, catalog, position, expected, before)
         return _verify(settings, catalog, position, expected, name)
     finally:
-        catalog.close()
+        if catalog is not None:
+            catalog.close()
 
 
 def _mend(settings: Settings, catalog: Catalog, position: dict[int, int], expected: ReplayResult,
@@ -299,23 +366,40 @@ def _mend(settings: Settings, catalog: Catalog, position: dict[int, int], expect
 
 # backup / restore ---------------------------------------------------------------------
 def backup(settings: Settings, out: Path) -> dict[str, Any]:
-    """A consistent backup at the catalog position: snapshot files + catalog rows + manifest."""
-    catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
-    position, collections, points = catalog.export()
+    """A consistent backup at the catalog position: snapshot files + catalog rows + manifest.
+
+    The catalog is read as one cut (:meth:`Catalog.cut`, one snapshot-isolated transaction) and the
+    cut is checked (:func:`cut_problems`) before anything is written; a catalog ahead of the log's
+    end is refused (it cannot be restored and caught up).
+    """
+    catalog = open_existing(settings)
+    if catalog is None:
+        raise VectorizerError(f"no catalog at {catalog_location(settings)}: nothing to back up")
+    try:
+        cut = catalog.cut()
+    finally:
+        catalog.close()
+    ends = log_ends(settings)
+    problem = ahead_of_log(cut.positions, ends)
+    if problem is not None:
+        raise VectorizerError(problem)
+    torn = cut_problems(cut, len(ends))
+    if torn:
+        raise VectorizerError("the catalog read is not one consistent cut: " + "; ".join(torn[:5]))
+    position = cut.positions
     state, _ = served_state(settings, position)
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
         raise VectorizerError(f"{out} is not empty")
     snap = snapshots.write_snapshot(state, position, out / "snapshot", settings.topic, keep=1)
     with open(out / "catalog.jsonl", "w") as f:
-        for row in collections:
+        for row in cut.collections:
             f.write(json.dumps({"table": "collections", **row}) + "\n")
-        for row in points:
+        for row in cut.points:
             f.write(json.dumps({"table": "points", **row}) + "\n")
-        rejected, verdicts_start = catalog.rejection_rows()
-        for row in rejected:
+        for row in cut.rejections:
             f.write(json.dumps({"table": "rejections", **row}) + "\n")
-        for partition, offset in sorted(verdicts_start.items()):
+        for partition, offset in sorted(cut.verdicts_from.items()):
             f.write(json.dumps({"table": "verdicts_from", "partition_id": partition, "from_offset": offset}) + "\n")
     files = {str(p.relative_to(out)): snapshots.file_checksum(p) for p in sorted(out.rglob("*")) if p.is_file()}
     manifest = {"format": BACKUP_FORMAT, "topic": settings.topic, "projection": settings.projection,
@@ -323,8 +407,26 @@ def backup(settings: Settings, out: Path) -> dict[str, Any]:
                 "created_at": time.time(), "files": files}
     manifest["manifest_checksum"] = xxhash.xxh3_64_hexdigest(json.dumps(manifest, sort_keys=True).encode())
     (out / "backup.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    catalog.close()
     return manifest
+
+
+def cut_problems(cut: CatalogCut, partitions: int) -> list[str]:
+    """Rows of ``cut`` newer than its own tracking rows (empty: a consistent cut).
+
+    Every row the projector writes is covered by the tracking row committed with it, so in one
+    committed state no collection, point or rejection names an offset past its partition's position.
+    """
+    def past(collection: str, offset: int) -> bool:
+        partition = partition_for(collection, max(1, partitions))
+        return offset > cut.positions.get(partition, -1)
+
+    out = [f"collection {c['name']} was created at offset {c['created_offset']}, past the position "
+           f"{cut.positions}" for c in cut.collections if past(c["name"], int(c["created_offset"]))]
+    out += [f"point {r['collection']}/{r['point_key']} has version {r['version']}, past the position "
+            f"{cut.positions}" for r in cut.points if past(r["collection"], int(r["version"]))]
+    out += [f"rejection {r['partition_id']}:{r['record_offset']} is past the position {cut.positions}"
+            for r in cut.rejections if int(r["record_offset"]) > cut.positions.get(int(r["partition_id"]), -1)]
+    return out
 
 
 def check_backup(path: Path) -> dict[str, Any]:

@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, LogTruncationError, OffsetOutOfRangeError
 from kafka.structs import OffsetAndMetadata
 
-from consumers import snapshots
+from consumers import logid, snapshots, stall
 from consumers.dlq import DeadLetter, DeadLetters, SentLetters
+from consumers.logid import LogIdentity, current_identity
 from producers.errors import VerdictUnknown
 from producers.topics import ensure_topics
 from projections.catalog.store import Catalog, CatalogUnavailable
@@ -50,11 +51,16 @@ log = logging.getLogger(__name__)
 _FETCH_BYTES = 16 << 20  # per fetch: the consumer's buffered records stay within tens of MB
 _BATCH_BYTES = 8 << 20   # per catalog transaction (about 15,000 vectors of 128-d)
 _TRIM_AFTER_EVENTS = 50  # events applied before an idle moment returns freed memory (vectorizer.memory)
+_LOG_CHECK_SECONDS = 5.0  # how often a running projector checks the log is still the one it applied
 _VERDICTS_KEPT = 100_000  # rejections remembered in memory; older ones are read from the catalog
 
 
 class ProjectorError(InfrastructureError):
     """The projector cannot start or go on (e.g. the topic has no partition metadata)."""
+
+
+class LogChanged(ProjectorError):
+    """The log is not the one the projection was built from (see :mod:`consumers.logid`)."""
 
 
 @dataclass
@@ -68,7 +74,10 @@ class ProjectorStats:
     last_snapshot_error: str | None = None
     catalog_failures: int = 0
     kafka_failures: int = 0
-    log_end: dict[int, int] = field(default_factory=dict)
+    log_end: dict[int, int] = field(default_factory=dict)  # read_committed: the last stable offset (LSO)
+    # Partitions whose LSO is below the high watermark: an open transaction (or a producer killed
+    # inside one, until the broker aborts it) holds readers back. Refreshed with ``log_end``.
+    lso_held: dict[int, stall.HeldLso] = field(default_factory=dict)
     positions: dict[int, int] = field(default_factory=dict)  # next offset to read, per partition
     loaded_snapshot: str | None = None
     recovery_seconds: float | None = None
@@ -105,31 +114,46 @@ class Projector:
         self._dlq_done = SentLetters()  # what the DLQ already held at start
         self._stopped = False
         self._stalled = False  # while the catalog refuses commits: unbounded waits answer "not yet"
+        self.identity: LogIdentity | None = None  # the log being applied (set by recover)
+        self.log_problem: str | None = None  # why this projection does not serve: its log changed
+        self._last_log_check = 0.0
 
     # Recovery ----------------------------------------------------------------------
     def recover(self) -> None:
-        """Load state and position; connect to Kafka and seek. Call once, before :meth:`run`."""
+        """Check the log is the one the projection was built from, load state and position,
+        connect to Kafka and seek. Call before :meth:`run`; may be called again after it raised.
+
+        Raises :class:`LogChanged` (with :attr:`log_problem` set) when the log is not that log
+        any more: nothing is loaded or served then.
+        """
         self._started = time.monotonic()
         self.catalog_pos = self.catalog.positions()
-        loaded = snapshots.load_newest(self.settings.snapshot_dir)
-        if loaded is not None and any(o > self.catalog_pos.get(p, -1) for p, o in loaded.offsets.items()):
-            log.warning("snapshot %s is ahead of the catalog (%s > %s); rebuilding both from the log",
-                        loaded.snapshot_id, loaded.offsets, self.catalog_pos)
-            loaded = None
-        if loaded is not None:
-            self.state = loaded.state
-            self.applied = dict(loaded.offsets)
-            self.stats.loaded_snapshot = loaded.snapshot_id
-            log.info("loaded snapshot %s covering %s", loaded.snapshot_id, loaded.offsets)
         ensure_topics(self.settings)
         consumer = KafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap, group_id=f"vectorizer-{self.settings.projection}",
-            enable_auto_commit=False, isolation_level="read_committed", auto_offset_reset="earliest",
+            enable_auto_commit=False, isolation_level="read_committed",
+            auto_offset_reset="none",  # a position beyond the log is a changed log, never a silent reset
             max_poll_records=self.settings.poll_max_records, fetch_max_bytes=_FETCH_BYTES,
             max_partition_fetch_bytes=self.settings.max_message_bytes * 2, reconnect_backoff_max_ms=1000,
             client_id=f"vectorizer-projector-{self.settings.projection}")
         partitions = self._partitions(consumer)
         try:
+            self.identity = self._check_identity(consumer, partitions)
+            loaded = snapshots.load_newest(self.settings.snapshot_dir)
+            if loaded is not None and any(o > self.catalog_pos.get(p, -1) for p, o in loaded.offsets.items()):
+                log.warning("snapshot %s is ahead of the catalog (%s > %s); rebuilding both from the log",
+                            loaded.snapshot_id, loaded.offsets, self.catalog_pos)
+                loaded = None
+            if loaded is not None and loaded.log is not None and LogIdentity(**loaded.log) != self.identity:
+                log.warning("snapshot %s was built from another log (%s, now %s); rebuilding from the log",
+                            loaded.snapshot_id, loaded.log, self.identity)
+                loaded = None
+            self.state, self.applied = ProjectionState(), {}
+            if loaded is not None:
+                self.state = loaded.state
+                self.applied = dict(loaded.offsets)
+                self.stats.loaded_snapshot = loaded.snapshot_id
+                log.info("loaded snapshot %s covering %s", loaded.snapshot_id, loaded.offsets)
             tps = [TopicPartition(self.settings.topic, p) for p in partitions]
             consumer.assign(tps)
             for tp in tps:
@@ -145,6 +169,47 @@ class Projector:
         self.stats.log_end = dict(self._recovery_target)
         self._consumer = consumer
         self._check_ready()
+
+    def _check_identity(self, consumer: KafkaConsumer, partitions: list[int]) -> LogIdentity:
+        """The current log's identity, once it is known to be the one the catalog was built from
+        (recorded on first use); else :class:`LogChanged`."""
+        now = current_identity(self.settings)
+        stored = self.catalog.log_identity()
+        recorded = None if stored is None else LogIdentity(*stored)
+        found = None if now.topic_id is None else logid.bounds(consumer, self.settings.topic, partitions)
+        trouble = logid.problems(recorded, now, self.catalog_pos, found)
+        if trouble:
+            self._halt(trouble)
+        if recorded is None or recorded != now:
+            self.catalog.record_log_identity(now.cluster_id, now.topic_id)
+        self.log_problem = None
+        return now
+
+    def _halt(self, trouble: list[str]) -> None:
+        """Stop serving from a projection whose log changed beneath it; raise :class:`LogChanged`."""
+        self.log_problem = f"{'; '.join(trouble)}: {logid.advice()}"
+        self.ready.clear()
+        with self._cond:
+            self._cond.notify_all()  # waiters answer the problem instead of waiting on
+        log.critical("log of %s changed: %s", self.settings.topic, self.log_problem)
+        raise LogChanged(self.log_problem)
+
+    def _check_log(self, force: bool = False) -> None:
+        """While running, every few seconds: is the log still the one applied? (see :mod:`consumers.logid`)."""
+        now = time.monotonic()
+        if self._consumer is None or (not force and now - self._last_log_check < _LOG_CHECK_SECONDS):
+            return
+        self._last_log_check = now
+        try:
+            current = current_identity(self.settings)
+            found = (None if current.topic_id is None else
+                     logid.bounds(self._consumer, self.settings.topic, sorted(self._recovery_target)))
+        except KafkaError as exc:
+            log.debug("log identity check failed (retried): %s", exc)
+            return
+        trouble = logid.problems(self.identity, current, self.applied, found)
+        if trouble:
+            self._halt(trouble)
 
     def _partitions(self, consumer: KafkaConsumer, timeout: float = 30.0) -> list[int]:
         """The topic's partitions; metadata may take a moment to arrive, so wait for it."""
@@ -175,21 +240,10 @@ class Projector:
             self.recover()
         assert self._consumer is not None
         try:
-            while not stop.is_set():
-                try:
-                    batch = self._consumer.poll(timeout_ms=100)
-                except KafkaError as exc:
-                    self.stats.kafka_failures += 1
-                    log.warning("polling Kafka failed (%s); retrying", exc)
-                    stop.wait(0.5)
-                    continue
-                if not batch and self._events_since_trim >= _TRIM_AFTER_EVENTS:
-                    release_free_memory()  # idle after a burst: hand the burst's freed heap back
-                    self._events_since_trim = 0
-                for tp in sorted(batch, key=lambda t: t.partition):
-                    self.process(tp.partition, batch[tp], stop)
-                self._check_ready()
-                self._housekeeping()
+            try:
+                self._follow(stop)
+            except LogChanged:
+                stop.wait()  # not ready, with the reason (log_problem), until stopped: nothing more is applied
             if self._events_since_snapshot:
                 self.snapshot()
             self._commit_kafka(force=True)
@@ -199,6 +253,36 @@ class Projector:
                 self._cond.notify_all()
             self._consumer.close()
             self._dlq.close()
+
+    def _follow(self, stop: threading.Event) -> None:
+        """The poll/apply loop of :meth:`run`; raises :class:`LogChanged` when the log changes beneath it."""
+        while not stop.is_set():
+            try:
+                self._step(stop)
+            except (OffsetOutOfRangeError, LogTruncationError) as exc:  # positions past the log: a changed log
+                self._check_log(force=True)  # names the cause when it can (topic id, cluster, offsets)
+                self._halt([f"Kafka reports the log behind the position this projection applied ({exc})"])
+
+    def _step(self, stop: threading.Event) -> None:
+        """One poll: apply what came, then the periodic duties."""
+        assert self._consumer is not None
+        try:
+            batch = self._consumer.poll(timeout_ms=100)
+        except (OffsetOutOfRangeError, LogTruncationError):
+            raise
+        except KafkaError as exc:
+            self.stats.kafka_failures += 1
+            log.warning("polling Kafka failed (%s); retrying", exc)
+            stop.wait(0.5)
+            return
+        if not batch and self._events_since_trim >= _TRIM_AFTER_EVENTS:
+            release_free_memory()  # idle after a burst: hand the burst's freed heap back
+            self._events_since_trim = 0
+        for tp in sorted(batch, key=lambda t: t.partition):
+            self.process(tp.partition, batch[tp], stop)
+        self._check_ready()
+        self._housekeeping()
+        self._check_log()
 
     def process(self, partition: int, records: Iterable[Any], stop: threading.Event | None = None) -> None:
         """Apply one partition's records (in offset order), in sub-batches of at most ``_BATCH_BYTES`` of
@@ -331,6 +415,8 @@ class Projector:
             try:
                 tps = [TopicPartition(self.settings.topic, p) for p in self._recovery_target]
                 self.stats.log_end = {tp.partition: o for tp, o in self._consumer.end_offsets(tps).items()}
+                self.stats.lso_held = stall.observe(self._consumer, self.settings.topic, self.stats.log_end,
+                                                    self.stats.lso_held)
             except KafkaError as exc:
                 self.stats.kafka_failures += 1
                 log.debug("end offsets unavailable: %s", exc)
@@ -338,8 +424,10 @@ class Projector:
     def snapshot(self) -> str | None:
         """Write a snapshot of the current state (call from the projector's thread or when it is idle)."""
         try:
+            identity = None if self.identity is None else {"cluster_id": self.identity.cluster_id,
+                                                           "topic_id": self.identity.topic_id}
             path = snapshots.write_snapshot(self.state, dict(self.applied), self.settings.snapshot_dir,
-                                            self.settings.topic, self.settings.snapshots_keep)
+                                            self.settings.topic, self.settings.snapshots_keep, identity)
         except Exception as exc:  # noqa: BLE001 - disk full, unwritable, a bug: serving goes on regardless
             self.stats.snapshot_failures += 1
             self.stats.last_snapshot_error = f"{type(exc).__name__}: {exc}"
@@ -395,6 +483,8 @@ class Projector:
                 if deadline is None and self._stalled:
                     raise ConsistencyTimeout(f"write {partition}:{offset} not applied yet: the projector is paused "
                                              "while the catalog is unavailable")
+                if self.log_problem is not None:
+                    raise LogChanged(f"write {partition}:{offset} cannot be applied here: {self.log_problem}")
                 if self._stopped:
                     raise ProjectorError(f"the projector stopped before applying {partition}:{offset}; the write "
                                          "is durable in Kafka and will be applied when a projector runs")

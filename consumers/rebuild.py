@@ -13,14 +13,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaTimeoutError
 
 from projections.changes import Change, DeletePoints, DropCollection, PointRow, PutCollection, PutPoints
 from projections.state import ProjectionState, Rejected
 from schemas.codec import decode
 from schemas.errors import DecodeError
 from schemas.events import CollectionCreated
+from vectorizer.errors import VectorizerError
 from vectorizer.settings import Settings
 
 
@@ -62,15 +65,55 @@ class ReplayResult:
 Progress = Callable[[int, int], None]
 
 
+#: How long a replay may go without reading anything new before it gives up, and how long one
+#: request for metadata or offsets may take: a replay of any size keeps moving, so only a log that
+#: stopped answering (or records that will never come) waits this long.
+STALL_SECONDS = 30.0
+REQUEST_TIMEOUT_MS = 15_000
+
+
+class LogWaitTimeout(VectorizerError, TimeoutError):
+    """The log did not answer, or stopped delivering, within a deadline; the message says what was awaited."""
+
+
+class LogBehindProjection(VectorizerError, RuntimeError):
+    """The catalog's tracking rows are at or past the log's end: the log changed beneath the projection."""
+
+
+def _consumer(settings: Settings, **config: Any) -> KafkaConsumer:
+    return KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
+                         enable_auto_commit=False, request_timeout_ms=REQUEST_TIMEOUT_MS, **config)
+
+
 def log_ends(settings: Settings) -> dict[int, int]:
-    """Next offset to be written per partition (the last stable offset, read_committed)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
+    """Next offset to be written per partition (the last stable offset, read_committed); {} when the
+    topic does not exist. Kafka's own errors when the broker does not answer in time (the end offsets:
+    within :data:`REQUEST_TIMEOUT_MS`, a timeout naming them)."""
+    consumer = _consumer(settings)
     try:
         parts = consumer.partitions_for_topic(settings.topic)
-        tps = [TopicPartition(settings.topic, p) for p in sorted(parts)]
-        return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()} if tps else {}
+        tps = [TopicPartition(settings.topic, p) for p in sorted(parts or ())]
+        return {tp.partition: off for tp, off in consumer.end_offsets(tps, REQUEST_TIMEOUT_MS).items()} if tps else {}
+    except KafkaTimeoutError as exc:
+        raise KafkaTimeoutError(f"waited {REQUEST_TIMEOUT_MS / 1000:.0f}s for the end offsets of "
+                                f"{settings.topic}: {exc}") from None
     finally:
         consumer.close()
+
+
+def ahead_of_log(positions: dict[int, int], ends: dict[int, int]) -> str | None:
+    """Why a catalog at ``positions`` cannot have been built from a log ending at ``ends`` (None: it can).
+
+    A tracking row at or past the log's end offset names records the log does not hold: the topic
+    was recreated, the broker lost its storage, or this data directory belongs to another cluster.
+    """
+    bad = sorted(p for p, o in positions.items() if o >= 0 and o >= ends.get(p, 0))
+    if not bad:
+        return None
+    at = ", ".join(f"{p}:{positions[p]}" for p in bad)
+    end = ", ".join(f"{p}:{ends[p]}" if p in ends else f"{p}: (no such partition)" for p in bad)
+    return (f"the catalog is at {at} but the log ends at {end}: the log changed beneath this projection "
+            f"(recreated topic, wiped broker, other cluster); rebuild with `vectorizer replay --from-beginning`")
 
 
 def has_records(consumer: KafkaConsumer, tp: TopicPartition, start: int, end: int, deadline: float) -> bool:
@@ -93,6 +136,11 @@ def replay_into(settings: Settings, state: ProjectionState | None = None, start:
 
     ``start`` holds last-applied offsets (-1 / absent: from the beginning); ``until`` holds
     last offsets to include (default: everything below the log end at call time).
+
+    Never waits without a deadline: an ``until`` at or past the log end raises
+    :class:`LogBehindProjection` before reading; a replay that reads nothing new for
+    :data:`STALL_SECONDS` raises :class:`LogWaitTimeout` naming the partitions and offsets it
+    waited for.
     """
     began = time.monotonic()
     state = state or ProjectionState()
@@ -105,17 +153,26 @@ def replay_into(settings: Settings, state: ProjectionState | None = None, start:
     if not pending:
         result.seconds = time.monotonic() - began
         return result
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-                             enable_auto_commit=False, max_poll_records=settings.poll_max_records,
-                             fetch_max_bytes=64 * 1024 * 1024,
-                             max_partition_fetch_bytes=settings.max_message_bytes * 2)
+    problem = ahead_of_log(pending, log_ends(settings))  # records not on the log would be awaited forever
+    if problem is not None:
+        raise LogBehindProjection(problem)
+    consumer = _consumer(settings, max_poll_records=settings.poll_max_records, fetch_max_bytes=64 * 1024 * 1024,
+                         max_partition_fetch_bytes=settings.max_message_bytes * 2)
     try:
         tps = {p: TopicPartition(settings.topic, p) for p in pending}
         consumer.assign(list(tps.values()))
         for p, tp in tps.items():
             consumer.seek(tp, start.get(p, -1) + 1)
+        moved = time.monotonic()
         while pending:
             batch = consumer.poll(timeout_ms=200)
+            if batch:
+                moved = time.monotonic()
+            elif time.monotonic() - moved > STALL_SECONDS:
+                waiting = ", ".join(f"{p}:{consumer.position(tps[p])}..{until[p]}" for p in sorted(pending))
+                raise LogWaitTimeout(f"replay of {settings.topic} read nothing for {STALL_SECONDS:.0f}s while "
+                                     f"waiting for records {waiting} (partition:next..last); the broker stopped "
+                                     f"delivering or the records are not there")
             for tp, records in batch.items():
                 p = tp.partition
                 for rec in records:

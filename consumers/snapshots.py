@@ -57,6 +57,7 @@ class LoadedSnapshot:
     offsets: dict[int, int]
     state: ProjectionState
     created_at: float
+    log: dict[str, str | None] | None = None  # {cluster_id, topic_id} of the log it covers; None: not recorded
 
 
 def file_checksum(path: Path) -> str:
@@ -81,8 +82,9 @@ def _fsync(path: Path) -> None:
 
 
 def write_snapshot(state: ProjectionState, offsets: dict[int, int], directory: Path, topic: str,
-                   keep: int = 3) -> Path:
-    """Write a snapshot of ``state`` covering ``offsets``; return its folder.
+                   keep: int = 3, log_identity: dict[str, str | None] | None = None) -> Path:
+    """Write a snapshot of ``state`` covering ``offsets`` (of the log ``log_identity`` names:
+    ``{cluster_id, topic_id}``, an optional manifest field older snapshots lack); return its folder.
 
     The caller guarantees no writer mutates ``state`` meanwhile (the projector's own thread
     takes it between batches); readers may go on.
@@ -96,7 +98,7 @@ def write_snapshot(state: ProjectionState, offsets: dict[int, int], directory: P
     tmp = directory / f".tmp-{snapshot_id}"
     tmp.mkdir()
     try:
-        _write_into(tmp, state, offsets, snapshot_id, topic)
+        _write_into(tmp, state, offsets, snapshot_id, topic, log_identity)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a failed write must not keep a full disk full
         raise
@@ -107,7 +109,8 @@ def write_snapshot(state: ProjectionState, offsets: dict[int, int], directory: P
     return final
 
 
-def _write_into(tmp: Path, state: ProjectionState, offsets: dict[int, int], snapshot_id: str, topic: str) -> None:
+def _write_into(tmp: Path, state: ProjectionState, offsets: dict[int, int], snapshot_id: str, topic: str,
+                log_identity: dict[str, str | None] | None = None) -> None:
     files: dict[str, str] = {}
     colls: list[dict[str, Any]] = []
     for i, coll in enumerate(state.collections.values()):
@@ -133,6 +136,8 @@ def _write_into(tmp: Path, state: ProjectionState, offsets: dict[int, int], snap
     manifest: dict[str, Any] = {"format": FORMAT, "snapshot_id": snapshot_id, "created_at": time.time(),
                                 "topic": topic, "offsets": {str(p): o for p, o in sorted(offsets.items())},
                                 "collections": colls, "files": files}
+    if log_identity is not None:
+        manifest["log"] = dict(log_identity)
     manifest["manifest_checksum"] = _manifest_checksum(manifest)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     _fsync(tmp / "manifest.json")
@@ -254,7 +259,10 @@ def load(path: Path) -> LoadedSnapshot:
                                   f"{entry['count']}")
         state.collections[config.name] = coll
     offsets = {int(p): int(o) for p, o in manifest["offsets"].items()}
-    return LoadedSnapshot(manifest["snapshot_id"], path, offsets, state, float(manifest["created_at"]))
+    recorded = manifest.get("log")
+    return LoadedSnapshot(manifest["snapshot_id"], path, offsets, state, float(manifest["created_at"]),
+                          {"cluster_id": recorded.get("cluster_id"), "topic_id": recorded.get("topic_id")}
+                          if isinstance(recorded, dict) else None)
 
 
 def load_newest(directory: Path) -> LoadedSnapshot | None:

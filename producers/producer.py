@@ -53,7 +53,10 @@ _MAX_VECTORS_PER_EVENT = 4096
 
 @dataclass(frozen=True, order=True)
 class WriteToken:
-    """Where a write landed: ``"<partition>:<offset>"`` on the events topic.
+    """Where a write landed: ``"<partition>:<offset>"`` on the events topic, or
+    ``"<partition>:<offset>@<log>"`` when it names its log (the first 8 hex digits of the
+    topic id: the server's answers do), so a token from another log — a recreated topic,
+    another cluster — is refused instead of being satisfied by a coincidence of numbers.
 
     ``offsets`` lists every record the write published (a large batch is several events),
     so its verdict can be read exactly; a token parsed from text knows only its last offset.
@@ -62,6 +65,7 @@ class WriteToken:
     partition: int
     offset: int
     offsets: tuple[int, ...] = field(default=(), compare=False, repr=False)
+    log: str | None = field(default=None, compare=False)
 
     @property
     def records(self) -> tuple[int, ...]:
@@ -72,17 +76,20 @@ class WriteToken:
     def joined(cls, tokens: Sequence[WriteToken]) -> WriteToken:
         """One token for several calls on one partition (a transaction): the last, with every record."""
         last = tokens[-1]
-        return cls(last.partition, last.offset, tuple(o for t in tokens for o in t.records))
+        return cls(last.partition, last.offset, tuple(o for t in tokens for o in t.records), last.log)
 
     def __str__(self) -> str:
-        return f"{self.partition}:{self.offset}"
+        return f"{self.partition}:{self.offset}" if self.log is None else f"{self.partition}:{self.offset}@{self.log}"
 
     @classmethod
     def parse(cls, text: str) -> WriteToken:
-        part, sep, off = text.partition(":")
-        if not sep or not part.isdigit() or not off.isdigit():
-            raise ValueError(f"write token {text!r}: expected '<partition>:<offset>'")
-        return cls(int(part), int(off))
+        position, at, log = text.partition("@")
+        part, sep, off = position.partition(":")
+        if not sep or not part.isascii() or not part.isdigit() or not off.isascii() or not off.isdigit() or (
+                at and not (len(log) == 8 and all(c in "0123456789abcdef" for c in log))):
+            raise ValueError(f"write token {text!r}: expected '<partition>:<offset>' (optionally '@<log>', "
+                             "8 hex digits)")
+        return cls(int(part), int(off), log=log or None)
 
 
 DimensionLookup = Callable[[str], "int | None"]
@@ -103,14 +110,17 @@ class VectorProducer:
     """Validates, encodes and publishes events. Thread-safe; use as a context manager."""
 
     def __init__(self, settings: Settings, *, producer_id: str | None = None,
-                 dimensions: DimensionLookup | None = None, transaction_timeout_ms: int = 10_000,
+                 dimensions: DimensionLookup | None = None, transaction_timeout_ms: int | None = None,
                  verdicts: Verdicts | None = None) -> None:
         self.settings = settings
         self._verdicts = verdicts
         self.producer_id = producer_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._dimensions = dimensions
         self._known_dims: dict[str, int] = {}
-        self._txn_timeout_ms = transaction_timeout_ms
+        # How long the broker lets a transaction run, and so the longest a producer killed inside
+        # one holds read_committed readers back (``Settings.transaction_timeout`` unless given).
+        self._txn_timeout_ms = (round(settings.transaction_timeout * 1000) if transaction_timeout_ms is None
+                                else transaction_timeout_ms)
         ensure_topics(settings)
         self._kafka = KafkaProducer(**self._client_config(), enable_idempotence=True)
         self._txn_kafka: KafkaProducer | None = None

@@ -32,9 +32,18 @@ _NAME = re.compile(r"^[A-Za-z0-9_.\-:]{1,255}$")
 
 
 def collection_name(name: object) -> str:
+    """A collection name: 1-255 letters, digits, ``_ - . :``, and not ``.`` or ``..``.
+
+    Qdrant's rule (``common::validation::validate_collection_name``) refuses characters that are
+    unsafe in a file name and nothing else, so ``.`` and ``..`` reach its storage as the collections
+    directory and its parent; they are URL dot-segments too (clients collapse them, only raw HTTP
+    sends them). Refused here with the same 400 as every other invalid name.
+    """
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidCollectionName(
             f"collection name {name!r}: use 1-255 letters, digits, '_', '-', '.', ':'")
+    if name in (".", ".."):
+        raise InvalidCollectionName(f"collection name {name!r}: '.' and '..' are path segments, not names")
     return name
 
 

@@ -48,6 +48,15 @@ class Settings:
     # acknowledged (PublishFailed, HTTP 503). The record may still land later: clients retry,
     # and upserts by id are idempotent.
     publish_timeout: float = 15.0
+    # Kafka's transaction.timeout.ms of every transactional producer, in seconds. A producer
+    # killed inside a transaction holds every read_committed reader of its partitions (the last
+    # stable offset) until the broker aborts it: at most this long, plus the broker's 1 s check.
+    # A live transaction running longer is aborted by the broker (its commit fails: PublishFailed).
+    # 30 s = twice publish_timeout: a transaction's sends and its commit are each bounded by
+    # publish_timeout, so one call's transaction outlives a slow broker yet a dead producer
+    # stalls readers for half of Kafka's 60 s default. The broker caps it
+    # (transaction.max.timeout.ms, 900 s by default).
+    transaction_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         for name in ("data_dir", "cache_dir"):
@@ -124,6 +133,9 @@ class Settings:
             raise ConfigurationError(
                 f"VECTORIZER_PROJECTION: use letters, digits, '-' and '_' only, got {self.projection!r}"
             )
+        if not 1.0 <= self.transaction_timeout <= 900.0:
+            raise ConfigurationError("VECTORIZER_TRANSACTION_TIMEOUT: expected 1 to 900 seconds (the broker's "
+                                     f"transaction.max.timeout.ms), got {self.transaction_timeout}")
         for name in ("partitions", "replication_factor", "snapshot_every_events", "snapshots_keep",
                      "poll_max_records"):
             if getattr(self, name) < 1:

@@ -10,6 +10,7 @@ when caught before publishing (:class:`~producers.errors.WriteRejected`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from consumers.projector import Projector
 from producers.errors import WriteRejected
 from producers.producer import VectorProducer, WriteToken
 from producers.topics import partition_for
-from projections.api.errors import NotReady
+from projections.api.errors import BadRequest, NotReady
 from projections.api.metrics import Metrics
 from projections.api.parsing import MAX_TIMEOUT_SECONDS, Body, load_body
 from projections.collection import Collection
@@ -46,6 +47,9 @@ class Api:
     # Guards --------------------------------------------------------------------------
     def require_ready(self) -> None:
         if not self.projector.ready.is_set():
+            problem = self.projector.log_problem
+            if problem is not None:  # nothing is served, and no write answered, from a stale projection
+                raise NotReady(f"not serving: {problem}")
             raise NotReady("recovery has not caught up with the log yet; retry shortly")
 
     def require_producer(self) -> VectorProducer:
@@ -70,11 +74,31 @@ class Api:
 
     def await_tokens(self, tokens: Iterable[WriteToken], timeout: float | None) -> None:
         """Block until every token is applied here; :class:`ConsistencyTimeout` after ``timeout`` in total
-        (``None``: as long as it takes, while the projector runs)."""
+        (``None``: as long as it takes, while the projector runs). A token naming a partition the
+        topic does not have is a :class:`~projections.api.errors.BadRequest` at once: nothing will
+        ever apply it."""
+        from projections.api.parsing import known_partitions
+
+        tokens = known_partitions(tokens, self.projector.stats.log_end)
+        for token in tokens:
+            self.check_log_of(token)
         deadline = None if timeout is None else time.monotonic() + timeout
         for token in tokens:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             self.projector.wait_for(token.partition, token.offset, left)
+
+    def check_log_of(self, token: WriteToken) -> None:
+        """A token that names another log than the one this server follows is a 400: its numbers
+        say nothing about this log (the topic was recreated, or the token is from another cluster)."""
+        here = None if self.projector.identity is None else self.projector.identity.tag
+        if token.log is not None and here is not None and token.log != here:
+            raise BadRequest(f"consistency: write token {token} is from another log ({token.log}); this server "
+                             f"follows log {here} (the topic was recreated, or the token is from another cluster)")
+
+    def tagged(self, token: WriteToken) -> WriteToken:
+        """``token`` naming the log this server follows (for answers)."""
+        here = None if self.projector.identity is None else self.projector.identity.tag
+        return token if here is None else dataclasses.replace(token, log=here)
 
     def check_verdict(self, token: WriteToken) -> None:
         """Raise :class:`WriteRejected` if the projection refused any record of this applied write."""
@@ -113,7 +137,7 @@ class Api:
                 if published:
                     self.check_verdict(token)
                 status = "completed"
-        return {"operation_id": token.offset, "status": status, "write_token": str(token)}
+        return {"operation_id": token.offset, "status": status, "write_token": str(self.tagged(token))}
 
     def publish_by_ids(self, ids: list[PointId], publish: Callable[[list[PointId]], WriteToken]) -> WriteToken | None:
         """Publish ``publish(chunk)`` for chunks of ``ids`` well within one record, atomically.

@@ -6,9 +6,11 @@ over the limit is refused before reading, a chunked body as soon as it passes th
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from projections.api.errors import BadRequest, PayloadTooLarge, response_for
+from projections.api.errors import BadRequest, PayloadTooLarge, error_response, response_for
 
 
 class BodyLimitMiddleware:
@@ -69,3 +71,28 @@ def _content_length(scope: Scope) -> int | None:
                 return -1
             return int(text) if len(text) <= 18 else 10**18
     return None
+
+
+def _json_400(msg: str) -> bytes:
+    """The JSON error envelope of a request the HTTP parser refused, as a whole HTTP/1.1 response."""
+    body = error_response(400, "request: not valid HTTP/1.1 (malformed request line or header, e.g. a "
+                               "Content-Length that is not one decimal number)").body
+    return (b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: "
+            + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + bytes(body))
+
+
+def json_error_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol class, answering a request its parser refuses (a malformed
+    ``Content-Length``, a broken request line) with the JSON error envelope instead of plain text;
+    such a request never reaches the ASGI app, so this is the one place that can answer it."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
+    except ImportError:  # no httptools: uvicorn parses with h11
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
+
+    class JsonErrorProtocol(Base):  # type: ignore[misc, valid-type]
+        def send_400_response(self, msg: str) -> None:
+            self.transport.write(_json_400(msg))
+            self.transport.close()
+
+    return JsonErrorProtocol

@@ -7,7 +7,7 @@ one process, as in tests). Projection figures are read at scrape time, not pushe
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
@@ -62,6 +62,15 @@ class ProjectionCollector(Collector):
         yield _per_partition("vectorizer_log_end_offset", "Log end offset last seen", dict(stats.log_end))
         yield _per_partition("vectorizer_lag_records", "Records between the read position and the log end",
                              p.lag())
+        # An open transaction (a producer killed inside one, until the broker aborts it) holds the
+        # last stable offset below the high watermark: 0 on every partition where nothing is held.
+        held, now = dict(stats.lso_held), time.time()
+        yield _per_partition("vectorizer_open_transaction_records",
+                             "High watermark minus last stable offset: records read_committed readers wait for",
+                             {q: held[q].open_records if q in held else 0 for q in stats.log_end})
+        yield _per_partition("vectorizer_lso_held_seconds",
+                             "How long the last stable offset has been held below the high watermark",
+                             {q: held[q].held_seconds(now) if q in held else 0.0 for q in stats.log_end})
         try:
             age = snapshots.age_seconds(p.settings.snapshot_dir)
         except OSError:  # the snapshot directory is unreadable: the failures counter says why
@@ -82,7 +91,7 @@ def _gauge(name: str, doc: str, value: float) -> Metric:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def _per_partition(name: str, doc: str, values: dict[int, int]) -> Metric:
+def _per_partition(name: str, doc: str, values: Mapping[int, float]) -> Metric:
     family = GaugeMetricFamily(name, doc, labels=["partition"])
     for partition, value in sorted(values.items()):
         family.add_metric([str(partition)], value)

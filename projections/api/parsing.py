@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -232,4 +232,15 @@ def consistency_tokens(*values: object) -> list[WriteToken]:
                 continue
         raise BadRequest(f"consistency: expected a write token '<partition>:<offset>', a positive integer, "
                          f"'majority', 'quorum' or 'all', got {show(value)}")
+    return tokens
+
+
+def known_partitions(tokens: Iterable[WriteToken], partitions: Collection[int]) -> list[WriteToken]:
+    """``tokens``, once each names a partition of the topic (``partitions``; empty: not known yet,
+    nothing is refused); else a :class:`BadRequest`, as a token no write can have produced."""
+    tokens = list(tokens)
+    for token in tokens:
+        if partitions and token.partition not in partitions:
+            raise BadRequest(f"consistency: write token {token.partition}:{token.offset} names partition "
+                             f"{token.partition}, the topic has partitions {min(partitions)}..{max(partitions)}")
     return tokens

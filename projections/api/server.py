@@ -27,6 +27,7 @@ from sqlalchemy.exc import ArgumentError
 from consumers.projector import Projector
 from producers.producer import VectorProducer
 from projections.api.app import create_app
+from projections.api.limits import json_error_protocol
 from vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class Replica:
         self.failure: BaseException | None = None
         config = uvicorn.Config(self.app, host=settings.http_host, port=settings.http_port, lifespan="off",
                                 access_log=False, timeout_graceful_shutdown=_SHUTDOWN_GRACE_SECONDS,
-                                log_level="info")
+                                log_level="info", http=json_error_protocol())
         self.http = uvicorn.Server(config)
         self._backend = threading.Thread(target=self._follow_log, name="vectorizer-projector", daemon=True)
 

@@ -63,3 +63,13 @@ rejections = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("producer_id", sa.String(255), nullable=True),  # None when the record did not decode
 )
+
+# The log this projection was built from (consumers.logid): recorded when a projector first
+# reads the topic, checked at every start; a different one stops the projection from serving.
+log_identity = sa.Table(
+    "vz_log_identity", metadata,
+    sa.Column("projection", sa.String(255), primary_key=True),
+    sa.Column("topic", sa.String(255), primary_key=True),
+    sa.Column("cluster_id", sa.String(64), nullable=True),
+    sa.Column("topic_id", sa.String(64), nullable=True),
+)

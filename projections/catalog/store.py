@@ -10,6 +10,7 @@ event is never applied to the catalog twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from projections.catalog.models import collections, points, rejections, tracking, verdicts_from
+from projections.catalog.models import collections, log_identity, points, rejections, tracking, verdicts_from
 from projections.changes import Change, DeletePoints, DropCollection, PutCollection, PutPoints, Rejection
 from projections.errors import ProjectionError
 from vectorizer.errors import InfrastructureError
@@ -27,6 +28,17 @@ from vectorizer.settings import Settings
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "infra" / "migrations"
 _CHUNK = 500
+
+
+@dataclass(frozen=True)
+class CatalogCut:
+    """The whole catalog of one projection as one committed state (:meth:`Catalog.cut`)."""
+
+    positions: dict[int, int]
+    collections: list[dict[str, Any]]
+    points: list[dict[str, Any]]
+    rejections: list[dict[str, Any]]
+    verdicts_from: dict[int, int]
 
 
 class TrackingConflict(ProjectionError, RuntimeError):
@@ -160,6 +172,25 @@ class Catalog:
             for row in result:
                 yield dict(row._mapping)
 
+    def log_identity(self) -> tuple[str | None, str | None] | None:
+        """(cluster id, topic id) of the log this projection was built from; None: not recorded yet
+        (or a catalog older than the table, opened without migrating)."""
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(log_identity.c.cluster_id, log_identity.c.topic_id).where(
+                    log_identity.c.projection == self.projection, log_identity.c.topic == self.topic)).first()
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError):  # no such table (SQLite, Postgres)
+            return None
+        return None if row is None else (row[0], row[1])
+
+    def record_log_identity(self, cluster_id: str | None, topic_id: str | None) -> None:
+        """Record (or, after a rebuild from scratch, replace) the log this projection is built from."""
+        with self.engine.begin() as conn:
+            conn.execute(log_identity.delete().where(log_identity.c.projection == self.projection,
+                                                     log_identity.c.topic == self.topic))
+            conn.execute(log_identity.insert().values(projection=self.projection, topic=self.topic,
+                                                      cluster_id=cluster_id, topic_id=topic_id))
+
     def start_verdicts(self, partitions: Iterable[int]) -> None:
         """Record, for partitions that have no mark yet, that rejections are complete from the
         position + 1 on (a projector calls this when it opens the catalog)."""
@@ -203,29 +234,63 @@ class Catalog:
 
     # Whole-table operations (repair, backup, restore) -------------------------------
     def export(self) -> tuple[dict[int, int], list[dict[str, Any]], list[dict[str, Any]]]:
-        """Positions, collection rows and point rows read in ONE transaction (a consistent cut)."""
-        with self.engine.connect() as conn:
-            if self.engine.dialect.name == "postgresql":
-                conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-            positions = {int(p): int(o) for p, o in conn.execute(
-                sa.select(tracking.c.partition_id, tracking.c.applied_offset).where(
-                    tracking.c.projection == self.projection, tracking.c.topic == self.topic))}
-            colls = [dict(r._mapping) for r in conn.execute(sa.select(collections))]
-            pts = [dict(r._mapping) for r in conn.execute(sa.select(points).order_by(points.c.collection,
-                                                                                     points.c.point_key))]
-        return positions, colls, pts
+        """Positions, collection rows and point rows of one consistent cut (see :meth:`cut`)."""
+        cut = self.cut()
+        return cut.positions, cut.collections, cut.points
 
     def rejection_rows(self) -> tuple[list[dict[str, Any]], dict[int, int]]:
         """Every recorded rejection of this topic in offset order, and from which offset each
-        partition's are complete (for backups)."""
-        with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(
-                sa.select(rejections).where(rejections.c.topic == self.topic)
-                .order_by(rejections.c.partition_id, rejections.c.record_offset))]
-            marks = {int(p): int(o) for p, o in conn.execute(
-                sa.select(verdicts_from.c.partition_id, verdicts_from.c.from_offset)
-                .where(verdicts_from.c.topic == self.topic))}
-        return rows, marks
+        partition's are complete (for backups); one consistent cut (see :meth:`cut`)."""
+        cut = self.cut()
+        return cut.rejections, cut.verdicts_from
+
+    def cut(self) -> CatalogCut:
+        """Tracking, collections, points, rejections and verdict marks read in ONE read transaction
+        with snapshot isolation, so every row belongs to the same committed state: no projector
+        commit lands between two of the reads (a backup's consistent cut).
+
+        Postgres: REPEATABLE READ (a snapshot taken at the first statement). SQLite (WAL): pysqlite
+        starts no transaction for a SELECT, so each statement would read its own snapshot; an
+        explicit ``BEGIN`` makes the reads one read transaction, whose snapshot is taken at its
+        first read and held until it ends (writers still commit meanwhile, into the WAL).
+        """
+        try:
+            with self.engine.connect() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                    conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+                else:
+                    conn.exec_driver_sql("BEGIN")
+                try:
+                    return self._read_cut(conn)
+                finally:
+                    conn.rollback()
+        except sa.exc.OperationalError as exc:
+            raise CatalogUnavailable(f"catalog {self.safe_url}: {exc.orig}") from exc
+
+    def _read_cut(self, conn: Connection) -> CatalogCut:
+        positions = {int(p): int(o) for p, o in conn.execute(
+            sa.select(tracking.c.partition_id, tracking.c.applied_offset).where(
+                tracking.c.projection == self.projection, tracking.c.topic == self.topic))}
+        colls = [dict(r._mapping) for r in conn.execute(sa.select(collections).order_by(collections.c.name))]
+        pts = [dict(r._mapping) for r in conn.execute(sa.select(points).order_by(points.c.collection,
+                                                                                 points.c.point_key))]
+        rows = [dict(r._mapping) for r in conn.execute(
+            sa.select(rejections).where(rejections.c.topic == self.topic)
+            .order_by(rejections.c.partition_id, rejections.c.record_offset))]
+        marks = {int(p): int(o) for p, o in conn.execute(
+            sa.select(verdicts_from.c.partition_id, verdicts_from.c.from_offset)
+            .where(verdicts_from.c.topic == self.topic))}
+        return CatalogCut(positions, colls, pts, rows, marks)
+
+    def has_schema(self) -> bool:
+        """Whether the catalog's tables exist (a reader opened with ``create=False`` checks this
+        before reading: an empty database or schema holds no catalog)."""
+        try:
+            with self.engine.connect() as conn:
+                return bool(sa.inspect(conn).has_table(tracking.name))
+        except sa.exc.OperationalError as exc:
+            raise CatalogUnavailable(f"catalog {self.safe_url}: {exc.orig}") from exc
 
     def replace_collection(self, name: str, created: tuple[Any, int] | None, rows: Sequence[Any]) -> None:
         """Rewrite one collection (its row and all its points) in one transaction; None drops it."""

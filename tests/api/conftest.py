@@ -32,8 +32,9 @@ class Running:
 
 
 @contextmanager
-def serving(settings: Settings) -> Iterator[Running]:
-    """Serve ``settings`` (on a fresh port) until the block ends; yields once ``/ready`` is 200.
+def serving(settings: Settings, wait_ready: bool = True) -> Iterator[Running]:
+    """Serve ``settings`` (on a fresh port) until the block ends; yields once ``/ready`` is 200
+    (``wait_ready=False``: once the port answers, for servers that are not meant to get ready).
 
     ``Running.http`` sends the API key (else the read-only key) when the settings have one.
     """
@@ -47,7 +48,8 @@ def serving(settings: Settings) -> Iterator[Running]:
         key = settings.api_key or settings.read_only_api_key  # every request needs it, probes included
         headers = {"api-key": key} if key else None
         with httpx.Client(base_url=f"http://{settings.http}", timeout=60, headers=headers) as client:
-            wait_until(lambda: client.get("/ready").status_code == 200, 60, interval=0.1, message="/ready")
+            if wait_ready:
+                wait_until(lambda: client.get("/ready").status_code == 200, 60, interval=0.1, message="/ready")
             yield Running(settings, replica, client)
     finally:
         replica.request_stop()

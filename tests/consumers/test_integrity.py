@@ -188,3 +188,72 @@ def test_backups_keep_the_verdicts_and_format_1_backups_still_restore(populated:
     _rewrite_manifest(tmp_path / "bk", format=99)
     code, out = _cli(populated.replace(data_dir=tmp_path / "r3"), "restore", str(tmp_path / "bk"))
     assert code == 1 and "backup format 99 is newer" in out, out
+
+
+def _cli_within(settings: Settings, seconds: float, *args: str) -> tuple[int, str]:
+    """``run_cli`` in a thread, failing the test (rather than hanging it) past ``seconds``."""
+    import threading
+
+    done: list[tuple[int, str]] = []
+    thread = threading.Thread(target=lambda: done.append(_cli(settings, *args)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert done, f"`vectorizer {' '.join(args)}` did not answer within {seconds}s"
+    return done[0]
+
+
+def test_verify_and_repair_report_a_catalog_ahead_of_the_log(populated: Settings) -> None:
+    from consumers.rebuild import log_ends
+
+    end = log_ends(populated)[0]
+    engine = sa.create_engine(populated.resolved_catalog_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE vz_tracking SET applied_offset = applied_offset + 45"))
+    engine.dispose()
+    at = end - 1 + 45
+    for command in ("verify", "repair"):
+        code, out = _cli_within(populated, 60, command)
+        assert code == 1, out
+        assert (f"the catalog is at 0:{at} but the log ends at 0:{end}: the log changed beneath this projection "
+                f"(recreated topic, wiped broker, other cluster); rebuild with `vectorizer replay "
+                f"--from-beginning`") in out, out
+    code, out = _cli_within(populated, 60, "--json", "verify")
+    report = json.loads(out)
+    assert report["ok"] is False and [p["kind"] for p in report["problems"]] == ["log"]
+    code, out = _cli_within(populated, 60, "backup", str(populated.data_dir.parent / "bk"))
+    assert code == 1 and "the log changed beneath this projection" in out, out
+
+
+def test_verify_reports_a_deleted_or_empty_catalog_and_creates_none(populated: Settings) -> None:
+    catalog_db = populated.data_dir / "catalog.db"
+    for extra in (catalog_db, Path(f"{catalog_db}-wal"), Path(f"{catalog_db}-shm")):
+        extra.unlink(missing_ok=True)
+    for command in ("verify", "repair"):
+        code, out = _cli_within(populated, 60, command)
+        assert code == 1, out
+        assert "no catalog" in out, out
+        assert not catalog_db.exists(), f"{command} created a catalog"
+    report = integrity.verify(populated)
+    assert not report.ok and "but the log ends at 0:" in str(report.problems[0]), report.problems
+    assert not catalog_db.exists(), "integrity.verify created a catalog"
+    # An empty catalog (the tables, no rows) beside a log that holds records is a problem too.
+    from projections.catalog.store import Catalog
+
+    Catalog(populated.resolved_catalog_url, populated.projection, populated.topic).close()
+    code, out = _cli_within(populated, 60, "verify")
+    assert code == 1, out
+    assert "is empty (no tracking rows) but the log ends at 0:" in out, out
+
+
+def test_verify_on_an_empty_postgres_schema_reports_it_and_creates_no_table(populated: Settings,
+                                                                           pg_schema_url: str) -> None:
+    target = populated.replace(catalog_url=pg_schema_url)
+    for check in (integrity.verify, integrity.repair):
+        report = check(target)
+        assert not report.ok and "no catalog at" in str(report.problems[0]), report.problems
+    engine = sa.create_engine(pg_schema_url)
+    try:
+        with engine.connect() as conn:
+            assert sa.inspect(conn).get_table_names() == [], "verify created the catalog's tables"
+    finally:
+        engine.dispose()

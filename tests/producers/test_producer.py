@@ -198,3 +198,14 @@ def test_a_payload_nested_too_deep_is_invalid(producer: VectorProducer) -> None:
         node = node["a"]
     with pytest.raises(InvalidPayload, match="nested deeper than 64"):
         producer.upsert("deep", [1], [[1, 2]], [payload])
+
+
+def test_write_tokens_round_trip_with_and_without_their_log() -> None:
+    from producers import WriteToken
+
+    plain, tagged = WriteToken.parse("0:17"), WriteToken.parse("3:5@0a1b2c3d")
+    assert (plain.partition, plain.offset, plain.log) == (0, 17, None) and str(plain) == "0:17"
+    assert (tagged.partition, tagged.offset, tagged.log) == (3, 5, "0a1b2c3d") and str(tagged) == "3:5@0a1b2c3d"
+    for bad in ("0:17@", "0:17@xyz", "0:17@0A1B2C3D", "a:1", "0:-1", "0:1@0a1b2c3d0"):
+        with pytest.raises(ValueError, match="write token"):
+            WriteToken.parse(bad)

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from consumers import integrity, snapshots
-from consumers.rebuild import log_ends
+from consumers.rebuild import STALL_SECONDS, log_ends
 from vectorizer.cli.context import CliContext, cli_context, fail, open_catalog, require_catalog
 from vectorizer.cli.progress import progress
 from vectorizer.cli.run import setup_logging
 from vectorizer.datadir import hold
 from vectorizer.errors import VectorizerError
 from vectorizer.settings import Settings
+
+#: A replay that applies nothing for this long gives up (a sub-batch takes seconds; the projector
+#: retries an unavailable catalog meanwhile, so this is longer than a replay's read stall).
+_REPLAY_STALL_SECONDS = 4 * STALL_SECONDS
 
 
 def replay(ctx: typer.Context,
@@ -58,11 +63,20 @@ def _replay(c: CliContext, settings: Settings, from_beginning: bool) -> None:
     thread = threading.Thread(target=projector.run, args=(stop,), daemon=True)
     thread.start()
     seen = {"events": 0, "vectors": 0}
+    moved = time.monotonic()
     with progress(f"replay {settings.topic}", total, count="events") as advance:
         while not projector.ready.wait(0.25):
             if not thread.is_alive():
                 raise fail("the projector stopped during replay (see the log above)")
             events = projector.stats.events_applied + projector.stats.dead_letters
+            if events != seen["events"]:
+                moved = time.monotonic()
+            elif time.monotonic() - moved > _REPLAY_STALL_SECONDS:
+                stop.set()
+                thread.join(STALL_SECONDS)
+                raise fail(f"replay applied nothing for {_REPLAY_STALL_SECONDS:.0f}s while waiting to reach the "
+                           f"log end {ends} (applied: {projector.applied}); is the broker at "
+                           f"{settings.kafka_bootstrap} answering?")
             advance(events - seen["events"], projector.stats.vectors_applied - seen["vectors"])
             seen.update(events=events, vectors=projector.stats.vectors_applied)
         events = projector.stats.events_applied + projector.stats.dead_letters
@@ -86,7 +100,7 @@ def verify(ctx: typer.Context, name: Optional[str] = typer.Argument(None),
     require_catalog(c.settings)  # before replaying anything
     if against is not None:
         require_catalog(c.settings.replace(data_dir=against.resolve(), catalog_url=""))
-    report = integrity.verify(c.settings, name, against)
+    report = integrity.verify(c.settings, name, against)  # a deadline passed: the root prints it in one line
     human = "\n".join([f"verified {len(report.checked.get('collections', []))} collections, "
                        f"{report.checked.get('points', 0)} points at offsets {report.offsets}"] +
                       [f"  PROBLEM {p}" for p in report.problems] + ["OK" if report.ok else

@@ -10,10 +10,10 @@ import time
 import typer
 from kafka import KafkaConsumer, TopicPartition
 
-from consumers import snapshots
+from consumers import logid, snapshots, stall
 from consumers.rebuild import has_records
 from producers.topics import partition_for
-from vectorizer.cli.context import cli_context, open_catalog
+from vectorizer.cli.context import cli_context, fail, open_catalog
 from vectorizer.datadir import hold
 from vectorizer.settings import Settings
 
@@ -53,6 +53,10 @@ def status(ctx: typer.Context) -> None:
     s: Settings = c.settings
     catalog = open_catalog(s)
     positions = catalog.positions()
+    stored = catalog.log_identity()
+    trouble = logid.diagnose(s, None if stored is None else logid.LogIdentity(*stored), positions)
+    if trouble:  # the catalog describes another log than the one the broker has now
+        raise fail(f"{'; '.join(trouble)}: {logid.advice()}")
     consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, isolation_level="read_committed")
     try:
         parts = sorted(consumer.partitions_for_topic(s.topic) or ())  # None: no such topic (yet)
@@ -66,6 +70,7 @@ def status(ctx: typer.Context) -> None:
                                                 ends[tp.partition], time.monotonic() + 10)
     finally:
         consumer.close()
+    held = stall.read(s.kafka_bootstrap, s.topic, parts)
     age = snapshots.age_seconds(s.snapshot_dir)
     newest = next(iter(snapshots.list_snapshots(s.snapshot_dir)), None)
     covered = {}
@@ -84,13 +89,20 @@ def status(ctx: typer.Context) -> None:
                      "applied_offset": applied, "log_end": end, "lag": lag,
                      "snapshot_age_s": None if age is None else round(age, 1)})
     replay_from = {p: covered.get(p, -1) + 1 for p in parts}
+    # Per partition whose last stable offset is below its high watermark: an open transaction
+    # (or a killed producer's, until the broker aborts it) holds every read_committed reader there.
+    held_back = {p: h.as_dict() for p, h in sorted(held.items())}
     result = {"topic": s.topic, "projection": s.projection, "collections": rows,
-              "restore_needs_from_offset": replay_from, "log_begins_at": begins}
+              "restore_needs_from_offset": replay_from, "log_begins_at": begins, "lso_held": held_back}
     lines = [f"{'collection':24} {'count':>9} {'applied':>9} {'log end':>9} {'lag':>6} {'snapshot age':>12}"]
     for r in rows:
         snap = "-" if r["snapshot_age_s"] is None else f"{r['snapshot_age_s']:.0f}s"
         lines.append(f"{r['collection']:24} {r['count']:>9} {r['applied_offset']:>9} {r['log_end']:>9} "
                      f"{r['lag']:>6} {snap:>12}")
+    for p, h in sorted(held.items()):
+        lines.append(f"partition {p}: readers held at the last stable offset {h.stable} for "
+                     f"{h.held_seconds():.0f}s by an open transaction ({h.open_records} records up to the high "
+                     f"watermark {h.high_watermark}); a dead producer's is aborted after its transaction timeout")
     lines.append(f"a restore from the newest snapshot replays from offsets {replay_from} "
                  f"(the log begins at {begins}); keep the topic at least back to there")
     c.emit(result, "\n".join(lines))

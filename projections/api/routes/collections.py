@@ -48,7 +48,7 @@ def create_collection(request: Request, collection_name: str, timeout: float | N
         if exc.status == 409:  # a concurrent create won the race
             raise CollectionExists(f"Wrong input: Collection `{collection_name}` already exists!") from None
         raise
-    return _bool_answer(request, True, str(token))
+    return _bool_answer(request, True, str(a.tagged(token)))
 
 
 @router.get("/collections/{collection_name}", summary="Collection info, points_count included")
@@ -79,9 +79,9 @@ def delete_collection(request: Request, collection_name: str, timeout: float | N
         a.check_verdict(token)
     except WriteRejected as exc:
         if exc.status == 404:  # a concurrent delete came first: this one deleted nothing
-            return _bool_answer(request, False, str(token))
+            return _bool_answer(request, False, str(a.tagged(token)))
         raise
-    return _bool_answer(request, True, str(token))
+    return _bool_answer(request, True, str(a.tagged(token)))
 
 
 def _bool_answer(request: Request, result: bool, token: str | None) -> JSONResponse:
