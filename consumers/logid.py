@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from vectorizer.settings import Settings
 
@@ -27,7 +28,8 @@ from vectorizer.settings import Settings
 @dataclass(frozen=True)
 class LogIdentity:
     cluster_id: str | None
-    topic_id: str | None
+    topic_id: str | None  # None: the broker reports no topic id (older brokers): not compared
+    exists: bool = True
 
     @property
     def tag(self) -> str | None:
@@ -43,17 +45,36 @@ class LogBounds:
     end: dict[int, int]
 
 
-def current_identity(settings: Settings) -> LogIdentity:
-    """The topic id and cluster id the broker reports now (public admin API)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000,
-                             client_id=f"vectorizer-logid-{settings.projection}")
+_UNKNOWN_TOPIC = 3  # Kafka's UNKNOWN_TOPIC_OR_PARTITION
+
+
+def current_identity(settings: Settings, admin: KafkaAdminClient | None = None) -> LogIdentity:
+    """The topic id and cluster id the broker reports now (public admin API).
+
+    Only the broker's "no such topic" answer makes ``exists`` false; any other error code is
+    raised as a :class:`KafkaError` (transient: the caller retries), never read as a changed log.
+    """
+    own = admin is None
+    admin = admin or open_admin(settings)
     try:
         cluster = admin.describe_cluster().get("cluster_id")
         described = admin.describe_topics([settings.topic])
-        topic_id = described[0].get("topic_id") if described and not described[0].get("error_code") else None
+        code = described[0].get("error_code") if described else _UNKNOWN_TOPIC
+        if code == _UNKNOWN_TOPIC:
+            return LogIdentity(None if cluster is None else str(cluster), None, exists=False)
+        if code:
+            raise KafkaError(f"describing topic {settings.topic} failed with error code {code}")
+        topic_id = described[0].get("topic_id")
         return LogIdentity(None if cluster is None else str(cluster), None if topic_id is None else str(topic_id))
     finally:
-        admin.close()
+        if own:
+            admin.close()
+
+
+def open_admin(settings: Settings) -> KafkaAdminClient:
+    """An admin client that gives up within seconds when the broker does not answer."""
+    return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5_000,
+                            bootstrap_timeout_ms=5_000, client_id=f"vectorizer-logid-{settings.projection}")
 
 
 def bounds(consumer: KafkaConsumer, topic: str, partitions: list[int]) -> LogBounds:
@@ -67,7 +88,9 @@ def problems(recorded: LogIdentity | None, now: LogIdentity, applied: Mapping[in
     """What says the log is not the one the projection applied (empty: it is). ``found`` may be
     None when the topic does not exist (then only that is reported)."""
     out: list[str] = []
-    if now.topic_id is None and any(o >= 0 for o in applied.values()):
+    if not any(o >= 0 for o in applied.values()):
+        return out  # nothing applied yet: whatever the log is now, the projection is built from it
+    if not now.exists:
         return ["the topic does not exist any more (deleted, or the broker lost its storage)"]
     if recorded is not None:
         if recorded.cluster_id and now.cluster_id and recorded.cluster_id != now.cluster_id:
@@ -88,7 +111,8 @@ def problems(recorded: LogIdentity | None, now: LogIdentity, applied: Mapping[in
         if found.end[partition] <= offset:
             out.append(f"partition {partition} ends at offset {found.end[partition] - 1}, the projection "
                        f"applied it up to {offset}: the records it applied are no longer on the log")
-        elif found.start.get(partition, 0) > offset + 1:
+        elif found.start.get(partition, 0) > offset + 1 and found.start[partition] < found.end[partition]:
+            # (a start at the end, e.g. past a trailing transaction marker, leaves nothing unseen)
             out.append(f"partition {partition} starts at offset {found.start[partition]}, the projection "
                        f"applied it only up to {offset}: records it never saw were deleted (retention)")
     return out
@@ -103,7 +127,7 @@ def advice() -> str:
 def diagnose(settings: Settings, recorded: LogIdentity | None, applied: Mapping[int, int]) -> list[str]:
     """:func:`problems` for a projection not running (``vectorizer status``, tools): asks the broker."""
     now = current_identity(settings)
-    if now.topic_id is None:
+    if not now.exists:
         return problems(recorded, now, applied, None)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
                              request_timeout_ms=10_000)

@@ -21,6 +21,7 @@ the catalog (a lost or restored database) is ignored so that both rebuild from t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -117,6 +118,8 @@ class Projector:
         self.identity: LogIdentity | None = None  # the log being applied (set by recover)
         self.log_problem: str | None = None  # why this projection does not serve: its log changed
         self._last_log_check = 0.0
+        self._sticky_halt = False
+        self._admin: Any = None  # the log identity check's admin client (kafka.KafkaAdminClient)
 
     # Recovery ----------------------------------------------------------------------
     def recover(self) -> None:
@@ -144,7 +147,8 @@ class Projector:
                 log.warning("snapshot %s is ahead of the catalog (%s > %s); rebuilding both from the log",
                             loaded.snapshot_id, loaded.offsets, self.catalog_pos)
                 loaded = None
-            if loaded is not None and loaded.log is not None and LogIdentity(**loaded.log) != self.identity:
+            if loaded is not None and loaded.log is not None and (loaded.log.get("cluster_id"), loaded.log.get(
+                    "topic_id")) != (self.identity.cluster_id, self.identity.topic_id):
                 log.warning("snapshot %s was built from another log (%s, now %s); rebuilding from the log",
                             loaded.snapshot_id, loaded.log, self.identity)
                 loaded = None
@@ -158,7 +162,10 @@ class Projector:
             consumer.assign(tps)
             for tp in tps:
                 start = min(self.applied.get(tp.partition, -1), self.catalog_pos.get(tp.partition, -1)) + 1
-                consumer.seek(tp, start)
+                if start == 0:
+                    consumer.seek_to_beginning(tp)  # nothing applied: from wherever the log starts now
+                else:
+                    consumer.seek(tp, start)
                 self._verdicts_from[tp.partition] = start
             self.catalog.start_verdicts(partitions)
             self._dlq_done = self._dlq.published(partitions)
@@ -176,12 +183,12 @@ class Projector:
         now = current_identity(self.settings)
         stored = self.catalog.log_identity()
         recorded = None if stored is None else LogIdentity(*stored)
-        found = None if now.topic_id is None else logid.bounds(consumer, self.settings.topic, partitions)
+        found = None if not now.exists else logid.bounds(consumer, self.settings.topic, partitions)
         trouble = logid.problems(recorded, now, self.catalog_pos, found)
         if trouble:
             self._halt(trouble)
-        if recorded is None or recorded != now:
-            self.catalog.record_log_identity(now.cluster_id, now.topic_id)
+        if recorded is None or (recorded.cluster_id, recorded.topic_id) != (now.cluster_id, now.topic_id):
+            self.catalog.record_log_identity(now.cluster_id, now.topic_id)  # first use, or nothing applied yet
         self.log_problem = None
         return now
 
@@ -200,16 +207,27 @@ class Projector:
         if self._consumer is None or (not force and now - self._last_log_check < _LOG_CHECK_SECONDS):
             return
         self._last_log_check = now
+        trouble = self._log_trouble()
+        if trouble:
+            self._halt(trouble)
+
+    def _log_trouble(self) -> list[str] | None:
+        """What says the log changed (empty: nothing); None when the broker could not be asked."""
+        assert self._consumer is not None
         try:
-            current = current_identity(self.settings)
-            found = (None if current.topic_id is None else
+            if self._admin is None:
+                self._admin = logid.open_admin(self.settings)  # one client for the projector's life
+            current = current_identity(self.settings, self._admin)
+            found = (None if not current.exists else
                      logid.bounds(self._consumer, self.settings.topic, sorted(self._recovery_target)))
         except KafkaError as exc:
             log.debug("log identity check failed (retried): %s", exc)
-            return
-        trouble = logid.problems(self.identity, current, self.applied, found)
-        if trouble:
-            self._halt(trouble)
+            if self._admin is not None:
+                with contextlib.suppress(Exception):
+                    self._admin.close()
+                self._admin = None
+            return None
+        return logid.problems(self.identity, current, self.applied, found)
 
     def _partitions(self, consumer: KafkaConsumer, timeout: float = 30.0) -> list[int]:
         """The topic's partitions; metadata may take a moment to arrive, so wait for it."""
@@ -240,10 +258,15 @@ class Projector:
             self.recover()
         assert self._consumer is not None
         try:
-            try:
-                self._follow(stop)
-            except LogChanged:
-                stop.wait()  # not ready, with the reason (log_problem), until stopped: nothing more is applied
+            while not stop.is_set():
+                try:
+                    self._follow(stop)
+                except LogChanged:  # not ready, with the reason (log_problem); nothing is applied meanwhile
+                    while not stop.wait(_LOG_CHECK_SECONDS) and (self._sticky_halt or self._log_trouble() != []):
+                        pass  # re-checked: a problem that clears (a broker's passing answer) lets it resume
+                    if not stop.is_set():
+                        log.warning("the log of %s checks out again; resuming", self.settings.topic)
+                        self.log_problem = None
             if self._events_since_snapshot:
                 self.snapshot()
             self._commit_kafka(force=True)
@@ -253,6 +276,9 @@ class Projector:
                 self._cond.notify_all()
             self._consumer.close()
             self._dlq.close()
+            if self._admin is not None:
+                with contextlib.suppress(Exception):
+                    self._admin.close()
 
     def _follow(self, stop: threading.Event) -> None:
         """The poll/apply loop of :meth:`run`; raises :class:`LogChanged` when the log changes beneath it."""
@@ -261,6 +287,7 @@ class Projector:
                 self._step(stop)
             except (OffsetOutOfRangeError, LogTruncationError) as exc:  # positions past the log: a changed log
                 self._check_log(force=True)  # names the cause when it can (topic id, cluster, offsets)
+                self._sticky_halt = True  # Kafka itself says so: no later check can clear it
                 self._halt([f"Kafka reports the log behind the position this projection applied ({exc})"])
 
     def _step(self, stop: threading.Event) -> None:

@@ -88,8 +88,12 @@ def read(bootstrap: str, topic: str, partitions: Iterable[int], timeout: float =
         return {}
     committed = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
                               enable_auto_commit=False)
-    uncommitted = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_uncommitted",
-                                enable_auto_commit=False, max_poll_records=1)
+    try:
+        uncommitted = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_uncommitted",
+                                    enable_auto_commit=False, max_poll_records=1)
+    except BaseException:
+        committed.close()
+        raise
     try:
         # The high watermark first: an LSO read after it is never above it, so a transaction
         # that commits in between is not reported as a hold.

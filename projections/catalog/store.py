@@ -179,8 +179,14 @@ class Catalog:
             with self.engine.connect() as conn:
                 row = conn.execute(sa.select(log_identity.c.cluster_id, log_identity.c.topic_id).where(
                     log_identity.c.projection == self.projection, log_identity.c.topic == self.topic)).first()
-        except (sa.exc.OperationalError, sa.exc.ProgrammingError):  # no such table (SQLite, Postgres)
-            return None
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+            try:
+                missing = not sa.inspect(self.engine).has_table("vz_log_identity")
+            except sa.exc.SQLAlchemyError:
+                missing = False
+            if missing:  # a catalog older than the table, opened without migrating
+                return None
+            raise CatalogUnavailable(f"catalog {self.safe_url}: {getattr(exc, 'orig', exc)}") from exc
         return None if row is None else (row[0], row[1])
 
     def record_log_identity(self, cluster_id: str | None, topic_id: str | None) -> None:

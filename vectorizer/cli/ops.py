@@ -69,6 +69,10 @@ def _replay(c: CliContext, settings: Settings, from_beginning: bool) -> None:
             if not thread.is_alive():
                 raise fail("the projector stopped during replay (see the log above)")
             events = projector.stats.events_applied + projector.stats.dead_letters
+            if projector.log_problem is not None:  # the log changed beneath the replay: say so now
+                stop.set()
+                thread.join(STALL_SECONDS)
+                raise fail(projector.log_problem)
             if events != seen["events"]:
                 moved = time.monotonic()
             elif time.monotonic() - moved > _REPLAY_STALL_SECONDS:
