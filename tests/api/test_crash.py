@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from consumers import snapshots
+from producers import WriteToken
 from tests import reliability
 from tests.conftest import free_port
 from tests.helpers import wait_until
@@ -75,7 +76,7 @@ def _stream_upserts(http: httpx.Client, start: int, acked: list[int], tokens: li
 
 
 def _assert_all_there(http: httpx.Client, acked: list[int], tokens: list[str]) -> None:
-    last = max(tokens, key=lambda t: int(t.split(":")[1]))
+    last = max(tokens, key=lambda t: WriteToken.parse(t).offset)
     r = http.post("/collections/crash/points/count", params={"consistency": last, "timeout": 60}, json={})
     assert r.status_code == 200, r.text
     assert r.json()["result"]["count"] >= len(acked) + 1
