@@ -33,7 +33,7 @@ from producers import VectorProducer, WriteToken
 from producers.errors import VerdictUnknown, WriteNotApplied, WriteRejected
 from schemas.events import WORKSPACE_PRODUCER
 from tests.api.conftest import Running, serving, unique
-from tests.helpers import wait_until
+from tests.helpers import run_cli, wait_until
 from vectorizer.settings import Settings
 
 DIM = 4
@@ -277,22 +277,13 @@ def test_verdicts_survive_restarts_and_dead_letters_are_sent_once(kafka_bootstra
     assert _end_offset(settings, settings.dlq_topic) == 3
 
 
-def _cli(settings: Settings, *args: str) -> Any:
-    from typer.testing import CliRunner
-
-    from vectorizer.cli import app
-
-    return CliRunner().invoke(app, ["--kafka-bootstrap", settings.kafka_bootstrap, "--topic", settings.topic,
-                                    "--data-dir", str(settings.data_dir), *args])
-
-
 def test_cli_writes_report_the_verdict_and_dlq_lists_it(make_server: Callable[..., Running]) -> None:
     running = make_server()
     s, name = running.settings, unique("cli")
-    created = _cli(s, "collections", "create", name, "--dim", "4")
-    assert created.exit_code == 0 and f"created {name}" in created.output, created.output
-    again = _cli(s, "collections", "create", name, "--dim", "384")  # refused before publishing
-    assert again.exit_code == 1 and f"collection {name!r} already exists" in again.output, again.output
+    code, output = run_cli(s, "collections", "create", name, "--dim", "4")
+    assert code == 0 and f"created {name}" in output, output
+    code, output = run_cli(s, "collections", "create", name, "--dim", "384")  # refused before publishing
+    assert code == 1 and f"collection {name!r} already exists" in output, output
 
     # A rival's create is on the log but not applied: the catalog cannot answer, so the CLI
     # publishes, and the verdict is the projection's rejection (exit 1), never "created".
@@ -302,25 +293,25 @@ def test_cli_writes_report_the_verdict_and_dlq_lists_it(make_server: Callable[..
         before = _end_offset(s)
         with held_projector(running) as gate:
             rival.create_collection(other, DIM, "ip")
-            thread, out = _in_thread(lambda: _cli(s, "collections", "create", other, "--dim", "384"))
+            thread, out = _in_thread(lambda: run_cli(s, "collections", "create", other, "--dim", "384"))
             wait_until(lambda: _end_offset(s) >= before + 2, 60, message="both creates on the log")
             gate.set()
             thread.join(120)
-        result = out[0]
-        assert result.exit_code == 1, result.output
-        assert "rejected by the projection (status 409)" in result.output and "already exists" in result.output
+        code, output = out[0]
+        assert code == 1, output
+        assert "rejected by the projection (status 409)" in output and "already exists" in output
     finally:
         rival.close()
     assert running.http.get(f"/collections/{other}").json()["result"]["config"]["params"]["vectors"]["size"] == DIM
 
-    listed = _cli(s, "--json", "dlq", "list")
-    assert listed.exit_code == 0, listed.output
-    (letter,) = json.loads(listed.output)
+    code, output = run_cli(s, "--json", "dlq", "list")
+    assert code == 0, output
+    (letter,) = json.loads(output)
     assert letter["collection"] == other and letter["reason"] == "rejected" and letter["status"] == 409
     assert letter["producer"] and letter["producer"] != rival.producer_id  # the CLI's, not the rival's
     assert letter["time"] and letter["offset"].startswith("0:")
-    shown = _cli(s, "--json", "dlq", "show", letter["offset"])
-    assert shown.exit_code == 0, shown.output
-    event = json.loads(shown.output)["event"]
+    code, output = run_cli(s, "--json", "dlq", "show", letter["offset"])
+    assert code == 0, output
+    event = json.loads(output)["event"]
     assert event["type"] == "CollectionCreated" and event["dimension"] == 384
-    assert _cli(s, "dlq", "show", "0:999999").exit_code == 1
+    assert run_cli(s, "dlq", "show", "0:999999")[0] == 1
