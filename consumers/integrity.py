@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import xxhash
+from kafka.errors import KafkaError
 
 from consumers import logid, snapshots
 from consumers.rebuild import CatalogMirror, ReplayResult, ahead_of_log, log_ends, replay_into
@@ -377,6 +378,7 @@ def backup(settings: Settings, out: Path) -> dict[str, Any]:
         raise VectorizerError(f"no catalog at {catalog_location(settings)}: nothing to back up")
     try:
         cut = catalog.cut()
+        built_from = catalog.log_identity()  # the log the catalog was built from (None: not recorded)
     finally:
         catalog.close()
     ends = log_ends(settings)
@@ -391,7 +393,8 @@ def backup(settings: Settings, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
         raise VectorizerError(f"{out} is not empty")
-    snap = snapshots.write_snapshot(state, position, out / "snapshot", settings.topic, keep=1)
+    log = None if built_from is None else {"cluster_id": built_from[0], "topic_id": built_from[1]}
+    snap = snapshots.write_snapshot(state, position, out / "snapshot", settings.topic, keep=1, log_identity=log)
     with open(out / "catalog.jsonl", "w") as f:
         for row in cut.collections:
             f.write(json.dumps({"table": "collections", **row}) + "\n")
@@ -405,6 +408,8 @@ def backup(settings: Settings, out: Path) -> dict[str, Any]:
     manifest = {"format": BACKUP_FORMAT, "topic": settings.topic, "projection": settings.projection,
                 "offsets": {str(p): o for p, o in position.items()}, "snapshot_id": snap.name,
                 "created_at": time.time(), "files": files}
+    if log is not None:
+        manifest["log"] = log  # optional: backups without it (older ones) restore as before
     manifest["manifest_checksum"] = xxhash.xxh3_64_hexdigest(json.dumps(manifest, sort_keys=True).encode())
     (out / "backup.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
@@ -458,18 +463,31 @@ def restore(settings: Settings, source: Path) -> dict[str, Any]:
     if int(manifest.get("format", 1)) > BACKUP_FORMAT:
         raise VectorizerError(f"backup format {manifest['format']} is newer than this version reads "
                               f"({BACKUP_FORMAT}); restore it with a newer vectorizer")
+    offsets = {int(p): o for p, o in manifest["offsets"].items()}
+    log = manifest.get("log")
+    recorded = None if log is None else logid.LogIdentity(log.get("cluster_id"), log.get("topic_id"))
+    log_note: str | None = None
+    try:
+        trouble = logid.diagnose(settings, recorded, offsets)
+    except KafkaError as exc:  # no broker to ask: the server checks the same when it starts
+        log_note = f"the log was not checked (the broker did not answer: {exc}); the server checks it at start"
+        trouble = []
+    if trouble:
+        raise VectorizerError(f"the backup does not belong to the log at {settings.kafka_bootstrap}: "
+                              f"{'; '.join(trouble)}. A backup restores onto the log it was taken from; to build "
+                              "this data directory from the log as it is, use `vectorizer replay --from-beginning`")
     catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
     tables: dict[str, list[dict[str, Any]]] = {"collections": [], "points": [], "rejections": [], "verdicts_from": []}
     for line in (source / "catalog.jsonl").read_text().splitlines():
         row = json.loads(line)
         tables[row.pop("table")].append(row)
-    offsets = {int(p): o for p, o in manifest["offsets"].items()}
     marks = ({int(r["partition_id"]): int(r["from_offset"]) for r in tables["verdicts_from"]}
              if tables["verdicts_from"] else None)  # a format-1 backup: verdicts known from its offsets on
-    catalog.import_rows(tables["collections"], tables["points"], offsets, tables["rejections"], marks)
+    identity = None if recorded is None else (recorded.cluster_id, recorded.topic_id)
+    catalog.import_rows(tables["collections"], tables["points"], offsets, tables["rejections"], marks, identity)
     settings.snapshot_dir.mkdir(parents=True, exist_ok=True)
     target = settings.snapshot_dir / manifest["snapshot_id"]
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source / "snapshot" / manifest["snapshot_id"], target)
     catalog.close()
-    return manifest
+    return manifest if log_note is None else {**manifest, "note": log_note}

@@ -4,7 +4,10 @@ Per polled batch, in this fixed order:
 
 1. decode and apply each record past the in-memory position to the in-memory state
    (records at or below it are already there: replay after a snapshot skips them);
-   undecodable or rejected records become dead letters;
+   undecodable or rejected records become dead letters. A transaction's records (framed by
+   ``schemas.framing``), and the records after them on their partition, are held until the
+   whole transaction is, then applied as one unit: readers see all of it or none of it, and
+   steps 2-4 run once for it (``consumers.units``);
 2. send the dead letters of records the catalog has not seen, and wait for their acks;
 3. commit the catalog changes of records past the catalog's position together with the
    new tracking rows, in one transaction (retried while the database is unavailable);
@@ -36,14 +39,17 @@ from kafka.structs import OffsetAndMetadata
 from consumers import logid, snapshots, stall
 from consumers.dlq import DeadLetter, DeadLetters, SentLetters
 from consumers.logid import LogIdentity, current_identity
+from consumers.units import Units
 from producers.errors import VerdictUnknown
 from producers.topics import ensure_topics
 from projections.catalog.store import Catalog, CatalogUnavailable
 from projections.changes import Change, Rejection
 from projections.errors import ConsistencyTimeout
 from projections.state import ProjectionState, Rejected
+from schemas import events as ev
 from schemas.codec import decode
 from schemas.errors import DecodeError
+from schemas.framing import frame_of, is_end
 from vectorizer.errors import InfrastructureError
 from vectorizer.memory import release_free_memory
 from vectorizer.settings import Settings
@@ -53,6 +59,8 @@ _FETCH_BYTES = 16 << 20  # per fetch: the consumer's buffered records stay withi
 _BATCH_BYTES = 8 << 20   # per catalog transaction (about 15,000 vectors of 128-d)
 _TRIM_AFTER_EVENTS = 50  # events applied before an idle moment returns freed memory (vectorizer.memory)
 _LOG_CHECK_SECONDS = 5.0  # how often a running projector checks the log is still the one it applied
+_PART_WAIT_SECONDS = 10.0  # a held transaction's part not on a log read to its end: give up after this
+_SPLIT_RECORDS = 500  # records per catalog transaction when held records are applied one by one
 _VERDICTS_KEPT = 100_000  # rejections remembered in memory; older ones are read from the catalog
 
 
@@ -82,6 +90,19 @@ class ProjectorStats:
     positions: dict[int, int] = field(default_factory=dict)  # next offset to read, per partition
     loaded_snapshot: str | None = None
     recovery_seconds: float | None = None
+    units_applied: int = 0  # transactions (with what they held back) applied as one step for readers
+    units_split: int = 0    # times held transaction records were applied one by one (bounds passed)
+
+
+@dataclass
+class _Applied:
+    """One partition's records applied in memory, awaiting the catalog and publication."""
+
+    last: int  # the last offset applied (unchanged: nothing new)
+    count: int = 0
+    changes: list[Change] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
+    refused: list[Rejection] = field(default_factory=list)
 
 
 class Projector:
@@ -120,6 +141,10 @@ class Projector:
         self._last_log_check = 0.0
         self._sticky_halt = False
         self._admin: Any = None  # the log identity check's admin client (kafka.KafkaAdminClient)
+        # Records of transactions not yet whole (consumers.units); bounded in bytes and in time.
+        self._units = Units()
+        self._paused: set[int] = set()  # partitions not fetched while they wait for another's part
+        self._unit_limit = 2 * settings.max_transaction_bytes
 
     # Recovery ----------------------------------------------------------------------
     def recover(self) -> None:
@@ -152,7 +177,7 @@ class Projector:
                 log.warning("snapshot %s was built from another log (%s, now %s); rebuilding from the log",
                             loaded.snapshot_id, loaded.log, self.identity)
                 loaded = None
-            self.state, self.applied = ProjectionState(), {}
+            self.state, self.applied, self._units, self._paused = ProjectionState(), {}, Units(), set()
             if loaded is not None:
                 self.state = loaded.state
                 self.applied = dict(loaded.offsets)
@@ -246,6 +271,9 @@ class Projector:
         for p, end in self._recovery_target.items():
             if self._consumer.position(TopicPartition(self.settings.topic, p)) < end:
                 return
+            held = self._units.first_offset(p)
+            if held is not None and held < end:
+                return  # a transaction committed before the target is not whole yet
         self.stats.recovery_seconds = time.monotonic() - self._started
         log.info("recovered in %.2fs; positions %s", self.stats.recovery_seconds, self.applied)
         release_free_memory()
@@ -307,46 +335,141 @@ class Projector:
             self._events_since_trim = 0
         for tp in sorted(batch, key=lambda t: t.partition):
             self.process(tp.partition, batch[tp], stop)
+        self._apply_units(stop)  # also when nothing came: held records may have waited long enough
         self._check_ready()
         self._housekeeping()
         self._check_log()
 
     def process(self, partition: int, records: Iterable[Any], stop: threading.Event | None = None) -> None:
-        """Apply one partition's records (in offset order), in sub-batches of at most ``_BATCH_BYTES`` of
-        record values: what one catalog transaction holds (rows, checksums) stays bounded, so a large
-        poll does not leave the interpreter's heap grown for good."""
+        """Apply one partition's records (in offset order).
+
+        Unframed records are applied in sub-batches of at most ``_BATCH_BYTES`` of record values:
+        what one catalog transaction holds (rows, checksums) stays bounded, so a large poll does
+        not leave the interpreter's heap grown for good. A transaction's records, and what follows
+        them on the partition, are held until the whole transaction is (see ``consumers.units``);
+        :meth:`_apply_units` then applies and publishes them as one unit."""
         batch: list[Any] = []
         size = 0
+        applied_to = self.applied.get(partition, -1)
         for rec in records:
+            if rec.offset <= applied_to:
+                continue  # in memory already (replay after a snapshot)
+            if self._units.holds(partition) or frame_of(rec.headers) is not None:
+                if batch:
+                    self._finish({partition: self._apply_records(partition, batch)}, stop)
+                    batch, size = [], 0
+                self._units.add(partition, rec)
+                continue
             batch.append(rec)
             size += len(rec.value or b"")
             if size >= _BATCH_BYTES:
-                self._process(partition, batch, stop)
+                self._finish({partition: self._apply_records(partition, batch)}, stop)
                 batch, size = [], 0
         if batch:
-            self._process(partition, batch, stop)
+            self._finish({partition: self._apply_records(partition, batch)}, stop)
 
-    def _process(self, partition: int, records: list[Any], stop: threading.Event | None) -> None:
-        """One sub-batch; see the module doc for the order of steps."""
-        changes: list[Change] = []
-        letters: list[DeadLetter] = []
-        refused: list[Rejection] = []
-        applied_to = self.applied.get(partition, -1)
+    def _apply_units(self, stop: threading.Event | None) -> None:
+        """Apply what held records can now be applied as units; past the bounds, apply them as before."""
+        if self._units.waiting_since() is None and not self._paused:
+            return  # nothing held
+        while True:
+            taken = self._units.take()
+            if not taken:
+                break
+            self._apply_unit(taken, stop)
+        since = self._units.waiting_since()
+        awaited = self._units.awaited()
+        self._pace(awaited)
+        if since is None:
+            return
+        too_big = self._units.size > self._unit_limit
+        # Too long only once every awaited partition was read to its end with no open transaction
+        # in front of it: a part still to be read (a replay behind on another partition, a record
+        # behind a dead producer's transaction) is waited for; one that is not on the log is not.
+        too_long = time.monotonic() - since > _PART_WAIT_SECONDS and self._read_to_end(awaited)
+        if too_big or too_long:
+            why = (f"they hold {self._units.size} bytes (limit {self._unit_limit})" if too_big else
+                   f"a part is not on the log ({_PART_WAIT_SECONDS:.0f}s after reading partitions "
+                   f"{sorted(awaited)} to their end)")
+            taken = self._units.take_all()
+            self.stats.units_split += 1
+            log.warning("applying held transaction records of partitions %s one by one, not as one unit: %s",
+                        sorted(taken), why)
+            for partition, records in sorted(taken.items()):
+                for start in range(0, len(records), _SPLIT_RECORDS):
+                    chunk = records[start:start + _SPLIT_RECORDS]
+                    self._finish({partition: self._apply_records(partition, chunk)}, stop)
+            self._pace(set())
+
+    def _pace(self, awaited: set[int]) -> None:
+        """Fetch no more of a partition whose held records wait only for other partitions' parts
+        (its buffered records stay bounded); fetch it again once they are applied."""
+        if self._consumer is None:
+            return
+        idle = {p for p in self._recovery_target if self._units.holds(p) and p not in awaited}
+        if idle == self._paused:
+            return
+        topic = self.settings.topic
+        if idle - self._paused:
+            self._consumer.pause(*[TopicPartition(topic, p) for p in sorted(idle - self._paused)])
+        if self._paused - idle:
+            self._consumer.resume(*[TopicPartition(topic, p) for p in sorted(self._paused - idle)])
+        self._paused = idle
+
+    def _read_to_end(self, partitions: set[int]) -> bool:
+        """Whether the consumer has read these partitions up to the log end last seen, with no open
+        transaction holding that end back (``stats.lso_held``)."""
+        if self._consumer is None:
+            return True
+        ends = self.stats.log_end
+        return all(p not in self.stats.lso_held and
+                   self._consumer.position(TopicPartition(self.settings.topic, p)) >= ends.get(p, 0)
+                   for p in partitions)
+
+    def _apply_unit(self, taken: dict[int, list[Any]], stop: threading.Event | None) -> None:
+        """Apply records of one or more partitions as one step for readers (``ProjectionState.unit``)
+        with one catalog transaction, and publish the new positions once."""
+        events = {p: [self._decoded(rec) for rec in records] for p, records in taken.items()}
+        names = {e.collection for decoded in events.values() for e in decoded if isinstance(e, ev.Event)}
+        with self.state.unit(names):
+            parts = {p: self._apply_records(p, taken[p], events[p]) for p in sorted(taken)}
+        self._finish(parts, stop)
+        self.stats.units_applied += 1
+
+    def _decoded(self, rec: Any) -> ev.Event | DecodeError | None:
+        """The record's event, the reason it does not decode, or None for an end record (no event)."""
+        if is_end(rec.headers):
+            return None
+        try:
+            return decode(rec.value)
+        except DecodeError as exc:
+            return exc
+
+    def _apply_records(self, partition: int, records: list[Any],
+                       events: list[ev.Event | DecodeError | None] | None = None) -> _Applied:
+        """Apply records (past the in-memory position) to the in-memory state; return what the
+        catalog, the dead-letter topic and the verdicts need (see the module doc for the order)."""
+        done = _Applied(last=self.applied.get(partition, -1))
+        applied_to = done.last
         catalog_at = self.catalog_pos.get(partition, -1)
-        last = applied_to
-        count = 0
-        for rec in records:
+        for i, rec in enumerate(records):
             if rec.offset <= applied_to:
                 continue
-            count += 1
+            done.count += 1
+            done.last = rec.offset
             first_time = rec.offset > catalog_at
+            decoded = self._decoded(rec) if events is None else events[i]
+            if decoded is None:
+                continue  # a transaction's end record: framing, no event
             event = None
             refusal: tuple[str, int, str] | None = None  # reason code, HTTP status, detail
             try:
-                event = decode(rec.value)
+                if isinstance(decoded, DecodeError):
+                    raise decoded
+                event = decoded
                 produced = self.state.apply(event, rec.offset)
                 if first_time:
-                    changes.extend(produced)
+                    done.changes.extend(produced)
                 self.stats.events_applied += 1
                 self.stats.vectors_applied += len(getattr(event, "ids", ()))
             except DecodeError as exc:
@@ -361,25 +484,32 @@ class Projector:
                 producer_id = None if event is None else event.meta.producer_id
                 key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
                 rejection = Rejection(partition, rec.offset, key, reason, status, detail, producer_id)
-                refused.append(rejection)
+                done.refused.append(rejection)
                 if first_time:
-                    changes.append(rejection)
+                    done.changes.append(rejection)
                     self.stats.dead_letters += 1
                     self.stats.dead_letters_by_reason[reason] = self.stats.dead_letters_by_reason.get(reason, 0) + 1
                     if not self._dlq_done.holds(partition, rec.offset):  # a replay or replica does not re-send
-                        letters.append(DeadLetter(partition, rec.offset, rec.key, rec.value, reason, detail,
-                                                  producer_id, status))
-            last = rec.offset
-        if last == applied_to:
+                        done.letters.append(DeadLetter(partition, rec.offset, rec.key, rec.value, reason, detail,
+                                                       producer_id, status))
+        return done
+
+    def _finish(self, parts: dict[int, _Applied], stop: threading.Event | None) -> None:
+        """Steps 2-4 for records applied in memory: dead letters, one catalog transaction, publish."""
+        parts = {p: done for p, done in parts.items() if done.count}
+        if not parts:
             return
-        self._dlq.send(letters)
-        if last > catalog_at:
-            self._commit_catalog(changes, {partition: last}, stop)
-            self.catalog_pos[partition] = last
+        self._dlq.send([letter for done in parts.values() for letter in done.letters])
+        ahead = {p: done.last for p, done in parts.items() if done.last > self.catalog_pos.get(p, -1)}
+        if ahead:
+            self._commit_catalog([c for done in parts.values() for c in done.changes], ahead, stop)
+            self.catalog_pos.update(ahead)
         with self._cond:
-            self._remember(partition, refused)
-            self.applied[partition] = last
+            for p, done in parts.items():
+                self._remember(p, done.refused)
+                self.applied[p] = done.last
             self._cond.notify_all()
+        count = sum(done.count for done in parts.values())
         self._events_since_snapshot += count
         self._events_since_trim += count
 

@@ -23,6 +23,7 @@ from projections.state import ProjectionState, Rejected
 from schemas.codec import decode
 from schemas.errors import DecodeError
 from schemas.events import CollectionCreated
+from schemas.framing import is_end
 from vectorizer.errors import VectorizerError
 from vectorizer.settings import Settings
 
@@ -178,7 +179,8 @@ def replay_into(settings: Settings, state: ProjectionState | None = None, start:
                 for rec in records:
                     if p not in pending or rec.offset > until[p]:
                         break
-                    _apply(result, rec.value, rec.offset)
+                    if not is_end(rec.headers):  # a transaction's end record is framing, not an event
+                        _apply(result, rec.value, rec.offset)
                     result.offsets[p] = rec.offset
                     if rec.offset >= until[p]:
                         pending.pop(p, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from schemas.errors import ValidationError
 from vectorizer.errors import InfrastructureError, VectorizerError
 
 
@@ -18,6 +19,11 @@ class PublishFailed(ProducerError, InfrastructureError):
 
 class ProducerFenced(PublishFailed):
     """Another producer with the same transactional id started: this one can no longer write."""
+
+
+class TransactionTooLarge(ValidationError):
+    """A transaction would write more than ``Settings.max_transaction_bytes``; it is aborted
+    (nothing of it becomes visible) before the record that would pass the limit is written."""
 
 
 class TopicMisconfigured(ProducerError, InfrastructureError):

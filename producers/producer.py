@@ -12,6 +12,9 @@ Delivery contract:
   published in one Kafka transaction: consumers reading ``read_committed`` see all of
   them or none, even if the producer dies half-way.
 - ``transaction()`` groups any calls the same way (commit on success, abort on error).
+  Its records are framed (``schemas.framing``) so a projection applies them as one unit:
+  its readers, too, see all of them or none. A transaction is bounded by
+  ``max_transaction_bytes`` (:class:`~producers.errors.TransactionTooLarge`).
 - ``wait=True`` on a call returns only once the projection applied it, and raises
   :class:`~producers.errors.WriteRejected` if the projection refused it (the event went to
   the dead-letter topic), :class:`~producers.errors.WriteNotApplied` after ``timeout``
@@ -38,9 +41,10 @@ import numpy as np
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, ProducerFencedError
 
-from producers.errors import ProducerFenced, PublishFailed, WriteNotApplied, WriteRejected
+from producers.errors import ProducerFenced, PublishFailed, TransactionTooLarge, WriteNotApplied, WriteRejected
 from producers.topics import ensure_topics
 from schemas import events as ev
+from schemas import framing
 from schemas import validation as check
 from schemas.codec import encode
 from schemas.ids import PointId
@@ -90,6 +94,15 @@ class WriteToken:
             raise ValueError(f"write token {text!r}: expected '<partition>:<offset>' (optionally '@<log>', "
                              "8 hex digits)")
         return cls(int(part), int(off), log=log or None)
+
+
+@dataclass
+class _Frame:
+    """The open transaction's framing (``schemas.framing``): its id, what it wrote, and where."""
+
+    txn: str
+    size: int = 0
+    partitions: set[int] = field(default_factory=set)
 
 
 DimensionLookup = Callable[[str], "int | None"]
@@ -248,7 +261,10 @@ class VectorProducer:
     # Transactions ------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[VectorProducer]:
-        """All calls inside become visible to ``read_committed`` consumers together, or never."""
+        """All calls inside become visible together, or never: to ``read_committed`` consumers
+        (Kafka's transaction) and to a projection's readers (its records are framed, see
+        ``schemas.framing``: a projector applies them as one unit). A transaction writing more
+        than ``max_transaction_bytes`` raises :class:`TransactionTooLarge` and is aborted."""
         if getattr(self._in_txn, "active", False):
             yield self
             return
@@ -260,8 +276,10 @@ class VectorProducer:
                 self._drop_transactional()
                 raise _publish_failed("starting a transaction failed", exc) from exc
             self._in_txn.active = True
+            self._in_txn.frame = _Frame(uuid.uuid4().hex)
             try:
                 yield self
+                self._end_frame(kafka, self._in_txn.frame)
             except BaseException:
                 self._in_txn.active = False
                 with contextlib.suppress(PublishFailed):
@@ -269,6 +287,19 @@ class VectorProducer:
                 raise
             self._in_txn.active = False
             self._finish(kafka, commit=True)
+
+    def _end_frame(self, kafka: KafkaProducer, frame: _Frame) -> None:
+        """Write the transaction's end record to every partition it wrote to (before the commit)."""
+        if not frame.partitions:
+            return
+        headers = framing.end_headers(frame.txn, frame.partitions)
+        try:
+            futures = [kafka.send(self.settings.topic, value=b"", partition=p, headers=headers)
+                       for p in sorted(frame.partitions)]
+            for f in futures:
+                f.get(timeout=self.settings.publish_timeout)
+        except KafkaError as exc:
+            raise _publish_failed("Kafka did not acknowledge the transaction's end records", exc) from exc
 
     def fence(self) -> None:
         """Start transactions now: an earlier producer with the same id is fenced at once, not at its next commit."""
@@ -366,14 +397,27 @@ class VectorProducer:
     def _send(self, values: list[bytes], events: list[ev.Event]) -> WriteToken:
         in_txn = getattr(self._in_txn, "active", False)
         kafka = self._txn_kafka if in_txn and self._txn_kafka is not None else self._kafka
+        frame: _Frame | None = self._in_txn.frame if in_txn else None
+        headers = None
+        if frame is not None:
+            size = sum(len(v) for v in values)
+            if frame.size + size > self.settings.max_transaction_bytes:
+                raise TransactionTooLarge(
+                    f"transaction: writing {size} more bytes would pass max_transaction_bytes "
+                    f"({self.settings.max_transaction_bytes}; {frame.size} written so far); the transaction "
+                    "is aborted, nothing of it is visible: split it into smaller transactions")
+            frame.size += size
+            headers = framing.record_headers(frame.txn)
         try:
-            futures = [kafka.send(self.settings.topic, key=e.collection.encode(), value=v)
+            futures = [kafka.send(self.settings.topic, key=e.collection.encode(), value=v, headers=headers)
                        for e, v in zip(events, values, strict=True)]
             # Wait on each future rather than flush(): kafka-python's flush can raise a spurious
             # "Future not done" when another thread completes the batch concurrently.
             meta = [f.get(timeout=self.settings.publish_timeout) for f in futures]
         except KafkaError as exc:
             raise _publish_failed("Kafka did not acknowledge the write", exc) from exc
+        if frame is not None:
+            frame.partitions.update(m.partition for m in meta)
         last = meta[-1]
         return WriteToken(last.partition, last.offset, tuple(m.offset for m in meta))
 

@@ -54,18 +54,25 @@ def point_checksum(vector: np.ndarray, payload_json: str | None) -> str:
 
 
 class RWLock:
-    """Many readers or one writer; writers wait for readers to drain and block new ones."""
+    """Many readers or one writer; writers wait for readers to drain and block new ones.
+
+    The writing thread may take the lock again, to read or write (a unit of events holds the
+    write lock while each event's handler takes it too)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
-        self._writer = False
+        self._writer: int | None = None  # the writing thread's ident
+        self._depth = 0
         self._waiting_writers = 0
 
     @contextmanager
     def read(self) -> Iterator[None]:
+        if self._writer == threading.get_ident():
+            yield  # the writer reads what it holds
+            return
         with self._cond:
-            while self._writer or self._waiting_writers:
+            while self._writer is not None or self._waiting_writers:
                 self._cond.wait()
             self._readers += 1
         try:
@@ -78,18 +85,24 @@ class RWLock:
 
     @contextmanager
     def write(self) -> Iterator[None]:
+        me = threading.get_ident()
         with self._cond:
-            self._waiting_writers += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._waiting_writers -= 1
-            self._writer = True
+            if self._writer == me:
+                self._depth += 1
+            else:
+                self._waiting_writers += 1
+                while self._writer is not None or self._readers:
+                    self._cond.wait()
+                self._waiting_writers -= 1
+                self._writer, self._depth = me, 1
         try:
             yield
         finally:
             with self._cond:
-                self._writer = False
-                self._cond.notify_all()
+                self._depth -= 1
+                if not self._depth:
+                    self._writer = None
+                    self._cond.notify_all()
 
 
 class Collection:
@@ -111,6 +124,12 @@ class Collection:
 
     def __len__(self) -> int:
         return len(self.label_of)
+
+    def count(self) -> int:
+        """The number of points, for a reader: waits out a unit of events being applied (never
+        counts part of a transaction)."""
+        with self.lock.read():
+            return len(self.label_of)
 
     def allocate(self, point_id: PointId) -> int:
         label = self.label_of.get(point_id)

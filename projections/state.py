@@ -9,7 +9,9 @@ on the events before it: every replay rejects the same events.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterable, Iterator
 from functools import singledispatchmethod
 from typing import Any
 
@@ -38,14 +40,55 @@ class Rejected(VectorizerError, ValueError):
 
 
 class ProjectionState:
+    """Collections by name, and the handlers that change them (the projector's thread only).
+
+    Readers see :attr:`collections` change only whole: a handler replaces the dict rather than
+    editing it, and inside :meth:`unit` the new dict is published once, at the end, while the
+    write locks of the collections the unit touches are held. So a reader sees a unit's
+    events all applied or none (see ``consumers.units``).
+    """
+
     def __init__(self) -> None:
-        self.collections: dict[str, Collection] = {}
+        self.collections: dict[str, Collection] = {}  # published: readers' view, replaced whole
+        self._staged: dict[str, Collection] | None = None  # inside a unit: the handlers' view
 
     def get(self, name: str) -> Collection | None:
         return self.collections.get(name)
 
+    @contextlib.contextmanager
+    def unit(self, names: Iterable[str]) -> Iterator[None]:
+        """Apply several events as one step for readers: hold the write locks of the existing
+        collections among ``names`` (readers of them wait), stage creations and deletions, and
+        publish the result once when the block ends."""
+        with contextlib.ExitStack() as held:
+            for name in sorted(set(names)):
+                coll = self.collections.get(name)
+                if coll is not None:
+                    held.enter_context(coll.lock.write())
+            self._staged = dict(self.collections)
+            try:
+                yield
+            finally:  # what was applied is published, even if the block failed half-way
+                self.collections, self._staged = self._staged, None
+
+    def _working(self) -> dict[str, Collection]:
+        return self.collections if self._staged is None else self._staged
+
+    def _replace(self, name: str, coll: Collection | None) -> None:
+        """Add, or remove (``None``), one collection without editing a dict a reader may hold."""
+        if self._staged is not None:
+            target = self._staged
+        else:
+            target = dict(self.collections)
+        if coll is None:
+            target.pop(name, None)
+        else:
+            target[name] = coll
+        if self._staged is None:
+            self.collections = target
+
     def _existing(self, event: ev.Event) -> Collection:
-        coll = self.collections.get(event.collection)
+        coll = self._working().get(event.collection)
         if coll is None:
             raise Rejected(f"collection {event.collection!r} does not exist", 404)
         if coll.config.kind == "workspace" and not ev.is_workspace_producer(event.meta.producer_id):
@@ -59,18 +102,18 @@ class ProjectionState:
 
     @apply.register
     def _(self, event: ev.CollectionCreated, offset: int) -> list[Change]:
-        if event.collection in self.collections:
+        if event.collection in self._working():
             raise Rejected(f"collection {event.collection!r} already exists", 409)
         if not 1 <= event.dimension <= 65_536 or event.m < 2 or event.ef_construction < 1 or event.ef < 1:
             raise Rejected(f"collection {event.collection!r}: invalid HNSW parameters or dimension")
-        self.collections[event.collection] = Collection(CollectionConfig.from_event(event), offset)
+        self._replace(event.collection, Collection(CollectionConfig.from_event(event), offset))
         return [PutCollection(event, offset)]
 
     @apply.register
     def _(self, event: ev.CollectionDeleted, offset: int) -> list[Change]:
         coll = self._existing(event)
         with coll.lock.write():
-            del self.collections[event.collection]
+            self._replace(event.collection, None)
         return [DropCollection(event.collection)]
 
     @apply.register

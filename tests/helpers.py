@@ -12,6 +12,8 @@ import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
+from schemas import framing
+
 T = TypeVar("T")
 
 
@@ -29,10 +31,11 @@ def wait_until(condition: Callable[[], T], timeout: float = 30.0, interval: floa
 
 
 def read_topic(bootstrap: str, topic: str, expected: int = 0, timeout: float = 30.0,
-               isolation_level: str = "read_uncommitted") -> list[ConsumerRecord]:
+               isolation_level: str = "read_uncommitted", end_records: bool = False) -> list[ConsumerRecord]:
     """Every record of ``topic``: waits until at least ``expected`` are readable (or the
     deadline passes), then drains to the end offsets (the last stable offset under
-    ``read_committed``), so records beyond ``expected`` are returned too."""
+    ``read_committed``), so records beyond ``expected`` are returned too. Transactions' end
+    records (``schemas.framing``: framing, not events) are left out unless ``end_records``."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              isolation_level=isolation_level, consumer_timeout_ms=1000)
     try:
@@ -45,7 +48,7 @@ def read_topic(bootstrap: str, topic: str, expected: int = 0, timeout: float = 3
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=100).values():
-                records.extend(batch)
+                records.extend(r for r in batch if end_records or not framing.is_end(r.headers))
             if len(records) >= expected:
                 ends = consumer.end_offsets(tps)
                 if all(consumer.position(tp) >= ends[tp] for tp in tps):

@@ -57,6 +57,12 @@ class Settings:
     # stalls readers for half of Kafka's 60 s default. The broker caps it
     # (transaction.max.timeout.ms, 900 s by default).
     transaction_timeout: float = 30.0
+    # The most a transaction may write (record values, bytes): a projector holds a transaction's
+    # records in memory until it has all of them, to apply them as one step for readers, so the
+    # producer refuses a transaction past this (TransactionTooLarge) before writing the record
+    # that would pass it. A projector holds at most twice this before giving up on showing a
+    # transaction whole (other writers' records between its records are held with it).
+    max_transaction_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name in ("data_dir", "cache_dir"):
@@ -136,6 +142,9 @@ class Settings:
         if not 1.0 <= self.transaction_timeout <= 900.0:
             raise ConfigurationError("VECTORIZER_TRANSACTION_TIMEOUT: expected 1 to 900 seconds (the broker's "
                                      f"transaction.max.timeout.ms), got {self.transaction_timeout}")
+        if self.max_transaction_bytes < self.max_message_bytes:
+            raise ConfigurationError("VECTORIZER_MAX_TRANSACTION_BYTES: must be at least max_message_bytes "
+                                     f"({self.max_message_bytes}), got {self.max_transaction_bytes}")
         for name in ("partitions", "replication_factor", "snapshot_every_events", "snapshots_keep",
                      "poll_max_records"):
             if getattr(self, name) < 1:

@@ -79,7 +79,7 @@ class ProjectionCollector(Collector):
             yield _gauge("vectorizer_snapshot_age_seconds", "Age of the newest snapshot", age)
         points = GaugeMetricFamily("vectorizer_collection_points", "Points per collection", labels=["collection"])
         for name, coll in sorted(dict(p.state.collections).items()):
-            points.add_metric([name], len(coll))
+            points.add_metric([name], coll.count())
         yield points
 
 

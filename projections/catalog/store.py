@@ -309,11 +309,14 @@ class Catalog:
 
     def import_rows(self, collection_rows: Sequence[dict[str, Any]], point_rows: Sequence[dict[str, Any]],
                     positions: dict[int, int], rejection_rows: Sequence[dict[str, Any]] = (),
-                    verdicts_start: dict[int, int] | None = None) -> None:
+                    verdicts_start: dict[int, int] | None = None,
+                    log: tuple[str | None, str | None] | None = None) -> None:
         """Replace the whole catalog with these rows and set the tracking rows exactly (restore).
 
         ``verdicts_start``: from which offset the rejection rows are complete, per partition;
-        None (a backup without them): from the restored position + 1 on.
+        None (a backup without them): from the restored position + 1 on. ``log``: the (cluster id,
+        topic id) the rows were built from; None (a backup without it): not known, the projector
+        records the log it starts on.
         """
         if verdicts_start is None:
             verdicts_start = {p: o + 1 for p, o in positions.items()}
@@ -329,6 +332,11 @@ class Catalog:
                                                            from_offset=offset))
             conn.execute(tracking.delete().where(tracking.c.projection == self.projection,
                                                  tracking.c.topic == self.topic))
+            conn.execute(log_identity.delete().where(log_identity.c.projection == self.projection,
+                                                     log_identity.c.topic == self.topic))
+            if log is not None:
+                conn.execute(log_identity.insert().values(projection=self.projection, topic=self.topic,
+                                                          cluster_id=log[0], topic_id=log[1]))
             if collection_rows:
                 conn.execute(collections.insert(), list(collection_rows))
             for start in range(0, len(point_rows), _CHUNK):

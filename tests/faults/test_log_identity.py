@@ -7,6 +7,7 @@ rebuild (`vectorizer replay --from-beginning`) gives the new log's state.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -131,3 +132,36 @@ def test_a_wiped_broker_or_another_cluster_is_a_changed_log(kafka_bootstrap: str
     finally:
         broker.stop()
 
+
+
+def test_a_backup_names_its_log_and_restores_only_onto_it(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The backup carries the log identity; restored, the catalog names that log (so a server
+    started on another log halts); a restore onto a recreated topic is refused, writing nothing."""
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic=f"t.{unique('logbk')}", data_dir=tmp_path / "data",
+                        snapshot_every_events=1_000_000, snapshot_every_seconds=3600.0)
+    with serving(settings):
+        _fill_old_log(settings)
+    code, out = run_cli(settings, "backup", str(tmp_path / "bk"))
+    assert code == 0, out
+    manifest = json.loads((tmp_path / "bk" / "backup.json").read_text())
+    from projections.catalog.store import Catalog
+    catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic, create=False)
+    built_from = catalog.log_identity()
+    catalog.close()
+    assert built_from is not None and manifest["log"] == {"cluster_id": built_from[0], "topic_id": built_from[1]}
+
+    same = settings.replace(data_dir=tmp_path / "same")
+    code, out = run_cli(same, "restore", str(tmp_path / "bk"))
+    assert code == 0, out
+    restored = Catalog(same.resolved_catalog_url, same.projection, same.topic, create=False)
+    assert restored.log_identity() == built_from
+    restored.close()
+
+    _recreate_topic(settings)
+    with VectorProducer(settings) as p:  # the same names and offsets on a new topic: only the topic id tells
+        p.create_collection("old", DIM, "ip")
+        p.upsert("old", list(range(20)), np.ones((20, DIM), np.float32))
+    other = settings.replace(data_dir=tmp_path / "other")
+    code, out = run_cli(other, "restore", str(tmp_path / "bk"))
+    assert code == 1 and "the topic id is" in out and "does not belong to the log" in out, out
+    assert not (other.data_dir / "catalog.db").exists(), "a refused restore writes no catalog"

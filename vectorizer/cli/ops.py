@@ -150,8 +150,9 @@ def restore(ctx: typer.Context, in_dir: Path) -> None:
             manifest = integrity.restore(c.settings, in_dir)
     except VectorizerError as exc:
         raise fail(str(exc)) from None
+    note = f" ({manifest['note']})" if manifest.get("note") else ""
     c.emit(manifest, f"restored {in_dir} (offsets {manifest['offsets']}) into {c.settings.data_dir}; "
-                     f"start the server to catch up from the log")
+                     f"start the server to catch up from the log{note}")
 
 
 def snapshot(ctx: typer.Context) -> None:

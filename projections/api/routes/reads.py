@@ -121,7 +121,7 @@ def count(request: Request, collection_name: str, opts: ReadOptions = Depends(re
     coll = readable(a, collection_name, opts, b)
     flt = p.filter_of(b.get("filter"))
     if flt is None:
-        return ok(request, {"count": len(coll)})
+        return ok(request, {"count": coll.count()})
     payload_of = coll.payload_of
     with coll.lock.read():
         n = sum(1 for label, pid in coll.id_of.items() if flt.matches(pid, payload_of.get(label)))
