@@ -59,7 +59,7 @@ _FETCH_BYTES = 16 << 20  # per fetch: the consumer's buffered records stay withi
 _BATCH_BYTES = 8 << 20   # per catalog transaction (about 15,000 vectors of 128-d)
 _TRIM_AFTER_EVENTS = 50  # events applied before an idle moment returns freed memory (vectorizer.memory)
 _LOG_CHECK_SECONDS = 5.0  # how often a running projector checks the log is still the one it applied
-_PART_WAIT_SECONDS = 10.0  # a held transaction's part not on a log read to its end: give up after this
+_PART_WAIT_SECONDS = 10.0  # a partition finding no whole transaction on a log read to its end: give up
 _SPLIT_RECORDS = 500  # records per catalog transaction when held records are applied one by one
 _VERDICTS_KEPT = 100_000  # rejections remembered in memory; older ones are read from the catalog
 
@@ -144,6 +144,7 @@ class Projector:
         # Records of transactions not yet whole (consumers.units); bounded in bytes and in time.
         self._units = Units()
         self._paused: set[int] = set()  # partitions not fetched while they wait for another's part
+        self._ends_asked = 0.0
         self._unit_limit = 2 * settings.max_transaction_bytes
 
     # Recovery ----------------------------------------------------------------------
@@ -177,7 +178,8 @@ class Projector:
                 log.warning("snapshot %s was built from another log (%s, now %s); rebuilding from the log",
                             loaded.snapshot_id, loaded.log, self.identity)
                 loaded = None
-            self.state, self.applied, self._units, self._paused = ProjectionState(), {}, Units(), set()
+            self.state, self.applied, self._paused = ProjectionState(), {}, set()
+            self._units = Units(partitions)
             if loaded is not None:
                 self.state = loaded.state
                 self.applied = dict(loaded.offsets)
@@ -377,29 +379,40 @@ class Projector:
             if not taken:
                 break
             self._apply_unit(taken, stop)
-        since = self._units.waiting_since()
         awaited = self._units.awaited()
         self._pace(awaited)
-        if since is None:
+        held = self._units.held_since()
+        if not held:
             return
-        too_big = self._units.size > self._unit_limit
-        # Too long only once every awaited partition was read to its end with no open transaction
-        # in front of it: a part still to be read (a replay behind on another partition, a record
-        # behind a dead producer's transaction) is waited for; one that is not on the log is not.
-        too_long = time.monotonic() - since > _PART_WAIT_SECONDS and self._read_to_end(awaited)
-        if too_big or too_long:
-            why = (f"they hold {self._units.size} bytes (limit {self._unit_limit})" if too_big else
-                   f"a part is not on the log ({_PART_WAIT_SECONDS:.0f}s after reading partitions "
-                   f"{sorted(awaited)} to their end)")
-            taken = self._units.take_all()
-            self.stats.units_split += 1
-            log.warning("applying held transaction records of partitions %s one by one, not as one unit: %s",
-                        sorted(taken), why)
-            for partition, records in sorted(taken.items()):
-                for start in range(0, len(records), _SPLIT_RECORDS):
-                    chunk = records[start:start + _SPLIT_RECORDS]
-                    self._finish({partition: self._apply_records(partition, chunk)}, stop)
-            self._pace(set())
+        if self._units.size > self._unit_limit:
+            self._give_up(list(held), f"they hold {self._units.size} bytes (limit {self._unit_limit})", stop)
+            return
+        # A partition that found no whole prefix for a while, though it and every partition awaited
+        # were read up to their last stable offset: what it waits for is not on the log (a part
+        # that never comes), or transactions of several producers overlap on it without a gap.
+        # Its records are applied in log order: the state is the same, the all-at-once view of
+        # the transactions it holds is lost (counted in units_split, logged).
+        now = time.monotonic()
+        late = [p for p, since in held.items() if now - since > _PART_WAIT_SECONDS]
+        if late and self._read_to_end(awaited | set(late)):
+            self._give_up(late, f"no whole transaction in {_PART_WAIT_SECONDS:.0f}s with partitions "
+                                f"{sorted(awaited | set(late))} read to their end", stop)
+
+    def _give_up(self, partitions: list[int], why: str, stop: threading.Event | None) -> None:
+        taken = self._units.take_all(partitions)
+        self.stats.units_split += 1
+        log.warning("applying held records of partitions %s in log order, not as whole transactions: %s",
+                    sorted(taken), why)
+        for partition, records in sorted(taken.items()):
+            for start in range(0, len(records), _SPLIT_RECORDS):
+                chunk = records[start:start + _SPLIT_RECORDS]
+                self._finish({partition: self._apply_records(partition, chunk)}, stop)
+        while True:  # parts elsewhere that waited for these no longer do
+            whole = self._units.take()
+            if not whole:
+                break
+            self._apply_unit(whole, stop)
+        self._pace(self._units.awaited())
 
     def _pace(self, awaited: set[int]) -> None:
         """Fetch no more of a partition whose held records wait only for other partitions' parts
@@ -417,14 +430,21 @@ class Projector:
         self._paused = idle
 
     def _read_to_end(self, partitions: set[int]) -> bool:
-        """Whether the consumer has read these partitions up to the log end last seen, with no open
-        transaction holding that end back (``stats.lso_held``)."""
+        """Whether the consumer has read these partitions up to their last stable offset, asked
+        of the broker now (at most once a second; False when it cannot be asked)."""
         if self._consumer is None:
             return True
-        ends = self.stats.log_end
-        return all(p not in self.stats.lso_held and
-                   self._consumer.position(TopicPartition(self.settings.topic, p)) >= ends.get(p, 0)
-                   for p in partitions)
+        tps = [TopicPartition(self.settings.topic, p) for p in sorted(partitions) if p in self._recovery_target]
+        now = time.monotonic()
+        if now - self._ends_asked < 1.0:
+            return False
+        self._ends_asked = now
+        try:
+            ends = self._consumer.end_offsets(tps)
+        except KafkaError as exc:
+            log.debug("end offsets unavailable: %s", exc)
+            return False
+        return all(self._consumer.position(tp) >= ends[tp] for tp in tps)
 
     def _apply_unit(self, taken: dict[int, list[Any]], stop: threading.Event | None) -> None:
         """Apply records of one or more partitions as one step for readers (``ProjectionState.unit``)

@@ -12,9 +12,9 @@ Other producers' records that fall between a transaction's records on its partit
 held with it and become visible with it: the order of records never changes.
 
 Holding is bounded: a partition that needs no more of its own records (:meth:`Units.awaited`)
-is not fetched while it waits for another's part, and :meth:`Units.take_all` hands back
-everything held (applied as before, one record after another) when the held bytes pass the
-projector's limit or a transaction waits too long for a part that does not come; :attr:`Units.given_up` remembers those
+is not fetched while it waits for another's part, and :meth:`Units.take_all` hands back what
+partitions hold (applied as before, one record after another) when the held bytes pass the
+projector's limit or a partition finds no whole prefix in time; :attr:`Units.given_up` remembers those
 transactions, so a later part of one does not wait for the parts already applied.
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,8 +51,11 @@ class _Held:
 class Units:
     """Held records per partition; not thread-safe (the projector's thread owns it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, partitions: Iterable[int] | None = None) -> None:
         self._held: dict[int, _Held] = {}
+        # The partitions read: an end record naming another (a foreign writer, a partition added
+        # since) is not waited for.
+        self._partitions = None if partitions is None else frozenset(partitions)
         self.given_up: dict[str, None] = {}  # insertion-ordered set
 
     def holds(self, partition: int) -> bool:
@@ -70,6 +74,10 @@ class Units:
         """When the oldest held record arrived (monotonic), None when nothing is held."""
         return min((h.since for h in self._held.values()), default=None)
 
+    def held_since(self) -> dict[int, float]:
+        """Per holding partition: since when it has held records without any being applied."""
+        return {p: h.since for p, h in self._held.items()}
+
     def add(self, partition: int, record: Any) -> None:
         """Hold ``record`` (the next record of ``partition``); call only for a framed record or
         while the partition :meth:`holds` records."""
@@ -85,7 +93,9 @@ class Units:
             if txn is None:
                 txn = held.txns[frame.txn] = _Txn(index)
             if frame.end:
-                txn.end, txn.parts = index, frame.parts
+                parts = frame.parts if self._partitions is None else tuple(
+                    q for q in frame.parts if q in self._partitions)
+                txn.end, txn.parts = index, parts
                 held.open.discard(frame.txn)
             elif txn.end is None:
                 held.open.add(frame.txn)
@@ -135,15 +145,15 @@ class Units:
         txn = None if held is None else held.txns.get(txn_id)
         return txn is not None and txn.end is not None
 
-    def take_all(self) -> dict[int, list[Any]]:
-        """Everything held (its transactions stop waiting for their other parts)."""
-        for held in self._held.values():
-            self.given_up.update(dict.fromkeys(held.txns))
+    def take_all(self, partitions: Iterable[int] | None = None) -> dict[int, list[Any]]:
+        """Everything held (by ``partitions``, default all): its transactions stop waiting for
+        their other parts, and parts of them still held elsewhere stop waiting for these."""
+        chosen = sorted(self._held if partitions is None else set(partitions) & set(self._held))
+        for p in chosen:
+            self.given_up.update(dict.fromkeys(self._held[p].txns))
         while len(self.given_up) > _GIVEN_UP_KEPT:  # oldest first: a part that late is not waited for anyway
             del self.given_up[next(iter(self.given_up))]
-        taken = {p: h.records for p, h in self._held.items()}
-        self._held.clear()
-        return taken
+        return {p: self._held.pop(p).records for p in chosen}
 
     def _drop(self, partition: int, n: int) -> list[Any]:
         held = self._held[partition]

@@ -14,7 +14,10 @@ Delivery contract:
 - ``transaction()`` groups any calls the same way (commit on success, abort on error).
   Its records are framed (``schemas.framing``) so a projection applies them as one unit:
   its readers, too, see all of them or none. A transaction is bounded by
-  ``max_transaction_bytes`` (:class:`~producers.errors.TransactionTooLarge`).
+  ``max_transaction_bytes`` (:class:`~producers.errors.TransactionTooLarge`); one call
+  larger than that outside ``transaction()`` (a bulk load) is published as several
+  transactions, each visible whole. A transaction in which a write failed (raised, even if
+  the exception was caught inside the block) is aborted, never committed.
 - ``wait=True`` on a call returns only once the projection applied it, and raises
   :class:`~producers.errors.WriteRejected` if the projection refused it (the event went to
   the dead-letter topic), :class:`~producers.errors.WriteNotApplied` after ``timeout``
@@ -103,6 +106,7 @@ class _Frame:
     txn: str
     size: int = 0
     partitions: set[int] = field(default_factory=set)
+    broken: str | None = None  # why it cannot commit: a write of it failed (caught or not)
 
 
 DimensionLookup = Callable[[str], "int | None"]
@@ -289,7 +293,10 @@ class VectorProducer:
             self._finish(kafka, commit=True)
 
     def _end_frame(self, kafka: KafkaProducer, frame: _Frame) -> None:
-        """Write the transaction's end record to every partition it wrote to (before the commit)."""
+        """Write the transaction's end record to every partition it wrote to (before the commit);
+        refuse to commit one that a failed write left incomplete (it is aborted)."""
+        if frame.broken is not None:
+            raise PublishFailed(f"the transaction is aborted, not committed: {frame.broken}")
         if not frame.partitions:
             return
         headers = framing.end_headers(frame.txn, frame.partitions)
@@ -389,10 +396,20 @@ class VectorProducer:
 
     def _publish(self, events: list[ev.Event]) -> WriteToken:
         values = [encode(e) for e in events]
-        if len(values) > 1 and not getattr(self._in_txn, "active", False):
+        if len(values) == 1 or getattr(self._in_txn, "active", False):
+            return self._send(values, events)
+        # One call's events in one transaction; a call larger than max_transaction_bytes (a bulk
+        # load) in several, each visible whole, in order.
+        tokens, start, limit = [], 0, self.settings.max_transaction_bytes
+        while start < len(values):
+            end, size = start, 0
+            while end < len(values) and (end == start or size + len(values[end]) <= limit):
+                size += len(values[end])
+                end += 1
             with self.transaction():
-                return self._send(values, events)
-        return self._send(values, events)
+                tokens.append(self._send(values[start:end], events[start:end]))
+            start = end
+        return tokens[0] if len(tokens) == 1 else WriteToken.joined(tokens)
 
     def _send(self, values: list[bytes], events: list[ev.Event]) -> WriteToken:
         in_txn = getattr(self._in_txn, "active", False)
@@ -402,6 +419,7 @@ class VectorProducer:
         if frame is not None:
             size = sum(len(v) for v in values)
             if frame.size + size > self.settings.max_transaction_bytes:
+                frame.broken = "it passed max_transaction_bytes"
                 raise TransactionTooLarge(
                     f"transaction: writing {size} more bytes would pass max_transaction_bytes "
                     f"({self.settings.max_transaction_bytes}; {frame.size} written so far); the transaction "
@@ -415,6 +433,8 @@ class VectorProducer:
             # "Future not done" when another thread completes the batch concurrently.
             meta = [f.get(timeout=self.settings.publish_timeout) for f in futures]
         except KafkaError as exc:
+            if frame is not None:  # a record may land later, on a partition not known to get an end record
+                frame.broken = f"a write of it was not acknowledged ({exc})"
             raise _publish_failed("Kafka did not acknowledge the write", exc) from exc
         if frame is not None:
             frame.partitions.update(m.partition for m in meta)

@@ -56,8 +56,10 @@ def point_checksum(vector: np.ndarray, payload_json: str | None) -> str:
 class RWLock:
     """Many readers or one writer; writers wait for readers to drain and block new ones.
 
-    The writing thread may take the lock again, to read or write (a unit of events holds the
-    write lock while each event's handler takes it too)."""
+    Both are reentrant: the writing thread may take the lock again, to read or write (a unit of
+    events holds the write lock while each event's handler takes it too), and a reading thread
+    may read again (one request reads one state: the route holds the lock around the helpers
+    that take it too) without queueing behind a waiting writer."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
@@ -65,19 +67,27 @@ class RWLock:
         self._writer: int | None = None  # the writing thread's ident
         self._depth = 0
         self._waiting_writers = 0
+        self._mine = threading.local()  # this thread's read depth
 
     @contextmanager
     def read(self) -> Iterator[None]:
-        if self._writer == threading.get_ident():
-            yield  # the writer reads what it holds
+        depth = getattr(self._mine, "depth", 0)
+        if depth or self._writer == threading.get_ident():
+            self._mine.depth = depth + 1  # held already (reading, or writing): read what it holds
+            try:
+                yield
+            finally:
+                self._mine.depth = depth
             return
         with self._cond:
             while self._writer is not None or self._waiting_writers:
                 self._cond.wait()
             self._readers += 1
+        self._mine.depth = 1
         try:
             yield
         finally:
+            self._mine.depth = 0
             with self._cond:
                 self._readers -= 1
                 if not self._readers:

@@ -210,3 +210,24 @@ def test_awaited_names_the_partitions_whose_records_are_still_needed() -> None:
     units.add(*log.rec(0, "c", end=(0, 1)))
     assert units.awaited() == set()
     assert offsets(units.take()) == {0: [0, 1, 2, 3], 1: [0, 1, 2, 3]}
+
+
+def test_an_end_record_naming_a_partition_not_read_does_not_wait_for_it() -> None:
+    log, units = Log(), Units(partitions=[0, 1])
+    units.add(*log.rec(0, "a"))
+    units.add(*log.rec(0, "a", end=(0, 7)))  # partition 7 is not read (another topic layout, a foreign writer)
+    assert units.awaited() == set()
+    assert offsets(units.take()) == {0: [0, 1]}
+
+
+def test_take_all_of_some_partitions_leaves_the_others_held_and_unblocks_their_parts() -> None:
+    log, units = Log(), Units()
+    units.add(*log.rec(0, "a"))
+    units.add(*log.rec(0, "a", end=(0, 1)))
+    units.add(*log.rec(2, "b"))  # b never ends here
+    assert offsets(units.take_all([2])) == {2: [0]}
+    assert units.holds(0) and not units.holds(2)
+    assert units.take() == {}  # a still waits for partition 1
+    units.add(*log.rec(1, "a"))
+    units.add(*log.rec(1, "a", end=(0, 1)))
+    assert offsets(units.take()) == {0: [0, 1], 1: [0, 1]}

@@ -12,6 +12,7 @@ producer and nothing of it is visible.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -21,7 +22,7 @@ from kafka import KafkaProducer
 
 from consumers.rebuild import replay_into
 from producers import VectorProducer
-from producers.errors import TransactionTooLarge
+from producers.errors import PublishFailed, TransactionTooLarge
 from producers.topics import ensure_topics, partition_for
 from projections.catalog.store import Catalog
 from schemas import events as ev
@@ -241,14 +242,23 @@ def test_a_transaction_past_the_limit_is_refused_at_the_producer_and_never_visib
         with pytest.raises(TransactionTooLarge, match="max_transaction_bytes"), producer.transaction():
             for start in range(1, 100_001, CALL):  # ~25 bytes a point: past 512 KiB by the 25th call
                 producer.upsert("lim", list(range(start, start + CALL)), _vectors(CALL, start))
+        # Caught inside the block, the refusal still aborts the transaction: it never commits half.
+        with pytest.raises(PublishFailed, match="aborted, not committed"), producer.transaction():
+            producer.upsert("lim", [300_000], _vectors(1, 3))
+            with pytest.raises(TransactionTooLarge):  # caught: the block goes on and ends normally
+                producer.upsert("lim", list(range(300_001, 330_001)), _vectors(30_000, 4))
         with producer.transaction():  # a transaction within the limit still commits
             producer.upsert("lim", list(range(100_000, 101_000)), _vectors(1_000, 1))
+        # One call past the limit outside transaction(): several transactions, each whole; all applied.
+        bulk = producer.upsert("lim", list(range(400_000, 430_000)), _vectors(30_000, 5))
+        assert len(bulk.records) > 10
         last = producer.upsert("lim", [200_000], _vectors(1, 2))
     with running_projector(settings) as proj:
         proj.wait_for(last.partition, last.offset, 60)
         coll = proj.state.get("lim")
-        assert coll is not None and coll.count() == 1 + 1_000 + 1
-        assert 1 not in coll.label_of  # nothing of the refused transaction, though some of it reached Kafka
+        assert coll is not None and coll.count() == 1 + 1_000 + 30_000 + 1
+        assert 1 not in coll.label_of and 300_000 not in coll.label_of  # nothing of the refused transactions
+        assert proj.stats.units_split == 0
 
 
 def test_a_framed_record_whose_end_never_comes_does_not_hold_the_partition_forever(settings: Settings) -> None:
@@ -260,6 +270,10 @@ def test_a_framed_record_whose_end_never_comes_does_not_hold_the_partition_forev
         ensure_topics(settings)
     raw = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     meta = ev.EventMeta.new("h", "hand-made")
+    # an end record naming a partition the topic does not have: not waited for
+    raw.send(settings.topic, key=b"h", value=encode(ev.VectorsUpserted(meta, (3,), _vectors(1, 3), (None,))),
+             headers=[("vz-txn", b"e" * 32)]).get(30)
+    raw.send(settings.topic, value=b"", headers=[("vz-txn-end", b"e" * 32), ("vz-txn-parts", b"0,7")]).get(30)
     raw.send(settings.topic, key=b"h", value=encode(ev.VectorsUpserted(meta, (1,), _vectors(1, 1), (None,))),
              headers=[("vz-txn", b"f" * 32)]).get(30)
     last = raw.send(settings.topic, key=b"h", value=encode(ev.VectorsUpserted(
@@ -268,5 +282,43 @@ def test_a_framed_record_whose_end_never_comes_does_not_hold_the_partition_forev
     with running_projector(settings) as proj:
         proj.wait_for(last.partition, last.offset, 60)  # 10 s past the log end, not forever
         coll = proj.state.get("h")
-        assert coll is not None and sorted(coll.label_of) == [1, 2]
-        assert proj.stats.units_split == 1 and proj.stats.dead_letters == 0
+        assert coll is not None and sorted(coll.label_of) == [1, 2, 3]
+        assert proj.stats.units_split == 1 and proj.stats.units_applied >= 1 and proj.stats.dead_letters == 0
+
+
+def test_transactions_of_two_producers_overlapping_without_a_gap_still_become_visible(settings: Settings) -> None:
+    """Two producers whose transactions on one partition always overlap (one opens before the
+    other commits) leave no point where none is open: the projector does not hold them for ever;
+    after its bound it applies them in log order (counted) and readers see them while the
+    producers go on."""
+    seconds = 16.0
+    with running_projector(settings) as proj, VectorProducer(settings) as a, VectorProducer(settings) as b:
+        a.create_collection("o", DIM, "ip")
+        open_a = a.transaction()
+        open_a.__enter__()
+        a.upsert("o", [0], _vectors(1, 0))
+        started, n, seen_while_writing = time.monotonic(), 1, 0
+        writers = [(a, open_a), (b, None)]
+        while time.monotonic() - started < seconds:
+            for i, (producer, ctx) in enumerate(writers):  # open the other's next, then commit this one's
+                other, other_ctx = writers[1 - i]
+                if other_ctx is None:
+                    other_ctx = other.transaction()
+                    other_ctx.__enter__()
+                    other.upsert("o", [n], _vectors(1, n))
+                    n += 1
+                    writers[1 - i] = (other, other_ctx)
+                if ctx is not None:
+                    ctx.__exit__(None, None, None)
+                    writers[i] = (producer, None)
+            coll = proj.state.get("o")
+            seen_while_writing = max(seen_while_writing, 0 if coll is None else coll.count())
+        for _producer, ctx in writers:
+            if ctx is not None:
+                ctx.__exit__(None, None, None)
+        last = b.upsert("o", [n], _vectors(1, n))
+        proj.wait_for(last.partition, last.offset, 60)
+        coll = proj.state.get("o")
+        assert coll is not None and coll.count() == n + 1
+        assert proj.stats.units_split >= 1
+    assert seen_while_writing > 0, "nothing became visible while the overlapping transactions went on"

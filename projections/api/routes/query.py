@@ -59,7 +59,9 @@ class Nearest:
 def query(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
           b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     coll = readable(a, collection_name, opts, b)
-    return ok(request, {"points": run(coll, parse_query(coll, b, ""))})
+    with coll.lock.read():  # one state for the query point, the hits and their records
+        points = run(coll, parse_query(coll, b, ""))
+    return ok(request, {"points": points})
 
 
 @router.post("/collections/{collection_name}/points/query/batch", summary="Several queries at once",
@@ -69,8 +71,10 @@ def query_batch(request: Request, collection_name: str, opts: ReadOptions = Depe
     p.fields(b, "", ("searches", "consistency"))
     coll = readable(a, collection_name, opts, b)
     searches = p.array(b.get("searches"), "searches")
-    parsed = [parse_query(coll, p.obj(s, f"searches[{i}]"), f"searches[{i}].") for i, s in enumerate(searches)]
-    return ok(request, [{"points": run(coll, q)} for q in parsed])
+    with coll.lock.read():  # every query of the batch against one state
+        parsed = [parse_query(coll, p.obj(s, f"searches[{i}]"), f"searches[{i}].") for i, s in enumerate(searches)]
+        answers = [{"points": run(coll, q)} for q in parsed]
+    return ok(request, answers)
 
 
 @router.post("/collections/{collection_name}/points/search", summary="Nearest points to a vector (older API)",
@@ -89,7 +93,9 @@ def search_points(request: Request, collection_name: str, opts: ReadOptions = De
     if raw is None:
         raise BadRequest("vector: required")
     vector = p.vector(raw, "vector", coll.config.dimension)
-    return ok(request, run(coll, _common(coll, b, "", vector, None)))
+    with coll.lock.read():
+        hits = run(coll, _common(coll, b, "", vector, None))
+    return ok(request, hits)
 
 
 def parse_query(coll: Collection, b: dict[str, Any], path: str) -> Nearest:

@@ -101,13 +101,14 @@ def scroll(request: Request, collection_name: str, opts: ReadOptions = Depends(r
     view = payload_view(b.get("with_payload"), "with_payload", default=True)
     with_vector = wants_vector(b.get("with_vector"), "with_vector")
     payload_of = coll.payload_of
-    with coll.lock.read():
+    with coll.lock.read():  # the page and its records from one state
         candidates = ((id_order(pid), pid) for label, pid in coll.id_of.items()
                       if (start is None or id_order(pid) >= start)
                       and (flt is None or flt.matches(pid, payload_of.get(label))))
         page = [pid for _, pid in heapq.nsmallest(size + 1, candidates)]
+        points = records(coll, page[:size], view, with_vector)
     following = page[size] if len(page) > size else None
-    return ok(request, {"points": records(coll, page[:size], view, with_vector), "next_page_offset": following})
+    return ok(request, {"points": points, "next_page_offset": following})
 
 
 @router.post("/collections/{collection_name}/points/count", summary="Count points (exact)",

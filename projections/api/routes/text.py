@@ -36,7 +36,9 @@ def search_text(request: Request, collection_name: str, opts: ReadOptions = Depe
     if not vector.any():
         raise BadRequest("query: no words to search for")
     q = _common(coll, {"with_payload": True, **b}, "", vector, None)
-    return ok(request, {"points": run(coll, q)})
+    with coll.lock.read():
+        points = run(coll, q)
+    return ok(request, {"points": points})
 
 
 def embedder_of(coll: Collection) -> embedders.Embedder:
