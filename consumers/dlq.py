@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
+from consumers.errors import DlqReadTimeout
 from schemas.codec import decode
 from schemas.errors import DecodeError
-from vectorizer.errors import InfrastructureError
 from vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,6 @@ log = logging.getLogger(__name__)
 _TAIL_RECORDS = 1000  # read back per DLQ partition to find what was already dead-lettered
 _TAIL_SECONDS = 15.0  # at most this long; past it nothing is taken as sent (re-sending is tolerated)
 _LIST_SECONDS = 120.0  # reading the whole DLQ back for ``vectorizer dlq``
-
-
-class DlqReadTimeout(InfrastructureError):
-    """The dead-letter topic could not be read to its end in time."""
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,12 @@ import xxhash
 from kafka.errors import KafkaError
 
 from consumers import logid, snapshots
+from consumers.errors import BackupCorrupt
 from consumers.rebuild import CatalogMirror, ReplayResult, ahead_of_log, log_ends, replay_into
 from producers.topics import partition_for
-from projections.catalog.store import Catalog, CatalogCut, CatalogUnavailable
+from projections.catalog.store import Catalog, CatalogCut
 from projections.collection import Collection, canonical_json, point_checksum
+from projections.errors import CatalogUnavailable
 from projections.search import search
 from projections.state import ProjectionState
 from schemas.ids import catalog_key
@@ -39,10 +41,6 @@ BACKUP_FORMAT = 2  # 2: catalog.jsonl also holds the projection's rejections (fo
 # log with the same parameters (sampling noise, and hnswlib's multi-threaded inserts making each
 # build's graph a little different), before the served one is reported as damaged.
 RECALL_TOLERANCE = 0.1
-
-
-class BackupCorrupt(VectorizerError, ValueError):
-    """A backup's files do not match its manifest; the message names every bad file."""
 
 
 @dataclass

@@ -38,19 +38,19 @@ from kafka.structs import OffsetAndMetadata
 
 from consumers import logid, snapshots, stall
 from consumers.dlq import DeadLetter, DeadLetters, SentLetters
+from consumers.errors import LogChanged, ProjectorError
 from consumers.logid import LogIdentity, current_identity
 from consumers.units import Units
 from producers.errors import VerdictUnknown
 from producers.topics import ensure_topics
-from projections.catalog.store import Catalog, CatalogUnavailable
+from projections.catalog.store import Catalog
 from projections.changes import Change, Rejection
-from projections.errors import ConsistencyTimeout
-from projections.state import ProjectionState, Rejected
+from projections.errors import CatalogUnavailable, ConsistencyTimeout, Rejected
+from projections.state import ProjectionState
 from schemas import events as ev
 from schemas.codec import decode
 from schemas.errors import DecodeError
 from schemas.framing import frame_of, is_end
-from vectorizer.errors import InfrastructureError
 from vectorizer.memory import release_free_memory
 from vectorizer.settings import Settings
 
@@ -62,14 +62,6 @@ _LOG_CHECK_SECONDS = 5.0  # how often a running projector checks the log is stil
 _PART_WAIT_SECONDS = 10.0  # a partition finding no whole transaction on a log read to its end: give up
 _SPLIT_RECORDS = 500  # records per catalog transaction when held records are applied one by one
 _VERDICTS_KEPT = 100_000  # rejections remembered in memory; older ones are read from the catalog
-
-
-class ProjectorError(InfrastructureError):
-    """The projector cannot start or go on (e.g. the topic has no partition metadata)."""
-
-
-class LogChanged(ProjectorError):
-    """The log is not the one the projection was built from (see :mod:`consumers.logid`)."""
 
 
 @dataclass

@@ -18,13 +18,14 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 
+from consumers.errors import LogBehindProjection, LogWaitTimeout
 from projections.changes import Change, DeletePoints, DropCollection, PointRow, PutCollection, PutPoints
-from projections.state import ProjectionState, Rejected
+from projections.errors import Rejected
+from projections.state import ProjectionState
 from schemas.codec import decode
 from schemas.errors import DecodeError
 from schemas.events import CollectionCreated
 from schemas.framing import is_end
-from vectorizer.errors import VectorizerError
 from vectorizer.settings import Settings
 
 
@@ -71,14 +72,6 @@ Progress = Callable[[int, int], None]
 #: stopped answering (or records that will never come) waits this long.
 STALL_SECONDS = 30.0
 REQUEST_TIMEOUT_MS = 15_000
-
-
-class LogWaitTimeout(VectorizerError, TimeoutError):
-    """The log did not answer, or stopped delivering, within a deadline; the message says what was awaited."""
-
-
-class LogBehindProjection(VectorizerError, RuntimeError):
-    """The catalog's tracking rows are at or past the log's end: the log changed beneath the projection."""
 
 
 def _consumer(settings: Settings, **config: Any) -> KafkaConsumer:

@@ -32,10 +32,10 @@ import fastavro
 import numpy as np
 import xxhash
 
+from consumers.errors import SnapshotCorrupt
 from projections.collection import Collection, CollectionConfig
 from projections.index.hnsw import VectorIndex
 from projections.state import ProjectionState
-from vectorizer.errors import VectorizerError
 
 log = logging.getLogger(__name__)
 FORMAT = 2  # 2: integer ids in a .npy column (format 1, all points in Avro, still loads)
@@ -44,10 +44,6 @@ _POINTS_SCHEMA = fastavro.parse_schema({
     "fields": [{"name": "label", "type": "long"}, {"name": "id", "type": ["long", "string"]},
                {"name": "payload", "type": ["null", "string"]}],
 })
-
-
-class SnapshotCorrupt(VectorizerError, ValueError):
-    """A snapshot failed verification; the message names the file and what is wrong."""
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,6 @@ class TransactionTooLarge(ValidationError):
     (nothing of it becomes visible) before the record that would pass the limit is written."""
 
 
-class TopicMisconfigured(ProducerError, InfrastructureError):
-    """The events topic exists with settings that could lose the source of truth."""
-
-
 class WriteRejected(ProducerError, ValueError):
     """The projection refused a write Kafka had acknowledged: its event went to the dead-letter topic.
 
@@ -61,3 +57,11 @@ class VerdictUnknown(ProducerError, LookupError):
 
 class WriteNotApplied(ProducerError, TimeoutError):
     """The write is durable in Kafka, but no projection applied it within the wait's timeout."""
+
+
+class WorkspaceError(ProducerError):
+    """A workspace collection cannot be kept in step (the message says why)."""
+
+
+class WorkspaceFenced(WorkspaceError):
+    """Another producer for the same workspace file started; this one must stop."""

@@ -45,7 +45,7 @@ from schemas import paths
 from schemas.errors import InvalidPath, InvalidPointId
 from schemas.ids import PointId, normalize_point_id
 
-__all__ = ["MAX_DEPTH", "Filter", "estimate_selectivity", "parse_filter"]
+__all__ = ["MAX_DEPTH", "Filter", "parse_filter"]
 
 Payload = dict[str, Any]
 #: A compiled condition: ``(point_id, payload) -> bool``. ``point_id`` is ``None`` inside a
@@ -119,23 +119,6 @@ def parse_filter(obj: object, *, field: str = "filter") -> Filter | None:
     keys: set[str] = set()
     predicate = _compile_filter(obj, field, _Scope(keys=keys, prefix="", depth=0))
     return Filter(predicate, frozenset(keys))
-
-
-def estimate_selectivity(filter: Filter | None, samples: Iterable[tuple[PointId, Payload | None]]) -> float:
-    """Fraction of ``samples`` that ``filter`` matches, in ``[0, 1]``.
-
-    No filter matches everything (1.0); with no samples there is no evidence either way and
-    the result is 1.0, the conservative "filter removes nothing" estimate.
-    """
-    if filter is None:
-        return 1.0
-    total = 0
-    hits = 0
-    for point_id, payload in samples:
-        total += 1
-        if filter.matches(point_id, payload):
-            hits += 1
-    return hits / total if total else 1.0
 
 
 # --------------------------------------------------------------------------- helpers

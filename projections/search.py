@@ -34,7 +34,7 @@ class Hit:
 
 
 def search(coll: Collection, query: np.ndarray, k: int, *, ef: int | None = None, flt: Filter | None = None,
-           exact: bool = False, offset: int = 0, score_threshold: float | None = None) -> list[Hit]:
+           exact: bool = False, offset: int = 0) -> list[Hit]:
     need = k + offset
     if need <= 0:
         return []
@@ -44,12 +44,7 @@ def search(coll: Collection, query: np.ndarray, k: int, *, ef: int | None = None
         labels, scores = _search_locked(coll, np.asarray(query, np.float32), need, ef, flt, exact)
         hits = [Hit(coll.id_of[lbl], lbl, float(s)) for lbl, s in zip(labels.tolist(), scores.tolist(), strict=True)
                 if lbl in coll.id_of]
-    hits = hits[offset:need]
-    if score_threshold is not None:
-        better = coll.index.higher_is_better()
-        # Strict, as Qdrant: a hit exactly at the threshold is not "better than" it.
-        hits = [h for h in hits if (h.score > score_threshold if better else h.score < score_threshold)]
-    return hits
+    return hits[offset:need]
 
 
 def _search_locked(coll: Collection, query: np.ndarray, need: int, ef: int | None, flt: Filter | None,

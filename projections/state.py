@@ -19,24 +19,11 @@ import numpy as np
 
 from projections.changes import Change, DeletePoints, DropCollection, PointRow, PutCollection, PutPoints
 from projections.collection import Collection, CollectionConfig, canonical_json, point_checksum
+from projections.errors import Rejected
 from schemas import events as ev
 from schemas import paths
 from schemas.errors import InvalidPath
 from schemas.ids import PointId, catalog_key
-from vectorizer.errors import VectorizerError
-
-
-class Rejected(VectorizerError, ValueError):
-    """A well-formed event that is invalid for the current state; it goes to the dead-letter topic.
-
-    ``status`` is the HTTP status the same mistake gets when the API catches it before
-    publishing (404 unknown collection, 409 existing one, 403 read-only, 400 bad input), so a
-    ``wait=true`` answer reports a rejection exactly as an early check would have.
-    """
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class ProjectionState:

@@ -110,9 +110,6 @@ def _sentence_model() -> Any:
     return SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
 
 
-KNOWN = ("hashing", "all-minilm-l6-v2")
-
-
 def build(spec: dict[str, Any] | str) -> Embedder:
     """The embedder a spec (or its JSON text) describes; ``ConfigurationError`` naming what is wrong."""
     if isinstance(spec, str):

@@ -40,7 +40,7 @@ from kafka.errors import KafkaError
 from watchdog.events import FileSystemEventHandler
 
 from consumers.rebuild import has_records
-from producers.errors import ProducerFenced
+from producers.errors import ProducerFenced, WorkspaceError, WorkspaceFenced
 from producers.producer import VectorProducer, WriteToken
 from producers.topics import partition_for
 from producers.workspace.config import CollectionSpec, Workspace, load
@@ -54,14 +54,6 @@ from vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
 UPSERT_BATCH = 256
-
-
-class WorkspaceError(VectorizerError):
-    """A workspace collection cannot be kept in step (the message says why)."""
-
-
-class WorkspaceFenced(WorkspaceError):
-    """Another producer for the same workspace file started; this one must stop."""
 
 
 @dataclass

@@ -22,8 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from projections.catalog.models import collections, log_identity, points, rejections, tracking, verdicts_from
 from projections.changes import Change, DeletePoints, DropCollection, PutCollection, PutPoints, Rejection
-from projections.errors import ProjectionError
-from vectorizer.errors import InfrastructureError
+from projections.errors import CatalogUnavailable, TrackingConflict
 from vectorizer.settings import Settings
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "infra" / "migrations"
@@ -39,14 +38,6 @@ class CatalogCut:
     points: list[dict[str, Any]]
     rejections: list[dict[str, Any]]
     verdicts_from: dict[int, int]
-
-
-class TrackingConflict(ProjectionError, RuntimeError):
-    """The stored position is already at or past the one being written: a replayed batch."""
-
-
-class CatalogUnavailable(ProjectionError, InfrastructureError):
-    """The catalog database cannot be reached or written."""
 
 
 def make_engine(url: str) -> Engine:

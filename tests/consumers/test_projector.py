@@ -61,7 +61,7 @@ def test_lifecycle_of_points_and_collections(settings: Settings, catalog_url: st
 
 
 def test_replayed_batch_is_rejected_by_tracking(settings: Settings, catalog_url: str) -> None:
-    from projections.catalog.store import TrackingConflict
+    from projections.errors import TrackingConflict
 
     catalog = _catalog(settings, catalog_url)
     catalog.commit([], {0: 10})

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from qdrant_client import QdrantClient, models
 
 from projections.errors import InvalidFilter
-from projections.filters import MAX_DEPTH, Filter, estimate_selectivity, parse_filter
+from projections.filters import MAX_DEPTH, Filter, parse_filter
 from schemas.ids import PointId
 
 UUID_A = "a0b1c2d3-e4f5-4a6b-8c7d-9e0f1a2b3c4d"
@@ -364,16 +364,6 @@ def test_referenced_keys() -> None:
         }
     )
     assert parsed.referenced_keys == frozenset({"a.b", "c", "items", "items[].x", "d", "e[]"})
-
-
-def test_estimate_selectivity() -> None:
-    parsed = compile_(field("a", range={"gte": 5}))
-    samples = [(i, {"a": i}) for i in range(10)]
-    assert estimate_selectivity(parsed, samples) == 0.5
-    assert estimate_selectivity(parsed, iter(samples)) == 0.5
-    assert estimate_selectivity(None, samples) == 1.0
-    assert estimate_selectivity(parsed, []) == 1.0
-    assert estimate_selectivity(compile_(field("a", match={"value": 99})), samples) == 0.0
 
 
 # --------------------------------------------------------------------------- errors

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +65,3 @@ def open_catalog(settings: Settings) -> Catalog:
 
     require_catalog(settings)
     return Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
-
-
-def is_terminal() -> bool:
-    return sys.stderr.isatty()

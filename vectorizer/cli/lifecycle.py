@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import threading
 from pathlib import Path
 
 import typer
@@ -54,15 +53,8 @@ def _up(settings: Settings) -> None:
 
 
 def _serve_until_stopped(settings: Settings) -> None:
-    try:
-        from projections.api.server import run_server
-    except ImportError:  # the HTTP server is not part of this build yet
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-        typer.echo("running; press Ctrl-C to stop")
-        stop.wait()
-        return
+    from projections.api.server import run_server
+
     run_server(settings)
 
 
