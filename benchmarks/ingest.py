@@ -266,7 +266,7 @@ def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: 
         result["hnswlib"], baseline_index = baseline_hnswlib(base, queries_, truth, workdir)
 
         print(f"[{n}x{dim}] publish + ingest of {head:,} vectors (projector in its own process)", flush=True)
-        catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
+        catalog = Catalog.of(settings, create=True)
         with VectorProducer(settings) as producer:
             token = producer.create_collection("bench", dim, "cosine", m=M, ef_construction=EF_C, ef=EF)
             proc = start_projector(settings, workdir / "projector.log")

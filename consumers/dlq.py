@@ -24,10 +24,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from consumers.errors import DlqReadTimeout
+from infra.kafka import clients
 from schemas.codec import decode
 from schemas.errors import DecodeError
 from vectorizer.settings import Settings
@@ -88,9 +89,9 @@ class DeadLetters:
         if not letters:
             return
         if self._producer is None:
-            self._producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
-                                           enable_idempotence=True,
-                                           max_request_size=self.settings.max_message_bytes + 65536)
+            self._producer = clients.producer(self.settings, f"dlq-{self.settings.projection}",
+                                              enable_idempotence=True,
+                                              max_request_size=self.settings.max_message_bytes + 65536)
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").encode()
         futures = []
         for letter in letters:
@@ -151,10 +152,7 @@ def _read(settings: Settings, tail: int | None, seconds: float,
     partition; ``truncated[0]`` is set when that left older letters unread). Raises
     :class:`DlqReadTimeout` if the end is not reached within ``seconds``."""
     deadline = time.monotonic() + seconds
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                             isolation_level="read_committed", consumer_timeout_ms=1000,
-                             reconnect_backoff_max_ms=1000, request_timeout_ms=10_000,
-                             client_id=f"vectorizer-dlq-reader-{settings.projection}")
+    consumer = clients.consumer(settings, "dlq-reader", consumer_timeout_ms=1000, request_timeout_ms=10_000)
     try:
         found = consumer.partitions_for_topic(settings.dlq_topic)
         if not found:

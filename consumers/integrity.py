@@ -94,7 +94,7 @@ def open_existing(settings: Settings) -> Catalog | None:
     Never creates or migrates anything: the tools that check a projection must not make one.
     """
     try:
-        catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic, create=False)
+        catalog = Catalog.of(settings, create=False)
     except CatalogUnavailable:
         if settings.catalog_file is not None and not settings.catalog_file.exists():
             return None
@@ -474,7 +474,7 @@ def restore(settings: Settings, source: Path) -> dict[str, Any]:
         raise VectorizerError(f"the backup does not belong to the log at {settings.kafka_bootstrap}: "
                               f"{'; '.join(trouble)}. A backup restores onto the log it was taken from; to build "
                               "this data directory from the log as it is, use `vectorizer replay --from-beginning`")
-    catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
+    catalog = Catalog.of(settings, create=True)
     tables: dict[str, list[dict[str, Any]]] = {"collections": [], "points": [], "rejections": [], "verdicts_from": []}
     for line in (source / "catalog.jsonl").read_text().splitlines():
         row = json.loads(line)

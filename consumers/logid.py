@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from infra.kafka import clients
 from vectorizer.settings import Settings
 
 
@@ -73,8 +74,7 @@ def current_identity(settings: Settings, admin: KafkaAdminClient | None = None) 
 
 def open_admin(settings: Settings) -> KafkaAdminClient:
     """An admin client that gives up within seconds when the broker does not answer."""
-    return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5_000,
-                            bootstrap_timeout_ms=5_000, client_id=f"vectorizer-logid-{settings.projection}")
+    return clients.admin(settings, "logid", request_timeout_ms=5_000, bootstrap_timeout_ms=5_000)
 
 
 def bounds(consumer: KafkaConsumer, topic: str, partitions: list[int]) -> LogBounds:
@@ -129,8 +129,7 @@ def diagnose(settings: Settings, recorded: LogIdentity | None, applied: Mapping[
     now = current_identity(settings)
     if not now.exists:
         return problems(recorded, now, applied, None)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-                             request_timeout_ms=10_000)
+    consumer = clients.consumer(settings, "logid", request_timeout_ms=10_000)
     try:
         partitions = sorted(consumer.partitions_for_topic(settings.topic) or ())
         return problems(recorded, now, applied, bounds(consumer, settings.topic, partitions))

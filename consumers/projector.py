@@ -41,6 +41,7 @@ from consumers.dlq import DeadLetter, DeadLetters, SentLetters
 from consumers.errors import LogChanged, ProjectorError
 from consumers.logid import LogIdentity, current_identity
 from consumers.units import Units
+from infra.kafka import clients
 from producers.errors import VerdictUnknown
 from producers.topics import ensure_topics
 from projections.catalog.store import Catalog
@@ -102,7 +103,7 @@ class Projector:
 
     def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
         self.settings = settings
-        self.catalog = catalog or Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
+        self.catalog = catalog or Catalog.of(settings, create=True)
         self.state = ProjectionState()
         self.stats = ProjectorStats()
         self.applied: dict[int, int] = {}  # last offset applied in memory and durable in the catalog
@@ -150,13 +151,11 @@ class Projector:
         self._started = time.monotonic()
         self.catalog_pos = self.catalog.positions()
         ensure_topics(self.settings)
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap, group_id=f"vectorizer-{self.settings.projection}",
-            enable_auto_commit=False, isolation_level="read_committed",
+        consumer = clients.consumer(
+            self.settings, "projector", group_id=f"vectorizer-{self.settings.projection}",
             auto_offset_reset="none",  # a position beyond the log is a changed log, never a silent reset
             max_poll_records=self.settings.poll_max_records, fetch_max_bytes=_FETCH_BYTES,
-            max_partition_fetch_bytes=self.settings.max_message_bytes * 2, reconnect_backoff_max_ms=1000,
-            client_id=f"vectorizer-projector-{self.settings.projection}")
+            max_partition_fetch_bytes=self.settings.max_message_bytes * 2)
         partitions = self._partitions(consumer)
         try:
             self.identity = self._check_identity(consumer, partitions)

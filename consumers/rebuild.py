@@ -19,6 +19,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 
 from consumers.errors import LogBehindProjection, LogWaitTimeout
+from infra.kafka import clients
 from projections.changes import Change, DeletePoints, DropCollection, PointRow, PutCollection, PutPoints
 from projections.errors import Rejected
 from projections.state import ProjectionState
@@ -75,8 +76,7 @@ REQUEST_TIMEOUT_MS = 15_000
 
 
 def _consumer(settings: Settings, **config: Any) -> KafkaConsumer:
-    return KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-                         enable_auto_commit=False, request_timeout_ms=REQUEST_TIMEOUT_MS, **config)
+    return clients.consumer(settings, "replay", request_timeout_ms=REQUEST_TIMEOUT_MS, **config)
 
 
 def log_ends(settings: Settings) -> dict[int, int]:

@@ -28,6 +28,9 @@ from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 
+from infra.kafka import clients
+from vectorizer.settings import Settings
+
 
 @dataclass(frozen=True)
 class HeldLso:
@@ -80,17 +83,16 @@ def observe(consumer: KafkaConsumer, topic: str, stable: Mapping[int, int],
     return held_back(stable, high, previous, time.time() if now is None else now)
 
 
-def read(bootstrap: str, topic: str, partitions: Iterable[int], timeout: float = 10.0) -> dict[int, HeldLso]:
-    """One look at the held partitions of ``topic``, with a client of its own; ``since`` is the
-    first held-back record's timestamp (now if it could not be read within ``timeout``)."""
+def read(settings: Settings, partitions: Iterable[int], timeout: float = 10.0) -> dict[int, HeldLso]:
+    """One look at the held partitions of the events topic, with clients of its own; ``since`` is
+    the first held-back record's timestamp (now if it could not be read within ``timeout``)."""
+    topic = settings.topic
     tps = [TopicPartition(topic, p) for p in partitions]
     if not tps:
         return {}
-    committed = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
-                              enable_auto_commit=False)
+    committed = clients.consumer(settings, "stall")
     try:
-        uncommitted = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_uncommitted",
-                                    enable_auto_commit=False, max_poll_records=1)
+        uncommitted = clients.consumer(settings, "stall", committed=False, max_poll_records=1)
     except BaseException:
         committed.close()
         raise

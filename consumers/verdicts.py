@@ -64,8 +64,7 @@ class CatalogVerdicts:
     def _open(self) -> Catalog:
         if self._catalog is None:
             try:
-                self._catalog = Catalog(self.settings.resolved_catalog_url, self.settings.projection,
-                                        self.settings.topic, create=False)
+                self._catalog = Catalog.of(self.settings, create=False)
             except CatalogUnavailable as exc:
                 raise VerdictUnknown(f"no verdict can be read: {exc} (point the producer's settings at the "
                                      "server's data directory or catalog URL)") from None

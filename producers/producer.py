@@ -44,6 +44,7 @@ import numpy as np
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, ProducerFencedError
 
+from infra.kafka import clients
 from producers.errors import ProducerFenced, PublishFailed, TransactionTooLarge, WriteNotApplied, WriteRejected
 from producers.topics import ensure_topics
 from schemas import events as ev
@@ -139,20 +140,17 @@ class VectorProducer:
         self._txn_timeout_ms = (round(settings.transaction_timeout * 1000) if transaction_timeout_ms is None
                                 else transaction_timeout_ms)
         ensure_topics(settings)
-        self._kafka = KafkaProducer(**self._client_config(), enable_idempotence=True)
+        self._kafka = clients.producer(settings, f"producer-{self.producer_id}", **self._client_config(),
+                                       enable_idempotence=True)
         self._txn_kafka: KafkaProducer | None = None
         self._txn_lock = threading.RLock()
         self._in_txn = threading.local()
         self._verdicts_lock = threading.Lock()
 
     def _client_config(self) -> dict[str, Any]:
-        return {"bootstrap_servers": self.settings.kafka_bootstrap, "acks": "all",
-                "max_request_size": self.settings.max_message_bytes, "linger_ms": 2,
-                "batch_size": 1024 * 1024,
+        return {"max_request_size": self.settings.max_message_bytes, "linger_ms": 2, "batch_size": 1024 * 1024,
                 "retries": 2**31 - 1, "request_timeout_ms": 30_000, "delivery_timeout_ms": 60_000,
-                "max_block_ms": 10_000,  # an unreachable broker surfaces as PublishFailed in seconds
-                "reconnect_backoff_max_ms": 1000,  # the Java client's default; kafka-python's 30 s slows failover
-                "client_id": f"vectorizer-producer-{self.producer_id}"}
+                "max_block_ms": 10_000}  # an unreachable broker surfaces as PublishFailed in seconds
 
     # Operations --------------------------------------------------------------------
     def create_collection(self, name: str, dimension: int, metric: str = "cosine", *, m: int = 16,
@@ -318,8 +316,9 @@ class VectorProducer:
 
     def _transactional(self) -> KafkaProducer:
         if self._txn_kafka is None:
-            kafka = KafkaProducer(**self._client_config(), transactional_id=f"vectorizer-{self.producer_id}",
-                                  transaction_timeout_ms=self._txn_timeout_ms)
+            kafka = clients.producer(self.settings, f"producer-{self.producer_id}", **self._client_config(),
+                                     transactional_id=f"vectorizer-{self.producer_id}",
+                                     transaction_timeout_ms=self._txn_timeout_ms)
             try:
                 kafka.init_transactions()  # aborts what an earlier instance with this id left open
             except KafkaError:

@@ -14,6 +14,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, Ne
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 
+from infra.kafka import clients
 from producers.errors import PublishFailed
 from vectorizer.settings import Settings
 
@@ -47,7 +48,7 @@ def ensure_topics(settings: Settings, admin: KafkaAdminClient | None = None) -> 
         return []
     own = admin is None
     try:
-        admin = admin or KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+        admin = admin or clients.admin(settings, "topics", request_timeout_ms=15000)
     except KafkaError as exc:
         raise PublishFailed(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     try:

@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import xxhash
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 from watchdog.events import FileSystemEventHandler
 
 from consumers.rebuild import has_records
+from infra.kafka import clients
 from producers.errors import ProducerFenced, WorkspaceError, WorkspaceFenced
 from producers.producer import VectorProducer, WriteToken
 from producers.topics import partition_for
@@ -91,7 +92,7 @@ class WorkspaceProducer:
         producer_id = f"{WORKSPACE_PRODUCER}:{settings.topic}:{where}"
         self.producer = VectorProducer(settings, producer_id=producer_id)
         self.producer.fence()  # one producer per workspace file: the newest wins, the older one stops
-        self.catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
+        self.catalog = Catalog.of(settings, create=True)  # it may start before the server: the catalog it waits on
         self.indexed: dict[str, dict[str, Indexed]] = {}  # collection -> path -> what is indexed
         self._stat: dict[tuple[str, str], tuple[int, int]] = {}  # (collection, path) -> (mtime_ns, size) last read
         self.last_token: WriteToken | None = None
@@ -305,8 +306,7 @@ class WorkspaceProducer:
         """Wait until the catalog holds every data record of the collection's partition (markers aside)."""
         deadline = time.monotonic() + self.catch_up_timeout
         try:
-            consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
-                                     isolation_level="read_committed", reconnect_backoff_max_ms=1000)
+            consumer = clients.consumer(self.settings, "workspace")
         except KafkaError as exc:
             raise WorkspaceError(f"Kafka at {self.settings.kafka_bootstrap} does not answer: {exc}") from None
         try:

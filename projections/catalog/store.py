@@ -80,6 +80,13 @@ class Catalog:
             raise CatalogUnavailable(f"catalog {self.safe_url}: {exc.orig}") from exc
         self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
 
+    @classmethod
+    def of(cls, settings: Settings, *, create: bool) -> Catalog:
+        """The catalog ``settings`` name: the one way to open it. ``create=True`` only where state
+        is written (serve, project, replay, restore): it creates and migrates the database; readers
+        open an existing one as it is (:class:`CatalogUnavailable` when there is none)."""
+        return cls(settings.resolved_catalog_url, settings.projection, settings.topic, create=create)
+
     @property
     def safe_url(self) -> str:
         return self.url.split("@")[-1] if "@" in self.url else self.url

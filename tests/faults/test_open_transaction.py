@@ -123,9 +123,9 @@ def test_producer_killed_in_open_transaction_is_never_visible_and_stalls_readers
             code, human = run_cli(settings, "status")
             assert code == 0 and f"readers held at the last stable offset {first} " in human, human
             # A count taken while the LSO is held before and after it cannot include the later write.
-            before = stall.read(settings.kafka_bootstrap, settings.topic, [0])
+            before = stall.read(settings, [0])
             count = _count(server.http)
-            held_after = stall.read(settings.kafka_bootstrap, settings.topic, [0])
+            held_after = stall.read(settings, [0])
             assert [h.stable if h else None for h in (before.get(0), held_after.get(0))] == [first, first], \
                 "the hold ended before the count was checked (a very slow machine?)"
             assert count == 1, "a write behind the open transaction became visible before the abort"

@@ -64,4 +64,4 @@ def open_catalog(settings: Settings) -> Catalog:
     from projections.catalog.store import Catalog
 
     require_catalog(settings)
-    return Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
+    return Catalog.of(settings, create=False)  # a reading command never creates or migrates a database

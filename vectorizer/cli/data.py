@@ -65,13 +65,13 @@ def _caught_up(settings: Settings, positions: dict[int, int]) -> bool:
     """Whether the catalog applied every committed record of the topic (so a check against it is current)."""
     import time
 
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
     from consumers.rebuild import has_records, log_ends
+    from infra.kafka import clients
 
     ends = log_ends(settings)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-                             enable_auto_commit=False)
+    consumer = clients.consumer(settings, "cli")
     try:
         tps = [TopicPartition(settings.topic, p) for p in ends]
         consumer.assign(tps)

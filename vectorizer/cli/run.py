@@ -8,10 +8,11 @@ import threading
 import time
 
 import typer
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from consumers import logid, snapshots, stall
 from consumers.rebuild import has_records
+from infra.kafka import clients
 from producers.topics import partition_for
 from vectorizer.cli.context import cli_context, fail, open_catalog
 from vectorizer.datadir import hold
@@ -57,7 +58,7 @@ def status(ctx: typer.Context) -> None:
     trouble = logid.diagnose(s, None if stored is None else logid.LogIdentity(*stored), positions)
     if trouble:  # the catalog describes another log than the one the broker has now
         raise fail(f"{'; '.join(trouble)}: {logid.advice()}")
-    consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, isolation_level="read_committed")
+    consumer = clients.consumer(s, "status")
     try:
         parts = sorted(consumer.partitions_for_topic(s.topic) or ())  # None: no such topic (yet)
         tps = [TopicPartition(s.topic, p) for p in parts]
@@ -70,7 +71,7 @@ def status(ctx: typer.Context) -> None:
                                                 ends[tp.partition], time.monotonic() + 10)
     finally:
         consumer.close()
-    held = stall.read(s.kafka_bootstrap, s.topic, parts)
+    held = stall.read(s, parts)
     age = snapshots.age_seconds(s.snapshot_dir)
     newest = next(iter(snapshots.list_snapshots(s.snapshot_dir)), None)
     covered = {}
