@@ -29,6 +29,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy vectorizer schemas producers consumers projections infra
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/vectorizer bench

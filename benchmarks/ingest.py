@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import hnswlib
 import httpx
@@ -31,11 +32,11 @@ import psutil
 
 from benchmarks.data import dataset
 from infra.kafka.launcher import LocalBroker, broker_answers
+from infra.settings import Settings
 from producers import VectorProducer
 from projections.catalog.store import Catalog
 from projections.filters import Filter
 from schemas.ids import PointId
-from vectorizer.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,7 +56,7 @@ def recall(found: Sequence[Sequence[object]], truth: np.ndarray, k: int = 10) ->
 
 def serve_until_ready(settings: Settings) -> tuple:  # type: ignore[type-arg]
     """Start the real server (projector + HTTP) in a thread; return it once /ready is 200, with the seconds."""
-    from projections.api.server import Replica
+    from vectorizer.api.server import Replica
 
     serving = settings.replace(http=f"127.0.0.1:{_free_port()}")
     t = time.monotonic()
@@ -76,7 +77,7 @@ def serve_until_ready(settings: Settings) -> tuple:  # type: ignore[type-arg]
     return replica, server, time.monotonic() - t
 
 
-def filtered_queries(coll, base: np.ndarray, queries: np.ndarray) -> dict:  # type: ignore[no-untyped-def]
+def filtered_queries(coll, base: np.ndarray, queries: np.ndarray) -> dict[str, Any]:
     """Latency and recall@10 of filtered search (has_id over a random subset) vs exact search over that subset."""
     from benchmarks.data import exact_topk
     from projections.filters import parse_filter
@@ -92,7 +93,7 @@ def filtered_queries(coll, base: np.ndarray, queries: np.ndarray) -> dict:  # ty
     return out
 
 
-def ef_curve(coll, index: hnswlib.Index, queries: np.ndarray, truth: np.ndarray) -> list[dict]:  # type: ignore[no-untyped-def]
+def ef_curve(coll, index: hnswlib.Index, queries: np.ndarray, truth: np.ndarray) -> list[dict[str, Any]]:
     """Recall@10 and latency over ``ef``, in-process, with hnswlib alone on the same vectors as the baseline."""
     curve = []
     for ef in (16, 32, 64, 128, 256):
@@ -105,7 +106,7 @@ def ef_curve(coll, index: hnswlib.Index, queries: np.ndarray, truth: np.ndarray)
     return curve
 
 
-def our_queries(coll, queries: np.ndarray, ef: int | None = None,  # type: ignore[no-untyped-def]
+def our_queries(coll, queries: np.ndarray, ef: int | None = None,
                 flt: Filter | None = None) -> tuple[list[float], list[list[PointId]]]:
     """In-process k=10 searches (with ``flt`` inside the search), one at a time: (latencies in s, ids found)."""
     from projections.search import search
@@ -130,7 +131,7 @@ def hnswlib_queries(index: hnswlib.Index, queries: np.ndarray) -> tuple[list[flo
     return lat, found
 
 
-def http_floor(http: httpx.Client, count: int = 500) -> dict:
+def http_floor(http: httpx.Client, count: int = 500) -> dict[str, Any]:
     """Round trip of ``GET /health`` (no search, no body): what FastAPI + uvicorn + loopback cost alone."""
     for _ in range(20):
         http.get("/health")
@@ -150,7 +151,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def http_queries(http: httpx.Client, queries: np.ndarray, truth: np.ndarray) -> dict:
+def http_queries(http: httpx.Client, queries: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     """One client: latency percentiles and recall; then two clients: throughput."""
     bodies = [{"query": q.tolist(), "limit": 10} for q in queries]
     for body in bodies[:20]:  # warm-up: connection, route caches
@@ -164,7 +165,7 @@ def http_queries(http: httpx.Client, queries: np.ndarray, truth: np.ndarray) -> 
         found.append([p["id"] for p in answer.json()["result"]["points"]])
     out = {**percentiles(lat), "recall_at_10": recall(found, truth)}
 
-    def worker(chunk: list[dict]) -> None:
+    def worker(chunk: list[dict[str, Any]]) -> None:
         with httpx.Client(base_url=str(http.base_url), timeout=60) as own:
             for body in chunk:
                 own.post("/collections/bench/points/query", json=body).raise_for_status()
@@ -180,7 +181,7 @@ def http_queries(http: httpx.Client, queries: np.ndarray, truth: np.ndarray) -> 
 
 
 def baseline_hnswlib(base: np.ndarray, queries: np.ndarray, truth: np.ndarray,
-                     workdir: Path) -> tuple[dict, hnswlib.Index]:
+                     workdir: Path) -> tuple[dict[str, Any], hnswlib.Index]:
     index = hnswlib.Index(space="cosine", dim=base.shape[1])
     index.init_index(max_elements=len(base), M=M, ef_construction=EF_C, random_seed=100)
     t = time.perf_counter()
@@ -241,7 +242,7 @@ def wait_applied(catalog: Catalog, offset: int, proc: subprocess.Popen[bytes], t
     return time.monotonic()
 
 
-def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: int = 1000) -> dict:
+def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: int = 1000) -> dict[str, Any]:
     """Every measure at ``n`` x ``dim``; writes ``results/ingest-<n>x<dim>.json``.
 
     Order: hnswlib alone; publish + ingest of all but the last ``tail`` vectors (projector
@@ -257,7 +258,8 @@ def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: 
     broker = ensure_broker(settings, workdir)
     tail = max(BATCH, min(10_000, n // 10) // BATCH * BATCH)
     head = n - tail
-    result: dict = {"n": n, "dim": dim, "m": M, "ef_construction": EF_C, "ef": EF, "batch": BATCH, "tail": tail,
+    result: dict[str, Any] = {"n": n, "dim": dim, "m": M, "ef_construction": EF_C, "ef": EF, "batch": BATCH,
+                              "tail": tail,
                     "command": f"python -m benchmarks.ingest --n {n} --dim {dim}",
                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                 "hnswlib": "0.8.0"}}
@@ -394,7 +396,7 @@ def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: 
     return result
 
 
-def publish_only(dim: int, n: int, results: Path = RESULTS) -> dict:
+def publish_only(dim: int, n: int, results: Path = RESULTS) -> dict[str, Any]:
     """Encode + publish throughput alone (issue 3's target: >= 100,000 vectors/s at 128-d)."""
     settings = Settings.load().replace(topic=f"bench.publish.{dim}.{int(time.time())}")
     vectors = np.random.default_rng(0).random((n, dim), dtype=np.float32)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -23,7 +24,7 @@ def _row(measure: str, ours: str, baseline: str = "", target: str = "", verdict:
     return f"| {measure} | {ours} | {baseline} | {target} | {verdict} |"
 
 
-def _save(fig, out: Path) -> bool:  # type: ignore[no-untyped-def]
+def _save(fig, out: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
@@ -33,7 +34,7 @@ def _save(fig, out: Path) -> bool:  # type: ignore[no-untyped-def]
     return True
 
 
-def plot_scaling(runs: list[dict], out: Path) -> bool:
+def plot_scaling(runs: list[dict[str, Any]], out: Path) -> bool:
     """Ingest rate (ours vs hnswlib), query p99 and memory ratio against n; False without matplotlib."""
     try:
         import matplotlib
@@ -61,7 +62,7 @@ def plot_scaling(runs: list[dict], out: Path) -> bool:
     return _save(fig, out)
 
 
-def plot_ef(run: dict, out: Path) -> bool:
+def plot_ef(run: dict[str, Any], out: Path) -> bool:
     """Recall@10 against p50 latency over ef, ours and hnswlib alone, for one run."""
     try:
         import matplotlib

@@ -29,9 +29,9 @@ from kafka.errors import KafkaError
 
 from consumers.errors import DlqReadTimeout
 from infra.kafka import clients
+from infra.settings import Settings
 from schemas.codec import decode
 from schemas.errors import DecodeError
-from vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vectorizer.errors import InfrastructureError, VectorizerError
+from infra.errors import InfrastructureError, VectorizerError
 
 
 class ConsumerError(VectorizerError):

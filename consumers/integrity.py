@@ -26,15 +26,15 @@ from kafka.errors import KafkaError
 from consumers import logid, snapshots
 from consumers.errors import BackupCorrupt
 from consumers.rebuild import CatalogMirror, ReplayResult, ahead_of_log, log_ends, replay_into
-from producers.topics import partition_for
+from infra.errors import VectorizerError
+from infra.kafka.topics import partition_for
+from infra.settings import Settings
 from projections.catalog.store import Catalog, CatalogCut
 from projections.collection import Collection, canonical_json, point_checksum
 from projections.errors import CatalogUnavailable
 from projections.search import search
 from projections.state import ProjectionState
 from schemas.ids import catalog_key
-from vectorizer.errors import VectorizerError
-from vectorizer.settings import Settings
 
 BACKUP_FORMAT = 2  # 2: catalog.jsonl also holds the projection's rejections (format 1 backups restore as before)
 # How far the served index's sampled recall@10 may trail that of an index freshly built from the

@@ -23,7 +23,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from infra.kafka import clients
-from vectorizer.settings import Settings
+from infra.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,10 @@ from consumers.errors import LogChanged, ProjectorError
 from consumers.logid import LogIdentity, current_identity
 from consumers.units import Units
 from infra.kafka import clients
+from infra.kafka.topics import ensure_topics
+from infra.memory import release_free_memory
+from infra.settings import Settings
 from producers.errors import VerdictUnknown
-from producers.topics import ensure_topics
 from projections.catalog.store import Catalog
 from projections.changes import Change, Rejection
 from projections.errors import CatalogUnavailable, ConsistencyTimeout, Rejected
@@ -52,13 +54,11 @@ from schemas import events as ev
 from schemas.codec import decode
 from schemas.errors import DecodeError
 from schemas.framing import frame_of, is_end
-from vectorizer.memory import release_free_memory
-from vectorizer.settings import Settings
 
 log = logging.getLogger(__name__)
 _FETCH_BYTES = 16 << 20  # per fetch: the consumer's buffered records stay within tens of MB
 _BATCH_BYTES = 8 << 20   # per catalog transaction (about 15,000 vectors of 128-d)
-_TRIM_AFTER_EVENTS = 50  # events applied before an idle moment returns freed memory (vectorizer.memory)
+_TRIM_AFTER_EVENTS = 50  # events applied before an idle moment returns freed memory (infra.memory)
 _LOG_CHECK_SECONDS = 5.0  # how often a running projector checks the log is still the one it applied
 _PART_WAIT_SECONDS = 10.0  # a partition finding no whole transaction on a log read to its end: give up
 _SPLIT_RECORDS = 500  # records per catalog transaction when held records are applied one by one

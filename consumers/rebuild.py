@@ -20,6 +20,7 @@ from kafka.errors import KafkaTimeoutError
 
 from consumers.errors import LogBehindProjection, LogWaitTimeout
 from infra.kafka import clients
+from infra.settings import Settings
 from projections.changes import Change, DeletePoints, DropCollection, PointRow, PutCollection, PutPoints
 from projections.errors import Rejected
 from projections.state import ProjectionState
@@ -27,7 +28,6 @@ from schemas.codec import decode
 from schemas.errors import DecodeError
 from schemas.events import CollectionCreated
 from schemas.framing import is_end
-from vectorizer.settings import Settings
 
 
 @dataclass

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from kafka import KafkaConsumer, TopicPartition
 
 from infra.kafka import clients
-from vectorizer.settings import Settings
+from infra.settings import Settings
 
 
 @dataclass(frozen=True)

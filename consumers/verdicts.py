@@ -13,11 +13,11 @@ import itertools
 import time
 from collections.abc import Sequence
 
+from infra.settings import Settings
 from producers.errors import VerdictUnknown
 from projections.catalog.store import Catalog
 from projections.changes import Rejection
 from projections.errors import CatalogUnavailable
-from vectorizer.settings import Settings
 
 _POLL_SECONDS = (0.01, 0.02, 0.05, 0.1, 0.2)  # growing intervals between reads of the tracking row
 

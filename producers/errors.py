@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from infra.errors import InfrastructureError, VectorizerError
 from schemas.errors import ValidationError
-from vectorizer.errors import InfrastructureError, VectorizerError
 
 
 class ProducerError(VectorizerError):

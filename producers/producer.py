@@ -38,21 +38,31 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 import numpy as np
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, ProducerFencedError
 
+from infra.errors import BrokerUnavailable
 from infra.kafka import clients
-from producers.errors import ProducerFenced, PublishFailed, TransactionTooLarge, WriteNotApplied, WriteRejected
-from producers.topics import ensure_topics
+from infra.kafka.topics import ensure_topics
+from infra.settings import Settings
+from producers.errors import (
+    ProducerFenced,
+    PublishFailed,
+    TransactionTooLarge,
+    VerdictUnknown,
+    WriteNotApplied,
+    WriteRejected,
+)
 from schemas import events as ev
 from schemas import framing
 from schemas import validation as check
 from schemas.codec import encode
+from schemas.errors import InvalidPayload, ValidationError
 from schemas.ids import PointId
-from vectorizer.settings import Settings
 
 # Room for the record batch framing, the envelope and ids, under max.message.bytes.
 _FRAMING_BYTES = 64 * 1024
@@ -139,7 +149,10 @@ class VectorProducer:
         # one holds read_committed readers back (``Settings.transaction_timeout`` unless given).
         self._txn_timeout_ms = (round(settings.transaction_timeout * 1000) if transaction_timeout_ms is None
                                 else transaction_timeout_ms)
-        ensure_topics(settings)
+        try:
+            ensure_topics(settings)
+        except BrokerUnavailable as exc:
+            raise PublishFailed(str(exc)) from exc
         self._kafka = clients.producer(settings, f"producer-{self.producer_id}", **self._client_config(),
                                        enable_idempotence=True)
         self._txn_kafka: KafkaProducer | None = None
@@ -165,7 +178,7 @@ class VectorProducer:
         check.bounded_int(ef_construction, "ef_construction", maximum=10_000)
         check.bounded_int(ef, "ef", maximum=10_000)
         if kind not in ev.KINDS:
-            raise check.ValidationError(f"kind {kind!r}: expected one of {', '.join(ev.KINDS)}")
+            raise ValidationError(f"kind {kind!r}: expected one of {', '.join(ev.KINDS)}")
         event = ev.CollectionCreated(self._meta(name), dimension, metric, m, ef_construction, ef, kind,  # type: ignore[arg-type]
                                      None if embedder is None else json.dumps(embedder, sort_keys=True))
         token = self._publish([event])
@@ -236,9 +249,7 @@ class VectorProducer:
         self._refuse_wait_in_transaction(True)
         with self._verdicts_lock:
             if self._verdicts is None:
-                from consumers.verdicts import CatalogVerdicts  # the projection's side, only when waited on
-
-                self._verdicts = CatalogVerdicts(self.settings)
+                self._verdicts = default_verdicts(self.settings)
             verdicts = self._verdicts
         refused = verdicts.wait(token.partition, token.records, timeout)
         if refused is None:
@@ -250,7 +261,7 @@ class VectorProducer:
 
     def _refuse_wait_in_transaction(self, wait: bool) -> None:
         if wait and getattr(self._in_txn, "active", False):
-            raise check.ValidationError("wait: a write inside a transaction is applied only after the commit; "
+            raise ValidationError("wait: a write inside a transaction is applied only after the commit; "
                                         "wait on its token (wait_applied) after the transaction")
 
     def _settle(self, token: WriteToken, wait: bool, timeout: float | None) -> WriteToken:
@@ -387,7 +398,7 @@ class VectorProducer:
                 size += item
                 end += 1
             if size > budget:
-                raise check.InvalidPayload(f"payloads[{start}]: the point alone exceeds the topic's maximum "
+                raise InvalidPayload(f"payloads[{start}]: the point alone exceeds the topic's maximum "
                                            f"message size of {self.settings.max_message_bytes} bytes")
             yield ev.VectorsUpserted(self._meta(collection), ids[start:end], vectors[start:end],
                                      payloads[start:end])
@@ -455,6 +466,22 @@ class VectorProducer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+VERDICTS_ENTRY_POINTS = "vectorizer.verdicts"
+
+
+def default_verdicts(settings: Settings) -> Verdicts:
+    """The verdict reader a producer uses when none was given: the one the installed package
+    declares under the ``vectorizer.verdicts`` entry point (the projection's catalog,
+    ``consumers.verdicts.CatalogVerdicts``). A plugin rather than an import: the producer library
+    sits below the consumers and does not import them."""
+    found = sorted(entry_points(group=VERDICTS_ENTRY_POINTS), key=lambda e: e.name)
+    if not found:
+        raise VerdictUnknown(f"no verdict reader is installed (entry point group {VERDICTS_ENTRY_POINTS!r}); "
+                             "pass verdicts= to VectorProducer, or install the vectorizer package")
+    factory: Callable[[Settings], Verdicts] = found[0].load()
+    return factory(settings)
 
 
 def _publish_failed(what: str, exc: KafkaError) -> PublishFailed:

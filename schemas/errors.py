@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vectorizer.errors import VectorizerError
+from infra.errors import VectorizerError
 
 
 class SchemaError(VectorizerError):

@@ -23,7 +23,7 @@ WORKSPACE_PRODUCER = "vectorizer-workspace"  # producer ids of the workspace pro
 
 
 def is_workspace_producer(producer_id: str) -> bool:
-    """Whether events from ``producer_id`` may change a workspace collection (see producers.workspace)."""
+    """Whether events from ``producer_id`` may change a workspace collection (see vectorizer.workspace)."""
     return producer_id == WORKSPACE_PRODUCER or producer_id.startswith(WORKSPACE_PRODUCER + ":")
 Payload = dict[str, Any]
 

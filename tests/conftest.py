@@ -23,8 +23,8 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from infra.kafka.launcher import LocalBroker, NodeSpec, broker_answers
+from infra.settings import Settings
 from tests import reliability
-from vectorizer.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = bool(os.environ.get("CI"))

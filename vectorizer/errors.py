@@ -1,21 +1,6 @@
-"""The root of every exception Vectorizer raises on purpose.
+"""The public import path of the root errors for applications (``except VectorizerError``);
+they live in :mod:`infra.errors`, the floor every layer builds on."""
 
-Each package defines its own subclasses in its ``errors`` module; every subclass also
-inherits the builtin it resembles (``ValueError``, ``LookupError``, ...), so callers that
-know nothing of Vectorizer still catch them sensibly. The HTTP layer maps each class to
-exactly one status code, in one table (``projections.api.errors``).
-"""
+from infra.errors import ConfigurationError, InfrastructureError, VectorizerError
 
-from __future__ import annotations
-
-
-class VectorizerError(Exception):
-    """Base class of all Vectorizer errors."""
-
-
-class ConfigurationError(VectorizerError, ValueError):
-    """A setting (flag, environment variable, file) has an invalid value."""
-
-
-class InfrastructureError(VectorizerError, RuntimeError):
-    """Something underneath (broker, database, filesystem) failed or is unreachable."""
+__all__ = ["ConfigurationError", "InfrastructureError", "VectorizerError"]

@@ -1,4 +1,4 @@
-"""Every Kafka client Vectorizer opens is built here, from :class:`~vectorizer.settings.Settings`.
+"""Every Kafka client Vectorizer opens is built here, from :class:`~infra.settings.Settings`.
 
 One place holds what all clients share — the bootstrap servers, a client id naming the role,
 a reconnect backoff of 1 s (kafka-python's 30 s default slows failover) — so connection
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 if TYPE_CHECKING:
-    from vectorizer.settings import Settings
+    from infra.settings import Settings
 
 
 def connection(settings: Settings) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from vectorizer.errors import InfrastructureError
+from infra.errors import InfrastructureError
 
 HERE = Path(__file__).resolve().parent
 KAFKA_VERSION = "4.1.1"
@@ -374,7 +374,7 @@ def stop_cluster(brokers: Sequence[LocalBroker], timeout: float = 30.0) -> int:
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for broker, pid in running:
-        broker._finish_stop(pid, max(0.0, deadline - time.monotonic()))
+        broker._finish_stop(pid, max(0.0, deadline - time.monotonic()))  # noqa: SLF001 - the same class, for a cluster
     for broker in brokers:
         if broker.pid() is None:
             broker.pid_file.unlink(missing_ok=True)

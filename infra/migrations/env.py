@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from projections.catalog.models import metadata
+from infra.migrations.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # `alembic upgrade head` from a shell: use sqlalchemy.url from alembic.ini

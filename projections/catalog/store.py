@@ -20,10 +20,10 @@ from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from projections.catalog.models import collections, log_identity, points, rejections, tracking, verdicts_from
+from infra.migrations.tables import collections, log_identity, points, rejections, tracking, verdicts_from
+from infra.settings import Settings
 from projections.changes import Change, DeletePoints, DropCollection, PutCollection, PutPoints, Rejection
 from projections.errors import CatalogUnavailable, TrackingConflict
-from vectorizer.settings import Settings
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "infra" / "migrations"
 _CHUNK = 500
@@ -161,14 +161,14 @@ class Catalog:
     # Reading -----------------------------------------------------------------------
     def collection_rows(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.select(collections).order_by(collections.c.name))]
+            return [dict(r) for r in conn.execute(sa.select(collections).order_by(collections.c.name)).mappings()]
 
     def point_rows(self, collection: str) -> Iterable[dict[str, Any]]:
         with self.engine.connect() as conn:
             result = conn.execute(sa.select(points).where(points.c.collection == collection)
                                   .order_by(points.c.point_key))
-            for row in result:
-                yield dict(row._mapping)
+            for row in result.mappings():
+                yield dict(row)
 
     def log_identity(self) -> tuple[str | None, str | None] | None:
         """(cluster id, topic id) of the log this projection was built from; None: not recorded yet
@@ -225,8 +225,8 @@ class Catalog:
                 for start in range(0, len(offsets), _CHUNK):
                     rows = conn.execute(sa.select(rejections).where(
                         rejections.c.topic == self.topic, rejections.c.partition_id == partition,
-                        rejections.c.record_offset.in_(list(offsets[start:start + _CHUNK]))))
-                    found.extend(_rejection(r._mapping) for r in rows)
+                        rejections.c.record_offset.in_(list(offsets[start:start + _CHUNK])))).mappings()
+                    found.extend(_rejection(r) for r in rows)
         except sa.exc.OperationalError as exc:
             raise CatalogUnavailable(f"catalog {self.safe_url}: {exc.orig}") from exc
         return sorted(found, key=lambda r: r.offset)
@@ -276,12 +276,12 @@ class Catalog:
         positions = {int(p): int(o) for p, o in conn.execute(
             sa.select(tracking.c.partition_id, tracking.c.applied_offset).where(
                 tracking.c.projection == self.projection, tracking.c.topic == self.topic))}
-        colls = [dict(r._mapping) for r in conn.execute(sa.select(collections).order_by(collections.c.name))]
-        pts = [dict(r._mapping) for r in conn.execute(sa.select(points).order_by(points.c.collection,
-                                                                                 points.c.point_key))]
-        rows = [dict(r._mapping) for r in conn.execute(
+        colls = [dict(r) for r in conn.execute(sa.select(collections).order_by(collections.c.name)).mappings()]
+        pts = [dict(r) for r in conn.execute(sa.select(points).order_by(points.c.collection,
+                                                                        points.c.point_key)).mappings()]
+        rows = [dict(r) for r in conn.execute(
             sa.select(rejections).where(rejections.c.topic == self.topic)
-            .order_by(rejections.c.partition_id, rejections.c.record_offset))]
+            .order_by(rejections.c.partition_id, rejections.c.record_offset)).mappings()]
         marks = {int(p): int(o) for p, o in conn.execute(
             sa.select(verdicts_from.c.partition_id, verdicts_from.c.from_offset)
             .where(verdicts_from.c.topic == self.topic))}

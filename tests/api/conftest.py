@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from projections.api.server import Replica
+from infra.settings import Settings
 from tests.conftest import free_port
 from tests.helpers import wait_until
-from vectorizer.settings import Settings
+from vectorizer.api.server import Replica
 
 
 @dataclass

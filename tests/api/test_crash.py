@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 
 from consumers import snapshots
+from infra.settings import Settings
 from producers import WriteToken
 from tests import reliability
 from tests.conftest import free_port
 from tests.helpers import wait_until
-from vectorizer.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DIM = 8

@@ -9,11 +9,11 @@ import httpx
 import pytest
 
 from consumers.projector import Projector
+from infra.settings import Settings
 from producers.errors import PublishFailed
-from projections.api.app import create_app
-from projections.api.errors import response_for, status_for
 from tests.api.conftest import Running, unique
-from vectorizer.settings import Settings
+from vectorizer.api.app import create_app
+from vectorizer.api.errors import response_for, status_for
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,13 @@ import pytest
 from starlette.types import Message
 
 from infra.kafka.launcher import LocalBroker, NodeSpec
-from projections.api.auth import AuthMiddleware, is_read
-from projections.api.server import Replica, exposure_warning
+from infra.settings import Settings
 from tests.api.conftest import Running, _settings, serving, unique
 from tests.conftest import IN_CI, LOCAL_PG, ROOT, free_port
 from tests.helpers import wait_until
 from tests.reliability import record
-from vectorizer.settings import Settings
+from vectorizer.api.auth import AuthMiddleware, is_read
+from vectorizer.api.server import Replica, exposure_warning
 
 KEY = f"key-{secrets.token_hex(12)}"
 READ_ONLY_KEY = f"ro-{secrets.token_hex(12)}"
@@ -206,7 +206,7 @@ def test_exposure_warning(tmp_path: Path, kafka_bootstrap: str, caplog: pytest.L
         assert warning is not None and "SECURITY WARNING" in warning and "VECTORIZER_API_KEY" in warning, host
         assert exposure_warning(base.replace(http=f"{host}:1", api_key=KEY)) is None
         assert exposure_warning(base.replace(http=f"{host}:1", read_only_api_key=READ_ONLY_KEY)) is None
-    with caplog.at_level(logging.WARNING, logger="projections.api.server"):
+    with caplog.at_level(logging.WARNING, logger="vectorizer.api.server"):
         Replica(base.replace(http=f"0.0.0.0:{free_port()}"))  # constructed only: it never binds
     assert any("SECURITY WARNING" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
@@ -290,7 +290,7 @@ def test_listens_on_loopback_only_by_default(tmp_path: Path, kafka_bootstrap: st
     node = NodeSpec(port=free_port(), controller_port=free_port())
     broker = LocalBroker(tmp_path / "broker", defaults.cache_dir, node)
     broker.home.mkdir(parents=True)
-    properties = dict(line.split("=", 1) for line in broker._render_properties().read_text().splitlines()
+    properties = dict(line.split("=", 1) for line in broker._render_properties().read_text().splitlines()  # noqa: SLF001 - the properties file the launcher writes
                       if "=" in line and not line.startswith("#"))
     for name in ("listeners", "advertised.listeners"):
         for listener in properties[name].split(","):

@@ -9,9 +9,9 @@ import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as m
 
-from projections.api.floats import shortest
 from projections.index.hnsw import normalize
 from tests.api.conftest import Running, unique
+from vectorizer.api.floats import shortest
 
 
 def _reference(values: np.ndarray) -> list[float]:

@@ -29,12 +29,12 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from consumers import integrity
 from consumers.dlq import read_letters
+from infra.settings import Settings
 from producers import VectorProducer, WriteToken
 from producers.errors import VerdictUnknown, WriteNotApplied, WriteRejected
 from schemas.events import WORKSPACE_PRODUCER
 from tests.api.conftest import Running, serving, unique
 from tests.helpers import run_cli, wait_until
-from vectorizer.settings import Settings
 
 DIM = 4
 

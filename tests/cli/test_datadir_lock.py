@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from infra.settings import Settings
 from producers import VectorProducer
 from projections.catalog.store import Catalog
 from tests.conftest import free_port
 from tests.helpers import running_projector, wait_until
 from vectorizer.cli import app
 from vectorizer.datadir import DataDirInUse, hold, holder
-from vectorizer.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,12 +20,12 @@ import pytest
 import sqlalchemy as sa
 
 from consumers import integrity
+from infra.settings import Settings
 from producers import VectorProducer
 from projections.catalog.store import Catalog
 from projections.changes import PointRow, PutCollection, PutPoints, Rejection
 from schemas.events import CollectionCreated, EventMeta
 from tests.helpers import running_projector, wait_until
-from vectorizer.settings import Settings
 
 BACKUPS = 20
 WRITES_PER_BACKUP = 6

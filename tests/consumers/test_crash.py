@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infra.settings import Settings
 from producers import VectorProducer
 from projections.catalog.store import Catalog
 from tests import reliability
 from tests.helpers import catalog_of, exact_top, read_topic, running_projector, state_of, wait_until
-from vectorizer.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 N, DIM, BATCH = 50_000, 16, 250

@@ -10,11 +10,11 @@ import pytest
 import sqlalchemy as sa
 
 from consumers import integrity, snapshots
+from infra.settings import Settings
 from producers import VectorProducer
 from producers.errors import VerdictUnknown, WriteRejected
 from projections.search import search
 from tests.helpers import catalog_of, run_cli, running_projector, state_of, wait_until
-from vectorizer.settings import Settings
 
 _cli = run_cli
 

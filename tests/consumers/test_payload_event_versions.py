@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 from kafka import KafkaProducer
 
+from infra.settings import Settings
 from producers import VectorProducer
 from projections.catalog.store import Catalog
 from schemas import events as ev
 from schemas.codec import decode, encode
 from schemas.registry import VERSIONS, latest
 from tests.helpers import catalog_of, read_topic, running_projector, state_of
-from vectorizer.settings import Settings
 
 START: dict[str, Any] = {"nest": [{"a": "100", "b": "200"}], "a": [{"b": 1, "c": 2}], "x.y": 1, "x": {"y": 2},
                          "n": {"m": 1}}

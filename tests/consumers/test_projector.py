@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,14 +13,14 @@ import xxhash
 from kafka import KafkaProducer
 
 from consumers import snapshots
-from producers import VectorProducer
+from infra.settings import Settings
+from producers import VectorProducer, WriteToken
 from projections.catalog.store import Catalog
 from projections.filters import parse_filter
 from projections.search import search
 from schemas import events as ev
 from schemas.codec import encode
 from tests.helpers import catalog_of, exact_top, read_topic, running_projector, state_of, wait_until
-from vectorizer.settings import Settings
 
 
 def _catalog(settings: Settings, url: str) -> Catalog:
@@ -105,10 +106,11 @@ def test_poison_records_go_to_the_dlq_and_the_rest_is_applied(settings: Settings
     assert len(read_topic(settings.kafka_bootstrap, settings.dlq_topic, expected=5)) == 5
 
 
-def _ingest(p: VectorProducer, name: str, n: int, dim: int, seed: int = 0, batch: int = 500):  # type: ignore[no-untyped-def]
+def _ingest(p: VectorProducer, name: str, n: int, dim: int, seed: int = 0,
+            batch: int = 500) -> tuple[np.ndarray, WriteToken | None]:
     rng = np.random.default_rng(seed)
     vectors = rng.random((n, dim), dtype=np.float32)
-    token = None
+    token: WriteToken | None = None
     for s in range(0, n, batch):
         token = p.upsert(name, list(range(s, min(n, s + batch))), vectors[s:s + batch],
                          [{"i": i, "g": i % 7} for i in range(s, min(n, s + batch))])
@@ -138,7 +140,7 @@ def test_restart_from_snapshot_equals_fresh_replay(settings: Settings) -> None:
         assert exact_top(fresh, "s", vectors[:20]) == got_top
 
 
-def wait_to_end(proj, settings: Settings, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+def wait_to_end(proj: Any, settings: Settings, timeout: float = 60) -> None:
     records = read_topic(settings.kafka_bootstrap, settings.topic, expected=1)
     last = max(r.offset for r in records)
     proj.wait_for(0, last, timeout)
@@ -200,6 +202,7 @@ def test_recall_at_10_against_exact_search_on_clustered_data(settings: Settings)
         token = None
         for s in range(0, n, 2000):
             token = p.upsert("r", list(range(s, s + 2000)), vectors[s:s + 2000])
+    assert token is not None
     with running_projector(settings) as proj:
         proj.wait_for(token.partition, token.offset, 120)
         coll = proj.state.get("r")
@@ -251,7 +254,7 @@ def test_a_failing_handler_dead_letters_the_event_and_the_projector_goes_on(
         monkeypatch.undo()
         token = p.upsert("c", [3], [[1, 1]])
 
-    def broken(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def broken(self: Any, *args: Any, **kwargs: Any) -> None:
         raise RuntimeError("a bug in a handler")
 
     monkeypatch.setattr(ProjectionState, "_rewrite_payloads", broken)

@@ -42,13 +42,13 @@ def test_format_2_round_trips_and_format_1_still_loads(tmp_path: Path) -> None:
     coll = state.collections["c"]
     (path / "c0000.ints.npy").unlink()
     with open(path / "c0000.points.avro", "wb") as out:
-        fastavro.writer(out, snapshots._POINTS_SCHEMA, (
+        fastavro.writer(out, snapshots._POINTS_SCHEMA, (  # noqa: SLF001 - writes a format-1 snapshot as the old code did
             {"label": label, "id": pid, "payload": None if label not in coll.payload_of else
              json.dumps(coll.payload_of[label])} for label, pid in coll.id_of.items()))
     manifest["format"] = 1
     del manifest["collections"][0]["ints_file"]
     manifest["files"] = {name: snapshots.file_checksum(path / name) for name in ("c0000.hnsw", "c0000.points.avro")}
-    manifest["manifest_checksum"] = snapshots._manifest_checksum(manifest)
+    manifest["manifest_checksum"] = snapshots._manifest_checksum(manifest)  # noqa: SLF001 - the same
     (path / "manifest.json").write_text(json.dumps(manifest))
     assert snapshots.verify(path) == []
     assert _observable(snapshots.load(path).state) == _observable(state)

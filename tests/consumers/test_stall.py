@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from consumers.stall import HeldLso, held_back
-from vectorizer.errors import ConfigurationError
-from vectorizer.settings import Settings
+from infra.errors import ConfigurationError
+from infra.settings import Settings
 
 
 def test_a_hold_is_an_lso_below_the_high_watermark_and_keeps_its_start_while_the_lso_stays() -> None:

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from consumers import integrity, snapshots
+from infra.settings import Settings
 from producers import VectorProducer
 from tests.helpers import run_cli, running_projector
-from vectorizer.settings import Settings
 
 _cli = run_cli
 

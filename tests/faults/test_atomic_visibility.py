@@ -21,15 +21,15 @@ import pytest
 from kafka import KafkaProducer
 
 from consumers.rebuild import replay_into
+from infra.kafka.topics import ensure_topics, partition_for
+from infra.settings import Settings
 from producers import VectorProducer
 from producers.errors import PublishFailed, TransactionTooLarge
-from producers.topics import ensure_topics, partition_for
 from projections.catalog.store import Catalog
 from schemas import events as ev
 from schemas.codec import encode
 from tests.api.conftest import Running, serving
 from tests.helpers import running_projector, wait_until
-from vectorizer.settings import Settings
 
 DIM = 4
 CALL = 1_000  # points per upsert call inside a transaction: a 20,000-point transaction is 20 events

@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 
 from infra.kafka.launcher import LocalBroker, NodeSpec
+from infra.settings import Settings
 from producers import VectorProducer
 from producers.errors import PublishFailed
 from schemas import events as ev
@@ -24,7 +25,6 @@ from tests import reliability
 from tests.api.conftest import serving
 from tests.conftest import free_port
 from tests.helpers import read_topic, wait_until
-from vectorizer.settings import Settings
 
 
 def test_broker_kill_and_restart_during_ingest_loses_and_duplicates_nothing(tmp_path: Path) -> None:

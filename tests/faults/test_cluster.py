@@ -26,15 +26,15 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from infra.kafka.launcher import LocalBroker, cluster_nodes, new_cluster_id, start_cluster, stop_cluster
+from infra.kafka.topics import describe_topic_configs, ensure_topics
+from infra.settings import Settings
 from producers import VectorProducer
 from producers.errors import PublishFailed
-from producers.topics import describe_topic_configs, ensure_topics
 from schemas import events as ev
 from schemas.codec import decode
 from tests import reliability
 from tests.conftest import free_ports
 from tests.helpers import read_topic, running_projector, wait_until
-from vectorizer.settings import Settings
 
 BROKERS = 3
 REPLICATION = 3

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 from kafka import KafkaAdminClient
 
+from infra.kafka import topics
 from infra.kafka.launcher import LocalBroker, NodeSpec
-from producers import VectorProducer, WriteToken, topics
+from infra.settings import Settings
+from producers import VectorProducer, WriteToken
 from tests.api.conftest import Running, serving, unique
 from tests.conftest import free_port
 from tests.helpers import run_cli, wait_until
-from vectorizer.settings import Settings
 
 DIM = 4
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import httpx
 
 from consumers import stall
+from infra.settings import Settings
 from tests.api.conftest import Running, serving
 from tests.helpers import run_cli, wait_until
-from vectorizer.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 12.0   # the doomed producer's transaction timeout, seconds (the default is 30)
@@ -58,7 +58,7 @@ def _start_doomed(settings: Settings) -> tuple[subprocess.Popen[str], int]:
     script = textwrap.dedent(f"""
         import sys
         from producers import VectorProducer
-        from vectorizer.settings import Settings
+        from infra.settings import Settings
         s = Settings(kafka_bootstrap={settings.kafka_bootstrap!r}, topic={settings.topic!r},
                      transaction_timeout={TIMEOUT!r})   # the setting, no explicit constructor value
         p = VectorProducer(s, producer_id="doomed-{uuid.uuid4().hex[:8]}")

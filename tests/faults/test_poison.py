@@ -20,13 +20,13 @@ import fastavro
 import numpy as np
 from kafka import KafkaProducer
 
+from infra.settings import Settings
 from producers import VectorProducer
 from schemas import events as ev
 from schemas.codec import _CODECS, checksum, encode
 from schemas.registry import ENVELOPE_SCHEMA, latest
 from tests import reliability
 from tests.helpers import read_topic, running_projector
-from vectorizer.settings import Settings
 
 DIM = 32
 

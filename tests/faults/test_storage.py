@@ -24,12 +24,12 @@ import pytest
 import sqlalchemy as sa
 
 from consumers import snapshots
+from infra.settings import Settings
 from producers import VectorProducer
 from projections.errors import ConsistencyTimeout
 from tests import reliability
 from tests.api.conftest import Running, serving
 from tests.helpers import catalog_of, running_projector, state_of, wait_until
-from vectorizer.settings import Settings
 
 DIM = 32
 
@@ -62,7 +62,7 @@ def test_snapshot_directory_unwritable_then_full_server_keeps_serving(settings: 
             _upsert(server, range(s, s + 100))
         good = wait_until(lambda: snapshots.list_snapshots(settings.snapshot_dir), 30, message="a first snapshot")[0]
         projector = server.replica.projector
-        wait_until(lambda: projector._events_since_snapshot < 3 and not any(settings.snapshot_dir.glob(".tmp-*")),
+        wait_until(lambda: projector._events_since_snapshot < 3 and not any(settings.snapshot_dir.glob(".tmp-*")),  # noqa: SLF001 - no public view of it
                    30, message="no snapshot due or being written")  # so the directory is not swapped mid-write
         good = snapshots.list_snapshots(settings.snapshot_dir)[0]
 

@@ -10,9 +10,9 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from infra.kafka.launcher import BrokerError, LocalBroker, NodeSpec, port_is_free
+from infra.settings import Settings
 from tests.conftest import free_port
 from tests.helpers import read_topic
-from vectorizer.settings import Settings
 
 
 def _create(bootstrap: str, topic: str, partitions: int) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from infra.settings import Settings
 from producers import VectorProducer
 from schemas.codec import decode
 from schemas.errors import InvalidPath, ValidationError
 from tests.helpers import read_topic
-from vectorizer.settings import Settings
 
 
 def test_invalid_paths_are_refused_before_publishing(settings: Settings) -> None:

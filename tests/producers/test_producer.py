@@ -6,14 +6,17 @@ import math
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
 from kafka.admin import KafkaAdminClient
 
+from infra.kafka.topics import check_topic, describe_topic_configs, ensure_topics
+from infra.settings import Settings
 from producers import VectorProducer, WriteToken
-from producers.topics import check_topic, describe_topic_configs, ensure_topics
 from schemas import events as ev
 from schemas.codec import decode
 from schemas.errors import (
@@ -26,13 +29,12 @@ from schemas.errors import (
     UnknownMetric,
 )
 from tests.helpers import read_topic
-from vectorizer.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def producer(settings: Settings):  # type: ignore[no-untyped-def]
+def producer(settings: Settings) -> Iterator[VectorProducer]:
     with VectorProducer(settings, producer_id="test") as p:
         yield p
 
@@ -85,7 +87,9 @@ def test_dangerous_existing_topic_is_reported(settings: Settings, caplog: pytest
     (lambda p: p.upsert("dims", [1], np.ones((1, 4)), [{"x": math.nan}]), InvalidPayload, "payloads[0]"),
     (lambda p: p.upsert("dims", [1], np.ones((1, 4)), ["not a dict"]), InvalidPayload, "payloads[0]"),
 ])
-def test_invalid_calls_raise_naming_the_item_and_publish_nothing(producer, settings, call, error, names) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_calls_raise_naming_the_item_and_publish_nothing(
+        producer: VectorProducer, settings: Settings, call: Callable[[VectorProducer], object],
+        error: type[Exception], names: str) -> None:
     producer.create_collection("dims", 4)
     with pytest.raises(error, match=None) as info:
         call(producer)
@@ -124,10 +128,10 @@ def test_large_batch_is_split_under_the_message_size_in_one_transaction(settings
     assert len(upserts) > 1, "the batch must have been split"
     assert sum(len(e.ids) for e in upserts) == 3000
     assert np.array_equal(np.concatenate([e.vectors for e in upserts]), vectors)
-    assert [p["i"] for e in upserts for p in e.payloads] == list(range(3000))
+    assert [cast("dict[str, Any]", p)["i"] for e in upserts for p in e.payloads] == list(range(3000))
 
 
-def test_committed_transaction_is_visible_and_aborted_one_is_not(producer, settings) -> None:  # type: ignore[no-untyped-def]
+def test_committed_transaction_is_visible_and_aborted_one_is_not(producer: VectorProducer, settings: Settings) -> None:
     producer.create_collection("tx", 2)
     with producer.transaction():
         producer.upsert("tx", [1], [[1, 0]])
@@ -149,7 +153,7 @@ def test_producer_killed_mid_batch_leaves_no_half_batch(settings: Settings) -> N
         import os, numpy as np
         from kafka import KafkaProducer
         from producers import VectorProducer
-        from vectorizer.settings import Settings
+        from infra.settings import Settings
         s = Settings(kafka_bootstrap={settings.kafka_bootstrap!r}, topic={settings.topic!r},
                      max_message_bytes=128 * 1024)
         p = VectorProducer(s, producer_id="doomed", transaction_timeout_ms=3000)
@@ -174,6 +178,7 @@ def test_producer_killed_mid_batch_leaves_no_half_batch(settings: Settings) -> N
     assert sum(isinstance(e, ev.VectorsUpserted) for e in uncommitted) >= 4, "partial records did reach the log"
     committed = _events(settings, expected=2, isolation="read_committed")
     assert [type(e) for e in committed] == [ev.CollectionCreated, ev.VectorsUpserted]
+    assert isinstance(committed[1], ev.VectorsUpserted)
     assert committed[1].ids == ("after",)
 
 
@@ -183,7 +188,8 @@ def test_producer_killed_mid_batch_leaves_no_half_batch(settings: Settings) -> N
     ([[1e39, 1, 2, 3]], "NaN or infinity"),
     ([[1, [2], 3, 4]], "not an array of numbers"),
 ])
-def test_non_numeric_or_overflowing_vectors_are_invalid(producer: VectorProducer, vectors, names) -> None:  # type: ignore[no-untyped-def]
+def test_non_numeric_or_overflowing_vectors_are_invalid(producer: VectorProducer, vectors: list[list[Any]],
+                                                         names: str) -> None:
     producer.create_collection("v", 4)
     with pytest.raises(InvalidVector, match=names):
         producer.upsert("v", [1], vectors)
@@ -191,7 +197,7 @@ def test_non_numeric_or_overflowing_vectors_are_invalid(producer: VectorProducer
 
 def test_a_payload_nested_too_deep_is_invalid(producer: VectorProducer) -> None:
     producer.create_collection("deep", 2)
-    payload: dict = {}
+    payload: dict[str, Any] = {}
     node = payload
     for _ in range(100):
         node["a"] = {}

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from infra.settings import Settings
 from producers import VectorProducer
-from producers.workspace import Watcher, WorkspaceError, WorkspaceProducer, load
-from producers.workspace.files import read, scan
 from tests.api.conftest import Running, serving
 from tests.helpers import read_topic, running_projector, state_of, wait_until
-from vectorizer.settings import Settings
+from vectorizer.workspace import Watcher, WorkspaceError, WorkspaceProducer, load
+from vectorizer.workspace.files import read, scan
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = """\

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from infra.settings import Settings
 from tests.api.conftest import serving
-from vectorizer.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from projections.catalog.models import tracking
+from infra.migrations.tables import tracking
 from projections.catalog.store import MIGRATIONS, Catalog, make_engine
 from projections.changes import Rejection
 

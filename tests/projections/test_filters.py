@@ -693,7 +693,7 @@ def _filters(conditions: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy
     clause = conditions | st.lists(conditions, max_size=2)
     min_should = st.fixed_dictionaries({"conditions": st.lists(conditions, max_size=3), "min_count": st.integers(1, 2)})
     optional = {"must": clause, "should": clause, "must_not": clause, "min_should": min_should}
-    return st.fixed_dictionaries({}, optional=optional)  # type: ignore[arg-type]
+    return st.fixed_dictionaries({}, optional=optional)
 
 
 def _compound(children: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,7 @@ def _upsert(ids: list[int], vectors: np.ndarray, payloads: list[dict[str, int]])
 
 
 @pytest.mark.parametrize("metric", ["cosine", "l2"])
-def test_only_changed_vectors_reach_the_index(metric: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_changed_vectors_reach_the_index(metric: ev.Metric, monkeypatch: pytest.MonkeyPatch) -> None:
     state = ProjectionState()
     state.apply(ev.CollectionCreated(ev.EventMeta.new("c", "t"), 4, metric, 8, 32, 16), 0)
     coll = state.get("c")
@@ -26,8 +28,12 @@ def test_only_changed_vectors_reach_the_index(metric: str, monkeypatch: pytest.M
 
     added: list[list[int]] = []
     original = type(coll.index).add
-    monkeypatch.setattr(type(coll.index), "add", lambda self, labels, prepared: (
-        added.append(labels.tolist()), original(self, labels, prepared))[1])
+
+    def add(self: Any, labels: np.ndarray, prepared: np.ndarray) -> None:
+        added.append(labels.tolist())
+        original(self, labels, prepared)
+
+    monkeypatch.setattr(type(coll.index), "add", add)
     changed = vectors.copy()
     changed[1] += 0.5
     state.apply(_upsert([1, 2, 3, 6, 9], np.vstack([changed[:3], vectors[3:4], vectors[:1]]),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import string
+from collections.abc import Callable
+from typing import Any, cast
 
 import fastavro
 import numpy as np
@@ -99,13 +101,13 @@ def test_plain_fastavro_decodes_a_record_with_only_the_schema_files() -> None:
                                ({"k": 1}, None))
     data = encode(event)
     # What a third-party reader does: match the fingerprint against the .avsc files, then read.
-    schemas = {}
+    schemas: dict[bytes, Any] = {}
     for path in AVRO_DIR.glob("*.v*.avsc"):
-        schema = load_schema(path)
+        schema = load_schema(str(path))
         canonical = fastavro.schema.to_parsing_canonical_form(schema)
         schemas[bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))] = schema
     assert data[:2] == b"\xc3\x01"
-    record = fastavro.schemaless_reader(io.BytesIO(data[10:]), schemas[data[2:10]], None)
+    record = cast(dict[str, Any], fastavro.schemaless_reader(io.BytesIO(data[10:]), schemas[data[2:10]], None))
     assert record["ids"] == [1, "a"] and record["count"] == 2 and record["dimension"] == 3
     assert np.frombuffer(record["vectors"], "<f4").reshape(2, 3).tolist() == np.eye(2, 3).tolist()
     assert json.loads(record["payloads"][0]) == {"k": 1}
@@ -124,7 +126,7 @@ def _sample() -> bytes:
     (lambda b: b[:-1], ChecksumMismatch),
     (lambda b: b[:12], InvalidContent),
 ])
-def test_each_decode_failure_has_its_own_exception(mutate, error) -> None:  # type: ignore[no-untyped-def]
+def test_each_decode_failure_has_its_own_exception(mutate: Callable[[bytes], bytes], error: type[Exception]) -> None:
     with pytest.raises(error) as info:
         decode(mutate(_sample()))
     assert isinstance(info.value, ValueError)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from vectorizer.settings import Settings
+from infra.settings import Settings
 
 if TYPE_CHECKING:
     from projections.catalog.store import Catalog

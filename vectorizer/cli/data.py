@@ -18,11 +18,11 @@ import numpy as np
 import typer
 
 from infra.kafka.launcher import broker_answers
+from infra.settings import Settings
 from producers import VectorProducer, WriteToken
 from producers.errors import VerdictUnknown, WriteNotApplied, WriteRejected
 from vectorizer.cli.context import CliContext, cli_context, fail, has_catalog, open_catalog
 from vectorizer.cli.progress import progress
-from vectorizer.settings import Settings
 
 BATCH = 1000
 PENDING_EXIT = 3  # acknowledged by Kafka, not applied by a projection within --timeout

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from infra.kafka.launcher import BrokerError, LocalBroker, NodeSpec
+from infra.settings import Settings
 from vectorizer.cli.context import cli_context, fail
-from vectorizer.settings import Settings
 
 app = typer.Typer(help="Run a local single-node Kafka broker (KRaft, jars from Maven Central).",
                   no_args_is_help=True)

@@ -10,10 +10,10 @@ from pathlib import Path
 import typer
 
 from infra.kafka.launcher import BrokerError, broker_answers
+from infra.settings import Settings
 from vectorizer.cli.context import cli_context, fail
 from vectorizer.cli.kafka import local_broker
 from vectorizer.datadir import hold
-from vectorizer.settings import Settings
 
 
 def _server_pid_file(settings: Settings) -> Path:
@@ -53,7 +53,7 @@ def _up(settings: Settings) -> None:
 
 
 def _serve_until_stopped(settings: Settings) -> None:
-    from projections.api.server import run_server
+    from vectorizer.api.server import run_server
 
     run_server(settings)
 

@@ -14,11 +14,11 @@ import typer
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NodeNotReadyError
 from typer.core import TyperGroup
 
+from infra.errors import VectorizerError
+from infra.settings import Settings
 from vectorizer import __version__
 from vectorizer.cli import data, dlq, kafka, lifecycle, ops, run, serve, workspace
 from vectorizer.cli.context import CliContext, fail
-from vectorizer.errors import VectorizerError
-from vectorizer.settings import Settings
 
 
 class _Root(TyperGroup):

@@ -11,12 +11,13 @@ import typer
 from kafka import TopicPartition
 
 from consumers import logid, snapshots, stall
+from consumers.errors import SnapshotCorrupt
 from consumers.rebuild import has_records
 from infra.kafka import clients
-from producers.topics import partition_for
+from infra.kafka.topics import partition_for
+from infra.settings import Settings
 from vectorizer.cli.context import cli_context, fail, open_catalog
 from vectorizer.datadir import hold
-from vectorizer.settings import Settings
 
 log = logging.getLogger("vectorizer")
 
@@ -78,7 +79,7 @@ def status(ctx: typer.Context) -> None:
     if newest is not None:
         try:
             covered = {int(p): o for p, o in snapshots.read_manifest(newest)["offsets"].items()}
-        except snapshots.SnapshotCorrupt:
+        except SnapshotCorrupt:
             covered = {}
     rows = []
     for coll in catalog.collection_rows():

@@ -13,7 +13,7 @@ def serve(ctx: typer.Context) -> None:
 
     Holds the data directory's lock while it runs (``restore`` refuses it meanwhile).
     """
-    from projections.api.server import run_server
+    from vectorizer.api.server import run_server
 
     settings = cli_context(ctx).settings
     with hold(settings.data_dir, "vectorizer serve"):

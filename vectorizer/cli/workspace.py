@@ -14,7 +14,7 @@ from vectorizer.cli.context import CliContext, cli_context, fail, open_catalog, 
 from vectorizer.cli.progress import progress
 
 if TYPE_CHECKING:
-    from producers.workspace import CollectionReport, Workspace, WorkspaceProducer
+    from vectorizer.workspace import CollectionReport, Workspace, WorkspaceProducer
 
 app = typer.Typer(help="Keep workspace collections in step with files (vectorize-workspace.yml).",
                   no_args_is_help=True)
@@ -33,7 +33,7 @@ def _summary(c: CliContext, reports: list[CollectionReport], verb: str) -> None:
 
 
 def _first_sync(producer: WorkspaceProducer, workspace: Workspace) -> list[CollectionReport]:
-    from producers.workspace.files import scan
+    from vectorizer.workspace.files import scan
 
     total = sum(1 for spec in workspace.collections for _ in scan(spec))
     with progress("indexing files", total, unit="chunks", count="events", events_unit="files") as advance:
@@ -59,7 +59,7 @@ def drop(ctx: typer.Context, name: str) -> None:
 @app.command("sync")
 def sync(ctx: typer.Context, file: Path = FILE, wait: float = WAIT) -> None:
     """Publish what changed since the last sync, once; wait until the server has applied it."""
-    from producers.workspace import WorkspaceProducer, load
+    from vectorizer.workspace import WorkspaceProducer, load
 
     c = cli_context(ctx)
     workspace = load(file)
@@ -74,7 +74,7 @@ def sync(ctx: typer.Context, file: Path = FILE, wait: float = WAIT) -> None:
 def watch(ctx: typer.Context, file: Path = FILE, wait: float = WAIT,
           debounce: float = typer.Option(0.3, help="Seconds of quiet before publishing a burst of changes")) -> None:
     """Sync, then publish every change the filesystem reports until interrupted (Ctrl-C, SIGTERM)."""
-    from producers.workspace import Watcher, WorkspaceProducer, load
+    from vectorizer.workspace import Watcher, WorkspaceProducer, load
 
     c = cli_context(ctx)
     workspace = load(file)

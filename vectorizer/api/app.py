@@ -2,7 +2,7 @@
 
 Request path, outermost first: latency metrics (and the request's start time), API keys,
 the body size limit, the read-only rule of workspace collections, then FastAPI's routing.
-Every error, expected or not, is answered in Qdrant's envelope by :mod:`projections.api.errors`;
+Every error, expected or not, is answered in Qdrant's envelope by :mod:`vectorizer.api.errors`;
 nothing a client sends stops the server.
 """
 
@@ -13,17 +13,17 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from consumers.projector import Projector
+from infra.errors import VectorizerError
+from infra.settings import Settings
 from producers.producer import VectorProducer
-from projections.api.auth import AuthMiddleware
-from projections.api.context import Api
-from projections.api.errors import handle_error, handle_http_error
-from projections.api.limits import BodyLimitMiddleware
-from projections.api.metrics import LatencyMiddleware, Metrics
-from projections.api.readonly import ReadOnlyCollections
-from projections.api.routes import collections, points, query, reads, service, snapshots, text
 from vectorizer import __version__
-from vectorizer.errors import VectorizerError
-from vectorizer.settings import Settings
+from vectorizer.api.auth import AuthMiddleware
+from vectorizer.api.context import Api
+from vectorizer.api.errors import handle_error, handle_http_error
+from vectorizer.api.limits import BodyLimitMiddleware
+from vectorizer.api.metrics import LatencyMiddleware, Metrics
+from vectorizer.api.readonly import ReadOnlyCollections
+from vectorizer.api.routes import collections, points, query, reads, service, snapshots, text
 
 
 def create_app(settings: Settings, projector: Projector, producer: VectorProducer | None) -> FastAPI:
@@ -36,7 +36,7 @@ def create_app(settings: Settings, projector: Projector, producer: VectorProduce
                    snapshots.router, text.router):
         app.include_router(router)
     app.add_exception_handler(HTTPException, handle_http_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, handle_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, handle_error)
     app.add_exception_handler(VectorizerError, handle_error)  # every expected error, answered here
     app.add_exception_handler(Exception, handle_error)  # a bug: logged with its traceback, answered 500
     # add_middleware wraps: the last added runs first.

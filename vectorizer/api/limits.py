@@ -10,7 +10,7 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from projections.api.errors import BadRequest, PayloadTooLarge, error_response, response_for
+from vectorizer.api.errors import BadRequest, PayloadTooLarge, error_response, response_for
 
 
 class BodyLimitMiddleware:
@@ -90,7 +90,7 @@ def json_error_protocol() -> type[asyncio.Protocol]:
     except ImportError:  # no httptools: uvicorn parses with h11
         from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
 
-    class JsonErrorProtocol(Base):  # type: ignore[misc, valid-type]
+    class JsonErrorProtocol(Base):
         def send_400_response(self, msg: str) -> None:
             self.transport.write(_json_400(msg))
             self.transport.close()

@@ -12,11 +12,11 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
 
 from producers.errors import WriteRejected
-from projections.api import parsing as p
-from projections.api.context import Api, api, body, json_body, ok, timeout_param
-from projections.api.errors import BadRequest, Unprocessable
 from projections.collection import Collection
 from projections.errors import CollectionExists
+from vectorizer.api import parsing as p
+from vectorizer.api.context import Api, api, body, json_body, ok, timeout_param
+from vectorizer.api.errors import BadRequest, Unprocessable
 
 router = APIRouter(tags=["collections"])
 

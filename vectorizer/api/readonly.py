@@ -12,8 +12,8 @@ import re
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from consumers.projector import Projector
-from projections.api.auth import is_read
-from projections.api.errors import Forbidden, response_for
+from vectorizer.api.auth import is_read
+from vectorizer.api.errors import Forbidden, response_for
 
 _COLLECTION = re.compile(r"^/collections/([^/]+)(/.*)?$")
 _NOT_WRITES = re.compile(r"^/snapshots/?$")  # writing a snapshot changes no data

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from projections.api.errors import BadRequest
-from projections.api.floats import shortest
-from projections.api.parsing import array, show
 from projections.collection import Collection
 from schemas import paths
 from schemas.errors import InvalidPath
 from schemas.ids import PointId
+from vectorizer.api.errors import BadRequest
+from vectorizer.api.floats import shortest
+from vectorizer.api.parsing import array, show
 
 Payload = dict[str, Any]
 PayloadView = Callable[[Payload | None], Payload | None]

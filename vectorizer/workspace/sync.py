@@ -40,18 +40,18 @@ from kafka.errors import KafkaError
 from watchdog.events import FileSystemEventHandler
 
 from consumers.rebuild import has_records
+from infra.errors import VectorizerError
 from infra.kafka import clients
+from infra.kafka.topics import partition_for
+from infra.settings import Settings
 from producers.errors import ProducerFenced, WorkspaceError, WorkspaceFenced
 from producers.producer import VectorProducer, WriteToken
-from producers.topics import partition_for
-from producers.workspace.config import CollectionSpec, Workspace, load
-from producers.workspace.files import Skipped, TextFile, chunk_id, read, scan
 from projections.catalog.store import Catalog
 from schemas.events import WORKSPACE_PRODUCER
 from schemas.ids import from_catalog_key
 from vectorizer import embedders
-from vectorizer.errors import VectorizerError
-from vectorizer.settings import Settings
+from vectorizer.workspace.config import CollectionSpec, Workspace, load
+from vectorizer.workspace.files import Skipped, TextFile, chunk_id, read, scan
 
 log = logging.getLogger(__name__)
 UPSERT_BATCH = 256

@@ -8,7 +8,7 @@ server (not even its version or whether it is up) is told to a client without a 
 ``Settings.read_only_api_key`` allows every read (:func:`is_read`), probes included, so
 orchestrators and monitoring can use it; a write with it is a 403.
 With neither key set the API is open: it listens on loopback by default, and
-:mod:`projections.api.server` warns loudly when it binds anything else without a key.
+:mod:`vectorizer.api.server` warns loudly when it binds anything else without a key.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from projections.api.errors import Forbidden, Unauthorized, response_for
-from vectorizer.settings import Settings
+from infra.settings import Settings
+from vectorizer.api.errors import Forbidden, Unauthorized, response_for
 
 _READ_POST = re.compile(r"^/collections/[^/]+/(points(/scroll|/count|/query|/query/batch|/search)?|search/text)/?$")
 

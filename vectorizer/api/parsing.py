@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from producers.producer import WriteToken
-from projections.api.errors import BadRequest
 from projections.filters import Filter, parse_filter
 from schemas import validation as check
 from schemas.errors import ValidationError
 from schemas.ids import PointId, storable_point_id
+from vectorizer.api.errors import BadRequest
 
 Body = dict[str, Any]
 

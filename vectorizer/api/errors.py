@@ -16,10 +16,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from infra.errors import InfrastructureError, VectorizerError
 from producers.errors import PublishFailed, WriteRejected
 from projections.errors import CollectionExists, CollectionNotFound, ConsistencyTimeout, InvalidFilter, PointNotFound
 from schemas.errors import SchemaError
-from vectorizer.errors import InfrastructureError, VectorizerError
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
 
-from projections.api import parsing as p
-from projections.api.context import Api, api, body, json_body, ok
-from projections.api.errors import BadRequest
-from projections.api.routes.query import _common, run
-from projections.api.routes.reads import ReadOptions, read_options, readable
+from infra.errors import ConfigurationError
 from projections.collection import Collection
 from vectorizer import embedders
-from vectorizer.errors import ConfigurationError
+from vectorizer.api import parsing as p
+from vectorizer.api.context import Api, api, body, json_body, ok
+from vectorizer.api.errors import BadRequest
+from vectorizer.api.routes.query import _common, run
+from vectorizer.api.routes.reads import ReadOptions, read_options, readable
 
 router = APIRouter(tags=["search"])
 _FIELDS = ("query", "filter", "limit", "offset", "with_payload", "with_vector", "score_threshold", "params",

@@ -21,16 +21,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from consumers.projector import Projector
+from infra.kafka.topics import partition_for
+from infra.settings import Settings
 from producers.errors import WriteRejected
 from producers.producer import VectorProducer, WriteToken
-from producers.topics import partition_for
-from projections.api.errors import BadRequest, NotReady
-from projections.api.metrics import Metrics
-from projections.api.parsing import MAX_TIMEOUT_SECONDS, Body, load_body
 from projections.collection import Collection
 from projections.errors import CollectionNotFound, ConsistencyTimeout
 from schemas.ids import PointId
-from vectorizer.settings import Settings
+from vectorizer.api.errors import BadRequest, NotReady
+from vectorizer.api.metrics import Metrics
+from vectorizer.api.parsing import MAX_TIMEOUT_SECONDS, Body, load_body
 
 _PARSE_INLINE_BYTES = 64 * 1024
 
@@ -75,9 +75,9 @@ class Api:
     def await_tokens(self, tokens: Iterable[WriteToken], timeout: float | None) -> None:
         """Block until every token is applied here; :class:`ConsistencyTimeout` after ``timeout`` in total
         (``None``: as long as it takes, while the projector runs). A token naming a partition the
-        topic does not have is a :class:`~projections.api.errors.BadRequest` at once: nothing will
+        topic does not have is a :class:`~vectorizer.api.errors.BadRequest` at once: nothing will
         ever apply it."""
-        from projections.api.parsing import known_partitions
+        from vectorizer.api.parsing import known_partitions
 
         tokens = known_partitions(tokens, self.projector.stats.log_end)
         for token in tokens:

@@ -16,12 +16,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import JSONResponse
 
 from producers.producer import WriteToken
-from projections.api import parsing as p
-from projections.api.context import Api, api, body, json_body, ok, timeout_param
-from projections.api.errors import BadRequest
 from projections.collection import Collection
 from schemas import validation as check
 from schemas.ids import PointId
+from vectorizer.api import parsing as p
+from vectorizer.api.context import Api, api, body, json_body, ok, timeout_param
+from vectorizer.api.errors import BadRequest
 
 router = APIRouter(tags=["points"])
 

@@ -19,8 +19,9 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
 
 from consumers import snapshots
-from projections.api.context import Api, api, ok, timeout_param
-from projections.api.errors import NotReady
+from consumers.errors import SnapshotCorrupt
+from vectorizer.api.context import Api, api, ok, timeout_param
+from vectorizer.api.errors import NotReady
 
 router = APIRouter(tags=["snapshots"])
 Timeout = timeout_param("Seconds to wait for the snapshot to be written")
@@ -48,7 +49,7 @@ def create_snapshot(request: Request, collection_name: str, timeout: float | Non
         with _recording:
             snapshots.record_request(path, coll.config.name, coll.created_offset)
         return ok(request, describe(path))
-    except (FileNotFoundError, snapshots.SnapshotCorrupt):  # pruned by newer ones in the meantime
+    except (FileNotFoundError, SnapshotCorrupt):  # pruned by newer ones in the meantime
         raise NotReady(f"snapshot {name} was pruned by newer snapshots before it could be recorded; retry "
                        "(or raise VECTORIZER_SNAPSHOTS_KEEP)") from None
 
@@ -64,6 +65,6 @@ def list_snapshots(request: Request, collection_name: str, a: Api = Depends(api)
             continue
         try:
             found.append(describe(path))
-        except snapshots.SnapshotCorrupt:
+        except SnapshotCorrupt:
             continue  # verify/repair report it; a listing shows loadable snapshots only
     return ok(request, found)

@@ -25,10 +25,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from consumers.projector import Projector
+from infra.settings import Settings
 from producers.producer import VectorProducer
-from projections.api.app import create_app
-from projections.api.limits import json_error_protocol
-from vectorizer.settings import Settings
+from vectorizer.api.app import create_app
+from vectorizer.api.limits import json_error_protocol
 
 log = logging.getLogger(__name__)
 

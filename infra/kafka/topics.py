@@ -14,9 +14,9 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, Ne
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 
+from infra.errors import BrokerUnavailable
 from infra.kafka import clients
-from producers.errors import PublishFailed
-from vectorizer.settings import Settings
+from infra.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def ensure_topics(settings: Settings, admin: KafkaAdminClient | None = None) -> 
     try:
         admin = admin or clients.admin(settings, "topics", request_timeout_ms=15000)
     except KafkaError as exc:
-        raise PublishFailed(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+        raise BrokerUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     try:
         problems: list[str] = []
         for name in (settings.topic, settings.dlq_topic):
@@ -82,7 +82,7 @@ def _wait_for_metadata(admin: KafkaAdminClient, name: str, timeout: float = 15.0
         if described and not described[0].get("error_code") and described[0].get("partitions"):
             return
         time.sleep(0.05)
-    raise PublishFailed(f"topic {name} was created but has no partition metadata after {timeout}s")
+    raise BrokerUnavailable(f"topic {name} was created but has no partition metadata after {timeout}s")
 
 
 def check_topic(admin: KafkaAdminClient, name: str) -> list[str]:

@@ -14,12 +14,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import JSONResponse
 
-from projections.api import parsing as p
-from projections.api.context import Api, api, body, json_body, ok, timeout_param
-from projections.api.errors import BadRequest
-from projections.api.records import id_order, payload_view, records, wants_vector
 from projections.collection import Collection
 from projections.errors import PointNotFound
+from vectorizer.api import parsing as p
+from vectorizer.api.context import Api, api, body, json_body, ok, timeout_param
+from vectorizer.api.errors import BadRequest
+from vectorizer.api.records import id_order, payload_view, records, wants_vector
 
 router = APIRouter(tags=["points"])
 

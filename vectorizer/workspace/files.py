@@ -17,8 +17,8 @@ from pathlib import Path
 
 import xxhash
 
-from producers.workspace.config import SKIP_DIRS, CollectionSpec
 from schemas.ids import MAX_STR_ID_LEN
+from vectorizer.workspace.config import SKIP_DIRS, CollectionSpec
 
 _LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")
 

@@ -17,16 +17,16 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
 
-from projections.api import parsing as p
-from projections.api.context import Api, api, body, json_body, ok
-from projections.api.errors import BadRequest
-from projections.api.records import PayloadView, id_order, payload_view, records, wants_vector
-from projections.api.routes.reads import ReadOptions, read_options, readable
 from projections.collection import Collection
 from projections.errors import PointNotFound
 from projections.filters import Filter
 from projections.search import search
 from schemas.ids import PointId
+from vectorizer.api import parsing as p
+from vectorizer.api.context import Api, api, body, json_body, ok
+from vectorizer.api.errors import BadRequest
+from vectorizer.api.records import PayloadView, id_order, payload_view, records, wants_vector
+from vectorizer.api.routes.reads import ReadOptions, read_options, readable
 
 router = APIRouter(tags=["search"])
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse, Response
 
-from projections.api.context import Api, api, ok
-from projections.api.errors import NotReady, response_for
-from projections.api.metrics import CONTENT_TYPE
 from vectorizer import __version__
+from vectorizer.api.context import Api, api, ok
+from vectorizer.api.errors import NotReady, response_for
+from vectorizer.api.metrics import CONTENT_TYPE
 
 #: The Qdrant REST API level this server speaks. qdrant-client compares it with its own
 #: version (same major, minor within one) and warns otherwise, so ``version`` carries it;

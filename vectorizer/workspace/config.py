@@ -28,10 +28,10 @@ from typing import Any
 import pathspec
 import yaml
 
+from infra.errors import ConfigurationError
 from schemas import validation
 from schemas.errors import ValidationError
 from vectorizer import embedders
-from vectorizer.errors import ConfigurationError
 
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".venv", "node_modules"})  # never indexed
 MAX_FILE_BYTES = 64 << 20  # one file's chunks go in one transaction: keep it well within its timeout
@@ -71,7 +71,7 @@ class Workspace:
 
 
 @functools.lru_cache(maxsize=256)
-def _spec(globs: tuple[str, ...]) -> pathspec.PathSpec:
+def _spec(globs: tuple[str, ...]) -> pathspec.PathSpec[Any]:
     """Globs relative to the root: ``*`` stays within a folder, ``**`` crosses folders (anchored
     gitignore patterns: ``*.txt`` is the root's text files, ``**/*.txt`` all of them)."""
     return pathspec.PathSpec.from_lines("gitignore", [g if g.startswith(("/", "**")) else "/" + g for g in globs])

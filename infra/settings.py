@@ -1,0 +1,165 @@
+"""One typed, frozen settings object, built once at the edge (CLI or environment).
+
+Precedence: explicit overrides (command-line flags) > environment variables > defaults.
+Nothing below the edge reads the environment: components receive a :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.errors import ConfigurationError
+
+ENV_PREFIX = "VECTORIZER_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of a Vectorizer process. Field names match the variables without prefix."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic: str = "vectorizer.events"
+    data_dir: Path = Path("./data")
+    cache_dir: Path = Path.home() / ".cache" / "vectorizer"  # fetched broker jars
+    catalog_url: str = field(default="", repr=False)  # empty: sqlite:///<data_dir>/catalog.db (may hold a password)
+    http: str = "127.0.0.1:15002"
+    projection: str = "default"
+    api_key: str | None = field(default=None, repr=False)
+    read_only_api_key: str | None = field(default=None, repr=False)
+    # Topic creation.
+    partitions: int = 1
+    replication_factor: int = 1
+    max_message_bytes: int = 8 * 1024 * 1024
+    # Snapshots: every N events or T seconds, whichever comes first; keep the last K.
+    snapshot_every_events: int = 10_000
+    snapshot_every_seconds: float = 300.0
+    snapshots_keep: int = 3
+    # Projector batching.
+    poll_max_records: int = 2_000
+    # HTTP.
+    max_body_bytes: int = 64 * 1024 * 1024
+    default_timeout: float = 30.0
+    # How long a write waits for Kafka's acknowledgement before it is reported as not
+    # acknowledged (PublishFailed, HTTP 503). The record may still land later: clients retry,
+    # and upserts by id are idempotent.
+    publish_timeout: float = 15.0
+    # Kafka's transaction.timeout.ms of every transactional producer, in seconds. A producer
+    # killed inside a transaction holds every read_committed reader of its partitions (the last
+    # stable offset) until the broker aborts it: at most this long, plus the broker's 1 s check.
+    # A live transaction running longer is aborted by the broker (its commit fails: PublishFailed).
+    # 30 s = twice publish_timeout: a transaction's sends and its commit are each bounded by
+    # publish_timeout, so one call's transaction outlives a slow broker yet a dead producer
+    # stalls readers for half of Kafka's 60 s default. The broker caps it
+    # (transaction.max.timeout.ms, 900 s by default).
+    transaction_timeout: float = 30.0
+    # The most a transaction may write (record values, bytes): a projector holds a transaction's
+    # records in memory until it has all of them, to apply them as one step for readers, so the
+    # producer refuses a transaction past this (TransactionTooLarge) before writing the record
+    # that would pass it. A projector holds at most twice this before giving up on showing a
+    # transaction whole (other writers' records between its records are held with it).
+    max_transaction_bytes: int = 256 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("data_dir", "cache_dir"):
+            if not isinstance(getattr(self, name), Path):
+                object.__setattr__(self, name, Path(getattr(self, name)))
+
+    @property
+    def resolved_catalog_url(self) -> str:
+        """The catalog URL, defaulting to a SQLite file inside the data directory."""
+        return self.catalog_url or f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
+
+    @property
+    def catalog_file(self) -> Path | None:
+        """The catalog's SQLite file (in the data directory by default); None for a database server."""
+        url = self.resolved_catalog_url
+        return Path(url.removeprefix("sqlite:///").partition("?")[0]) if url.startswith("sqlite:///") else None
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic}.dlq"
+
+    @property
+    def http_host(self) -> str:
+        return self.http.rpartition(":")[0] or "127.0.0.1"
+
+    @property
+    def http_port(self) -> int:
+        return int(self.http.rpartition(":")[2])
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.data_dir / "snapshots" / self.projection
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``) then ``overrides``.
+
+        ``None`` values in ``overrides`` mean "flag not given" and are ignored. A relative
+        data directory (the default ``./data`` included) is resolved here, once, against the
+        current directory, so every later use and message names the same absolute folder.
+        Raises :class:`ConfigurationError` naming the variable whose value is invalid.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.name, f.type, raw, ENV_PREFIX + f.name.upper())
+        for name, value in (overrides or {}).items():
+            if value is None:
+                continue
+            ftype = next((f.type for f in dataclasses.fields(cls) if f.name == name), None)
+            if ftype is None:
+                raise ConfigurationError(f"unknown setting {name!r}")
+            values[name] = _coerce(name, ftype, value, f"--{name.replace('_', '-')}")
+        settings = cls(**values)
+        settings = settings.replace(data_dir=settings.data_dir.expanduser().resolve())
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if ":" not in self.http:
+            raise ConfigurationError(f"VECTORIZER_HTTP: expected host:port, got {self.http!r}")
+        if not self.http.rpartition(":")[2].isdigit():
+            raise ConfigurationError(f"VECTORIZER_HTTP: port is not a number in {self.http!r}")
+        if not self.topic:
+            raise ConfigurationError("VECTORIZER_TOPIC: must not be empty")
+        if not self.projection.replace("-", "").replace("_", "").isalnum():
+            raise ConfigurationError(
+                f"VECTORIZER_PROJECTION: use letters, digits, '-' and '_' only, got {self.projection!r}"
+            )
+        if not 1.0 <= self.transaction_timeout <= 900.0:
+            raise ConfigurationError("VECTORIZER_TRANSACTION_TIMEOUT: expected 1 to 900 seconds (the broker's "
+                                     f"transaction.max.timeout.ms), got {self.transaction_timeout}")
+        if self.max_transaction_bytes < self.max_message_bytes:
+            raise ConfigurationError("VECTORIZER_MAX_TRANSACTION_BYTES: must be at least max_message_bytes "
+                                     f"({self.max_message_bytes}), got {self.max_transaction_bytes}")
+        for name in ("partitions", "replication_factor", "snapshot_every_events", "snapshots_keep",
+                     "poll_max_records"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name}: must be at least 1")
+
+
+def _coerce(name: str, ftype: Any, raw: Any, source: str) -> Any:
+    type_name = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", str(ftype))
+    try:
+        if "Path" in type_name:
+            return Path(raw)
+        if type_name.startswith("int"):
+            return int(raw)
+        if type_name.startswith("float"):
+            return float(raw)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{source}: expected a number for {name}, got {raw!r}") from None
+    return str(raw) if raw is not None else None
