@@ -28,7 +28,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy vectorizer schemas producers consumers projections infra
+	$(BIN)/mypy vectorizer schemas producers consumers projections infra tests
 	$(BIN)/lint-imports
 
 bench: $(STAMP)

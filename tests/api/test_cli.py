@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from typer.testing import CliRunner
@@ -12,7 +13,7 @@ from tests.api.conftest import Running, unique
 from vectorizer.cli import app
 
 
-def _cli(server: Running, *args: str) -> dict | list:
+def _cli(server: Running, *args: str) -> Any:
     s = server.settings
     result = CliRunner().invoke(app, ["--kafka-bootstrap", s.kafka_bootstrap, "--topic", s.topic, "--data-dir",
                                       str(s.data_dir), "--http", s.http, "--json", *args])

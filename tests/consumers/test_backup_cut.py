@@ -131,8 +131,11 @@ def test_backups_under_concurrent_writes_restore_and_verify_clean(settings: Sett
                 floor = int(manifests[-1]["offsets"]["0"]) if manifests else first.offset
                 for _ in range(WRITES_PER_BACKUP // 2):
                     budget.release()
-                wait_until(lambda floor=floor: proj.applied.get(0, -1) > floor or failure, 30,
-                           message=f"the projection to move past {floor}")
+
+                def moved_past(floor: int = floor) -> object:
+                    return proj.applied.get(0, -1) > floor or failure
+
+                wait_until(moved_past, 30, message=f"the projection to move past {floor}")
                 assert not failure, failure
                 for _ in range(WRITES_PER_BACKUP - WRITES_PER_BACKUP // 2):  # published while this backup runs
                     budget.release()

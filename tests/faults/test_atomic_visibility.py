@@ -116,8 +116,11 @@ def test_a_reader_never_sees_part_of_a_committed_transaction(settings: Settings)
                 before = reader.reads()
                 token = _commit(producer, "tx", start, n, seed=i)
                 server.replica.projector.wait_for(token.partition, token.offset, 120)
-                wait_until(lambda before=before: reader.reads() > before + 100, 60,
-                           message="reads after the commit")
+
+                def more_reads(before: int = before) -> bool:
+                    return reader.reads() > before + 100
+
+                wait_until(more_reads, 60, message="reads after the commit")
                 marks.append(reader.reads())
         assert not reader.errors, reader.errors
         stats = server.replica.projector.stats
@@ -162,7 +165,11 @@ def test_a_transaction_across_two_partitions_is_visible_on_both_at_once(settings
                         last = producer.upsert(b, ids, _vectors(len(ids), i + 100))
                 total += n
                 server.replica.projector.wait_for(last.partition, last.offset, 120)
-                wait_until(lambda before=before: reader.reads() > before + 30, 60, message="reads after the commit")
+
+                def more_reads(before: int = before) -> bool:
+                    return reader.reads() > before + 30
+
+                wait_until(more_reads, 60, message="reads after the commit")
         assert not reader.errors, reader.errors
     uneven = [counts for counts, _ in reader.seen if not counts[0] <= counts[1] <= counts[2]]
     assert not uneven, f"{len(uneven)} of {len(reader.seen)} reads saw one partition's part only: {uneven[:5]}"
@@ -186,7 +193,11 @@ def test_one_large_http_upsert_split_into_several_events_is_visible_at_once(sett
                 assert r.status_code == 200 and r.json()["result"]["status"] == "completed", r.text
                 got = server.http.post("/collections/big/points/count", json={"exact": True}).json()["result"]
                 assert got["count"] == first + n  # wait=true answered: the whole upsert is visible
-                wait_until(lambda before=before: reader.reads() > before + 20, 60, message="reads after the upsert")
+
+                def more_reads(before: int = before) -> bool:
+                    return reader.reads() > before + 20
+
+                wait_until(more_reads, 60, message="reads after the upsert")
         assert not reader.errors, reader.errors
         events = server.replica.projector.stats.events_applied
     assert events >= 2 * 10, f"the upserts were not split into several events ({events} events)"
@@ -228,7 +239,7 @@ def test_a_log_written_before_framing_replays_as_before(settings: Settings, cata
         assert 0 not in coll.label_of and 3_000 not in coll.label_of and 2_999 in coll.label_of
         assert proj.stats.dead_letters == 0
         assert proj.stats.units_applied >= 1  # the framed transaction, as one unit
-        served = {pid: coll.vector(pid).tolist() for pid in coll.label_of}  # type: ignore[union-attr]
+        served = {pid: coll.vector(pid).tolist() for pid in coll.label_of}
     replayed = replay_into(settings).state.get(name)  # what verify compares against
     assert replayed is not None
     assert {pid: replayed.vector(pid).tolist() for pid in replayed.label_of} == served  # type: ignore[union-attr]

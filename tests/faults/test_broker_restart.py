@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -98,8 +99,8 @@ def test_broker_kill_and_restart_during_ingest_loses_and_duplicates_nothing(tmp_
         broker.stop()
 
 
-def _scroll_all(http: httpx.Client) -> list[dict]:
-    points: list[dict] = []
+def _scroll_all(http: httpx.Client) -> list[dict[str, Any]]:
+    points: list[dict[str, Any]] = []
     offset = None
     while True:
         body = {"limit": 1000, "with_payload": False, **({"offset": offset} if offset is not None else {})}

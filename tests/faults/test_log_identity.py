@@ -65,6 +65,7 @@ def test_a_recreated_topic_stops_the_server_then_a_rebuild_serves_the_new_log(ka
         written = running.http.put("/collections/old/points", params={"wait": "true"},
                                    json={"points": [{"id": 99, "vector": [1.0] * DIM}]}).json()["result"]
         old_token = written["write_token"]
+        assert running.replica.projector.identity is not None
         assert WriteToken.parse(old_token).log == running.replica.projector.identity.tag  # it names its log
         assert running.http.post("/collections/old/points/count", params={"consistency": old_token},
                                  json={}).json()["result"]["count"] == 21

@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -42,7 +43,7 @@ def _metric(server: Running, name: str) -> float:
     return float(found.group(1))
 
 
-def _status(settings: Settings) -> dict:
+def _status(settings: Settings) -> dict[str, Any]:
     code, output = run_cli(settings, "--json", "status")
     assert code == 0, output
     return json.loads(output.strip().splitlines()[-1])
