@@ -28,6 +28,7 @@ from consumers.errors import BackupCorrupt
 from consumers.rebuild import CatalogMirror, ReplayResult, ahead_of_log, log_ends, replay_into
 from infra.errors import VectorizerError
 from infra.kafka.topics import partition_for
+from infra.process import masked_url
 from infra.settings import Settings
 from projections.catalog.store import Catalog, CatalogCut
 from projections.collection import Collection, canonical_json, point_checksum
@@ -132,8 +133,7 @@ def catalog_location(settings: Settings) -> str:
     path = settings.catalog_file
     if path is not None:
         return str(path)
-    url = settings.resolved_catalog_url
-    return url.split("@")[-1] if "@" in url else url
+    return masked_url(settings.resolved_catalog_url)
 
 
 # verify -------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ import typer
 from consumers import integrity, snapshots
 from consumers.rebuild import STALL_SECONDS, log_ends
 from infra.errors import VectorizerError
+from infra.process import setup_logging
 from infra.settings import Settings
 from vectorizer.cli.context import CliContext, cli_context, fail, open_catalog, require_catalog
 from vectorizer.cli.progress import progress
-from vectorizer.cli.run import setup_logging
 from vectorizer.datadir import hold
 
 #: A replay that applies nothing for this long gives up (a sub-batch takes seconds; the projector
