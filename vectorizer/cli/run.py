@@ -11,7 +11,7 @@ from kafka import TopicPartition
 
 from consumers import logid, snapshots, stall
 from consumers.errors import SnapshotCorrupt
-from consumers.rebuild import has_records
+from consumers.replay import has_records
 from infra import process
 from infra.kafka import clients
 from infra.kafka.topics import partition_for
