@@ -48,6 +48,7 @@ from infra.settings import Settings
 from producers.errors import VerdictUnknown
 from projections.catalog.store import Catalog
 from projections.changes import Change, Rejection
+from projections.collection import Collection
 from projections.errors import CatalogUnavailable, ConsistencyTimeout, Rejected
 from projections.state import ProjectionState
 from schemas import events as ev
@@ -636,7 +637,31 @@ class Projector:
             del kept[oldest]
             self._verdicts_from[partition] = oldest + 1
 
-    # Readers -----------------------------------------------------------------------
+    # Readers (the HTTP layer's ProjectionReader) -------------------------------------
+    def serving(self) -> bool:
+        """Whether recovery caught up and the log checks out (reads and writes are answered)."""
+        return self.ready.is_set()
+
+    def positions(self) -> dict[int, int]:
+        """The last offset applied per partition, as readers see it."""
+        with self._cond:
+            return dict(self.applied)
+
+    def partitions(self) -> list[int]:
+        """The topic's partitions (as last seen)."""
+        return sorted(self.stats.log_end)
+
+    def log_tag(self) -> str | None:
+        """The short name of the log being applied (write tokens carry it), None before recovery."""
+        return None if self.identity is None else self.identity.tag
+
+    def collection(self, name: str) -> Collection | None:
+        return self.state.get(name)
+
+    def collections(self) -> dict[str, Collection]:
+        """Every collection by name, as one published state."""
+        return dict(self.state.collections)
+
     def wait_for(self, partition: int, offset: int, timeout: float | None) -> None:
         """Block until ``partition:offset`` is applied (``timeout=None``: however long that takes).
 

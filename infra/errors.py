@@ -23,3 +23,7 @@ class InfrastructureError(VectorizerError, RuntimeError):
 
 class BrokerUnavailable(InfrastructureError):
     """Kafka cannot be reached, or a topic it created has no metadata in time."""
+
+
+class BrokerError(InfrastructureError):
+    """The local broker could not be fetched, started or stopped."""

@@ -107,6 +107,14 @@ class Filter:
         """
         return self._predicate(point_id, _EMPTY_PAYLOAD if payload is None else payload)
 
+    @classmethod
+    def without(cls, flt: Filter | None, point: PointId) -> Filter:
+        """``flt`` (or no filter) that also leaves out the point ``point``."""
+        if flt is None:
+            return cls(lambda pid, _payload: pid != point, frozenset())
+        inner = flt._predicate  # noqa: SLF001 - the same class
+        return cls(lambda pid, payload: pid != point and inner(pid, payload), flt.referenced_keys)
+
 
 def parse_filter(obj: object, *, field: str = "filter") -> Filter | None:
     """Validate and compile a REST filter object; ``None`` means "no filter" and yields ``None``.

@@ -18,6 +18,7 @@ import numpy as np
 
 from projections.collection import Collection
 from projections.filters import Filter
+from projections.query import matching
 from schemas.ids import PointId
 
 EXACT_SCAN_MAX_MATCHES = 5_000  # never scan more matches than this exactly ...
@@ -72,10 +73,8 @@ def _search_locked(coll: Collection, query: np.ndarray, need: int, ef: int | Non
 
 
 def _exact_filtered(coll: Collection, query: np.ndarray, need: int, flt: Filter) -> tuple[np.ndarray, np.ndarray]:
-    payload_of = coll.payload_of
-    matching = np.fromiter((lbl for lbl, pid in coll.id_of.items() if flt.matches(pid, payload_of.get(lbl))),
-                           dtype=np.int64)
-    return coll.index.exact(query, matching, need)
+    labels = np.fromiter((label for label, _ in matching(coll, flt)), dtype=np.int64)
+    return coll.index.exact(query, labels, need)
 
 
 def _selective(matches: float, total: int) -> bool:
@@ -88,7 +87,7 @@ def _estimated_matches(coll: Collection, flt: Filter) -> float:
     """Matching points estimated from a deterministic sample of labels."""
     total = len(coll)
     if total <= _SAMPLE:
-        return float(sum(flt.matches(pid, coll.payload_of.get(lbl)) for lbl, pid in coll.id_of.items()))
+        return float(sum(1 for _ in matching(coll, flt)))
     rng = np.random.default_rng(total)
     sample = [lbl for lbl in rng.integers(0, coll.next_label, _SAMPLE * 2).tolist() if lbl in coll.id_of][:_SAMPLE]
     if not sample:

@@ -71,3 +71,8 @@ def from_catalog_key(key: str) -> PointId:
     """Inverse of :func:`catalog_key`."""
     tag, _, rest = key.partition(":")
     return int(rest) if tag == "n" else rest
+
+
+def id_order(point_id: PointId) -> tuple[int, int | str]:
+    """Qdrant's scroll order: integer ids ascending, then string ids (UUIDs) lexicographically."""
+    return (0, point_id) if isinstance(point_id, int) else (1, point_id)

@@ -22,13 +22,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from infra.errors import VectorizerError
+from vectorizer.errors import DataDirInUse
 
 LOCK_NAME = ".lock"
-
-
-class DataDirInUse(VectorizerError, RuntimeError):
-    """Another process holds the data directory's lock; the message names its pid."""
 
 
 def lock_path(data_dir: Path) -> Path:

@@ -36,15 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from infra.errors import InfrastructureError
+from infra.errors import BrokerError
 
 HERE = Path(__file__).resolve().parent
 KAFKA_VERSION = "4.1.1"
 READY_MARKER = ".complete"
-
-
-class BrokerError(InfrastructureError):
-    """The local broker could not be fetched, started or stopped."""
 
 
 def jars_dir(cache_dir: Path) -> Path:

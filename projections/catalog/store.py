@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from infra.migrations.tables import collections, log_identity, points, rejections, tracking, verdicts_from
+from infra.process import masked_url
 from infra.settings import Settings
 from projections.changes import Change, DeletePoints, DropCollection, PutCollection, PutPoints, Rejection
 from projections.errors import CatalogUnavailable, TrackingConflict
@@ -89,7 +90,7 @@ class Catalog:
 
     @property
     def safe_url(self) -> str:
-        return self.url.split("@")[-1] if "@" in self.url else self.url
+        return masked_url(self.url)
 
     # Position ----------------------------------------------------------------------
     def positions(self) -> dict[int, int]:

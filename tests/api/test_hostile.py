@@ -19,9 +19,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from schemas.ids import id_order
 from tests.api.conftest import Running, _settings, serving, unique
 from tests.reliability import record
-from vectorizer.api.records import id_order
 
 LIMIT = 16 * 1024
 

@@ -27,7 +27,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from consumers import integrity
+from consumers import backup as backups
 from consumers.dlq import read_letters
 from infra.settings import Settings
 from producers import VectorProducer, WriteToken
@@ -219,9 +219,9 @@ def test_workspace_collections_stay_read_only_after_restarts(kafka_bootstrap: st
     with serving(settings.replace(data_dir=tmp_path / "b")) as running:  # a fresh replay elsewhere
         assert running.replica.projector.stats.loaded_snapshot is None
         _assert_read_only(running, name)
-    integrity.backup(settings, tmp_path / "backup")
+    backups.backup(settings, tmp_path / "backup")
     restored = settings.replace(data_dir=tmp_path / "c")
-    integrity.restore(restored, tmp_path / "backup")
+    backups.restore(restored, tmp_path / "backup")
     with serving(restored) as running:  # restored from a backup
         assert running.replica.projector.stats.loaded_snapshot is not None
         _assert_read_only(running, name)

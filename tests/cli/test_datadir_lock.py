@@ -22,7 +22,8 @@ from projections.catalog.store import Catalog
 from tests.conftest import free_port
 from tests.helpers import running_projector, wait_until
 from vectorizer.cli import app
-from vectorizer.datadir import DataDirInUse, hold, holder
+from vectorizer.datadir import hold, holder
+from vectorizer.errors import DataDirInUse
 
 ROOT = Path(__file__).resolve().parents[2]
 

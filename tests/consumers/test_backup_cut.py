@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from consumers import backup as backups
 from consumers import integrity
 from infra.settings import Settings
 from producers import VectorProducer
@@ -59,10 +60,10 @@ def test_a_cut_does_not_see_a_commit_landing_between_its_reads(catalog_url: str,
         cut = catalog.cut()
         assert landed == [0, 1], "the concurrent commit ran during the cut"
         assert cut.positions == {0: 2} and len(cut.points) == 20 and len(cut.rejections) == 1
-        assert integrity.cut_problems(cut, 1) == []
+        assert backups.cut_problems(cut, 1) == []
         after = catalog.cut()  # the next cut sees the whole commit
         assert after.positions == {0: 3} and len(after.points) == 30 and len(after.rejections) == 2
-        assert integrity.cut_problems(after, 1) == []
+        assert backups.cut_problems(after, 1) == []
     finally:
         catalog.close()
         writer.close()
@@ -139,7 +140,7 @@ def test_backups_under_concurrent_writes_restore_and_verify_clean(settings: Sett
                 assert not failure, failure
                 for _ in range(WRITES_PER_BACKUP - WRITES_PER_BACKUP // 2):  # published while this backup runs
                     budget.release()
-                manifests.append(integrity.backup(live, tmp_path / f"bk{i}"))
+                manifests.append(backups.backup(live, tmp_path / f"bk{i}"))
         finally:
             stop.set()
             writer.join(60)
@@ -154,7 +155,7 @@ def test_backups_under_concurrent_writes_restore_and_verify_clean(settings: Sett
         for i, manifest in enumerate(manifests):
             target = settings.replace(data_dir=tmp_path / f"restored{i}",
                                       catalog_url="" if make_schema is None else make_schema())
-            restored = integrity.restore(target, tmp_path / f"bk{i}")
+            restored = backups.restore(target, tmp_path / f"bk{i}")
             assert restored["offsets"] == manifest["offsets"]
             report = integrity.verify(target, recall_samples=5)
             assert report.ok, (i, manifest["offsets"], [str(p) for p in report.problems[:5]])

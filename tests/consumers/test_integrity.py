@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from consumers import backup as backups
 from consumers import integrity, snapshots
 from infra.settings import Settings
 from producers import VectorProducer
@@ -113,7 +114,7 @@ def test_backup_restore_into_another_dir_gives_identical_results(populated: Sett
 
 
 def test_a_damaged_backup_is_refused_naming_the_files(populated: Settings, tmp_path: Path) -> None:
-    integrity.backup(populated, tmp_path / "bk")
+    backups.backup(populated, tmp_path / "bk")
     _flip(tmp_path / "bk" / "catalog.jsonl")
     index_file = next((tmp_path / "bk" / "snapshot").rglob("c0000.hnsw"))
     index_file.unlink()
@@ -157,7 +158,7 @@ def test_backups_keep_the_verdicts_and_format_1_backups_still_restore(populated:
         refused = p.upsert("missing", [1], np.ones((1, 8), np.float32))
     with running_projector(populated) as proj:
         proj.wait_for(refused.partition, refused.offset, 30)
-    integrity.backup(populated, tmp_path / "bk")
+    backups.backup(populated, tmp_path / "bk")
     lines = (tmp_path / "bk" / "catalog.jsonl").read_text().splitlines()
     assert sum(json.loads(line)["table"] == "rejections" for line in lines) == 1
 
@@ -203,7 +204,7 @@ def _cli_within(settings: Settings, seconds: float, *args: str) -> tuple[int, st
 
 
 def test_verify_and_repair_report_a_catalog_ahead_of_the_log(populated: Settings) -> None:
-    from consumers.rebuild import log_ends
+    from consumers.replay import log_ends
 
     end = log_ends(populated)[0]
     engine = sa.create_engine(populated.resolved_catalog_url)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from kafka import KafkaProducer
 
-from consumers.rebuild import replay_into
+from consumers.replay import replay_into
 from infra.kafka.topics import ensure_topics, partition_for
 from infra.settings import Settings
 from producers import VectorProducer

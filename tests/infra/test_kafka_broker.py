@@ -9,7 +9,8 @@ from pathlib import Path
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from infra.kafka.launcher import BrokerError, LocalBroker, NodeSpec, port_is_free
+from infra.errors import BrokerError
+from infra.kafka.launcher import LocalBroker, NodeSpec, port_is_free
 from infra.settings import Settings
 from tests.conftest import free_port
 from tests.helpers import read_topic

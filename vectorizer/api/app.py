@@ -12,7 +12,6 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from consumers.projector import Projector
 from infra.errors import VectorizerError
 from infra.settings import Settings
 from producers.producer import VectorProducer
@@ -22,16 +21,17 @@ from vectorizer.api.context import Api
 from vectorizer.api.errors import handle_error, handle_http_error
 from vectorizer.api.limits import BodyLimitMiddleware
 from vectorizer.api.metrics import LatencyMiddleware, Metrics
+from vectorizer.api.reader import ProjectionReader
 from vectorizer.api.readonly import ReadOnlyCollections
 from vectorizer.api.routes import collections, points, query, reads, service, snapshots, text
 
 
-def create_app(settings: Settings, projector: Projector, producer: VectorProducer | None) -> FastAPI:
+def create_app(settings: Settings, projection: ProjectionReader, producer: VectorProducer | None) -> FastAPI:
     """The HTTP API. ``producer`` may be ``None`` until Kafka answers: set ``app.state.api.producer`` then."""
     app = FastAPI(title="vectorizer", version=__version__, docs_url=None, redoc_url=None,
                   description="A Qdrant-compatible REST subset over an event-sourced vector database.")
-    metrics = Metrics(projector)
-    app.state.api = Api(settings, projector, producer, metrics)
+    metrics = Metrics(projection)
+    app.state.api = Api(settings, projection, producer, metrics)
     for router in (service.router, collections.router, points.router, reads.router, query.router,
                    snapshots.router, text.router):
         app.include_router(router)
@@ -40,7 +40,7 @@ def create_app(settings: Settings, projector: Projector, producer: VectorProduce
     app.add_exception_handler(VectorizerError, handle_error)  # every expected error, answered here
     app.add_exception_handler(Exception, handle_error)  # a bug: logged with its traceback, answered 500
     # add_middleware wraps: the last added runs first.
-    app.add_middleware(ReadOnlyCollections, projector=projector)
+    app.add_middleware(ReadOnlyCollections, projection=projection)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, settings=settings)
     app.add_middleware(LatencyMiddleware, metrics=metrics)

@@ -1,4 +1,5 @@
-"""What every route works with: the projector, the producer, and the steps all routes share.
+"""What every route works with: the projection (a :class:`ProjectionReader`), the producer,
+and the steps all routes share.
 
 Reads: wait until this server's projection applied every write token the request names
 (``consistency``), then answer from the projection. Writes: validate, publish through the
@@ -20,7 +21,6 @@ from fastapi import Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
-from consumers.projector import Projector
 from infra.kafka.topics import partition_for
 from infra.settings import Settings
 from producers.errors import WriteRejected
@@ -31,6 +31,7 @@ from schemas.ids import PointId
 from vectorizer.api.errors import BadRequest, NotReady
 from vectorizer.api.metrics import Metrics
 from vectorizer.api.parsing import MAX_TIMEOUT_SECONDS, Body, load_body
+from vectorizer.api.reader import ProjectionReader
 
 _PARSE_INLINE_BYTES = 64 * 1024
 
@@ -40,14 +41,14 @@ class Api:
     """The server's shared parts. ``producer`` is ``None`` until Kafka first answered."""
 
     settings: Settings
-    projector: Projector
+    projection: ProjectionReader
     producer: VectorProducer | None
     metrics: Metrics
 
     # Guards --------------------------------------------------------------------------
     def require_ready(self) -> None:
-        if not self.projector.ready.is_set():
-            problem = self.projector.log_problem
+        if not self.projection.serving():
+            problem = self.projection.log_problem
             if problem is not None:  # nothing is served, and no write answered, from a stale projection
                 raise NotReady(f"not serving: {problem}")
             raise NotReady("recovery has not caught up with the log yet; retry shortly")
@@ -59,13 +60,13 @@ class Api:
         return self.producer
 
     def collection(self, name: str) -> Collection:
-        coll = self.projector.state.get(name)
+        coll = self.projection.collection(name)
         if coll is None:
             raise CollectionNotFound(f"Not found: Collection `{name}` doesn't exist!")
         return coll
 
     def dimension_of(self, name: str) -> int | None:
-        coll = self.projector.state.get(name)
+        coll = self.projection.collection(name)
         return None if coll is None else coll.config.dimension
 
     # Consistency ---------------------------------------------------------------------
@@ -79,30 +80,30 @@ class Api:
         ever apply it."""
         from vectorizer.api.parsing import known_partitions
 
-        tokens = known_partitions(tokens, self.projector.stats.log_end)
+        tokens = known_partitions(tokens, self.projection.partitions())
         for token in tokens:
             self.check_log_of(token)
         deadline = None if timeout is None else time.monotonic() + timeout
         for token in tokens:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            self.projector.wait_for(token.partition, token.offset, left)
+            self.projection.wait_for(token.partition, token.offset, left)
 
     def check_log_of(self, token: WriteToken) -> None:
         """A token that names another log than the one this server follows is a 400: its numbers
         say nothing about this log (the topic was recreated, or the token is from another cluster)."""
-        here = None if self.projector.identity is None else self.projector.identity.tag
+        here = self.projection.log_tag()
         if token.log is not None and here is not None and token.log != here:
             raise BadRequest(f"consistency: write token {token} is from another log ({token.log}); this server "
                              f"follows log {here} (the topic was recreated, or the token is from another cluster)")
 
     def tagged(self, token: WriteToken) -> WriteToken:
         """``token`` naming the log this server follows (for answers)."""
-        here = None if self.projector.identity is None else self.projector.identity.tag
+        here = self.projection.log_tag()
         return token if here is None else dataclasses.replace(token, log=here)
 
     def check_verdict(self, token: WriteToken) -> None:
         """Raise :class:`WriteRejected` if the projection refused any record of this applied write."""
-        refused = self.projector.verdict(token.partition, token.records)
+        refused = self.projection.verdict(token.partition, token.records)
         if refused:
             raise WriteRejected.of(token.partition, refused, len(token.records))
 
@@ -111,9 +112,9 @@ class Api:
 
         Answers writes that publish nothing (an empty id list, a filter matching no point).
         """
-        partitions = sorted(self.projector.stats.log_end) or [0]
+        partitions = self.projection.partitions() or [0]
         partition = partitions[partition_for(collection, len(partitions))]
-        return WriteToken(partition, max(0, self.projector.applied.get(partition, 0)))
+        return WriteToken(partition, max(0, self.projection.positions().get(partition, 0)))
 
     # Writes --------------------------------------------------------------------------
     def write_result(self, collection: str, token: WriteToken | None, wait: bool | None,
@@ -130,7 +131,7 @@ class Api:
         status = "acknowledged"
         if wait:
             try:
-                self.projector.wait_for(token.partition, token.offset, timeout)
+                self.projection.wait_for(token.partition, token.offset, timeout)
             except ConsistencyTimeout:
                 status = "wait_timeout"
             else:

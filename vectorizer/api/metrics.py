@@ -16,19 +16,19 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consumers import snapshots
-from consumers.projector import Projector
+from vectorizer.api.reader import ProjectionReader
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class Metrics:
-    def __init__(self, projector: Projector) -> None:
+    def __init__(self, projection: ProjectionReader) -> None:
         self.registry = CollectorRegistry()
         self.latency = Histogram("vectorizer_http_request_duration_seconds", "HTTP request latency by route",
                                  ("method", "route", "status"), registry=self.registry, buckets=_BUCKETS)
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, cpu, fds
-        self.registry.register(ProjectionCollector(projector))
+        self.registry.register(ProjectionCollector(projection))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -37,11 +37,11 @@ class Metrics:
 class ProjectionCollector(Collector):
     """Events applied, offsets and lag per partition, snapshot age, points per collection."""
 
-    def __init__(self, projector: Projector) -> None:
-        self.projector = projector
+    def __init__(self, projection: ProjectionReader) -> None:
+        self.projection = projection
 
     def collect(self) -> Iterator[Metric]:
-        p = self.projector
+        p = self.projection
         stats = p.stats
         yield _counter("vectorizer_events_applied", "Events applied to the projection", stats.events_applied)
         yield _counter("vectorizer_vectors_applied", "Point ids carried by applied events", stats.vectors_applied)
@@ -57,8 +57,8 @@ class ProjectionCollector(Collector):
                      float(stats.last_snapshot_error is not None))
         yield _counter("vectorizer_catalog_failures", "Catalog commits that failed and were retried",
                        stats.catalog_failures)
-        yield _gauge("vectorizer_ready", "1 once recovery caught up with the log", float(p.ready.is_set()))
-        yield _per_partition("vectorizer_applied_offset", "Last offset applied", dict(p.applied))
+        yield _gauge("vectorizer_ready", "1 once recovery caught up with the log", float(p.serving()))
+        yield _per_partition("vectorizer_applied_offset", "Last offset applied", p.positions())
         yield _per_partition("vectorizer_log_end_offset", "Log end offset last seen", dict(stats.log_end))
         yield _per_partition("vectorizer_lag_records", "Records between the read position and the log end",
                              p.lag())
@@ -78,7 +78,7 @@ class ProjectionCollector(Collector):
         if age is not None:
             yield _gauge("vectorizer_snapshot_age_seconds", "Age of the newest snapshot", age)
         points = GaugeMetricFamily("vectorizer_collection_points", "Points per collection", labels=["collection"])
-        for name, coll in sorted(dict(p.state.collections).items()):
+        for name, coll in sorted(p.collections().items()):
             points.add_metric([name], coll.count())
         yield points
 

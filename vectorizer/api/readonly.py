@@ -11,9 +11,9 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from consumers.projector import Projector
 from vectorizer.api.auth import is_read
 from vectorizer.api.errors import Forbidden, response_for
+from vectorizer.api.reader import ProjectionReader
 
 _COLLECTION = re.compile(r"^/collections/([^/]+)(/.*)?$")
 _NOT_WRITES = re.compile(r"^/snapshots/?$")  # writing a snapshot changes no data
@@ -24,14 +24,14 @@ class ReadOnlyCollections:
     object (a loaded snapshot), so holding the one seen at start-up would miss every collection
     the snapshot brought."""
 
-    def __init__(self, app: ASGIApp, projector: Projector) -> None:
-        self.app, self.projector = app, projector
+    def __init__(self, app: ASGIApp, projection: ProjectionReader) -> None:
+        self.app, self.projection = app, projection
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not is_read(scope["method"], scope["path"]):
             found = _COLLECTION.match(scope["path"])
             if found and not _NOT_WRITES.match(found.group(2) or ""):
-                coll = self.projector.state.get(found.group(1))
+                coll = self.projection.collection(found.group(1))
                 if coll is not None and coll.config.kind == "workspace":
                     error = Forbidden(f"collection {coll.name!r} is a workspace collection and is read-only: it "
                                       "follows its files through `vectorizer workspace sync|watch`")

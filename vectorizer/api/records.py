@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from projections import query
 from projections.collection import Collection
 from schemas import paths
 from schemas.errors import InvalidPath
@@ -24,11 +25,6 @@ Payload = dict[str, Any]
 PayloadView = Callable[[Payload | None], Payload | None]
 #: A prefix tree of selected paths: ``{"a": {"b": True}, "l": {None: True}}``; ``True`` selects all below.
 Tree = dict[Any, Any]
-
-
-def id_order(point_id: PointId) -> tuple[int, int | str]:
-    """Qdrant's scroll order: integer ids ascending, then string ids (UUIDs) lexicographically."""
-    return (0, point_id) if isinstance(point_id, int) else (1, point_id)
 
 
 def payload_view(value: object, path: str, *, default: bool) -> PayloadView:
@@ -67,14 +63,13 @@ def records(coll: Collection, ids: list[PointId], view: PayloadView, with_vector
 
     Read under the collection's read lock; a point deleted since ``ids`` were chosen is left out.
     """
-    with coll.lock.read():
-        present = [(i, pid, coll.label_of[pid]) for i, pid in enumerate(ids) if pid in coll.label_of]
-        vectors = coll.index.vectors([label for _, _, label in present]) if with_vector else None
-        out = []
-        for i, pid, label in present:
-            rec: dict[str, Any] = {"id": pid} if scores is None else {"id": pid, "version": 0, "score": scores[i]}
-            rec["payload"] = view(coll.payload_of.get(label))
-            out.append(rec)
+    found = query.points(coll, ids, with_vector)
+    vectors = found.vectors
+    out = []
+    for i, pid, payload in zip(found.positions, found.ids, found.payloads, strict=True):
+        rec: dict[str, Any] = {"id": pid} if scores is None else {"id": pid, "version": 0, "score": scores[i]}
+        rec["payload"] = view(payload)
+        out.append(rec)
     # Shortest round-trip decimals, as Qdrant prints float32 (0.15, not 0.15000000596046448).
     rows = [None] * len(out) if vectors is None else shortest(vectors).tolist()
     for rec, vector in zip(out, rows, strict=True):

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import signal
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
 import uvicorn
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from consumers.projector import Projector
+from infra import process
 from infra.settings import Settings
 from producers.producer import VectorProducer
 from vectorizer.api.app import create_app
@@ -113,15 +111,13 @@ def run_server(settings: Settings) -> None:
 
     Raises the projector's exception if it failed, so the process exits non-zero.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    process.setup_logging()
     replica = Replica(settings)
     # uvicorn replaces these while serving and re-raises a caught signal afterwards: landing
     # here, that is harmless, and the final snapshot is not interrupted.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: replica.request_stop())
+    process.on_stop(replica.request_stop)
     log.info("serving http://%s:%d (topic %s, projection %s, catalog %s)", settings.http_host, settings.http_port,
-             settings.topic, settings.projection, masked_url(settings.resolved_catalog_url))
+             settings.topic, settings.projection, process.masked_url(settings.resolved_catalog_url))
     replica.serve()
     if replica.failure is not None:
         raise replica.failure
@@ -146,10 +142,3 @@ def exposure_warning(settings: Settings) -> str | None:
             f"key: anyone who reaches this address can read, overwrite and delete every collection. Set "
             f"VECTORIZER_API_KEY (and VECTORIZER_READ_ONLY_API_KEY), or serve on 127.0.0.1.")
 
-
-def masked_url(url: str) -> str:
-    """A database URL fit for a log: the password replaced by ``***``."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:  # not a URL SQLAlchemy reads: keep only what follows the credentials
-        return url.rpartition("@")[2]

@@ -67,7 +67,7 @@ def _caught_up(settings: Settings, positions: dict[int, int]) -> bool:
 
     from kafka import TopicPartition
 
-    from consumers.rebuild import has_records, log_ends
+    from consumers.replay import has_records, log_ends
     from infra.kafka import clients
 
     ends = log_ends(settings)

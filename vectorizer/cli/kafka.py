@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from infra.kafka.launcher import BrokerError, LocalBroker, NodeSpec
+from infra.errors import BrokerError
+from infra.kafka.launcher import LocalBroker, NodeSpec
 from infra.settings import Settings
 from vectorizer.cli.context import cli_context, fail
 

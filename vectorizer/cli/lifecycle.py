@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from infra.kafka.launcher import BrokerError, broker_answers
+from infra.errors import BrokerError
+from infra.kafka.launcher import broker_answers
 from infra.settings import Settings
 from vectorizer.cli.context import cli_context, fail
 from vectorizer.cli.kafka import local_broker

@@ -10,13 +10,14 @@ from typing import Optional
 
 import typer
 
+from consumers import backup as backups
 from consumers import integrity, snapshots
-from consumers.rebuild import STALL_SECONDS, log_ends
+from consumers.replay import STALL_SECONDS, log_ends
 from infra.errors import VectorizerError
+from infra.process import setup_logging
 from infra.settings import Settings
 from vectorizer.cli.context import CliContext, cli_context, fail, open_catalog, require_catalog
 from vectorizer.cli.progress import progress
-from vectorizer.cli.run import setup_logging
 from vectorizer.datadir import hold
 
 #: A replay that applies nothing for this long gives up (a sub-batch takes seconds; the projector
@@ -130,7 +131,7 @@ def backup(ctx: typer.Context, out_dir: Path) -> None:
     c = cli_context(ctx)
     require_catalog(c.settings)
     try:
-        manifest = integrity.backup(c.settings, out_dir)
+        manifest = backups.backup(c.settings, out_dir)
     except VectorizerError as exc:
         raise fail(str(exc)) from None
     c.emit(manifest, f"backup of {manifest['topic']} at offsets {manifest['offsets']} written to {out_dir} "
@@ -145,9 +146,9 @@ def restore(ctx: typer.Context, in_dir: Path) -> None:
     """
     c = cli_context(ctx)
     try:
-        integrity.check_backup(in_dir)  # a damaged backup writes nothing, not even the data directory
+        backups.check_backup(in_dir)  # a damaged backup writes nothing, not even the data directory
         with hold(c.settings.data_dir, "vectorizer restore"):
-            manifest = integrity.restore(c.settings, in_dir)
+            manifest = backups.restore(c.settings, in_dir)
     except VectorizerError as exc:
         raise fail(str(exc)) from None
     note = f" ({manifest['note']})" if manifest.get("note") else ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 
@@ -12,7 +11,8 @@ from kafka import TopicPartition
 
 from consumers import logid, snapshots, stall
 from consumers.errors import SnapshotCorrupt
-from consumers.rebuild import has_records
+from consumers.replay import has_records
+from infra import process
 from infra.kafka import clients
 from infra.kafka.topics import partition_for
 from infra.settings import Settings
@@ -22,15 +22,9 @@ from vectorizer.datadir import hold
 log = logging.getLogger("vectorizer")
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
-
-
 def stop_on_signals() -> threading.Event:
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    process.on_stop(stop.set)
     return stop
 
 
@@ -38,14 +32,14 @@ def project(ctx: typer.Context) -> None:
     """Run the projections without HTTP until SIGINT/SIGTERM (then a final snapshot)."""
     from consumers.projector import Projector
 
-    setup_logging()
+    process.setup_logging()
     settings = cli_context(ctx).settings
     with hold(settings.data_dir, "vectorizer project"):
         stop = stop_on_signals()
         projector = Projector(settings)
         projector.recover()
         log.info("projecting %s into %s (catalog %s)", settings.topic, settings.data_dir,
-                 projector.catalog.safe_url)
+                 process.masked_url(settings.resolved_catalog_url))
         projector.run(stop)
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from infra import process
 from vectorizer.cli.context import CliContext, cli_context, fail, open_catalog, require_catalog
 from vectorizer.cli.progress import progress
 
@@ -80,7 +81,7 @@ def watch(ctx: typer.Context, file: Path = FILE, wait: float = WAIT,
     workspace = load(file)
     require_catalog(c.settings)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    process.on_stop(stop.set, (signal.SIGTERM,))  # Ctrl-C: KeyboardInterrupt, handled below
     with WorkspaceProducer(c.settings, workspace, catch_up_timeout=wait) as producer:
         watcher = Watcher(producer, debounce)
         watcher.start()  # watching before the first sync: no change slips in between

@@ -32,13 +32,10 @@ from infra.errors import ConfigurationError
 from schemas import validation
 from schemas.errors import ValidationError
 from vectorizer import embedders
+from vectorizer.errors import WorkspaceConfigError
 
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".venv", "node_modules"})  # never indexed
 MAX_FILE_BYTES = 64 << 20  # one file's chunks go in one transaction: keep it well within its timeout
-
-
-class WorkspaceConfigError(ConfigurationError):
-    """The workspace file is invalid; the message names the line and the field."""
 
 
 @dataclass(frozen=True)

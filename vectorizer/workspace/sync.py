@@ -39,7 +39,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 from watchdog.events import FileSystemEventHandler
 
-from consumers.rebuild import has_records
+from consumers.replay import has_records
 from infra.errors import VectorizerError
 from infra.kafka import clients
 from infra.kafka.topics import partition_for

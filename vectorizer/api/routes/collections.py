@@ -28,7 +28,7 @@ Timeout = timeout_param("Seconds to wait for this server to apply the change, or
 @router.get("/collections", summary="List collections")
 def list_collections(request: Request, a: Api = Depends(api)) -> JSONResponse:
     a.require_ready()
-    names = sorted(dict(a.projector.state.collections))
+    names = sorted(a.projection.collections())
     return ok(request, {"collections": [{"name": name} for name in names]})
 
 
@@ -38,7 +38,7 @@ def create_collection(request: Request, collection_name: str, timeout: float | N
                       b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     producer = a.require_producer()
     spec = _creation(b)
-    if a.projector.state.get(collection_name) is not None:
+    if a.projection.collection(collection_name) is not None:
         raise CollectionExists(f"Wrong input: Collection `{collection_name}` already exists!")
     token = producer.create_collection(collection_name, **spec)
     a.await_tokens([token], a.timeout(timeout))
@@ -64,14 +64,14 @@ def collection_exists(request: Request, collection_name: str, consistency: str |
                       timeout: float | None = Timeout, a: Api = Depends(api)) -> JSONResponse:
     a.require_ready()
     a.await_tokens(p.consistency_tokens(consistency), a.timeout(timeout))
-    return ok(request, {"exists": a.projector.state.get(collection_name) is not None})
+    return ok(request, {"exists": a.projection.collection(collection_name) is not None})
 
 
 @router.delete("/collections/{collection_name}", summary="Delete a collection (false if it did not exist)")
 def delete_collection(request: Request, collection_name: str, timeout: float | None = Timeout,
                       a: Api = Depends(api)) -> JSONResponse:
     producer = a.require_producer()
-    if a.projector.state.get(collection_name) is None:
+    if a.projection.collection(collection_name) is None:
         return _bool_answer(request, False, None)
     token = producer.delete_collection(collection_name)
     a.await_tokens([token], a.timeout(timeout))

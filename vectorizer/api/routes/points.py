@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import JSONResponse
 
 from producers.producer import WriteToken
+from projections import query
 from projections.collection import Collection
 from schemas import validation as check
 from schemas.ids import PointId
@@ -110,9 +111,7 @@ def selected_ids(coll: Collection, b: dict[str, Any]) -> list[PointId]:
         return p.point_ids(b["points"], "points")
     flt = p.filter_of(b["filter"])
     assert flt is not None
-    payload_of = coll.payload_of
-    with coll.lock.read():
-        return [pid for label, pid in coll.id_of.items() if flt.matches(pid, payload_of.get(label))]
+    return query.select_ids(coll, flt)
 
 
 def _fields(b: dict[str, Any], allowed: tuple[str, ...], *unsupported: str) -> None:

@@ -9,7 +9,6 @@ point itself out, as Qdrant does. Without ``query``, points come in id order wit
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
 
+from projections import query as reads
 from projections.collection import Collection
 from projections.errors import PointNotFound
 from projections.filters import Filter
@@ -25,7 +25,7 @@ from schemas.ids import PointId
 from vectorizer.api import parsing as p
 from vectorizer.api.context import Api, api, body, json_body, ok
 from vectorizer.api.errors import BadRequest
-from vectorizer.api.records import PayloadView, id_order, payload_view, records, wants_vector
+from vectorizer.api.records import PayloadView, payload_view, records, wants_vector
 from vectorizer.api.routes.reads import ReadOptions, read_options, readable
 
 router = APIRouter(tags=["search"])
@@ -43,7 +43,6 @@ class Nearest:
     vector: np.ndarray | None
     exclude: PointId | None
     flt: Filter | None
-    filter_json: Any
     limit: int
     offset: int
     ef: int | None
@@ -59,7 +58,7 @@ class Nearest:
 def query(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
           b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     coll = readable(a, collection_name, opts, b)
-    with coll.lock.read():  # one state for the query point, the hits and their records
+    with reads.reading(coll):  # one state for the query point, the hits and their records
         points = run(coll, parse_query(coll, b, ""))
     return ok(request, {"points": points})
 
@@ -71,7 +70,7 @@ def query_batch(request: Request, collection_name: str, opts: ReadOptions = Depe
     p.fields(b, "", ("searches", "consistency"))
     coll = readable(a, collection_name, opts, b)
     searches = p.array(b.get("searches"), "searches")
-    with coll.lock.read():  # every query of the batch against one state
+    with reads.reading(coll):  # every query of the batch against one state
         parsed = [parse_query(coll, p.obj(s, f"searches[{i}]"), f"searches[{i}].") for i, s in enumerate(searches)]
         answers = [{"points": run(coll, q)} for q in parsed]
     return ok(request, answers)
@@ -93,8 +92,8 @@ def search_points(request: Request, collection_name: str, opts: ReadOptions = De
     if raw is None:
         raise BadRequest("vector: required")
     vector = p.vector(raw, "vector", coll.config.dimension)
-    with coll.lock.read():
-        hits = run(coll, _common(coll, b, "", vector, None))
+    with reads.reading(coll):
+        hits = run(coll, nearest(coll, b, "", vector, None))
     return ok(request, hits)
 
 
@@ -116,18 +115,17 @@ def parse_query(coll: Collection, b: dict[str, Any], path: str) -> Nearest:
     else:
         where = f"{path}query"
     if raw is None:
-        return _common(coll, b, path, None, None)
+        return nearest(coll, b, path, None, None)
     if isinstance(raw, (int, str)) and not isinstance(raw, bool):
         pid = p.point_id(raw, where)
-        with coll.lock.read():
-            vector = coll.vector(pid)
+        vector = reads.vector(coll, pid)
         if vector is None:
             raise PointNotFound(f"Not found: No point with id {pid} found")
-        return _common(coll, b, path, np.asarray(vector, np.float32), pid)
-    return _common(coll, b, path, p.vector(raw, where, coll.config.dimension), None)
+        return nearest(coll, b, path, np.asarray(vector, np.float32), pid)
+    return nearest(coll, b, path, p.vector(raw, where, coll.config.dimension), None)
 
 
-def _common(coll: Collection, b: dict[str, Any], path: str, vector: np.ndarray | None,
+def nearest(coll: Collection, b: dict[str, Any], path: str, vector: np.ndarray | None,
             exclude: PointId | None) -> Nearest:
     ef, exact = None, False
     if b.get("params") is not None:
@@ -142,26 +140,18 @@ def _common(coll: Collection, b: dict[str, Any], path: str, vector: np.ndarray |
         raise BadRequest(f"{path}limit: limit + offset must not exceed {p.MAX_RESULTS}")
     threshold = None if b.get("score_threshold") is None else p.number(b["score_threshold"],
                                                                        f"{path}score_threshold")
-    return Nearest(vector, exclude, p.filter_of(b.get("filter"), f"{path}filter"), b.get("filter"), limit, offset,
+    return Nearest(vector, exclude, p.filter_of(b.get("filter"), f"{path}filter"), limit, offset,
                    ef, exact, threshold, payload_view(b.get("with_payload"), f"{path}with_payload", default=False),
                    wants_vector(b.get("with_vector"), f"{path}with_vector"))
 
 
 def run(coll: Collection, q: Nearest) -> list[dict[str, Any]]:
     """Execute a parsed query; ``ScoredPoint`` objects, best first."""
-    if q.vector is None:
-        payload_of = coll.payload_of
-        with coll.lock.read():
-            candidates = (id_order(pid) + (pid,) for label, pid in coll.id_of.items()
-                          if q.flt is None or q.flt.matches(pid, payload_of.get(label)))
-            ids = [item[2] for item in heapq.nsmallest(q.limit + q.offset, candidates)][q.offset:]
-        return records(coll, ids, q.view, q.with_vector, [1.0] * len(ids))
-    flt = q.flt
-    if q.exclude is not None:  # the query point itself is left out
-        without = {"must_not": [{"has_id": [q.exclude]}]}
-        flt = p.filter_of(without if q.filter_json is None else {"must": [q.filter_json], **without})
-    hits = search(coll, q.vector, q.limit, ef=q.ef, flt=flt, exact=q.exact, offset=q.offset)
-    if q.score_threshold is not None:  # strictly better than the threshold, as Qdrant
-        t = q.score_threshold
-        hits = [h for h in hits if (h.score > t if coll.index.higher_is_better() else h.score < t)]
-    return records(coll, [h.id for h in hits], q.view, q.with_vector, [h.score for h in hits])
+    with reads.reading(coll):  # the hits and their records from one state
+        if q.vector is None:
+            ids = reads.first_by_id(coll, q.flt, q.limit + q.offset)[q.offset:]
+            return records(coll, ids, q.view, q.with_vector, [1.0] * len(ids))
+        flt = q.flt if q.exclude is None else reads.excluding(q.flt, q.exclude)  # not the query point itself
+        hits = search(coll, q.vector, q.limit, ef=q.ef, flt=flt, exact=q.exact, offset=q.offset)
+        hits = reads.better_than(hits, q.score_threshold, coll.index.higher_is_better())
+        return records(coll, [h.id for h in hits], q.view, q.with_vector, [h.score for h in hits])

@@ -6,7 +6,6 @@ the read wait, bounded by ``timeout``, until this server applied that write (els
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,12 +13,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import JSONResponse
 
+from projections import query
 from projections.collection import Collection
 from projections.errors import PointNotFound
 from vectorizer.api import parsing as p
 from vectorizer.api.context import Api, api, body, json_body, ok, timeout_param
 from vectorizer.api.errors import BadRequest
-from vectorizer.api.records import id_order, payload_view, records, wants_vector
+from vectorizer.api.records import payload_view, records, wants_vector
 
 router = APIRouter(tags=["points"])
 
@@ -95,17 +95,13 @@ def scroll(request: Request, collection_name: str, opts: ReadOptions = Depends(r
     if b.get("order_by") is not None:
         raise BadRequest("order_by: not supported by this server; scroll pages in id order")
     coll = readable(a, collection_name, opts, b)
-    start = None if b.get("offset") is None else id_order(p.point_id(b["offset"], "offset"))
+    start = None if b.get("offset") is None else p.point_id(b["offset"], "offset")
     size = p.limit(b, "", 10)
     flt = p.filter_of(b.get("filter"))
     view = payload_view(b.get("with_payload"), "with_payload", default=True)
     with_vector = wants_vector(b.get("with_vector"), "with_vector")
-    payload_of = coll.payload_of
-    with coll.lock.read():  # the page and its records from one state
-        candidates = ((id_order(pid), pid) for label, pid in coll.id_of.items()
-                      if (start is None or id_order(pid) >= start)
-                      and (flt is None or flt.matches(pid, payload_of.get(label))))
-        page = [pid for _, pid in heapq.nsmallest(size + 1, candidates)]
+    with query.reading(coll):  # the page and its records from one state
+        page = query.first_by_id(coll, flt, size + 1, start)
         points = records(coll, page[:size], view, with_vector)
     following = page[size] if len(page) > size else None
     return ok(request, {"points": points, "next_page_offset": following})
@@ -121,9 +117,4 @@ def count(request: Request, collection_name: str, opts: ReadOptions = Depends(re
         p.boolean(b["exact"], "exact")  # counts are always exact here
     coll = readable(a, collection_name, opts, b)
     flt = p.filter_of(b.get("filter"))
-    if flt is None:
-        return ok(request, {"count": coll.count()})
-    payload_of = coll.payload_of
-    with coll.lock.read():
-        n = sum(1 for label, pid in coll.id_of.items() if flt.matches(pid, payload_of.get(label)))
-    return ok(request, {"count": n})
+    return ok(request, {"count": query.count(coll, flt)})

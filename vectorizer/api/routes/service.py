@@ -37,7 +37,7 @@ def ready(request: Request, a: Api = Depends(api)) -> JSONResponse:
         a.require_producer()
     except NotReady as exc:
         return response_for(exc, getattr(request.state, "started", None))
-    return ok(request, {"status": "ready", "applied": {str(p): o for p, o in sorted(a.projector.applied.items())}})
+    return ok(request, {"status": "ready", "applied": {str(p): o for p, o in sorted(a.projection.positions().items())}})
 
 
 @router.get("/metrics", summary="Prometheus metrics")

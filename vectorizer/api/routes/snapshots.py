@@ -41,10 +41,10 @@ def create_snapshot(request: Request, collection_name: str, timeout: float | Non
                     a: Api = Depends(api)) -> JSONResponse:
     a.require_ready()
     coll = a.collection(collection_name)
-    name = a.projector.request_snapshot(a.timeout(timeout))
+    name = a.projection.request_snapshot(a.timeout(timeout))
     if name is None:
-        raise NotReady(f"the snapshot could not be written: {a.projector.stats.last_snapshot_error}")
-    path = a.projector.settings.snapshot_dir / name
+        raise NotReady(f"the snapshot could not be written: {a.projection.stats.last_snapshot_error}")
+    path = a.projection.settings.snapshot_dir / name
     try:
         with _recording:
             snapshots.record_request(path, coll.config.name, coll.created_offset)
@@ -60,7 +60,7 @@ def list_snapshots(request: Request, collection_name: str, a: Api = Depends(api)
     coll = a.collection(collection_name)
     mine = {"name": coll.config.name, "created_offset": coll.created_offset}
     found = []
-    for path in snapshots.list_snapshots(a.projector.settings.snapshot_dir):
+    for path in snapshots.list_snapshots(a.projection.settings.snapshot_dir):
         if mine not in snapshots.requested_for(path):
             continue
         try:

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
 
 from infra.errors import ConfigurationError
+from projections import query
 from projections.collection import Collection
 from vectorizer import embedders
 from vectorizer.api import parsing as p
 from vectorizer.api.context import Api, api, body, json_body, ok
 from vectorizer.api.errors import BadRequest
-from vectorizer.api.routes.query import _common, run
+from vectorizer.api.routes.query import nearest, run
 from vectorizer.api.routes.reads import ReadOptions, read_options, readable
 
 router = APIRouter(tags=["search"])
@@ -35,8 +36,8 @@ def search_text(request: Request, collection_name: str, opts: ReadOptions = Depe
     vector = embedder_of(coll).embed([text])[0]
     if not vector.any():
         raise BadRequest("query: no words to search for")
-    q = _common(coll, {"with_payload": True, **b}, "", vector, None)
-    with coll.lock.read():
+    q = nearest(coll, {"with_payload": True, **b}, "", vector, None)
+    with query.reading(coll):
         points = run(coll, q)
     return ok(request, {"points": points})
 

@@ -1,0 +1,103 @@
+"""Reading one collection: the scans, selections and thresholds every read path uses.
+
+Each function takes the collection's read lock itself; the lock is reentrant per thread, so
+a caller that needs several reads from one state (a page and its records, hits and their
+payloads) holds :func:`reading` around them, and never sees a unit of events half-applied
+(``ProjectionState.unit``).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from projections.collection import Collection
+from projections.filters import Filter
+from schemas.events import Payload
+from schemas.ids import PointId, id_order
+
+H = TypeVar("H")
+
+
+def reading(coll: Collection) -> AbstractContextManager[None]:
+    """Hold one state of ``coll`` for several reads (its read lock)."""
+    return coll.lock.read()
+
+
+def matching(coll: Collection, flt: Filter | None) -> Iterator[tuple[int, PointId]]:
+    """``(label, id)`` of every point ``flt`` matches (all points without a filter); call it
+    inside :func:`reading`."""
+    payload_of = coll.payload_of
+    if flt is None:
+        yield from coll.id_of.items()
+        return
+    for label, pid in coll.id_of.items():
+        if flt.matches(pid, payload_of.get(label)):
+            yield label, pid
+
+
+def vector(coll: Collection, point: PointId) -> np.ndarray | None:
+    """The stored vector of ``point``, None when there is no such point."""
+    with reading(coll):
+        return coll.vector(point)
+
+
+def select_ids(coll: Collection, flt: Filter | None) -> list[PointId]:
+    """The ids of every point ``flt`` matches now."""
+    with reading(coll):
+        return [pid for _, pid in matching(coll, flt)]
+
+
+def count(coll: Collection, flt: Filter | None) -> int:
+    """How many points ``flt`` matches (all points without a filter)."""
+    with reading(coll):
+        return len(coll.label_of) if flt is None else sum(1 for _ in matching(coll, flt))
+
+
+def first_by_id(coll: Collection, flt: Filter | None, n: int, start: PointId | None = None) -> list[PointId]:
+    """The first ``n`` matching ids in Qdrant's id order (integers, then UUIDs), from ``start`` on."""
+    floor = None if start is None else id_order(start)
+    with reading(coll):
+        candidates = (id_order(pid) for _, pid in matching(coll, flt))
+        if floor is not None:
+            candidates = (key for key in candidates if key >= floor)
+        return [key[-1] for key in heapq.nsmallest(n, candidates)]
+
+
+@dataclass(frozen=True)
+class Points:
+    """The stored points among some asked-for ids, in the order asked."""
+
+    positions: list[int]  # where each found id was in the request
+    ids: list[PointId]
+    payloads: list[Payload | None]
+    vectors: np.ndarray | None  # (found, dim) float32, when asked for
+
+
+def points(coll: Collection, ids: Sequence[PointId], with_vectors: bool) -> Points:
+    """Payloads (and vectors) of those of ``ids`` that exist, from one state; a point deleted
+    since ``ids`` were chosen is left out."""
+    with reading(coll):
+        present = [(i, pid, coll.label_of[pid]) for i, pid in enumerate(ids) if pid in coll.label_of]
+        vectors = coll.index.vectors([label for _, _, label in present]) if with_vectors else None
+        return Points([i for i, _, _ in present], [pid for _, pid, _ in present],
+                      [coll.payload_of.get(label) for _, _, label in present], vectors)
+
+
+def better_than(hits: Sequence[H], threshold: float | None, higher_is_better: bool, score: Any = None) -> list[H]:
+    """The hits strictly better than ``threshold``, as Qdrant (a hit exactly at it is not);
+    ``score`` reads a hit's score (default: its ``score`` attribute)."""
+    if threshold is None:
+        return list(hits)
+    read = score or (lambda h: h.score)
+    return [h for h in hits if (read(h) > threshold if higher_is_better else read(h) < threshold)]
+
+
+def excluding(flt: Filter | None, point: PointId) -> Filter:
+    """``flt`` that also leaves ``point`` out (a query by a point's id does not return it)."""
+    return Filter.without(flt, point)
