@@ -89,6 +89,16 @@ class ProjectorStats:
 
 
 @dataclass
+class Offsets:
+    """Where the projector is, per partition; every value is a Kafka offset of the events topic."""
+
+    applied: dict[int, int] = field(default_factory=dict)  # last applied in memory, published to readers
+    catalog: dict[int, int] = field(default_factory=dict)  # last the catalog committed (its tracking rows)
+    target: dict[int, int] = field(default_factory=dict)   # the log end when recovery began: ready past it
+    verdicts_from: dict[int, int] = field(default_factory=dict)  # rejections from here on are in memory
+
+
+@dataclass
 class _Applied:
     """One partition's records applied in memory, awaiting the catalog and publication."""
 
@@ -104,16 +114,14 @@ class Projector:
 
     def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
         self.settings = settings
-        self.catalog = catalog or Catalog.of(settings, create=True)
+        self._catalog = catalog  # opened on first use (recovery): a catalog down at start is retried
         self.state = ProjectionState()
         self.stats = ProjectorStats()
-        self.applied: dict[int, int] = {}  # last offset applied in memory and durable in the catalog
-        self.catalog_pos: dict[int, int] = {}
+        self.offsets = Offsets()
         self.ready = threading.Event()
         self._cond = threading.Condition()
         self._consumer: KafkaConsumer | None = None
         self._dlq = DeadLetters(settings)
-        self._recovery_target: dict[int, int] = {}
         self._events_since_snapshot = 0
         self._events_since_trim = 0
         self._last_snapshot = time.monotonic()
@@ -123,10 +131,9 @@ class Projector:
         self._started = time.monotonic()
         self._snapshot_requests: list[tuple[threading.Event, list[str | None]]] = []
         self._requests_lock = threading.Lock()
-        # Verdicts: every rejection at or past ``_verdicts_from[p]`` is in ``_rejected[p]``; below
-        # it the catalog answers (it holds them all, written with the tracking rows).
+        # Verdicts: every rejection at or past ``offsets.verdicts_from[p]`` is in ``_rejected[p]``;
+        # below it the catalog answers (it holds them all, written with the tracking rows).
         self._rejected: dict[int, dict[int, Rejection]] = {}
-        self._verdicts_from: dict[int, int] = {}
         self._dlq_done = SentLetters()  # what the DLQ already held at start
         self._stopped = False
         self._stalled = False  # while the catalog refuses commits: unbounded waits answer "not yet"
@@ -150,7 +157,7 @@ class Projector:
         any more: nothing is loaded or served then.
         """
         self._started = time.monotonic()
-        self.catalog_pos = self.catalog.positions()
+        self.offsets.catalog = self.catalog.positions()
         ensure_topics(self.settings)
         consumer = clients.consumer(
             self.settings, "projector", group_id=f"vectorizer-{self.settings.projection}",
@@ -161,38 +168,38 @@ class Projector:
         try:
             self.identity = self._check_identity(consumer, partitions)
             loaded = snapshots.load_newest(self.settings.snapshot_dir)
-            if loaded is not None and any(o > self.catalog_pos.get(p, -1) for p, o in loaded.offsets.items()):
+            if loaded is not None and any(o > self.offsets.catalog.get(p, -1) for p, o in loaded.offsets.items()):
                 log.warning("snapshot %s is ahead of the catalog (%s > %s); rebuilding both from the log",
-                            loaded.snapshot_id, loaded.offsets, self.catalog_pos)
+                            loaded.snapshot_id, loaded.offsets, self.offsets.catalog)
                 loaded = None
             if loaded is not None and loaded.log is not None and (loaded.log.get("cluster_id"), loaded.log.get(
                     "topic_id")) != (self.identity.cluster_id, self.identity.topic_id):
                 log.warning("snapshot %s was built from another log (%s, now %s); rebuilding from the log",
                             loaded.snapshot_id, loaded.log, self.identity)
                 loaded = None
-            self.state, self.applied, self._paused = ProjectionState(), {}, set()
+            self.state, self.offsets.applied, self._paused = ProjectionState(), {}, set()
             self._units = Units(partitions)
             if loaded is not None:
                 self.state = loaded.state
-                self.applied = dict(loaded.offsets)
+                self.offsets.applied = dict(loaded.offsets)
                 self.stats.loaded_snapshot = loaded.snapshot_id
                 log.info("loaded snapshot %s covering %s", loaded.snapshot_id, loaded.offsets)
             tps = [TopicPartition(self.settings.topic, p) for p in partitions]
             consumer.assign(tps)
             for tp in tps:
-                start = min(self.applied.get(tp.partition, -1), self.catalog_pos.get(tp.partition, -1)) + 1
+                start = min(self.offsets.applied.get(tp.partition, -1), self.offsets.catalog.get(tp.partition, -1)) + 1
                 if start == 0:
                     consumer.seek_to_beginning(tp)  # nothing applied: from wherever the log starts now
                 else:
                     consumer.seek(tp, start)
-                self._verdicts_from[tp.partition] = start
+                self.offsets.verdicts_from[tp.partition] = start
             self.catalog.start_verdicts(partitions)
             self._dlq_done = self._dlq.published(partitions)
-            self._recovery_target = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+            self.offsets.target = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
         except BaseException:
             consumer.close()  # recovery is retried with a new consumer
             raise
-        self.stats.log_end = dict(self._recovery_target)
+        self.stats.log_end = dict(self.offsets.target)
         self._consumer = consumer
         self._check_ready()
 
@@ -203,7 +210,7 @@ class Projector:
         stored = self.catalog.log_identity()
         recorded = None if stored is None else LogIdentity(*stored)
         found = None if not now.exists else logid.bounds(consumer, self.settings.topic, partitions)
-        trouble = logid.problems(recorded, now, self.catalog_pos, found)
+        trouble = logid.problems(recorded, now, self.offsets.catalog, found)
         if trouble:
             self._halt(trouble)
         if recorded is None or (recorded.cluster_id, recorded.topic_id) != (now.cluster_id, now.topic_id):
@@ -238,7 +245,7 @@ class Projector:
                 self._admin = logid.open_admin(self.settings)  # one client for the projector's life
             current = current_identity(self.settings, self._admin)
             found = (None if not current.exists else
-                     logid.bounds(self._consumer, self.settings.topic, sorted(self._recovery_target)))
+                     logid.bounds(self._consumer, self.settings.topic, sorted(self.offsets.target)))
         except KafkaError as exc:
             log.debug("log identity check failed (retried): %s", exc)
             if self._admin is not None:
@@ -246,7 +253,7 @@ class Projector:
                     self._admin.close()
                 self._admin = None
             return None
-        return logid.problems(self.identity, current, self.applied, found)
+        return logid.problems(self.identity, current, self.offsets.applied, found)
 
     def _partitions(self, consumer: KafkaConsumer, timeout: float = 30.0) -> list[int]:
         """The topic's partitions; metadata may take a moment to arrive, so wait for it."""
@@ -262,14 +269,14 @@ class Projector:
     def _check_ready(self) -> None:
         if self.ready.is_set() or self._consumer is None:
             return
-        for p, end in self._recovery_target.items():
+        for p, end in self.offsets.target.items():
             if self._consumer.position(TopicPartition(self.settings.topic, p)) < end:
                 return
             held = self._units.first_offset(p)
             if held is not None and held < end:
                 return  # a transaction committed before the target is not whole yet
         self.stats.recovery_seconds = time.monotonic() - self._started
-        log.info("recovered in %.2fs; positions %s", self.stats.recovery_seconds, self.applied)
+        log.info("recovered in %.2fs; positions %s", self.stats.recovery_seconds, self.offsets.applied)
         release_free_memory()
         self.ready.set()
 
@@ -344,7 +351,7 @@ class Projector:
         :meth:`_apply_units` then applies and publishes them as one unit."""
         batch: list[Any] = []
         size = 0
-        applied_to = self.applied.get(partition, -1)
+        applied_to = self.offsets.applied.get(partition, -1)
         for rec in records:
             if rec.offset <= applied_to:
                 continue  # in memory already (replay after a snapshot)
@@ -411,7 +418,7 @@ class Projector:
         (its buffered records stay bounded); fetch it again once they are applied."""
         if self._consumer is None:
             return
-        idle = {p for p in self._recovery_target if self._units.holds(p) and p not in awaited}
+        idle = {p for p in self.offsets.target if self._units.holds(p) and p not in awaited}
         if idle == self._paused:
             return
         topic = self.settings.topic
@@ -426,7 +433,7 @@ class Projector:
         of the broker now (at most once a second; False when it cannot be asked)."""
         if self._consumer is None:
             return True
-        tps = [TopicPartition(self.settings.topic, p) for p in sorted(partitions) if p in self._recovery_target]
+        tps = [TopicPartition(self.settings.topic, p) for p in sorted(partitions) if p in self.offsets.target]
         now = time.monotonic()
         if now - self._ends_asked < 1.0:
             return False
@@ -461,9 +468,9 @@ class Projector:
                        events: list[ev.Event | DecodeError | None] | None = None) -> _Applied:
         """Apply records (past the in-memory position) to the in-memory state; return what the
         catalog, the dead-letter topic and the verdicts need (see the module doc for the order)."""
-        done = _Applied(last=self.applied.get(partition, -1))
+        done = _Applied(last=self.offsets.applied.get(partition, -1))
         applied_to = done.last
-        catalog_at = self.catalog_pos.get(partition, -1)
+        catalog_at = self.offsets.catalog.get(partition, -1)
         for i, rec in enumerate(records):
             if rec.offset <= applied_to:
                 continue
@@ -512,14 +519,14 @@ class Projector:
         if not parts:
             return
         self._dlq.send([letter for done in parts.values() for letter in done.letters])
-        ahead = {p: done.last for p, done in parts.items() if done.last > self.catalog_pos.get(p, -1)}
+        ahead = {p: done.last for p, done in parts.items() if done.last > self.offsets.catalog.get(p, -1)}
         if ahead:
             self._commit_catalog([c for done in parts.values() for c in done.changes], ahead, stop)
-            self.catalog_pos.update(ahead)
+            self.offsets.catalog.update(ahead)
         with self._cond:
             for p, done in parts.items():
                 self._remember(p, done.refused)
-                self.applied[p] = done.last
+                self.offsets.applied[p] = done.last
             self._cond.notify_all()
         count = sum(done.count for done in parts.values())
         self._events_since_snapshot += count
@@ -572,7 +579,7 @@ class Projector:
         now = time.monotonic()
         if self._consumer is not None:
             self.stats.positions = {p: self._consumer.position(TopicPartition(self.settings.topic, p))
-                                    for p in self._recovery_target}
+                                    for p in self.offsets.target}
         due = now >= self._snapshot_retry_at and (
             self._events_since_snapshot >= self.settings.snapshot_every_events or
             (self._events_since_snapshot and now - self._last_snapshot >= self.settings.snapshot_every_seconds))
@@ -582,7 +589,7 @@ class Projector:
         if now - self._last_end_check >= 2.0 and self._consumer is not None:
             self._last_end_check = now
             try:
-                tps = [TopicPartition(self.settings.topic, p) for p in self._recovery_target]
+                tps = [TopicPartition(self.settings.topic, p) for p in self.offsets.target]
                 self.stats.log_end = {tp.partition: o for tp, o in self._consumer.end_offsets(tps).items()}
                 self.stats.lso_held = stall.observe(self._consumer, self.settings.topic, self.stats.log_end,
                                                     self.stats.lso_held)
@@ -595,7 +602,7 @@ class Projector:
         try:
             identity = None if self.identity is None else {"cluster_id": self.identity.cluster_id,
                                                            "topic_id": self.identity.topic_id}
-            path = snapshots.write_snapshot(self.state, dict(self.applied), self.settings.snapshot_dir,
+            path = snapshots.write_snapshot(self.state, dict(self.offsets.applied), self.settings.snapshot_dir,
                                             self.settings.topic, self.settings.snapshots_keep, identity)
         except Exception as exc:  # noqa: BLE001 - disk full, unwritable, a bug: serving goes on regardless
             self.stats.snapshot_failures += 1
@@ -613,13 +620,13 @@ class Projector:
         return path.name
 
     def _commit_kafka(self, force: bool = False) -> None:
-        if self._consumer is None or not self.applied:
+        if self._consumer is None or not self.offsets.applied:
             return
         if not force and time.monotonic() - self._last_kafka_commit < 5.0:
             return
         self._last_kafka_commit = time.monotonic()
         offsets = {TopicPartition(self.settings.topic, p): OffsetAndMetadata(o + 1, "", -1)
-                   for p, o in self.applied.items()}
+                   for p, o in self.offsets.applied.items()}
         try:
             self._consumer.commit(offsets)
         except (KafkaError, ValueError, AssertionError) as exc:
@@ -635,7 +642,20 @@ class Projector:
         while len(kept) > _VERDICTS_KEPT:  # oldest first (insertion order is offset order)
             oldest = next(iter(kept))
             del kept[oldest]
-            self._verdicts_from[partition] = oldest + 1
+            self.offsets.verdicts_from[partition] = oldest + 1
+
+    @property
+    def catalog(self) -> Catalog:
+        """The projection's catalog, opened (created, migrated) on first use; raises
+        :class:`CatalogUnavailable` while the database cannot be reached."""
+        if self._catalog is None:
+            self._catalog = Catalog.of(self.settings, create=True)
+        return self._catalog
+
+    @property
+    def applied(self) -> dict[int, int]:
+        """The last offset applied per partition (the live map; :meth:`positions` copies it)."""
+        return self.offsets.applied
 
     # Readers (the HTTP layer's ProjectionReader) -------------------------------------
     def serving(self) -> bool:
@@ -645,7 +665,7 @@ class Projector:
     def positions(self) -> dict[int, int]:
         """The last offset applied per partition, as readers see it."""
         with self._cond:
-            return dict(self.applied)
+            return dict(self.offsets.applied)
 
     def partitions(self) -> list[int]:
         """The topic's partitions (as last seen)."""
@@ -672,7 +692,7 @@ class Projector:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self.applied.get(partition, -1) < offset:
+            while self.offsets.applied.get(partition, -1) < offset:
                 if deadline is None and self._stalled:
                     raise ConsistencyTimeout(f"write {partition}:{offset} not applied yet: the projector is paused "
                                              "while the catalog is unavailable")
@@ -684,14 +704,14 @@ class Projector:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise ConsistencyTimeout(f"write {partition}:{offset} not applied within {timeout}s "
-                                             f"(applied: {self.applied.get(partition, -1)})")
+                                             f"(applied: {self.offsets.applied.get(partition, -1)})")
                 self._cond.wait(remaining)
 
     def verdict(self, partition: int, offsets: Iterable[int]) -> list[Rejection]:
         """The rejections among these applied records (see :meth:`wait_for`); empty: all were applied."""
         offsets = list(offsets)
         with self._cond:
-            floor = self._verdicts_from.get(partition, 0)
+            floor = self.offsets.verdicts_from.get(partition, 0)
             kept = self._rejected.get(partition, {})
             recent = [kept[o] for o in offsets if o >= floor and o in kept]
         older = [o for o in offsets if o < floor]

@@ -24,14 +24,14 @@ from starlette.responses import JSONResponse
 from infra.kafka.topics import partition_for
 from infra.settings import Settings
 from producers.errors import WriteRejected
-from producers.producer import VectorProducer, WriteToken
+from producers.producer import WriteToken
 from projections.collection import Collection
 from projections.errors import CollectionNotFound, ConsistencyTimeout
 from schemas.ids import PointId
 from vectorizer.api.errors import BadRequest, NotReady
 from vectorizer.api.metrics import Metrics
 from vectorizer.api.parsing import MAX_TIMEOUT_SECONDS, Body, load_body
-from vectorizer.api.reader import ProjectionReader
+from vectorizer.api.reader import ProjectionReader, Publisher
 
 _PARSE_INLINE_BYTES = 64 * 1024
 
@@ -42,7 +42,7 @@ class Api:
 
     settings: Settings
     projection: ProjectionReader
-    producer: VectorProducer | None
+    producer: Publisher | None
     metrics: Metrics
 
     # Guards --------------------------------------------------------------------------
@@ -53,7 +53,7 @@ class Api:
                 raise NotReady(f"not serving: {problem}")
             raise NotReady("recovery has not caught up with the log yet; retry shortly")
 
-    def require_producer(self) -> VectorProducer:
+    def require_producer(self) -> Publisher:
         self.require_ready()
         if self.producer is None:
             raise NotReady("not connected to Kafka yet; retry shortly")

@@ -1,16 +1,20 @@
-"""The one interface through which the HTTP layer reads the projection.
+"""The two interfaces the HTTP layer works through: :class:`ProjectionReader` to read the
+projection, :class:`Publisher` to write events.
 
 Routes parse, call and render: they never touch the projector's maps, its locks or its
-threads. ``consumers.projector.Projector`` implements this; a test or another engine can too.
+threads, nor the Kafka producer. ``consumers.projector.Projector`` and
+``producers.VectorProducer`` implement them; a test or another engine can too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from consumers.projector import ProjectorStats
 from infra.settings import Settings
+from producers.producer import WriteToken
 from projections.changes import Rejection
 from projections.collection import Collection
 
@@ -32,3 +36,24 @@ class ProjectionReader(Protocol):
     def wait_for(self, partition: int, offset: int, timeout: float | None) -> None: ...
     def verdict(self, partition: int, offsets: Iterable[int]) -> list[Rejection]: ...
     def request_snapshot(self, timeout: float) -> str | None: ...
+
+
+class Publisher(Protocol):
+    """All the HTTP layer writes: events onto the log (``producers.VectorProducer`` is one).
+    Each call validates, publishes and returns once Kafka acknowledged; the routes answer with
+    the projection's verdict through :class:`ProjectionReader`, never with ``wait`` here."""
+
+    def create_collection(self, name: str, dimension: int, metric: str = "cosine", *, m: int = 16,
+                          ef_construction: int = 200, ef: int = 64, kind: str = "dynamic",
+                          embedder: dict[str, Any] | None = None) -> WriteToken: ...
+    def delete_collection(self, name: str) -> WriteToken: ...
+    def upsert(self, collection: str, ids: Sequence[object], vectors: Any,
+               payloads: Sequence[object] | None = None) -> WriteToken: ...
+    def delete(self, collection: str, ids: Sequence[object]) -> WriteToken: ...
+    def set_payload(self, collection: str, ids: Sequence[object], payload: dict[str, Any],
+                    key: str | None = None) -> WriteToken: ...
+    def overwrite_payload(self, collection: str, ids: Sequence[object], payload: dict[str, Any]) -> WriteToken: ...
+    def delete_payload_keys(self, collection: str, ids: Sequence[object], keys: Sequence[str]) -> WriteToken: ...
+    def clear_payload(self, collection: str, ids: Sequence[object]) -> WriteToken: ...
+    def transaction(self) -> AbstractContextManager[object]: ...
+    def close(self) -> None: ...

@@ -58,7 +58,7 @@ def _replay(c: CliContext, settings: Settings, from_beginning: bool) -> None:
     projector = Projector(settings)
     projector.recover()
     ends = log_ends(settings)
-    start = {p: min(projector.applied.get(p, -1), projector.catalog_pos.get(p, -1)) for p in ends}
+    start = {p: min(projector.offsets.applied.get(p, -1), projector.offsets.catalog.get(p, -1)) for p in ends}
     total = sum(max(0, ends[p] - 1 - start.get(p, -1)) for p in ends)
     stop = threading.Event()
     thread = threading.Thread(target=projector.run, args=(stop,), daemon=True)
