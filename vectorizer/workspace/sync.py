@@ -92,7 +92,7 @@ class WorkspaceProducer:
         producer_id = f"{WORKSPACE_PRODUCER}:{settings.topic}:{where}"
         self.producer = VectorProducer(settings, producer_id=producer_id)
         self.producer.fence()  # one producer per workspace file: the newest wins, the older one stops
-        self.catalog = Catalog.of(settings, create=True)  # it may start before the server: the catalog it waits on
+        self.catalog = Catalog.of(settings, create=False)  # the server's: read, never created or migrated here
         self.indexed: dict[str, dict[str, Indexed]] = {}  # collection -> path -> what is indexed
         self._stat: dict[tuple[str, str], tuple[int, int]] = {}  # (collection, path) -> (mtime_ns, size) last read
         self.last_token: WriteToken | None = None
