@@ -382,15 +382,22 @@ def test_no_secrets_in_logs(tmp_path: Path, kafka_bootstrap: str) -> None:
             assert ":***@" in text, text[-3000:]
         assert _scan(text, hidden) == [], _scan(text, hidden)
         lines += len(text.splitlines())
-    # A catalog that cannot be reached: the error names it, without the password.
-    env = {"VECTORIZER_HTTP": f"127.0.0.1:{free_port()}", "VECTORIZER_API_KEY": KEY,
+    # A catalog that cannot be reached: the server stays up, not ready, and retries; the error it
+    # logs names the catalog, without the password.
+    port = free_port()
+    env = {"VECTORIZER_HTTP": f"127.0.0.1:{port}", "VECTORIZER_API_KEY": KEY,
            "VECTORIZER_CATALOG_URL": f"postgresql+psycopg://vz:{password}@127.0.0.1:{free_port()}/vz"}
     proc = _serve(tmp_path, kafka_bootstrap, env, debug=True, log="unreachable.log")
+    unreachable = tmp_path / "unreachable.log"
     try:
-        assert proc.wait(60) != 0
+        wait_until(lambda: proc.poll() is not None or "recovering the projection failed" in
+                   unreachable.read_text(errors="replace"), 90, interval=0.2, message="the catalog retry logged")
+        assert proc.poll() is None, unreachable.read_text(errors="replace")[-3000:]
+        ready = httpx.get(f"http://127.0.0.1:{port}/ready", headers={"api-key": KEY}, timeout=10)
+        assert ready.status_code == 503, ready.text
     finally:
-        _stop(proc)
-    text = (tmp_path / "unreachable.log").read_text(errors="replace")
+        assert _stop(proc) == 0, unreachable.read_text(errors="replace")[-3000:]
+    text = unreachable.read_text(errors="replace")
     assert "catalog" in text and "127.0.0.1" in text, text[-3000:]
     assert _scan(text, hidden) == [], _scan(text, hidden)
     lines += len(text.splitlines())
