@@ -371,13 +371,9 @@ class Projector:
 
     def _apply_units(self, stop: threading.Event | None) -> None:
         """Apply what held records can now be applied as units; past the bounds, apply them as before."""
-        if self._units.waiting_since() is None and not self._paused:
+        if not self._units.held_since() and not self._paused:
             return  # nothing held
-        while True:
-            taken = self._units.take()
-            if not taken:
-                break
-            self._apply_unit(taken, stop)
+        self._apply_whole(stop)
         awaited = self._units.awaited()
         self._pace(awaited)
         held = self._units.held_since()
@@ -406,12 +402,13 @@ class Projector:
             for start in range(0, len(records), _SPLIT_RECORDS):
                 chunk = records[start:start + _SPLIT_RECORDS]
                 self._finish({partition: self._apply_records(partition, chunk)}, stop)
-        while True:  # parts elsewhere that waited for these no longer do
-            whole = self._units.take()
-            if not whole:
-                break
-            self._apply_unit(whole, stop)
+        self._apply_whole(stop)  # parts elsewhere that waited for these no longer do
         self._pace(self._units.awaited())
+
+    def _apply_whole(self, stop: threading.Event | None) -> None:
+        """Apply, unit by unit, every held transaction that is whole now."""
+        while taken := self._units.take():
+            self._apply_unit(taken, stop)
 
     def _pace(self, awaited: set[int]) -> None:
         """Fetch no more of a partition whose held records wait only for other partitions' parts
@@ -651,11 +648,6 @@ class Projector:
         if self._catalog is None:
             self._catalog = Catalog.of(self.settings, create=True)
         return self._catalog
-
-    @property
-    def applied(self) -> dict[int, int]:
-        """The last offset applied per partition (the live map; :meth:`positions` copies it)."""
-        return self.offsets.applied
 
     # Readers (the HTTP layer's ProjectionReader) -------------------------------------
     def serving(self) -> bool:

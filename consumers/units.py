@@ -70,10 +70,6 @@ class Units:
         held = self._held.get(partition)
         return None if held is None else held.records[0].offset
 
-    def waiting_since(self) -> float | None:
-        """When the oldest held record arrived (monotonic), None when nothing is held."""
-        return min((h.since for h in self._held.values()), default=None)
-
     def held_since(self) -> dict[int, float]:
         """Per holding partition: since when it has held records without any being applied."""
         return {p: h.since for p, h in self._held.items()}

@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from kafka import KafkaProducer
@@ -410,15 +410,11 @@ class VectorProducer:
             return self._send(values, events)
         # One call's events in one transaction; a call larger than max_transaction_bytes (a bulk
         # load) in several, each visible whole, in order.
-        tokens, start, limit = [], 0, self.settings.max_transaction_bytes
-        while start < len(values):
-            end, size = start, 0
-            while end < len(values) and (end == start or size + len(values[end]) <= limit):
-                size += len(values[end])
-                end += 1
+        tokens = []
+        for run in within(list(zip(values, events, strict=True)), lambda pair: len(pair[0]),
+                          self.settings.max_transaction_bytes):
             with self.transaction():
-                tokens.append(self._send(values[start:end], events[start:end]))
-            start = end
+                tokens.append(self._send([v for v, _ in run], [e for _, e in run]))
         return tokens[0] if len(tokens) == 1 else WriteToken.joined(tokens)
 
     def _send(self, values: list[bytes], events: list[ev.Event]) -> WriteToken:
@@ -466,6 +462,25 @@ class VectorProducer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+T = TypeVar("T")
+
+
+def within(items: Sequence[T], cost: Callable[[T], int], budget: int) -> Iterator[list[T]]:
+    """``items`` in order, in runs whose costs add up to at most ``budget`` (an item costing
+    more than the budget makes a run of its own)."""
+    run: list[T] = []
+    size = 0
+    for item in items:
+        item_cost = cost(item)
+        if run and size + item_cost > budget:
+            yield run
+            run, size = [], 0
+        run.append(item)
+        size += item_cost
+    if run:
+        yield run
 
 
 VERDICTS_ENTRY_POINTS = "vectorizer.verdicts"

@@ -12,7 +12,7 @@ import heapq
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -21,7 +21,13 @@ from projections.filters import Filter
 from schemas.events import Payload
 from schemas.ids import PointId, id_order
 
-H = TypeVar("H")
+
+class _Scored(Protocol):
+    @property
+    def score(self) -> float: ...
+
+
+H = TypeVar("H", bound=_Scored)
 
 
 def reading(coll: Collection) -> AbstractContextManager[None]:
@@ -55,8 +61,10 @@ def select_ids(coll: Collection, flt: Filter | None) -> list[PointId]:
 
 def count(coll: Collection, flt: Filter | None) -> int:
     """How many points ``flt`` matches (all points without a filter)."""
+    if flt is None:
+        return coll.count()
     with reading(coll):
-        return len(coll.label_of) if flt is None else sum(1 for _ in matching(coll, flt))
+        return sum(1 for _ in matching(coll, flt))
 
 
 def first_by_id(coll: Collection, flt: Filter | None, n: int, start: PointId | None = None) -> list[PointId]:
@@ -89,15 +97,8 @@ def points(coll: Collection, ids: Sequence[PointId], with_vectors: bool) -> Poin
                       [coll.payload_of.get(label) for _, _, label in present], vectors)
 
 
-def better_than(hits: Sequence[H], threshold: float | None, higher_is_better: bool, score: Any = None) -> list[H]:
-    """The hits strictly better than ``threshold``, as Qdrant (a hit exactly at it is not);
-    ``score`` reads a hit's score (default: its ``score`` attribute)."""
+def better_than(hits: Sequence[H], threshold: float | None, higher_is_better: bool) -> list[H]:
+    """The hits strictly better than ``threshold``, as Qdrant (a hit exactly at it is not)."""
     if threshold is None:
         return list(hits)
-    read = score or (lambda h: h.score)
-    return [h for h in hits if (read(h) > threshold if higher_is_better else read(h) < threshold)]
-
-
-def excluding(flt: Filter | None, point: PointId) -> Filter:
-    """``flt`` that also leaves ``point`` out (a query by a point's id does not return it)."""
-    return Filter.without(flt, point)
+    return [h for h in hits if (h.score > threshold if higher_is_better else h.score < threshold)]

@@ -63,10 +63,7 @@ class ProjectionState:
 
     def _replace(self, name: str, coll: Collection | None) -> None:
         """Add, or remove (``None``), one collection without editing a dict a reader may hold."""
-        if self._staged is not None:
-            target = self._staged
-        else:
-            target = dict(self.collections)
+        target = dict(self.collections) if self._staged is None else self._staged
         if coll is None:
             target.pop(name, None)
         else:

@@ -88,10 +88,7 @@ def kafka_bootstrap(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
             _say(request.config, f"kafka: testcontainers apache/kafka:4.1.1 at {bootstrap}")
             yield bootstrap
         return
-    home = tmp_path_factory.mktemp("kafka")
-    port, controller = free_port(), free_port()
-    broker = LocalBroker(home, Settings().cache_dir,
-                         NodeSpec(port=port, controller_port=controller, voters=f"1@127.0.0.1:{controller}"))
+    broker = single_node(tmp_path_factory.mktemp("kafka"))
     try:
         seconds = broker.start(timeout=120)
     except Exception as exc:  # noqa: BLE001
@@ -129,6 +126,13 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     finally:
         if container is not None:
             container.stop()
+
+
+def single_node(home: Path) -> LocalBroker:
+    """A one-node KRaft broker of its own in ``home``, on free ports (not started yet)."""
+    port, controller = free_port(), free_port()
+    return LocalBroker(home, Settings().cache_dir,
+                       NodeSpec(port=port, controller_port=controller, voters=f"1@127.0.0.1:{controller}"))
 
 
 def free_port() -> int:

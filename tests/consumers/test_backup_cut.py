@@ -134,7 +134,7 @@ def test_backups_under_concurrent_writes_restore_and_verify_clean(settings: Sett
                     budget.release()
 
                 def moved_past(floor: int = floor) -> object:
-                    return proj.applied.get(0, -1) > floor or failure
+                    return proj.positions().get(0, -1) > floor or failure
 
                 wait_until(moved_past, 30, message=f"the projection to move past {floor}")
                 assert not failure, failure

@@ -126,7 +126,7 @@ def test_sizes_are_counted_and_released() -> None:
     assert units.size == 20
     units.add(*log.rec(0, "a", end=(0,)))
     units.take()
-    assert units.size == 0 and units.waiting_since() is None
+    assert units.size == 0 and units.held_since() == {}
 
 
 # Any interleaving of transactions over up to three partitions: take() only ever returns

@@ -302,15 +302,14 @@ def test_transactions_of_two_producers_overlapping_without_a_gap_still_become_vi
     other commits) leave no point where none is open: the projector does not hold them for ever;
     after its bound it applies them in log order (counted) and readers see them while the
     producers go on."""
-    seconds = 16.0
     with running_projector(settings) as proj, VectorProducer(settings) as a, VectorProducer(settings) as b:
         a.create_collection("o", DIM, "ip")
         open_a = a.transaction()
         open_a.__enter__()
         a.upsert("o", [0], _vectors(1, 0))
-        started, n, seen_while_writing = time.monotonic(), 1, 0
+        deadline, n, seen_while_writing = time.monotonic() + 60.0, 1, 0
         writers = [(a, open_a), (b, None)]
-        while time.monotonic() - started < seconds:
+        while not seen_while_writing and time.monotonic() < deadline:  # until something shows, overlapping
             for i, (producer, ctx) in enumerate(writers):  # open the other's next, then commit this one's
                 other, other_ctx = writers[1 - i]
                 if other_ctx is None:

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import numpy as np
 
-from infra.kafka.launcher import LocalBroker, NodeSpec
 from infra.settings import Settings
 from producers import VectorProducer
 from producers.errors import PublishFailed
@@ -24,14 +23,12 @@ from schemas import events as ev
 from schemas.codec import decode
 from tests import reliability
 from tests.api.conftest import serving
-from tests.conftest import free_port
+from tests.conftest import single_node
 from tests.helpers import read_topic, wait_until
 
 
 def test_broker_kill_and_restart_during_ingest_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    port, controller = free_port(), free_port()
-    broker = LocalBroker(tmp_path / "kafka", Settings().cache_dir,
-                         NodeSpec(port=port, controller_port=controller, voters=f"1@127.0.0.1:{controller}"))
+    broker = single_node(tmp_path / "kafka")
     broker.start(timeout=120)
     settings = Settings(kafka_bootstrap=broker.bootstrap, topic="faults.events", data_dir=tmp_path / "data",
                         publish_timeout=5.0, snapshot_every_events=50)

@@ -15,11 +15,10 @@ import numpy as np
 from kafka import KafkaAdminClient
 
 from infra.kafka import topics
-from infra.kafka.launcher import LocalBroker, NodeSpec
 from infra.settings import Settings
 from producers import VectorProducer, WriteToken
 from tests.api.conftest import Running, serving, unique
-from tests.conftest import free_port
+from tests.conftest import single_node
 from tests.helpers import run_cli, wait_until
 
 DIM = 4
@@ -100,9 +99,7 @@ def test_a_recreated_topic_stops_the_server_then_a_rebuild_serves_the_new_log(ka
 
 
 def test_a_wiped_broker_or_another_cluster_is_a_changed_log(kafka_bootstrap: str, tmp_path: Path) -> None:
-    port, controller = free_port(), free_port()
-    broker = LocalBroker(tmp_path / "kafka", Settings().cache_dir,
-                         NodeSpec(port=port, controller_port=controller, voters=f"1@127.0.0.1:{controller}"))
+    broker = single_node(tmp_path / "kafka")
     broker.start(timeout=120)
     settings = Settings(kafka_bootstrap=broker.bootstrap, topic="wiped.events", data_dir=tmp_path / "data",
                         snapshot_every_events=1_000_000, snapshot_every_seconds=3600.0)

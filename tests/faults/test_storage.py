@@ -156,8 +156,8 @@ def test_catalog_database_unavailable_for_a_while_projector_pauses_and_resumes(s
                 last = producer.upsert("s", list(range(s, s + 100)), vectors[s:s + 100]).offset
                 acked += range(s, s + 100)
             wait_until(lambda: projector.stats.catalog_failures >= 2, 60, message="the projector to hit the outage")
-            assert projector.applied.get(0, -1) < last, "nothing is applied past the outage"
-            paused_at = projector.applied.get(0, -1)
+            assert projector.positions().get(0, -1) < last, "nothing is applied past the outage"
+            paused_at = projector.positions().get(0, -1)
             # A wait with no timeout answers "not yet" during the outage instead of piling up (wait=true
             # requests hold server threads); the write stays durable and is applied after.
             with pytest.raises(ConsistencyTimeout, match="paused while the catalog is unavailable"):

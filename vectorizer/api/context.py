@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from infra.kafka.topics import partition_for
 from infra.settings import Settings
 from producers.errors import WriteRejected
-from producers.producer import WriteToken
+from producers.producer import WriteToken, within
 from projections.collection import Collection
 from projections.errors import CollectionNotFound, ConsistencyTimeout
 from schemas.ids import PointId
@@ -146,7 +146,7 @@ class Api:
         Several chunks go in one Kafka transaction: readers see all of them or none.
         ``None`` when there is nothing to publish.
         """
-        chunks = list(_chunks(ids, self.settings.max_message_bytes // 8))
+        chunks = list(within(ids, _id_bytes, self.settings.max_message_bytes // 8))
         if not chunks:
             return None
         producer = self.require_producer()
@@ -156,18 +156,9 @@ class Api:
             return WriteToken.joined([publish(chunk) for chunk in chunks])
 
 
-def _chunks(ids: list[PointId], budget: int) -> Iterator[list[PointId]]:
-    chunk: list[PointId] = []
-    size = 0
-    for pid in ids:
-        cost = 16 + (len(pid) if isinstance(pid, str) else 0)
-        if chunk and size + cost > budget:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(pid)
-        size += cost
-    if chunk:
-        yield chunk
+def _id_bytes(pid: PointId) -> int:
+    """About what one id costs in an event by ids."""
+    return 16 + (len(pid) if isinstance(pid, str) else 0)
 
 
 # FastAPI dependencies and answers ----------------------------------------------------

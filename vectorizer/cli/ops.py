@@ -80,7 +80,7 @@ def _replay(c: CliContext, settings: Settings, from_beginning: bool) -> None:
                 stop.set()
                 thread.join(STALL_SECONDS)
                 raise fail(f"replay applied nothing for {_REPLAY_STALL_SECONDS:.0f}s while waiting to reach the "
-                           f"log end {ends} (applied: {projector.applied}); is the broker at "
+                           f"log end {ends} (applied: {projector.positions()}); is the broker at "
                            f"{settings.kafka_bootstrap} answering?")
             advance(events - seen["events"], projector.stats.vectors_applied - seen["vectors"])
             seen.update(events=events, vectors=projector.stats.vectors_applied)
@@ -88,7 +88,7 @@ def _replay(c: CliContext, settings: Settings, from_beginning: bool) -> None:
         advance(events - seen["events"], projector.stats.vectors_applied - seen["vectors"])
     stop.set()
     thread.join()
-    summary = {"data_dir": str(settings.data_dir), "offsets": projector.applied,
+    summary = {"data_dir": str(settings.data_dir), "offsets": projector.positions(),
                "events": projector.stats.events_applied, "vectors": projector.stats.vectors_applied,
                "dead_letters": projector.stats.dead_letters,
                "collections": {n: len(col) for n, col in projector.state.collections.items()},

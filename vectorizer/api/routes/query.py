@@ -151,7 +151,7 @@ def run(coll: Collection, q: Nearest) -> list[dict[str, Any]]:
         if q.vector is None:
             ids = reads.first_by_id(coll, q.flt, q.limit + q.offset)[q.offset:]
             return records(coll, ids, q.view, q.with_vector, [1.0] * len(ids))
-        flt = q.flt if q.exclude is None else reads.excluding(q.flt, q.exclude)  # not the query point itself
+        flt = q.flt if q.exclude is None else Filter.without(q.flt, q.exclude)  # not the query point itself
         hits = search(coll, q.vector, q.limit, ef=q.ef, flt=flt, exact=q.exact, offset=q.offset)
         hits = reads.better_than(hits, q.score_threshold, coll.index.higher_is_better())
         return records(coll, [h.id for h in hits], q.view, q.with_vector, [h.score for h in hits])
