@@ -58,7 +58,8 @@ def backup(settings: Settings, out: Path) -> dict[str, Any]:
     if any(out.iterdir()):
         raise VectorizerError(f"{out} is not empty")
     log = None if built_from is None else {"cluster_id": built_from[0], "topic_id": built_from[1]}
-    snap = snapshots.write_snapshot(state, position, out / "snapshot", settings.topic, keep=1, log_identity=log)
+    snap = snapshots.write_snapshot(state, position, out / "snapshot", settings.topic, keep=1, log_identity=log,
+                                    share=False)  # a backup shares no file with the snapshots it copies
     with open(out / "catalog.jsonl", "w") as f:
         for row in cut.collections:
             f.write(json.dumps({"table": "collections", **row}) + "\n")

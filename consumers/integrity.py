@@ -70,7 +70,7 @@ def served_state(settings: Settings, until: dict[int, int],
     Without a usable snapshot a restart replays the whole log: ``replayed`` (a replay from
     offset 0 up to ``until``, when the caller already has one) is that state, not rebuilt.
     """
-    loaded = snapshots.load_newest(settings.snapshot_dir)
+    loaded = snapshots.load_newest(settings.snapshot_dir, settings.segment_bytes)
     if loaded is None or any(o > until.get(p, -1) for p, o in loaded.offsets.items()):
         return (replayed or replay_into(settings, until=until)).state, None
     return replay_into(settings, loaded.state, loaded.offsets, until).state, loaded.snapshot_id

@@ -74,6 +74,8 @@ class ProjectorStats:
     dead_letters_by_reason: dict[str, int] = field(default_factory=dict)
     snapshots_taken: int = 0
     snapshot_failures: int = 0
+    last_snapshot_seconds: float | None = None  # how long the last snapshot took
+    last_snapshot_written_bytes: int | None = None  # what it wrote (files shared with an earlier one excluded)
     last_snapshot_error: str | None = None
     catalog_failures: int = 0
     kafka_failures: int = 0
@@ -104,6 +106,8 @@ class _Applied:
 
     last: int  # the last offset applied (unchanged: nothing new)
     count: int = 0
+    vectors: int = 0  # upserted
+    bytes: int = 0  # of record values
     changes: list[Change] = field(default_factory=list)
     letters: list[DeadLetter] = field(default_factory=list)
     refused: list[Rejection] = field(default_factory=list)
@@ -115,7 +119,7 @@ class Projector:
     def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
         self.settings = settings
         self._catalog = catalog  # opened on first use (recovery): a catalog down at start is retried
-        self.state = ProjectionState()
+        self.state = ProjectionState(settings.segment_bytes)
         self.stats = ProjectorStats()
         self.offsets = Offsets()
         self.ready = threading.Event()
@@ -123,6 +127,8 @@ class Projector:
         self._consumer: KafkaConsumer | None = None
         self._dlq = DeadLetters(settings)
         self._events_since_snapshot = 0
+        self._vectors_since_snapshot = 0  # upserted: what a restart would re-insert into HNSW
+        self._bytes_since_snapshot = 0  # of records: what it would read and decode
         self._events_since_trim = 0
         self._last_snapshot = time.monotonic()
         self._snapshot_backoff, self._snapshot_retry_at = 0.0, 0.0  # after a failure: 1 s, 2 s, ... 60 s
@@ -167,7 +173,7 @@ class Projector:
         partitions = self._partitions(consumer)
         try:
             self.identity = self._check_identity(consumer, partitions)
-            loaded = snapshots.load_newest(self.settings.snapshot_dir)
+            loaded = snapshots.load_newest(self.settings.snapshot_dir, self.settings.segment_bytes)
             if loaded is not None and any(o > self.offsets.catalog.get(p, -1) for p, o in loaded.offsets.items()):
                 log.warning("snapshot %s is ahead of the catalog (%s > %s); rebuilding both from the log",
                             loaded.snapshot_id, loaded.offsets, self.offsets.catalog)
@@ -177,7 +183,7 @@ class Projector:
                 log.warning("snapshot %s was built from another log (%s, now %s); rebuilding from the log",
                             loaded.snapshot_id, loaded.log, self.identity)
                 loaded = None
-            self.state, self.offsets.applied, self._paused = ProjectionState(), {}, set()
+            self.state, self.offsets.applied, self._paused = ProjectionState(self.settings.segment_bytes), {}, set()
             self._units = Units(partitions)
             if loaded is not None:
                 self.state = loaded.state
@@ -473,6 +479,7 @@ class Projector:
                 continue
             done.count += 1
             done.last = rec.offset
+            done.bytes += len(rec.value or b"")
             first_time = rec.offset > catalog_at
             decoded = self._decoded(rec) if events is None else events[i]
             if decoded is None:
@@ -488,6 +495,8 @@ class Projector:
                     done.changes.extend(produced)
                 self.stats.events_applied += 1
                 self.stats.vectors_applied += len(getattr(event, "ids", ()))
+                if isinstance(event, ev.VectorsUpserted):
+                    done.vectors += len(event.ids)
             except DecodeError as exc:
                 refusal = (exc.reason, 400, str(exc))
             except Rejected as exc:
@@ -527,6 +536,8 @@ class Projector:
             self._cond.notify_all()
         count = sum(done.count for done in parts.values())
         self._events_since_snapshot += count
+        self._vectors_since_snapshot += sum(done.vectors for done in parts.values())
+        self._bytes_since_snapshot += sum(done.bytes for done in parts.values())
         self._events_since_trim += count
 
     def _commit_catalog(self, changes: list[Change], positions: dict[int, int],
@@ -579,6 +590,8 @@ class Projector:
                                     for p in self.offsets.target}
         due = now >= self._snapshot_retry_at and (
             self._events_since_snapshot >= self.settings.snapshot_every_events or
+            self._vectors_since_snapshot >= self.settings.snapshot_every_vectors or
+            self._bytes_since_snapshot >= self.settings.snapshot_every_bytes or
             (self._events_since_snapshot and now - self._last_snapshot >= self.settings.snapshot_every_seconds))
         if due:
             self.snapshot()
@@ -596,6 +609,7 @@ class Projector:
 
     def snapshot(self) -> str | None:
         """Write a snapshot of the current state (call from the projector's thread or when it is idle)."""
+        started = time.monotonic()
         try:
             identity = None if self.identity is None else {"cluster_id": self.identity.cluster_id,
                                                            "topic_id": self.identity.topic_id}
@@ -612,8 +626,10 @@ class Projector:
         self.stats.snapshots_taken += 1
         self.stats.last_snapshot_error = None
         self._snapshot_backoff, self._snapshot_retry_at = 0.0, 0.0
-        self._events_since_snapshot = 0
+        self._events_since_snapshot = self._vectors_since_snapshot = self._bytes_since_snapshot = 0
         self._last_snapshot = time.monotonic()
+        self.stats.last_snapshot_seconds = self._last_snapshot - started
+        self.stats.last_snapshot_written_bytes = snapshots.written_bytes(path)
         return path.name
 
     def _commit_kafka(self, force: bool = False) -> None:

@@ -137,7 +137,7 @@ def replay_into(settings: Settings, state: ProjectionState | None = None, start:
     waited for.
     """
     began = time.monotonic()
-    state = state or ProjectionState()
+    state = state or ProjectionState(settings.segment_bytes)
     mirror = mirror if mirror is not None else CatalogMirror()
     start = dict(start or {})
     if until is None:

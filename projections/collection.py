@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from projections.index.hnsw import VectorIndex
+from projections.index.segments import SegmentedIndex, segment_size_for
 from schemas.events import CollectionCreated, Payload
 from schemas.ids import PointId
 
@@ -116,11 +116,12 @@ class RWLock:
 
 
 class Collection:
-    def __init__(self, config: CollectionConfig, created_offset: int, index: VectorIndex | None = None) -> None:
+    def __init__(self, config: CollectionConfig, created_offset: int, index: SegmentedIndex | None = None,
+                 segment_size: int | None = None) -> None:
         self.config = config
         self.created_offset = created_offset
-        self.index = index or VectorIndex(config.dimension, config.metric, config.m, config.ef_construction,
-                                          config.ef)
+        self.index = index or SegmentedIndex(config.dimension, config.metric, config.m, config.ef_construction,
+                                             config.ef, segment_size or segment_size_for(config.dimension))
         self.label_of: dict[PointId, int] = {}
         self.id_of: dict[int, PointId] = {}
         self.payload_of: dict[int, Payload] = {}  # only points that have a payload (memory)
@@ -152,9 +153,15 @@ class Collection:
             self.next_label += 1
         self.label_of[point_id] = label
         self.id_of[label] = point_id
+        self.touch(label)
         return label
 
+    def touch(self, label: int) -> None:
+        """Note that the id or payload at ``label`` changed: its segment's points are written again."""
+        self.index.segment_for(label).points_version += 1
+
     def set_payload(self, label: int, payload: Payload | None) -> None:
+        self.touch(label)
         if payload is None:
             self.payload_of.pop(label, None)
         else:
@@ -165,6 +172,7 @@ class Collection:
         if label is None:
             return False
         del self.id_of[label]
+        self.touch(label)
         self.payload_of.pop(label, None)
         self.index.mark_deleted(label)
         self.free_labels.append(label)

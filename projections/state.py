@@ -20,6 +20,7 @@ import numpy as np
 from projections.changes import Change, DeletePoints, DropCollection, PointRow, PutCollection, PutPoints
 from projections.collection import Collection, CollectionConfig, canonical_json, point_checksum
 from projections.errors import Rejected
+from projections.index.segments import DEFAULT_SEGMENT_BYTES, segment_size_for
 from schemas import events as ev
 from schemas import paths
 from schemas.errors import InvalidPath
@@ -35,7 +36,8 @@ class ProjectionState:
     events all applied or none (see ``consumers.units``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
+        self.segment_bytes = segment_bytes  # the size of a new collection's index segments (of vector data)
         self.collections: dict[str, Collection] = {}  # published: readers' view, replaced whole
         self._staged: dict[str, Collection] | None = None  # inside a unit: the handlers' view
 
@@ -90,7 +92,8 @@ class ProjectionState:
             raise Rejected(f"collection {event.collection!r} already exists", 409)
         if not 1 <= event.dimension <= 65_536 or event.m < 2 or event.ef_construction < 1 or event.ef < 1:
             raise Rejected(f"collection {event.collection!r}: invalid HNSW parameters or dimension")
-        self._replace(event.collection, Collection(CollectionConfig.from_event(event), offset))
+        self._replace(event.collection, Collection(CollectionConfig.from_event(event), offset,
+                                                 segment_size=segment_size_for(event.dimension, self.segment_bytes)))
         return [PutCollection(event, offset)]
 
     @apply.register

@@ -1,6 +1,7 @@
-"""One collection's HNSW index (hnswlib), with scores as Qdrant defines them.
+"""One HNSW graph (hnswlib): a segment of a collection's index, with scores as Qdrant defines them.
 
-Labels are chosen by the caller (the collection state), never by this class. Cosine
+Labels are chosen by the caller (the collection state), never by this class; they need not
+be below the graph's capacity (a segment holds a range of a collection's labels). Cosine
 collections store unit vectors in an inner-product space: the bytes hnswlib holds are
 exactly the normalised float32 the caller computed, so checksums over them are stable.
 Scores: cosine similarity and dot product (higher is better), Euclidean distance
@@ -34,6 +35,12 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors / np.maximum(norms, np.float32(1e-30)), dtype=np.float32)
 
 
+def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
+    """The float32 rows as an index of ``metric`` stores them (normalised for cosine)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    return normalize(vectors) if metric == "cosine" else vectors
+
+
 class VectorIndex:
     def __init__(self, dimension: int, metric: str, m: int = 16, ef_construction: int = 200, ef: int = 64,
                  capacity: int = 1024, *, seed: int = 100, load_from: Path | None = None) -> None:
@@ -52,22 +59,24 @@ class VectorIndex:
 
     # Writes ------------------------------------------------------------------------
     def prepare(self, vectors: np.ndarray) -> np.ndarray:
-        """The float32 rows as the index stores them (normalised for cosine)."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        return normalize(vectors) if self.metric == "cosine" else vectors
+        return prepare(vectors, self.metric)
 
     def add(self, labels: np.ndarray, prepared: np.ndarray) -> None:
         """Insert or replace rows at ``labels`` (an existing label is updated in place, even if deleted)."""
         if len(labels) == 0:
             return
-        needed = int(labels.max()) + 1
         capacity = self._index.get_max_elements()
-        if needed > capacity or self._index.get_current_count() + len(labels) > capacity:
-            self._index.resize_index(max(capacity * 2, needed, self._index.get_current_count() + len(labels)))
+        if self._index.get_current_count() + len(labels) > capacity:
+            self._index.resize_index(max(capacity * 2, self._index.get_current_count() + len(labels)))
         self._index.add_items(prepared, labels, num_threads=self._num_threads)
 
-    def mark_deleted(self, label: int) -> None:
-        self._index.mark_deleted(label)
+    def mark_deleted(self, label: int, *, missing_ok: bool = False) -> None:
+        """Mark ``label`` deleted; with ``missing_ok``, a label already deleted is no error."""
+        try:
+            self._index.mark_deleted(label)
+        except RuntimeError:
+            if not missing_ok:
+                raise
 
     # Reads -------------------------------------------------------------------------
     @property
@@ -79,14 +88,18 @@ class VectorIndex:
             return np.empty((0, self.dimension), np.float32)
         return np.asarray(self._index.get_items(list(labels), return_type="numpy"), dtype=np.float32)
 
-    def knn(self, query: np.ndarray, k: int, ef: int | None = None,
-            allowed: Callable[[int], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate k nearest labels and their scores (best first); fewer if fewer exist.
+    def labels(self) -> list[int]:
+        """Every label the graph holds, deleted ones included."""
+        return list(self._index.get_ids_list())
+
+    def knn_prepared(self, q: np.ndarray, k: int, ef: int | None = None,
+                     allowed: Callable[[int], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate k nearest labels and their scores (best first) to the prepared row ``q``
+        (shape (1, dimension)); fewer if fewer exist.
 
         ``allowed`` is evaluated inside the graph search, so filtered results are never
         cut to k before filtering.
         """
-        q = self.prepare(query.reshape(1, -1))
         ef = max(ef or self.default_ef, k)
         with self._gate.phase(ef):  # hnswlib's ef is index-wide: no query at another ef meanwhile
             while k > 0:
@@ -101,31 +114,6 @@ class VectorIndex:
         if self.metric == "l2":
             return np.sqrt(np.maximum(distances, 0)).astype(np.float32)
         return (1.0 - distances).astype(np.float32)
-
-    def exact(self, query: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact k nearest among ``labels`` by brute force (chunked)."""
-        q = self.prepare(query.reshape(1, -1))[0]
-        best_labels: list[np.ndarray] = []
-        best_scores: list[np.ndarray] = []
-        for start in range(0, len(labels), 65_536):
-            chunk = labels[start:start + 65_536]
-            data = self.vectors(chunk)
-            if self.metric == "l2":
-                s = -np.sqrt(np.maximum(((data - q) ** 2).sum(axis=1), 0))
-            else:
-                s = data @ q
-            top = np.argsort(-s, kind="stable")[:k]
-            best_labels.append(chunk[top])
-            best_scores.append(s[top])
-        if not best_labels:
-            return np.empty(0, np.int64), np.empty(0, np.float32)
-        all_labels, all_scores = np.concatenate(best_labels), np.concatenate(best_scores)
-        order = np.argsort(-all_scores, kind="stable")[:k]
-        scores = all_scores[order]
-        return all_labels[order].astype(np.int64), (-scores if self.metric == "l2" else scores).astype(np.float32)
-
-    def higher_is_better(self) -> bool:
-        return self.metric != "l2"
 
     # Persistence -------------------------------------------------------------------
     def save(self, path: Path) -> None:

@@ -57,14 +57,14 @@ def test_verify_names_each_damage_and_repair_restores_equality(populated: Settin
     snap = snapshots.list_snapshots(populated.snapshot_dir)[0]
     engine = sa.create_engine(populated.resolved_catalog_url)
     if damage == "index-byte":
-        _flip(snap / "c0000.hnsw")
-        expected = f"snapshot: {snap.name}/c0000.hnsw: checksum mismatch"
+        _flip(snap / "c0000.s0000.hnsw")
+        expected = f"snapshot: {snap.name}/c0000.s0000.hnsw: checksum mismatch"
     elif damage == "manifest":
         _flip(snap / "manifest.json")
         expected = f"snapshot: {snap.name}/manifest.json:"
     elif damage == "missing-file":
-        (snap / "c0001.points.avro").unlink()
-        expected = f"snapshot: {snap.name}/c0001.points.avro: missing"
+        (snap / "c0001.s0000.points.avro").unlink()
+        expected = f"snapshot: {snap.name}/c0001.s0000.points.avro: missing"
     elif damage == "catalog-row":
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE vz_points SET payload = '{\"n\": 999}' WHERE point_key = 'n:5'"))
@@ -116,11 +116,11 @@ def test_backup_restore_into_another_dir_gives_identical_results(populated: Sett
 def test_a_damaged_backup_is_refused_naming_the_files(populated: Settings, tmp_path: Path) -> None:
     backups.backup(populated, tmp_path / "bk")
     _flip(tmp_path / "bk" / "catalog.jsonl")
-    index_file = next((tmp_path / "bk" / "snapshot").rglob("c0000.hnsw"))
+    index_file = next((tmp_path / "bk" / "snapshot").rglob("c0000.s0000.hnsw"))
     index_file.unlink()
     code, out = _cli(populated.replace(data_dir=tmp_path / "t"), "restore", str(tmp_path / "bk"))
     assert code == 1
-    assert "catalog.jsonl (checksum mismatch)" in out and "c0000.hnsw (missing)" in out
+    assert "catalog.jsonl (checksum mismatch)" in out and "c0000.s0000.hnsw (missing)" in out
     assert not (tmp_path / "t").exists(), "nothing is written when the backup does not verify"
 
 

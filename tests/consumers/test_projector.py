@@ -160,21 +160,52 @@ def test_corrupt_newest_snapshot_falls_back_to_an_older_one(settings: Settings, 
     assert len(found) >= 2
     newest = found[0]
     if damage == "flip-index-byte":
-        path = newest / "c0000.hnsw"
+        path = newest / "c0000.s0000.hnsw"
+        assert path.stat().st_nlink == 1, "vectors were added since the snapshot before: its graph is its own"
         data = bytearray(path.read_bytes())
         data[len(data) // 2] ^= 0xFF
         path.write_bytes(bytes(data))
-        assert snapshots.verify(newest) == [f"{newest.name}/c0000.hnsw: checksum mismatch"]
+        assert snapshots.verify(newest) == [f"{newest.name}/c0000.s0000.hnsw: checksum mismatch"]
     elif damage == "corrupt-manifest":
         text = (newest / "manifest.json").read_text().replace('"count": 1000', '"count": 999')
         (newest / "manifest.json").write_text(text)
         assert snapshots.verify(newest) == [f"{newest.name}/manifest.json: checksum mismatch"]
     else:
-        (newest / "c0000.points.avro").unlink()
-        assert snapshots.verify(newest) == [f"{newest.name}/c0000.points.avro: missing"]
+        (newest / "c0000.s0000.points.avro").unlink()
+        assert snapshots.verify(newest) == [f"{newest.name}/c0000.s0000.points.avro: missing"]
     with running_projector(settings) as proj:
         wait_to_end(proj, settings)
         assert proj.stats.loaded_snapshot == found[1].name
+        assert state_of(proj) == expected
+
+
+def test_a_damaged_file_shared_by_snapshots_is_refused_in_each(settings: Settings) -> None:
+    """Snapshots share a segment's unchanged files (hard links): damage to one such file is damage
+    to every snapshot holding it, and recovery goes back past all of them."""
+    with VectorProducer(settings) as p:
+        p.create_collection("s", 8, "l2", m=8, ef_construction=32)
+        _ingest(p, "s", 600, 8, batch=200)
+    small = settings.replace(snapshot_every_events=1, poll_max_records=1, segment_bytes=256 * 4 * 8)
+    with running_projector(small) as proj:
+        wait_to_end(proj, settings)
+        wait_until(lambda: proj.stats.snapshots_taken >= 3, 30, message="three snapshots")
+        with VectorProducer(settings) as p:  # a payload change: the graphs' files are shared
+            token = p.set_payload("s", [599], {"late": True})
+        proj.wait_for(token.partition, token.offset, 30)
+        name = proj.request_snapshot(30)
+        expected = state_of(proj)
+    found = snapshots.list_snapshots(settings.snapshot_dir)
+    assert found[0].name == name
+    shared = found[0] / "c0000.s0000.hnsw"  # segment 0 (labels 0-255) was full before the last two
+    assert shared.stat().st_nlink >= 2
+    holders = [f for f in found if (f / shared.name).exists() and (f / shared.name).samefile(shared)]
+    data = bytearray(shared.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shared.write_bytes(bytes(data))
+    assert all(snapshots.verify(f) == [f"{f.name}/{shared.name}: checksum mismatch"] for f in holders)
+    with running_projector(small) as proj:
+        wait_to_end(proj, settings)
+        assert proj.stats.loaded_snapshot not in {f.name for f in holders}
         assert state_of(proj) == expected
 
 

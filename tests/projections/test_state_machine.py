@@ -273,10 +273,13 @@ def at_least_as_good(score: float, than: float, metric: str) -> bool:
 # --------------------------------------------------------------------------- the machine
 
 
+SEGMENT_BYTES = 1  # index segments of 16 labels (the least): searches and snapshots span several
+
+
 class ProjectionMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.state = ProjectionState()
+        self.state = ProjectionState(SEGMENT_BYTES)
         self.model = Model()
         self.log: list[Entry] = []
         self.units = 0
@@ -485,10 +488,10 @@ class ProjectionMachine(RuleBasedStateMachine):
     @rule()
     def restart_from_snapshot(self) -> None:
         """A projector restart: the newest snapshot, then the log after it."""
-        loaded = snapshots.load_newest(self.snap_dir)
+        loaded = snapshots.load_newest(self.snap_dir, SEGMENT_BYTES)
         if self.last_snapshot is None:
             assert loaded is None
-            state, start = ProjectionState(), 0
+            state, start = ProjectionState(SEGMENT_BYTES), 0
         else:
             assert loaded is not None
             offsets, observed = self.last_snapshot
@@ -501,7 +504,7 @@ class ProjectionMachine(RuleBasedStateMachine):
     @rule()
     def rebuild(self) -> None:
         """A projector without snapshots: a fresh state from the whole log."""
-        state = ProjectionState()
+        state = ProjectionState(SEGMENT_BYTES)
         replay(state, self.log, 0)
         self.state = state
 
@@ -531,7 +534,7 @@ class ProjectionMachine(RuleBasedStateMachine):
 
     @invariant()
     def state_is_a_fresh_replay(self) -> None:
-        fresh = ProjectionState()
+        fresh = ProjectionState(SEGMENT_BYTES)
         replay(fresh, self.log, 0)
         assert observe(self.state.collections) == observe(fresh.collections)
 
@@ -572,7 +575,7 @@ class ProjectionMachine(RuleBasedStateMachine):
                    "(VectorIndex.prepare/normalize); remove this mark and the workaround in _vector once fixed")
 def test_cosine_normalises_vectors_whose_float32_norm_underflows() -> None:
     """A finite non-zero vector in a cosine collection is stored with unit length, whatever its scale."""
-    state = ProjectionState()
+    state = ProjectionState(SEGMENT_BYTES)
     state.apply(ev.CollectionCreated(ev.EventMeta.new("c", "api"), 2, "cosine"), 0)
     tiny = np.array([[1e-30, 1e-30], [1e-25, 0.0]], np.float32)  # normal float32 values; their squares underflow
     state.apply(decode(encode(ev.VectorsUpserted(ev.EventMeta.new("c", "api"), (1, 2), tiny, (None, None)))), 1)

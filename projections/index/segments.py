@@ -1,0 +1,200 @@
+"""One collection's vectors as HNSW segments over consecutive label ranges.
+
+A segment owns the labels ``[lo, hi)``: one hnswlib graph holds their vectors. New labels
+open a new segment of ``segment_size`` labels once the last one is full, so a bulk load
+fills one segment at a time and leaves the older ones unchanged. That is what makes
+snapshots incremental: a snapshot writes a segment's graph again only when vectors were
+added to it (:attr:`Segment.graph_version`) and its points only when its points changed
+(:attr:`Segment.points_version`); everything else is linked from the previous snapshot.
+Deletions do not change a graph's file: a loaded graph marks deleted every label it holds
+that is not live (:meth:`SegmentedIndex.restore_segment`).
+
+A search asks every segment that holds a live point for its k best and keeps the k best
+of those; its cost grows with the number of segments (collection size / segment size),
+the price of writing each graph once. Labels are allocated by the collection exactly as
+before segments existed, so the segment layout never changes what a replay yields.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from projections.index.hnsw import VectorIndex, prepare
+
+DEFAULT_SEGMENT_BYTES = 128 * 1024 * 1024  # of float32 vector data: 262,144 labels at 128-d, 65,536 at 512-d
+MIN_SEGMENT_SIZE = 16
+
+
+def segment_size_for(dimension: int, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> int:
+    """Labels per segment for vectors of ``dimension``: ``segment_bytes`` of float32 rows."""
+    return max(MIN_SEGMENT_SIZE, segment_bytes // (4 * max(dimension, 1)))
+
+
+@dataclass(eq=False)
+class Segment:
+    lo: int
+    hi: int
+    graph: VectorIndex
+    alive: np.ndarray  # bool per label in [lo, hi): live in the graph
+    graph_version: int = 0  # bumped by every add: the graph differs from any file written before
+    points_version: int = 0  # bumped by every change to its points' ids or payloads (Collection.touch)
+    saved: dict[str, tuple[Path, str, int]] = field(default_factory=dict)  # kind -> (file, checksum, version)
+
+    @property
+    def live(self) -> int:
+        return int(self._live)
+
+    def __post_init__(self) -> None:
+        self._live = int(self.alive.sum())
+
+    def set_alive(self, local: np.ndarray, value: bool) -> None:
+        before = int(self.alive[local].sum())
+        self.alive[local] = value
+        self._live += (len(np.unique(local)) - before) if value else -before
+
+
+class SegmentedIndex:
+    """The collection's vector index: segments, searched together, each written on its own."""
+
+    def __init__(self, dimension: int, metric: str, m: int = 16, ef_construction: int = 200, ef: int = 64,
+                 segment_size: int | None = None) -> None:
+        self.dimension, self.metric, self.m = dimension, metric, m
+        self.ef_construction, self.default_ef = ef_construction, ef
+        self.segment_size = segment_size or segment_size_for(dimension)
+        self.segments: list[Segment] = []
+        self._los: list[int] = []
+
+    # Layout --------------------------------------------------------------------------
+    def _new_graph(self, capacity: int) -> VectorIndex:
+        return VectorIndex(self.dimension, self.metric, self.m, self.ef_construction, self.default_ef,
+                           capacity=min(capacity, 1024))
+
+    def _append(self, segment: Segment) -> None:
+        if self.segments and segment.lo != self.segments[-1].hi:
+            raise ValueError(f"segment [{segment.lo}, {segment.hi}) does not follow [{self.segments[-1].lo}, "
+                             f"{self.segments[-1].hi})")
+        self.segments.append(segment)
+        self._los.append(segment.lo)
+
+    def segment_of(self, label: int) -> Segment | None:
+        i = bisect.bisect_right(self._los, label) - 1
+        if i < 0 or label >= self.segments[i].hi:
+            return None
+        return self.segments[i]
+
+    def segment_for(self, label: int) -> Segment:
+        """The segment of ``label``, opening new ones up to it (labels grow one at a time)."""
+        while not self.segments or label >= self.segments[-1].hi:
+            lo = self.segments[-1].hi if self.segments else 0
+            size = self.segment_size
+            self._append(Segment(lo, lo + size, self._new_graph(size), np.zeros(size, dtype=bool)))
+        seg = self.segment_of(label)
+        assert seg is not None
+        return seg
+
+    def _grouped(self, labels: np.ndarray) -> Iterable[tuple[Segment, np.ndarray]]:
+        """(segment, positions in ``labels``) for each segment the labels fall in."""
+        if len(labels) == 0:
+            return
+        which = np.searchsorted(np.asarray(self._los, dtype=np.int64), labels, side="right") - 1
+        for i in np.unique(which).tolist():
+            if i < 0 or i >= len(self.segments):
+                raise KeyError(f"labels {labels[which == i][:5].tolist()} are in no segment")
+            yield self.segments[i], np.flatnonzero(which == i)
+
+    def restore_segment(self, lo: int, hi: int, graph: VectorIndex, live_labels: np.ndarray) -> Segment:
+        """Adopt a graph loaded from a file for ``[lo, hi)``: labels it holds that are not in
+        ``live_labels`` (deleted after the file was written) are marked deleted."""
+        held = np.asarray(graph.labels(), dtype=np.int64)
+        for label in np.setdiff1d(held, live_labels).tolist():
+            graph.mark_deleted(label, missing_ok=True)
+        alive = np.zeros(hi - lo, dtype=bool)
+        alive[live_labels - lo] = True
+        seg = Segment(lo, hi, graph, alive)
+        self._append(seg)
+        return seg
+
+    # Writes --------------------------------------------------------------------------
+    def prepare(self, vectors: np.ndarray) -> np.ndarray:
+        """The float32 rows as the index stores them (normalised for cosine)."""
+        return prepare(vectors, self.metric)
+
+    def add(self, labels: np.ndarray, prepared: np.ndarray) -> None:
+        """Insert or replace rows at ``labels`` (an existing label is updated in place, even if deleted)."""
+        labels = np.asarray(labels, dtype=np.int64)
+        if len(labels) == 0:
+            return
+        self.segment_for(int(labels.max()))
+        for seg, at in self._grouped(labels):
+            seg.graph.add(labels[at], prepared[at])
+            seg.set_alive(labels[at] - seg.lo, True)
+            seg.graph_version += 1
+
+    def mark_deleted(self, label: int) -> None:
+        seg = self.segment_of(label)
+        if seg is None:
+            raise KeyError(f"label {label} is in no segment")
+        seg.graph.mark_deleted(label)
+        seg.set_alive(np.array([label - seg.lo]), False)
+
+    # Reads ---------------------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        return sum(seg.graph.capacity for seg in self.segments)
+
+    def vectors(self, labels: np.ndarray | list[int]) -> np.ndarray:
+        labels = np.asarray(labels, dtype=np.int64)
+        out = np.empty((len(labels), self.dimension), np.float32)
+        for seg, at in self._grouped(labels):
+            out[at] = seg.graph.vectors(labels[at])
+        return out
+
+    def knn(self, query: np.ndarray, k: int, ef: int | None = None,
+            allowed: Callable[[int], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate k nearest labels and their scores (best first) over every segment."""
+        q = self.prepare(query.reshape(1, -1))
+        found = [seg.graph.knn_prepared(q, min(k, seg.live), ef, allowed) for seg in self.segments if seg.live]
+        if not found:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        if len(found) == 1:
+            return found[0]
+        labels = np.concatenate([lbl for lbl, _ in found])
+        scores = np.concatenate([s for _, s in found])
+        order = np.argsort(-scores if self.higher_is_better() else scores, kind="stable")[:k]
+        return labels[order], scores[order]
+
+    def exact(self, query: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact k nearest among ``labels`` by brute force (chunked)."""
+        return exact_search(self, query, labels, k)
+
+    def higher_is_better(self) -> bool:
+        return self.metric != "l2"
+
+
+def exact_search(index: SegmentedIndex, query: np.ndarray, labels: np.ndarray,
+                 k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest among ``labels`` by brute force, reading their vectors in chunks."""
+    q = index.prepare(query.reshape(1, -1))[0]
+    best_labels: list[np.ndarray] = []
+    best_scores: list[np.ndarray] = []
+    for start in range(0, len(labels), 65_536):
+        chunk = labels[start:start + 65_536]
+        data = index.vectors(chunk)
+        if index.metric == "l2":
+            s = -np.sqrt(np.maximum(((data - q) ** 2).sum(axis=1), 0))
+        else:
+            s = data @ q
+        top = np.argsort(-s, kind="stable")[:k]
+        best_labels.append(chunk[top])
+        best_scores.append(s[top])
+    if not best_labels:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    all_labels, all_scores = np.concatenate(best_labels), np.concatenate(best_scores)
+    order = np.argsort(-all_scores, kind="stable")[:k]
+    scores = all_scores[order]
+    return all_labels[order].astype(np.int64), (-scores if index.metric == "l2" else scores).astype(np.float32)
