@@ -53,6 +53,11 @@ class ProjectionCollector(Collector):
         yield by_reason
         yield _counter("vectorizer_snapshots", "Snapshots written", stats.snapshots_taken)
         yield _counter("vectorizer_snapshot_failures", "Snapshots that failed", stats.snapshot_failures)
+        if stats.last_snapshot_seconds is not None:
+            yield _gauge("vectorizer_snapshot_duration_seconds", "How long the last snapshot took",
+                         stats.last_snapshot_seconds)
+            yield _gauge("vectorizer_snapshot_written_bytes", "What the last snapshot wrote (files it shares "
+                         "with earlier snapshots excluded)", float(stats.last_snapshot_written_bytes or 0))
         yield _gauge("vectorizer_snapshot_failing", "1 while the last snapshot attempt failed",
                      float(stats.last_snapshot_error is not None))
         yield _counter("vectorizer_catalog_failures", "Catalog commits that failed and were retried",
