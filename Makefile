@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up down test install lint bench reliability clean
+.PHONY: up down test install lint bench bench-recovery bench-10m reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/vectorizer bench
+
+# kill -9 right after a bulk load through qdrant-client, restart to correct answers (docs/benchmarks.md).
+bench-recovery: $(STAMP)
+	$(BIN)/python -m benchmarks.recovery --n 1000000 --dim 128
+
+# 10M x 128 in one collection (about 20 GB of RAM at its peak, hours on two cores; not in CI).
+bench-10m: $(STAMP)
+	$(BIN)/python -m benchmarks.recovery --n 10000000 --dim 128
 
 # The whole suite, then docs/reliability.md from the figures its fault tests recorded.
 reliability: $(STAMP)

@@ -192,13 +192,13 @@ def baseline_hnswlib(base: np.ndarray, queries: np.ndarray, truth: np.ndarray,
     path = workdir / "baseline.hnsw"
     index.save_index(str(path))
     size = path.stat().st_size
-    alone = _hnswlib_alone_rss(path, base.shape[1], len(base))
+    alone = hnswlib_alone_rss(path, base.shape[1], len(base))
     path.unlink()
     return {"add_items_s": add_s, "add_items_vectors_per_s": len(base) / add_s, "index_bytes": size,
             "process_rss_bytes": alone, "query": percentiles(lat), "recall_at_10": recall(found, truth)}, index
 
 
-def _hnswlib_alone_rss(path: Path, dim: int, n: int) -> int:
+def hnswlib_alone_rss(path: Path, dim: int, n: int) -> int:
     """Resident memory of a Python process holding only this index (numpy + hnswlib loaded)."""
     code = ("import sys, hnswlib, numpy, psutil; i = hnswlib.Index(space='cosine', dim=int(sys.argv[2])); "
             "i.load_index(sys.argv[1], max_elements=int(sys.argv[3])); i.knn_query(numpy.ones(int(sys.argv[2]), "

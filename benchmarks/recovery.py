@@ -31,7 +31,7 @@ import psutil
 from qdrant_client import QdrantClient, models
 
 from benchmarks.data import dataset
-from benchmarks.ingest import EF, EF_C, M, ensure_broker, recall
+from benchmarks.ingest import EF, EF_C, M, ensure_broker, hnswlib_alone_rss, hnswlib_queries, percentiles, recall
 from consumers import snapshots
 from infra.settings import Settings
 
@@ -106,13 +106,17 @@ def run(n: int, dim: int, results: Path = RESULTS) -> dict[str, Any]:
         t = time.perf_counter()
         index.add_items(base, np.arange(n), num_threads=-1)
         add_s = time.perf_counter() - t
+        index.set_ef(EF)
+        latencies, labels = hnswlib_queries(index, queries)
+        baseline_query = {**percentiles(latencies), "recall_at_10": recall(labels, truth)}
         index.save_index(str(workdir / "baseline.hnsw"))
         del index
         t = time.perf_counter()
         reopened = hnswlib.Index(space="cosine", dim=dim)
         reopened.load_index(str(workdir / "baseline.hnsw"), max_elements=n)
         result["hnswlib"] = {"add_items_s": add_s, "add_items_vectors_per_s": n / add_s,
-                             "reopen_s": time.perf_counter() - t}
+                             "reopen_s": time.perf_counter() - t, "query": baseline_query,
+                             "process_rss_bytes": hnswlib_alone_rss(workdir / "baseline.hnsw", dim, n)}
         del reopened
         (workdir / "baseline.hnsw").unlink()
 
@@ -130,6 +134,11 @@ def run(n: int, dim: int, results: Path = RESULTS) -> dict[str, Any]:
                                                          vectors=base[s:s + BATCH].tolist()), wait=last)
         loaded_s = time.monotonic() - started
         before = recall(answers(client, queries), truth)
+        latencies = []
+        for q in queries:
+            t = time.perf_counter()
+            client.query_points("bench", query=q.tolist(), limit=10)
+            latencies.append(time.perf_counter() - t)
         rss = psutil.Process(proc.pid).memory_info().rss
         stats = {line.split()[0]: float(line.split()[1]) for line in http.get("/metrics").text.splitlines()
                  if line.startswith(("vectorizer_snapshot", "vectorizer_vectors_applied"))}
@@ -139,7 +148,10 @@ def run(n: int, dim: int, results: Path = RESULTS) -> dict[str, Any]:
         written = sum(snapshots.written_bytes(p) for p in found)
         result["ingest"] = {"seconds": loaded_s, "vectors_per_s": n / loaded_s,
                             "ratio_to_hnswlib": (n / loaded_s) / result["hnswlib"]["add_items_vectors_per_s"],
-                            "recall_at_10": before, "server_rss_bytes": rss, "stats": stats}
+                            "recall_at_10": before, "query_over_http": percentiles(latencies),
+                            "server_rss_bytes": rss,
+                            "rss_ratio_to_hnswlib_process": rss / result["hnswlib"]["process_rss_bytes"],
+                            "stats": stats}
         newest = snapshots.read_manifest(found[0]) if found else None
         result["snapshots_at_kill"] = {
             "kept": len(found), "bytes_on_disk_kept": sum(f.stat().st_size for p in found for f in p.iterdir()),

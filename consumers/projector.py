@@ -74,7 +74,8 @@ class ProjectorStats:
     dead_letters_by_reason: dict[str, int] = field(default_factory=dict)
     snapshots_taken: int = 0
     snapshot_failures: int = 0
-    last_snapshot_seconds: float | None = None  # how long the last snapshot took
+    last_snapshot_seconds: float | None = None  # how long the last snapshot took, until durable
+    last_snapshot_stall_seconds: float | None = None  # of which ingest waited (writing what changed)
     last_snapshot_written_bytes: int | None = None  # what it wrote (files shared with an earlier one excluded)
     last_snapshot_error: str | None = None
     catalog_failures: int = 0
@@ -132,6 +133,8 @@ class Projector:
         self._events_since_trim = 0
         self._last_snapshot = time.monotonic()
         self._snapshot_backoff, self._snapshot_retry_at = 0.0, 0.0  # after a failure: 1 s, 2 s, ... 60 s
+        self._snapshot_retry = False  # the last snapshot failed: due again after the backoff
+        self._snapshotting: threading.Thread | None = None  # completing a snapshot in the background
         self._last_kafka_commit = 0.0
         self._last_end_check = 0.0
         self._started = time.monotonic()
@@ -302,7 +305,8 @@ class Projector:
                     if not stop.is_set():
                         log.warning("the log of %s checks out again; resuming", self.settings.topic)
                         self.log_problem = None
-            if self._events_since_snapshot:
+            self._await_snapshot()
+            if self._events_since_snapshot or self._snapshot_retry:
                 self.snapshot()
             self._commit_kafka(force=True)
         finally:
@@ -589,12 +593,13 @@ class Projector:
             self.stats.positions = {p: self._consumer.position(TopicPartition(self.settings.topic, p))
                                     for p in self.offsets.target}
         due = now >= self._snapshot_retry_at and (
+            self._snapshot_retry or
             self._events_since_snapshot >= self.settings.snapshot_every_events or
             self._vectors_since_snapshot >= self.settings.snapshot_every_vectors or
             self._bytes_since_snapshot >= self.settings.snapshot_every_bytes or
             (self._events_since_snapshot and now - self._last_snapshot >= self.settings.snapshot_every_seconds))
         if due:
-            self.snapshot()
+            self._snapshot_in_background()
         self._commit_kafka()
         if now - self._last_end_check >= 2.0 and self._consumer is not None:
             self._last_end_check = now
@@ -608,29 +613,68 @@ class Projector:
                 log.debug("end offsets unavailable: %s", exc)
 
     def snapshot(self) -> str | None:
-        """Write a snapshot of the current state (call from the projector's thread or when it is idle)."""
+        """Write a snapshot of the current state and wait until it is durable (after the one being
+        completed in the background, if any). Call from the projector's thread or when it is idle."""
+        self._await_snapshot()
+        job = self._begin_snapshot()
+        return None if job is None else self._complete_snapshot(job)
+
+    def _snapshot_in_background(self) -> None:
+        """Write a snapshot's files now (the part that reads the state: what changed, segment by
+        segment) and let a thread make it durable (fsync, checksums, manifest, rename) while ingest
+        goes on. One at a time: nothing is begun while the previous one completes."""
+        if self._snapshotting is not None and self._snapshotting.is_alive():
+            return
+        job = self._begin_snapshot()
+        if job is not None:
+            self._snapshotting = threading.Thread(target=self._complete_snapshot, args=(job,),
+                                                  name="snapshot", daemon=True)
+            self._snapshotting.start()
+
+    def _await_snapshot(self) -> None:
+        if self._snapshotting is not None:
+            self._snapshotting.join()
+            self._snapshotting = None
+
+    def _begin_snapshot(self) -> tuple[snapshots.Pending, float] | None:
         started = time.monotonic()
+        identity = None if self.identity is None else {"cluster_id": self.identity.cluster_id,
+                                                       "topic_id": self.identity.topic_id}
+        self._snapshot_retry = False
         try:
-            identity = None if self.identity is None else {"cluster_id": self.identity.cluster_id,
-                                                           "topic_id": self.identity.topic_id}
-            path = snapshots.write_snapshot(self.state, dict(self.offsets.applied), self.settings.snapshot_dir,
-                                            self.settings.topic, self.settings.snapshots_keep, identity)
+            pending = snapshots.begin(self.state, dict(self.offsets.applied), self.settings.snapshot_dir,
+                                      self.settings.topic, self.settings.snapshots_keep, identity)
         except Exception as exc:  # noqa: BLE001 - disk full, unwritable, a bug: serving goes on regardless
-            self.stats.snapshot_failures += 1
-            self.stats.last_snapshot_error = f"{type(exc).__name__}: {exc}"
-            self._snapshot_backoff = min(max(2 * self._snapshot_backoff, 1.0), 60.0)
-            self._snapshot_retry_at = time.monotonic() + self._snapshot_backoff
-            log.error("snapshot failed, serving goes on (the log still holds everything; next try in %.0fs): %s",
-                      self._snapshot_backoff, self.stats.last_snapshot_error)
+            self._snapshot_failed(exc)
+            return None
+        # What a restart would replay is counted from this snapshot's offsets on.
+        self._events_since_snapshot = self._vectors_since_snapshot = self._bytes_since_snapshot = 0
+        self._last_snapshot = time.monotonic()
+        self.stats.last_snapshot_stall_seconds = self._last_snapshot - started
+        return pending, started
+
+    def _complete_snapshot(self, job: tuple[snapshots.Pending, float]) -> str | None:
+        pending, started = job
+        try:
+            path = pending.complete()
+        except Exception as exc:  # noqa: BLE001 - the same: the log still holds everything
+            self._snapshot_failed(exc)
             return None
         self.stats.snapshots_taken += 1
         self.stats.last_snapshot_error = None
         self._snapshot_backoff, self._snapshot_retry_at = 0.0, 0.0
-        self._events_since_snapshot = self._vectors_since_snapshot = self._bytes_since_snapshot = 0
-        self._last_snapshot = time.monotonic()
-        self.stats.last_snapshot_seconds = self._last_snapshot - started
+        self.stats.last_snapshot_seconds = time.monotonic() - started
         self.stats.last_snapshot_written_bytes = snapshots.written_bytes(path)
         return path.name
+
+    def _snapshot_failed(self, exc: Exception) -> None:
+        self.stats.snapshot_failures += 1
+        self.stats.last_snapshot_error = f"{type(exc).__name__}: {exc}"
+        self._snapshot_backoff = min(max(2 * self._snapshot_backoff, 1.0), 60.0)
+        self._snapshot_retry_at = time.monotonic() + self._snapshot_backoff
+        self._snapshot_retry = True  # due again once the backoff has passed
+        log.error("snapshot failed, serving goes on (the log still holds everything; next try in %.0fs): %s",
+                  self._snapshot_backoff, self.stats.last_snapshot_error)
 
     def _commit_kafka(self, force: bool = False) -> None:
         if self._consumer is None or not self.offsets.applied:

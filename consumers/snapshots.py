@@ -7,7 +7,8 @@ integer-id points, an int64 column pair that loads in milliseconds) and
 ``cNNNN.sJJJJ.points.avro`` (label, id, payload of its points with a string id or a payload;
 an Avro container). No pickle anywhere. Formats 1 and 2 (one graph per collection) still load.
 The manifest holds the offsets the snapshot covers, the collections' configs, label
-allocators and segments, an xxh3-64 per file, and its own checksum. ``requested_for.json``,
+allocators and segments (each segment's graphs keyed by vector name, ``""`` for the unnamed
+vector: named vectors add entries, not a format), an xxh3-64 per file, and its own checksum. ``requested_for.json``,
 outside the manifest (added after the snapshot is complete, never read by ``load``), names the
 collections whose ``POST /collections/{c}/snapshots`` the snapshot answered; folders
 without it (periodic snapshots, older versions) were requested for none.
@@ -94,11 +95,57 @@ def write_snapshot(state: ProjectionState, offsets: dict[int, int], directory: P
     """Write a snapshot of ``state`` covering ``offsets`` (of the log ``log_identity`` names:
     ``{cluster_id, topic_id}``, an optional manifest field older snapshots lack); return its folder.
 
-    The caller guarantees no writer mutates ``state`` meanwhile (the projector's own thread
-    takes it between batches); readers may go on. Files that have not changed since an earlier
-    snapshot of this state are hard links to that snapshot's (``share=False``: every file is
-    written, as a backup needs: it must not share storage with the snapshots it copies).
+    The caller guarantees no writer mutates ``state`` meanwhile; readers may go on. Files that
+    have not changed since an earlier snapshot of this state are hard links to that snapshot's
+    (``share=False``: every file is written, as a backup needs: it must not share storage with
+    the snapshots it copies). :func:`begin` and :meth:`Pending.complete` are its two halves.
     """
+    return begin(state, offsets, directory, topic, keep, log_identity, share=share).complete()
+
+
+@dataclass
+class Pending:
+    """A snapshot whose files are written (not yet durable): :meth:`complete` makes it one.
+
+    ``complete`` touches no state, so it may run on another thread while the state changes:
+    it fsyncs the files, checksums them, writes the manifest and renames the folder into place.
+    Until it returns, nothing may :func:`begin` another snapshot of the same state.
+    """
+
+    tmp: Path
+    final: Path
+    manifest: dict[str, Any]
+    written: list[tuple[Segment, str, int, str]]  # (segment, part, version, file name) to fsync and checksum
+    keep: int
+
+    def complete(self) -> Path:
+        try:
+            files = self.manifest["files"]
+            for seg, kind, version, name in self.written:
+                _fsync(self.tmp / name)
+                files[name] = file_checksum(self.tmp / name)
+                if kind:
+                    seg.saved[kind] = (self.final / name, files[name], version)
+            self.manifest["manifest_checksum"] = _manifest_checksum(self.manifest)
+            (self.tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=1, sort_keys=True))
+            _fsync(self.tmp / "manifest.json")
+            _fsync(self.tmp)
+            self.tmp.rename(self.final)
+        except BaseException:
+            self.abandon()
+            raise
+        _fsync(self.final.parent)
+        prune(self.final.parent, self.keep)
+        return self.final
+
+    def abandon(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)  # a failed write must not keep a full disk full
+
+
+def begin(state: ProjectionState, offsets: dict[int, int], directory: Path, topic: str, keep: int = 3,
+          log_identity: dict[str, str | None] | None = None, *, share: bool = True) -> Pending:
+    """Write the files of a snapshot of ``state`` into a ``.tmp-<id>`` folder, linking what did not
+    change: the part that reads the state (no writer may mutate it meanwhile)."""
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -107,25 +154,22 @@ def write_snapshot(state: ProjectionState, offsets: dict[int, int], directory: P
         snapshot_id = f"{int(snapshot_id) + 1:015d}"
     tmp = directory / f".tmp-{snapshot_id}"
     tmp.mkdir()
+    pending = Pending(tmp, directory / snapshot_id, {}, [], keep)
     try:
-        _write_into(tmp, state, offsets, snapshot_id, topic, log_identity, share)
+        pending.manifest = _write_into(pending, state, offsets, snapshot_id, topic, log_identity, share)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # a failed write must not keep a full disk full
+        pending.abandon()
         raise
-    final = directory / snapshot_id
-    tmp.rename(final)
-    _fsync(directory)
-    prune(directory, keep)
-    return final
+    return pending
 
 
-def _write_into(tmp: Path, state: ProjectionState, offsets: dict[int, int], snapshot_id: str, topic: str,
-                log_identity: dict[str, str | None] | None, share: bool) -> None:
+def _write_into(pending: Pending, state: ProjectionState, offsets: dict[int, int], snapshot_id: str, topic: str,
+                log_identity: dict[str, str | None] | None, share: bool) -> dict[str, Any]:
     files: dict[str, str] = {}
     colls: list[dict[str, Any]] = []
     for i, coll in enumerate(state.collections.values()):
         with coll.lock.read():
-            segments = [_write_segment(tmp, f"c{i:04d}.s{j:04d}", coll, seg, files, share)
+            segments = [_write_segment(pending, f"c{i:04d}.s{j:04d}", coll, seg, files, share)
                         for j, seg in enumerate(coll.index.segments)]
             colls.append({"config": coll.config.as_dict(), "created_offset": coll.created_offset,
                           "count": len(coll), "next_label": coll.next_label, "free_labels": list(coll.free_labels),
@@ -135,69 +179,52 @@ def _write_into(tmp: Path, state: ProjectionState, offsets: dict[int, int], snap
                                 "collections": colls, "files": files}
     if log_identity is not None:
         manifest["log"] = dict(log_identity)
-    manifest["manifest_checksum"] = _manifest_checksum(manifest)
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    _fsync(tmp / "manifest.json")
-    _fsync(tmp)
+    return manifest
 
 
-def _write_segment(tmp: Path, stem: str, coll: Collection, seg: Segment, files: dict[str, str],
+def _write_segment(pending: Pending, stem: str, coll: Collection, seg: Segment, files: dict[str, str],
                    share: bool) -> dict[str, Any]:
-    """Write one segment's graph and points into ``tmp``, or link the files a previous snapshot
-    wrote for them when they have not changed since; return its manifest entry."""
-    id_of, payload_of = coll.id_of, coll.payload_of
-    live = [(label, id_of[label]) for label in range(seg.lo, seg.hi) if label in id_of]
+    """Write one segment's graph and points into the pending folder, or link the files a previous
+    snapshot wrote for them when they have not changed since; return its manifest entry."""
+    payload_of = coll.payload_of
+    int_labels, int_ids = coll.id_of.int_points(seg.lo, seg.hi)
+    str_points = coll.id_of.str_points(seg.lo, seg.hi)
 
     def graph(path: Path) -> None:
         seg.graph.save(path)
 
     def ints(path: Path) -> None:  # (label, id) rows of integer ids: loads in milliseconds
-        rows = [(label, pid) for label, pid in live if isinstance(pid, int)]
         with open(path, "wb") as out:
-            np.save(out, np.array(rows, dtype=np.int64).reshape(-1, 2), allow_pickle=False)
+            np.save(out, np.stack([int_labels, int_ids], axis=1).reshape(-1, 2), allow_pickle=False)
 
     def points(path: Path) -> None:  # string ids, and every payload
+        with_payload = [(label, pid) for label, pid in zip(int_labels.tolist(), int_ids.tolist(), strict=True)
+                        if label in payload_of]
+        rows = sorted([*str_points, *with_payload])
         with open(path, "wb") as out:
             fastavro.writer(out, _POINTS_SCHEMA, (
                 {"label": label, "id": pid, "payload": None if (p := payload_of.get(label)) is None else json.dumps(p)}
-                for label, pid in live if not isinstance(pid, int) or label in payload_of))
+                for label, pid in rows))
 
-    entry: dict[str, Any] = {"lo": seg.lo, "hi": seg.hi, "count": len(live), "capacity": seg.graph.capacity}
+    # Graphs are keyed by vector name ("": the collection's unnamed vector, the only one today).
+    entry: dict[str, Any] = {"lo": seg.lo, "hi": seg.hi, "count": len(int_labels) + len(str_points),
+                             "graphs": {"": {"file": f"{stem}.hnsw", "capacity": seg.graph.capacity}},
+                             "ints_file": f"{stem}.ints.npy", "points_file": f"{stem}.points.avro"}
     for kind, suffix, version, write in (("graph", "hnsw", seg.graph_version, graph),
                                          ("ints", "ints.npy", seg.points_version, ints),
                                          ("points", "points.avro", seg.points_version, points)):
         name = f"{stem}.{suffix}"
-        files[name] = _link_or_write(seg, kind, version, tmp / name, write, share)
-        entry[f"{kind}_file"] = name
+        saved = seg.saved.get(kind)
+        if share and saved is not None and saved[2] == version:
+            try:  # unchanged since the snapshot that wrote it: share that file
+                os.link(saved[0], pending.tmp / name)
+                files[name] = saved[1]
+                continue
+            except OSError:  # gone, or another file system: write it again
+                pass
+        write(pending.tmp / name)
+        pending.written.append((seg, kind if share else "", version, name))
     return entry
-
-
-def _link_or_write(seg: Segment, kind: str, version: int, target: Path, write: Any, share: bool) -> str:
-    """Hard-link the file an earlier snapshot wrote for this part of ``seg`` if the part is unchanged
-    since (same version); else write it. Return its checksum. The file is recorded as the part's
-    latest (under the name it will have once the snapshot folder is renamed into place)."""
-    saved = seg.saved.get(kind)
-    if not share:
-        write(target)
-        _fsync(target)
-        return file_checksum(target)
-    if saved is not None and saved[2] == version:
-        with contextlib.suppress(OSError):  # gone, or another file system: write it again
-            os.link(saved[0], target)
-            checksum = saved[1]
-            seg.saved[kind] = (_final(target), checksum, version)
-            return checksum
-    write(target)
-    _fsync(target)
-    checksum = file_checksum(target)
-    seg.saved[kind] = (_final(target), checksum, version)
-    return checksum
-
-
-def _final(path: Path) -> Path:
-    """Where ``path`` inside a ``.tmp-<id>`` folder will be once the folder is renamed to ``<id>``."""
-    folder = path.parent
-    return folder.parent / folder.name.removeprefix(".tmp-") / path.name
 
 
 def written_bytes(path: Path) -> int:
@@ -300,8 +327,9 @@ def load(path: Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> LoadedSnapsh
             for seg_entry in entry["segments"]:
                 _load_segment(path, manifest, coll, seg_entry)
         else:  # formats 1 and 2: one graph for all labels, then segments of the configured size
-            _load_segment(path, manifest, coll, {**entry, "graph_file": entry["index_file"], "lo": 0,
-                                                 "hi": max(entry["next_label"], 1)}, legacy=True)
+            _load_segment(path, manifest, coll, {**entry, "lo": 0, "hi": max(entry["next_label"], 1),
+                                                 "graphs": {"": {"file": entry["index_file"],
+                                                                 "capacity": entry["capacity"]}}}, legacy=True)
         coll.next_label = entry["next_label"]
         coll.free_labels = list(entry["free_labels"])
         if len(coll) != entry["count"]:
@@ -326,9 +354,9 @@ def _load_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry:
             ints = np.load(path / entry["ints_file"], allow_pickle=False)
         except ValueError as exc:
             raise SnapshotCorrupt(f"{path.name}/{entry['ints_file']}: not a .npy array ({exc})") from None
-        labels, pids = ints[:, 0].tolist(), ints[:, 1].tolist()
-        coll.label_of.update(zip(pids, labels, strict=True))
-        coll.id_of.update(zip(labels, pids, strict=True))
+        coll.label_of.set_ints(ints[:, 1], ints[:, 0])
+        coll.id_of.set_ints(ints[:, 0], ints[:, 1])
+        labels = ints[:, 0].tolist()
     with open(path / entry["points_file"], "rb") as f:
         for raw in fastavro.reader(f):
             rec = cast(dict[str, Any], raw)
@@ -343,16 +371,17 @@ def _load_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry:
     if len(live) and (live[0] < entry["lo"] or live[-1] >= entry["hi"]):
         raise SnapshotCorrupt(f"{path.name}/{entry['points_file']}: labels outside the segment "
                               f"[{entry['lo']}, {entry['hi']})")
+    graph_entry = entry["graphs"][""]
     try:
-        graph = VectorIndex.load(path / entry["graph_file"], config.dimension, config.metric, config.m,
-                                 config.ef_construction, config.ef, entry["capacity"])
+        graph = VectorIndex.load(path / graph_entry["file"], config.dimension, config.metric, config.m,
+                                 config.ef_construction, config.ef, graph_entry["capacity"])
     except RuntimeError as exc:
-        raise SnapshotCorrupt(f"{path.name}/{entry['graph_file']}: hnswlib cannot load it ({exc})") from None
+        raise SnapshotCorrupt(f"{path.name}/{graph_entry['file']}: hnswlib cannot load it ({exc})") from None
     seg = coll.index.restore_segment(entry["lo"], entry["hi"], graph, live)
     if not legacy:  # unchanged parts of it are linked by the next snapshot, not written again
         files = manifest["files"]
-        for kind in ("graph", "ints", "points"):
-            name = entry[f"{kind}_file"]
+        for kind, name in (("graph", graph_entry["file"]), ("ints", entry["ints_file"]),
+                           ("points", entry["points_file"])):
             seg.saved[kind] = (path / name, files[name], 0)
 
 

@@ -1,4 +1,4 @@
-"""One collection in memory: its config, HNSW index, id<->label maps and payloads.
+"""One collection in memory: its config, HNSW index, id<->label maps (numpy columns) and payloads.
 
 Label allocation is deterministic (a freed label is reused, lowest-freed-last first, else
 the next new one), so replaying the same events always yields the same labels. An upsert
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from projections.idmap import IdsByLabel, LabelsById
 from projections.index.segments import SegmentedIndex, segment_size_for
 from schemas.events import CollectionCreated, Payload
 from schemas.ids import PointId
@@ -122,8 +123,8 @@ class Collection:
         self.created_offset = created_offset
         self.index = index or SegmentedIndex(config.dimension, config.metric, config.m, config.ef_construction,
                                              config.ef, segment_size or segment_size_for(config.dimension))
-        self.label_of: dict[PointId, int] = {}
-        self.id_of: dict[int, PointId] = {}
+        self.label_of = LabelsById()
+        self.id_of = IdsByLabel()
         self.payload_of: dict[int, Payload] = {}  # only points that have a payload (memory)
         self.free_labels: list[int] = []
         self.next_label = 0
@@ -179,7 +180,7 @@ class Collection:
         return True
 
     def live_labels(self) -> np.ndarray:
-        return np.fromiter(self.id_of.keys(), dtype=np.int64, count=len(self.id_of))
+        return self.id_of.labels()
 
     def vector(self, point_id: PointId) -> np.ndarray | None:
         label = self.label_of.get(point_id)

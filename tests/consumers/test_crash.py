@@ -30,13 +30,15 @@ from tests.helpers import catalog_of, exact_top, read_topic, running_projector, 
 
 ROOT = Path(__file__).resolve().parents[2]
 N, DIM, BATCH = 50_000, 16, 250
+SEGMENT = 2048
 
 
 def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"VECTORIZER_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "VECTORIZER_TOPIC": settings.topic,
                 "VECTORIZER_DATA_DIR": str(settings.data_dir), "VECTORIZER_SNAPSHOT_EVERY_EVENTS": "20",
-                "VECTORIZER_POLL_MAX_RECORDS": "8", "VECTORIZER_CATALOG_URL": ""})
+                "VECTORIZER_POLL_MAX_RECORDS": "8", "VECTORIZER_CATALOG_URL": "",
+                "VECTORIZER_SEGMENT_BYTES": str(SEGMENT * DIM * 4)})  # 2,048 labels: ~25 segments
     return env
 
 
@@ -129,3 +131,47 @@ def test_kill_9_during_ingest_and_snapshots_then_state_equals_fresh_replay(setti
     reliability.record("crash", "projector: kill -9 during ingest and snapshots", kills=rounds,
                        kills_while_writing_a_snapshot=during_snapshot, acknowledged_checked=len(acked),
                        acknowledged_lost=0, points_compared_with_fresh_replay=count)
+
+
+def test_kill_9_right_after_a_bulk_load_replays_a_bounded_tail(settings: Settings) -> None:
+    """Snapshots are due after ``snapshot_every_vectors`` upserted vectors, whatever the event count:
+    a kill -9 right after a bulk load (no clean stop) leaves a tail of at most that many vectors
+    (twice that, if the last snapshot was still being completed in the background, plus the unit
+    being applied) for the restart to replay, at any collection size."""
+    every, n, batch = 2_000, 24_000, 250
+    vectors = np.random.default_rng(1).random((n, DIM), dtype=np.float32)
+    with VectorProducer(settings) as p:
+        p.create_collection("bulk", DIM, "l2", m=8, ef_construction=48)
+    env = dict(_env(settings), VECTORIZER_SNAPSHOT_EVERY_EVENTS="1000000", VECTORIZER_SNAPSHOT_EVERY_SECONDS="100000",
+               VECTORIZER_SNAPSHOT_EVERY_VECTORS=str(every))
+    log_file = settings.data_dir.parent / "projector-bulk.log"
+    with open(log_file, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "vectorizer", "project"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    catalog = Catalog(settings.resolved_catalog_url, settings.projection, settings.topic)
+    try:
+        with VectorProducer(settings) as p:
+            for s in range(0, n, batch):
+                last = p.upsert("bulk", list(range(s, s + batch)), vectors[s:s + batch]).offset
+        wait_until(lambda: catalog.positions().get(0, -1) >= last or proc.poll() is not None, 300,
+                   message="the bulk load applied")
+        assert proc.poll() is None, log_file.read_text()[-3000:]
+    finally:
+        proc.send_signal(signal.SIGKILL)  # at once: no clean stop, no final snapshot
+        proc.wait(30)
+    found = sorted(settings.snapshot_dir.iterdir())
+    assert len([f for f in found if not f.name.startswith(".")]) >= 2, "snapshots were taken during the load"
+    with running_projector(settings) as recovered:
+        recovered.wait_for(0, last, 120)
+        assert recovered.stats.loaded_snapshot is not None
+        replayed = recovered.stats.vectors_applied
+        assert replayed <= 2 * every + 8 * batch, f"replayed {replayed} vectors after the snapshot"
+        got_state, got_top = state_of(recovered), exact_top(recovered, "bulk", vectors[:10])
+        segments = len(recovered.state.get("bulk").index.segments)
+    assert segments == n // SEGMENT + 1
+    fresh_settings = settings.replace(data_dir=settings.data_dir.parent / "fresh", projection="fresh")
+    with running_projector(fresh_settings) as fresh:
+        fresh.wait_for(0, last, 120)
+        assert state_of(fresh) == got_state and exact_top(fresh, "bulk", vectors[:10]) == got_top
+    reliability.record("crash", "projector: kill -9 right after a bulk load", vectors=n,
+                       snapshot_every_vectors=every, vectors_replayed_after_restart=replayed)
