@@ -86,7 +86,8 @@ def correct(client: QdrantClient, n: int, queries: np.ndarray, truth: np.ndarray
         return False
 
 
-def run(n: int, dim: int, results: Path = RESULTS) -> dict[str, Any]:
+def run(n: int, dim: int, results: Path = RESULTS, quantization: str | None = None,
+        baseline: bool = True) -> dict[str, Any]:
     base, queries, truth = dataset(n, dim, CHECK_QUERIES)
     workdir = Path(tempfile.mkdtemp(prefix="vz-recovery-"))
     port = _free_port()
@@ -94,39 +95,27 @@ def run(n: int, dim: int, results: Path = RESULTS) -> dict[str, Any]:
                                        data_dir=workdir / "data", catalog_url="", http=f"127.0.0.1:{port}")
     broker = ensure_broker(settings, workdir)
     result: dict[str, Any] = {"n": n, "dim": dim, "m": M, "ef_construction": EF_C, "ef": EF, "batch": BATCH,
-                              "command": f"python -m benchmarks.recovery --n {n} --dim {dim}",
+                              "quantization": quantization,
+                              "command": f"python -m benchmarks.recovery --n {n} --dim {dim}"
+                                         + (f" --quantization {quantization}" if quantization else "")
+                                         + ("" if baseline else " --no-baseline"),
                               "settings": {k: getattr(settings, k) for k in (
                                   "snapshot_every_vectors", "snapshot_every_bytes", "snapshot_every_events",
                                   "snapshot_every_seconds", "segment_bytes")}}
     log = workdir / "server.log"
     try:
-        print(f"[{n}x{dim}] baseline: hnswlib add_items, save, reopen", flush=True)
-        index = hnswlib.Index(space="cosine", dim=dim)
-        index.init_index(max_elements=n, M=M, ef_construction=EF_C, random_seed=100)
-        t = time.perf_counter()
-        index.add_items(base, np.arange(n), num_threads=-1)
-        add_s = time.perf_counter() - t
-        index.set_ef(EF)
-        latencies, labels = hnswlib_queries(index, queries)
-        baseline_query = {**percentiles(latencies), "recall_at_10": recall(labels, truth)}
-        index.save_index(str(workdir / "baseline.hnsw"))
-        del index
-        t = time.perf_counter()
-        reopened = hnswlib.Index(space="cosine", dim=dim)
-        reopened.load_index(str(workdir / "baseline.hnsw"), max_elements=n)
-        result["hnswlib"] = {"add_items_s": add_s, "add_items_vectors_per_s": n / add_s,
-                             "reopen_s": time.perf_counter() - t, "query": baseline_query,
-                             "process_rss_bytes": hnswlib_alone_rss(workdir / "baseline.hnsw", dim, n)}
-        del reopened
-        (workdir / "baseline.hnsw").unlink()
-
+        if baseline:
+            result["hnswlib"] = _baseline(base, queries, truth, workdir)
         print(f"[{n}x{dim}] bulk load through qdrant-client (REST, {BATCH}-point batches)", flush=True)
         proc = start_server(settings, log)
         http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
         wait_ready(http, proc)
         client = QdrantClient(url=f"http://127.0.0.1:{port}", prefer_grpc=False, timeout=120)
+        quantized = None if quantization is None else models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8))
         client.create_collection("bench", vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
-                                 hnsw_config=models.HnswConfigDiff(m=M, ef_construct=EF_C))
+                                 hnsw_config=models.HnswConfigDiff(m=M, ef_construct=EF_C),
+                                 quantization_config=quantized)
         started = time.monotonic()
         for s in range(0, n, BATCH):
             last = s + BATCH >= n
@@ -146,11 +135,12 @@ def run(n: int, dim: int, results: Path = RESULTS) -> dict[str, Any]:
         proc.wait(60)
         found = snapshots.list_snapshots(settings.snapshot_dir)
         written = sum(snapshots.written_bytes(p) for p in found)
+        alone = result.get("hnswlib", {})
         result["ingest"] = {"seconds": loaded_s, "vectors_per_s": n / loaded_s,
-                            "ratio_to_hnswlib": (n / loaded_s) / result["hnswlib"]["add_items_vectors_per_s"],
+                            "ratio_to_hnswlib": (n / loaded_s) / alone["add_items_vectors_per_s"] if alone else None,
                             "recall_at_10": before, "query_over_http": percentiles(latencies),
                             "server_rss_bytes": rss,
-                            "rss_ratio_to_hnswlib_process": rss / result["hnswlib"]["process_rss_bytes"],
+                            "rss_ratio_to_hnswlib_process": rss / alone["process_rss_bytes"] if alone else None,
                             "stats": stats}
         newest = snapshots.read_manifest(found[0]) if found else None
         result["snapshots_at_kill"] = {
@@ -191,14 +181,43 @@ def run(n: int, dim: int, results: Path = RESULTS) -> dict[str, Any]:
         if broker is not None:
             broker.stop()
     results.mkdir(parents=True, exist_ok=True)
-    (results / f"recovery-{n}x{dim}.json").write_text(json.dumps(result, indent=1, default=str))
+    suffix = f"-{quantization}" if quantization else ""
+    (results / f"recovery-{n}x{dim}{suffix}.json").write_text(json.dumps(result, indent=1, default=str))
     print(json.dumps(result, indent=1, default=str), flush=True)
     return result
+
+
+def _baseline(base: np.ndarray, queries: np.ndarray, truth: np.ndarray, workdir: Path) -> dict[str, Any]:
+    """hnswlib alone on the same vectors: add_items, queries, its saved file reopened, its process's RSS."""
+    n, dim = base.shape
+    print(f"[{n}x{dim}] baseline: hnswlib add_items, save, reopen", flush=True)
+    index = hnswlib.Index(space="cosine", dim=dim)
+    index.init_index(max_elements=n, M=M, ef_construction=EF_C, random_seed=100)
+    t = time.perf_counter()
+    index.add_items(base, np.arange(n), num_threads=-1)
+    add_s = time.perf_counter() - t
+    index.set_ef(EF)
+    latencies, labels = hnswlib_queries(index, queries)
+    path = workdir / "baseline.hnsw"
+    index.save_index(str(path))
+    del index
+    t = time.perf_counter()
+    reopened = hnswlib.Index(space="cosine", dim=dim)
+    reopened.load_index(str(path), max_elements=n)
+    reopen_s = time.perf_counter() - t
+    del reopened
+    out = {"add_items_s": add_s, "add_items_vectors_per_s": n / add_s, "reopen_s": reopen_s,
+           "query": {**percentiles(latencies), "recall_at_10": recall(labels, truth)},
+           "process_rss_bytes": hnswlib_alone_rss(path, dim, n)}
+    path.unlink()
+    return out
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--quantization", choices=["int8"], default=None, help="scalar int8 collection")
+    parser.add_argument("--no-baseline", action="store_true", help="skip hnswlib alone (hours at 1M x 512)")
     args = parser.parse_args()
-    run(args.n, args.dim)
+    run(args.n, args.dim, quantization=args.quantization, baseline=not args.no_baseline)

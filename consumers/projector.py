@@ -135,6 +135,7 @@ class Projector:
         self._snapshot_backoff, self._snapshot_retry_at = 0.0, 0.0  # after a failure: 1 s, 2 s, ... 60 s
         self._snapshot_retry = False  # the last snapshot failed: due again after the backoff
         self._snapshotting: threading.Thread | None = None  # completing a snapshot in the background
+        self._durable: snapshots.Pending | None = None  # completed, its float32 rows not adopted yet
         self._last_kafka_commit = 0.0
         self._last_end_check = 0.0
         self._started = time.monotonic()
@@ -587,6 +588,8 @@ class Projector:
             done.set()
 
     def _housekeeping(self) -> None:
+        if self._snapshotting is not None and not self._snapshotting.is_alive():
+            self._await_snapshot()
         self._serve_snapshot_requests()
         now = time.monotonic()
         if self._consumer is not None:
@@ -617,7 +620,9 @@ class Projector:
         completed in the background, if any). Call from the projector's thread or when it is idle."""
         self._await_snapshot()
         job = self._begin_snapshot()
-        return None if job is None else self._complete_snapshot(job)
+        name = None if job is None else self._complete_snapshot(job)
+        self._adopt_snapshot()
+        return name
 
     def _snapshot_in_background(self) -> None:
         """Write a snapshot's files now (the part that reads the state: what changed, segment by
@@ -635,6 +640,14 @@ class Projector:
         if self._snapshotting is not None:
             self._snapshotting.join()
             self._snapshotting = None
+        self._adopt_snapshot()
+
+    def _adopt_snapshot(self) -> None:
+        """After a snapshot became durable (on the projector's thread): quantized segments read
+        their float32 rows from the files it wrote instead of RAM."""
+        done, self._durable = self._durable, None
+        if done is not None:
+            done.adopt_rows()
 
     def _begin_snapshot(self) -> tuple[snapshots.Pending, float] | None:
         started = time.monotonic()
@@ -660,6 +673,7 @@ class Projector:
         except Exception as exc:  # noqa: BLE001 - the same: the log still holds everything
             self._snapshot_failed(exc)
             return None
+        self._durable = pending
         self.stats.snapshots_taken += 1
         self.stats.last_snapshot_error = None
         self._snapshot_backoff, self._snapshot_retry_at = 0.0, 0.0

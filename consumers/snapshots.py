@@ -35,7 +35,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,6 +46,7 @@ import xxhash
 from consumers.errors import SnapshotCorrupt
 from projections.collection import Collection, CollectionConfig
 from projections.index.hnsw import VectorIndex
+from projections.index.quantized import FullVectors, QuantizedGraph
 from projections.index.segments import DEFAULT_SEGMENT_BYTES, Segment, segment_size_for
 from projections.state import ProjectionState
 
@@ -100,7 +101,10 @@ def write_snapshot(state: ProjectionState, offsets: dict[int, int], directory: P
     (``share=False``: every file is written, as a backup needs: it must not share storage with
     the snapshots it copies). :func:`begin` and :meth:`Pending.complete` are its two halves.
     """
-    return begin(state, offsets, directory, topic, keep, log_identity, share=share).complete()
+    pending = begin(state, offsets, directory, topic, keep, log_identity, share=share)
+    path = pending.complete()
+    pending.adopt_rows()
+    return path
 
 
 @dataclass
@@ -117,6 +121,18 @@ class Pending:
     manifest: dict[str, Any]
     written: list[tuple[Segment, str, int, str]]  # (segment, part, version, file name) to fsync and checksum
     keep: int
+    # Float32 rows written for quantized segments: read from the written file once it is durable.
+    adopt: list[tuple[Collection, FullVectors, str, dict[int, np.ndarray]]] = field(default_factory=list)
+
+    def adopt_rows(self) -> None:
+        """Once :meth:`complete` returned: quantized segments read their float32 rows from the
+        files this snapshot wrote (memory-mapped) and drop them from RAM. Call on the thread that
+        applies events (it takes the collections' write locks)."""
+        for coll, full, name, captured in self.adopt:
+            base = np.load(self.final / name, mmap_mode="r", allow_pickle=False)
+            with coll.lock.write():
+                full.adopt(base, captured)
+        self.adopt = []
 
     def complete(self) -> Path:
         try:
@@ -207,11 +223,31 @@ def _write_segment(pending: Pending, stem: str, coll: Collection, seg: Segment, 
                 for label, pid in rows))
 
     # Graphs are keyed by vector name ("": the collection's unnamed vector, the only one today).
+    graph_entry: dict[str, Any] = {"file": f"{stem}.hnsw", "capacity": seg.graph.capacity}
+    parts: list[tuple[str, str, int, Any]] = [("graph", "hnsw", seg.graph_version, graph)]
+    quantized = seg.graph if isinstance(seg.graph, QuantizedGraph) else None
+    if quantized is not None:  # int8 graph (faiss), its internal-id map, the float32 rows
+        captured: dict[int, np.ndarray] = {}
+
+        def rows(path: Path) -> None:
+            full, taken = quantized.full.capture()
+            captured.update(taken)
+            with open(path, "wb") as out:
+                np.save(out, full, allow_pickle=False)
+            if share:
+                pending.adopt.append((coll, quantized.full, path.name, captured))
+
+        def graph_map(path: Path) -> None:
+            quantized.save_map(path)
+
+        graph_entry = {"file": f"{stem}.faiss", "engine": "faiss-sq8", "map_file": f"{stem}.map.npy",
+                       "vectors_file": f"{stem}.f32.npy", "capacity": seg.graph.capacity}
+        parts = [("graph", "faiss", seg.graph_version, graph), ("map", "map.npy", seg.graph_version, graph_map),
+                 ("vectors", "f32.npy", seg.graph_version, rows)]
     entry: dict[str, Any] = {"lo": seg.lo, "hi": seg.hi, "count": len(int_labels) + len(str_points),
-                             "graphs": {"": {"file": f"{stem}.hnsw", "capacity": seg.graph.capacity}},
+                             "graphs": {"": graph_entry},
                              "ints_file": f"{stem}.ints.npy", "points_file": f"{stem}.points.avro"}
-    for kind, suffix, version, write in (("graph", "hnsw", seg.graph_version, graph),
-                                         ("ints", "ints.npy", seg.points_version, ints),
+    for kind, suffix, version, write in (*parts, ("ints", "ints.npy", seg.points_version, ints),
                                          ("points", "points.avro", seg.points_version, points)):
         name = f"{stem}.{suffix}"
         saved = seg.saved.get(kind)
@@ -372,16 +408,23 @@ def _load_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry:
         raise SnapshotCorrupt(f"{path.name}/{entry['points_file']}: labels outside the segment "
                               f"[{entry['lo']}, {entry['hi']})")
     graph_entry = entry["graphs"][""]
+    parts = [("graph", graph_entry["file"])]
+    graph: VectorIndex | QuantizedGraph
     try:
-        graph = VectorIndex.load(path / graph_entry["file"], config.dimension, config.metric, config.m,
-                                 config.ef_construction, config.ef, graph_entry["capacity"])
-    except RuntimeError as exc:
-        raise SnapshotCorrupt(f"{path.name}/{graph_entry['file']}: hnswlib cannot load it ({exc})") from None
+        if graph_entry.get("engine") == "faiss-sq8":
+            graph = QuantizedGraph.load(path / graph_entry["file"], path / graph_entry["map_file"],
+                                        path / graph_entry["vectors_file"], config.dimension, config.metric, config.m,
+                                        config.ef_construction, config.ef, entry["lo"], entry["hi"])
+            parts += [("map", graph_entry["map_file"]), ("vectors", graph_entry["vectors_file"])]
+        else:
+            graph = VectorIndex.load(path / graph_entry["file"], config.dimension, config.metric, config.m,
+                                     config.ef_construction, config.ef, graph_entry["capacity"])
+    except (RuntimeError, ValueError) as exc:
+        raise SnapshotCorrupt(f"{path.name}/{graph_entry['file']}: cannot load it ({exc})") from None
     seg = coll.index.restore_segment(entry["lo"], entry["hi"], graph, live)
     if not legacy:  # unchanged parts of it are linked by the next snapshot, not written again
         files = manifest["files"]
-        for kind, name in (("graph", graph_entry["file"]), ("ints", entry["ints_file"]),
-                           ("points", entry["points_file"])):
+        for kind, name in (*parts, ("ints", entry["ints_file"]), ("points", entry["points_file"])):
             seg.saved[kind] = (path / name, files[name], 0)
 
 

@@ -168,8 +168,8 @@ class VectorProducer:
     # Operations --------------------------------------------------------------------
     def create_collection(self, name: str, dimension: int, metric: str = "cosine", *, m: int = 16,
                           ef_construction: int = 200, ef: int = 64, kind: str = "dynamic",
-                          embedder: dict[str, Any] | None = None, wait: bool = False,
-                          timeout: float | None = None) -> WriteToken:
+                          embedder: dict[str, Any] | None = None, quantization: dict[str, Any] | None = None,
+                          wait: bool = False, timeout: float | None = None) -> WriteToken:
         self._refuse_wait_in_transaction(wait)
         check.collection_name(name)
         check.metric(metric)
@@ -180,7 +180,8 @@ class VectorProducer:
         if kind not in ev.KINDS:
             raise ValidationError(f"kind {kind!r}: expected one of {', '.join(ev.KINDS)}")
         event = ev.CollectionCreated(self._meta(name), dimension, metric, m, ef_construction, ef, kind,  # type: ignore[arg-type]
-                                     None if embedder is None else json.dumps(embedder, sort_keys=True))
+                                     None if embedder is None else json.dumps(embedder, sort_keys=True),
+                                     check.quantization(quantization))
         token = self._publish([event])
         self._known_dims[name] = dimension
         return self._settle(token, wait, timeout)

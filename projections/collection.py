@@ -34,10 +34,12 @@ class CollectionConfig:
     ef: int = 64
     kind: str = "dynamic"
     embedder: str | None = None
+    quantization: str | None = None  # Qdrant's quantization_config (canonical JSON); None: float32 graphs
 
     @classmethod
     def from_event(cls, e: CollectionCreated) -> CollectionConfig:
-        return cls(e.collection, e.dimension, e.metric, e.m, e.ef_construction, e.ef, e.kind, e.embedder)
+        return cls(e.collection, e.dimension, e.metric, e.m, e.ef_construction, e.ef, e.kind, e.embedder,
+                   e.quantization)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -122,7 +124,8 @@ class Collection:
         self.config = config
         self.created_offset = created_offset
         self.index = index or SegmentedIndex(config.dimension, config.metric, config.m, config.ef_construction,
-                                             config.ef, segment_size or segment_size_for(config.dimension))
+                                             config.ef, segment_size or segment_size_for(config.dimension),
+                                             quantization=config.quantization)
         self.label_of = LabelsById()
         self.id_of = IdsByLabel()
         self.payload_of: dict[int, Payload] = {}  # only points that have a payload (memory)

@@ -18,6 +18,7 @@ import numpy as np
 
 from projections.collection import Collection
 from projections.filters import Filter
+from projections.index.quantized import QuantizedSearch
 from projections.query import matching
 from schemas.ids import PointId
 
@@ -35,26 +36,28 @@ class Hit:
 
 
 def search(coll: Collection, query: np.ndarray, k: int, *, ef: int | None = None, flt: Filter | None = None,
-           exact: bool = False, offset: int = 0) -> list[Hit]:
+           exact: bool = False, offset: int = 0, quantized: QuantizedSearch | None = None) -> list[Hit]:
+    """The best ``k`` hits after ``offset``; ``quantized`` says how a quantized collection's graphs
+    search (Qdrant's ``params.quantization``; ignored by float32 collections)."""
     need = k + offset
     if need <= 0:
         return []
     with coll.lock.read():
         if len(coll) == 0:
             return []
-        labels, scores = _search_locked(coll, np.asarray(query, np.float32), need, ef, flt, exact)
+        labels, scores = _search_locked(coll, np.asarray(query, np.float32), need, ef, flt, exact, quantized)
         hits = [Hit(coll.id_of[lbl], lbl, float(s)) for lbl, s in zip(labels.tolist(), scores.tolist(), strict=True)
                 if lbl in coll.id_of]
     return hits[offset:need]
 
 
 def _search_locked(coll: Collection, query: np.ndarray, need: int, ef: int | None, flt: Filter | None,
-                   exact: bool) -> tuple[np.ndarray, np.ndarray]:
+                   exact: bool, quantized: QuantizedSearch | None) -> tuple[np.ndarray, np.ndarray]:
     index = coll.index
     if flt is None:
         if exact:
             return index.exact(query, coll.live_labels(), need)
-        labels, scores = index.knn(query, min(need, len(coll)), ef)
+        labels, scores = index.knn(query, min(need, len(coll)), ef, quantized=quantized)
         if len(labels) < min(need, len(coll)):
             return index.exact(query, coll.live_labels(), need)
         return labels, scores
@@ -66,7 +69,7 @@ def _search_locked(coll: Collection, query: np.ndarray, need: int, ef: int | Non
         pid = id_of.get(label)
         return pid is not None and flt.matches(pid, payload_of.get(label))
 
-    labels, scores = index.knn(query, need, max(ef or index.default_ef, need), allowed)
+    labels, scores = index.knn(query, need, max(ef or index.default_ef, need), allowed, quantized)
     if len(labels) < need:
         return _exact_filtered(coll, query, need, flt)
     return labels, scores

@@ -97,9 +97,10 @@ _CODECS: dict[type[ev.Event], tuple[Callable[[Any], dict[str, Any]],
                                     Callable[[ev.EventMeta, dict[str, Any]], ev.Event]]] = {
     ev.CollectionCreated: (
         lambda e: {"dimension": e.dimension, "metric": e.metric, "m": e.m,
-                   "ef_construction": e.ef_construction, "ef": e.ef, "kind": e.kind, "embedder": e.embedder},
+                   "ef_construction": e.ef_construction, "ef": e.ef, "kind": e.kind, "embedder": e.embedder,
+                   "quantization": e.quantization},
         lambda m, b: ev.CollectionCreated(m, b["dimension"], b["metric"], b["m"], b["ef_construction"],
-                                          b["ef"], b["kind"], b.get("embedder")),
+                                          b["ef"], b["kind"], b.get("embedder"), b.get("quantization")),
     ),
     ev.CollectionDeleted: (lambda e: {}, lambda m, b: ev.CollectionDeleted(m)),
     ev.VectorsUpserted: (_upserted_out, _upserted_in),

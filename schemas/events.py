@@ -61,6 +61,7 @@ class CollectionCreated(Event):
     ef: int = 64
     kind: CollectionKind = "dynamic"
     embedder: str | None = None  # JSON definition of the text embedder (schema v2)
+    quantization: str | None = None  # Qdrant's quantization_config, canonical JSON (schema v3); None: float32
 
 
 @dataclass(frozen=True, slots=True)

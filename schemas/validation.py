@@ -153,3 +153,37 @@ def bounded_int(value: object, field: str, *, minimum: int = 1, maximum: int = 1
         raise ValidationError(f"{field}: expected an integer in {minimum}..{maximum}, got {value!r}")
     return value
 
+
+
+def quantization(value: object, *, field: str = "quantization_config") -> str | None:
+    """Qdrant's ``quantization_config`` as canonical JSON (None: none). Scalar int8 only:
+    ``{"scalar": {"type": "int8", "quantile": 0.5..1, "always_ram": bool}}``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ValidationError(f"{field}: expected one of {{\"scalar\": ...}}, {{\"product\": ...}}, "
+                              f"{{\"binary\": ...}}, got {json.dumps(value)[:100]}")
+    (kind, params), = value.items()
+    if kind in ("product", "binary"):
+        raise ValidationError(f"{field}.{kind}: not supported by this server (scalar int8 quantization only)")
+    if kind != "scalar":
+        raise ValidationError(f"{field}: unknown quantization {kind!r}, expected scalar, product or binary")
+    if not isinstance(params, dict):
+        raise ValidationError(f"{field}.scalar: expected an object")
+    unknown = sorted(set(params) - {"type", "quantile", "always_ram"})
+    if unknown:
+        raise ValidationError(f"{field}.scalar: unknown field {unknown[0]!r}")
+    if params.get("type") != "int8":
+        raise ValidationError(f"{field}.scalar.type: expected \"int8\", got {json.dumps(params.get('type'))}")
+    out: dict[str, object] = {"type": "int8"}
+    q = params.get("quantile")
+    if q is not None:
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.5 <= q <= 1.0:
+            raise ValidationError(f"{field}.scalar.quantile: expected a number from 0.5 to 1, got {json.dumps(q)}")
+        out["quantile"] = float(q)
+    ram = params.get("always_ram")
+    if ram is not None:
+        if not isinstance(ram, bool):
+            raise ValidationError(f"{field}.scalar.always_ram: expected a boolean, got {json.dumps(ram)}")
+        out["always_ram"] = ram
+    return json.dumps({"scalar": out}, sort_keys=True, separators=(",", ":"))

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from projections.index.hnsw import VectorIndex, prepare
+from projections.index.quantized import QuantizedGraph, QuantizedSearch
 
 DEFAULT_SEGMENT_BYTES = 128 * 1024 * 1024  # of float32 vector data: 262,144 labels at 128-d, 65,536 at 512-d
 MIN_SEGMENT_SIZE = 16
@@ -39,7 +40,7 @@ def segment_size_for(dimension: int, segment_bytes: int = DEFAULT_SEGMENT_BYTES)
 class Segment:
     lo: int
     hi: int
-    graph: VectorIndex
+    graph: VectorIndex | QuantizedGraph
     alive: np.ndarray  # bool per label in [lo, hi): live in the graph
     graph_version: int = 0  # bumped by every add: the graph differs from any file written before
     points_version: int = 0  # bumped by every change to its points' ids or payloads (Collection.touch)
@@ -62,17 +63,20 @@ class SegmentedIndex:
     """The collection's vector index: segments, searched together, each written on its own."""
 
     def __init__(self, dimension: int, metric: str, m: int = 16, ef_construction: int = 200, ef: int = 64,
-                 segment_size: int | None = None) -> None:
+                 segment_size: int | None = None, *, quantization: str | None = None) -> None:
         self.dimension, self.metric, self.m = dimension, metric, m
+        self.quantization = quantization  # None: float32 hnswlib graphs; else int8 faiss graphs (quantized.py)
         self.ef_construction, self.default_ef = ef_construction, ef
         self.segment_size = segment_size or segment_size_for(dimension)
         self.segments: list[Segment] = []
         self._los: list[int] = []
 
     # Layout --------------------------------------------------------------------------
-    def _new_graph(self, capacity: int) -> VectorIndex:
+    def _new_graph(self, lo: int, hi: int) -> VectorIndex | QuantizedGraph:
+        if self.quantization is not None:
+            return QuantizedGraph(self.dimension, self.metric, self.m, self.ef_construction, self.default_ef, lo, hi)
         return VectorIndex(self.dimension, self.metric, self.m, self.ef_construction, self.default_ef,
-                           capacity=min(capacity, 1024))
+                           capacity=min(hi - lo, 1024))
 
     def _append(self, segment: Segment) -> None:
         if self.segments and segment.lo != self.segments[-1].hi:
@@ -92,7 +96,7 @@ class SegmentedIndex:
         while not self.segments or label >= self.segments[-1].hi:
             lo = self.segments[-1].hi if self.segments else 0
             size = self.segment_size
-            self._append(Segment(lo, lo + size, self._new_graph(size), np.zeros(size, dtype=bool)))
+            self._append(Segment(lo, lo + size, self._new_graph(lo, lo + size), np.zeros(size, dtype=bool)))
         seg = self.segment_of(label)
         assert seg is not None
         return seg
@@ -107,7 +111,8 @@ class SegmentedIndex:
                 raise KeyError(f"labels {labels[which == i][:5].tolist()} are in no segment")
             yield self.segments[i], np.flatnonzero(which == i)
 
-    def restore_segment(self, lo: int, hi: int, graph: VectorIndex, live_labels: np.ndarray) -> Segment:
+    def restore_segment(self, lo: int, hi: int, graph: VectorIndex | QuantizedGraph,
+                        live_labels: np.ndarray) -> Segment:
         """Adopt a graph loaded from a file for ``[lo, hi)``: labels it holds that are not in
         ``live_labels`` (deleted after the file was written) are marked deleted."""
         held = np.asarray(graph.labels(), dtype=np.int64)
@@ -154,11 +159,14 @@ class SegmentedIndex:
             out[at] = seg.graph.vectors(labels[at])
         return out
 
-    def knn(self, query: np.ndarray, k: int, ef: int | None = None,
-            allowed: Callable[[int], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate k nearest labels and their scores (best first) over every segment."""
+    def knn(self, query: np.ndarray, k: int, ef: int | None = None, allowed: Callable[[int], bool] | None = None,
+            quantized: QuantizedSearch | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate k nearest labels and their scores (best first) over every segment
+        (``quantized``: how quantized graphs search, Qdrant's ``params.quantization``)."""
         q = self.prepare(query.reshape(1, -1))
-        found = [seg.graph.knn_prepared(q, min(k, seg.live), ef, allowed) for seg in self.segments if seg.live]
+        found = [seg.graph.knn_prepared(q, min(k, seg.live), ef, allowed, quantized)
+                 if isinstance(seg.graph, QuantizedGraph) else seg.graph.knn_prepared(q, min(k, seg.live), ef, allowed)
+                 for seg in self.segments if seg.live]
         if not found:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         if len(found) == 1:

@@ -2,8 +2,8 @@
 
 Qdrant answers a value of the wrong type (serde) with 400 ``Format error in JSON body: ...`` and
 a well-typed value its validation refuses with 422 ``Validation error in JSON body: [field:
-reason]`` (``src/actix/mod.rs``, ``validation_error_handler``). Quantization does not exist
-here: asking for it is a 400 naming the field, never an option silently dropped.
+reason]`` (``src/actix/mod.rs``, ``validation_error_handler``). Product and binary quantization
+do not exist here: asking for them is a 400 naming the field, never an option silently dropped.
 """
 
 from __future__ import annotations
@@ -80,11 +80,12 @@ def test_tuning_values_qdrant_refuses_are_refused(server: Running, body: dict[st
     assert server.http.get(f"/collections/{name}").status_code == 404
 
 
-def test_quantization_is_refused_naming_the_field_not_dropped(server: Running) -> None:
+def test_product_and_binary_quantization_are_refused_naming_the_field_not_dropped(server: Running) -> None:
     client = QdrantClient(url=server.url, prefer_grpc=False, timeout=60, check_compatibility=False)
-    scalar = m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8))
-    for top, per_vector, field in ((scalar, None, "quantization_config"),
-                                   (None, scalar, "vectors.quantization_config")):
+    product = m.ProductQuantization(product=m.ProductQuantizationConfig(compression=m.CompressionRatio.X16))
+    binary = m.BinaryQuantization(binary=m.BinaryQuantizationConfig())
+    for top, per_vector, field in ((product, None, "quantization_config.product"),
+                                   (None, binary, "vectors.quantization_config.binary")):
         name = unique("quant")
         with pytest.raises(UnexpectedResponse) as raised:
             client.create_collection(name, quantization_config=top, vectors_config=m.VectorParams(
@@ -92,6 +93,9 @@ def test_quantization_is_refused_naming_the_field_not_dropped(server: Running) -
         assert raised.value.status_code == 400
         assert str(raised.value.content, "utf-8").count(f'"{field}: not supported by this server') == 1
         assert not client.collection_exists(name)
+    name, status, error = _create(server, {"quantization_config": {"scalar": {"type": "int8", "quantile": 0.3}}})
+    assert (status, error) == (422, "Validation error in JSON body: [quantization_config.scalar.quantile: value 0.3 "
+                                    "invalid, must be from 0.5 to 1.0]")
     name, status, error = _create(server, {"strict_mode_config": {"enabled": True, "max_query_limit": 10}})
     assert status == 400 and error.startswith("strict_mode_config: not supported")
     assert _create(server, {"quantization_config": None, "strict_mode_config": {"enabled": False}})[1] == 200

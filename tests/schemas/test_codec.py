@@ -82,9 +82,9 @@ def test_crc64_avro_matches_fastavro() -> None:
         assert int.from_bytes(version.fingerprint, "little") == crc64_avro(canonical.encode())
 
 
-def test_a_v1_record_decodes_under_the_v2_reader_with_the_default() -> None:
+def test_a_v1_record_decodes_under_the_newest_reader_with_the_defaults() -> None:
     v1 = VERSIONS["CollectionCreated"][1]
-    assert latest("CollectionCreated").version == 2
+    assert latest("CollectionCreated").version == 3
     event = ev.CollectionCreated(ev.EventMeta.new("docs", "old-producer"), 384, "ip", 8, 100, 50, "workspace",
                                  embedder='{"will": "be dropped by v1"}')
     data = encode(event, schema=v1)
@@ -94,6 +94,19 @@ def test_a_v1_record_decodes_under_the_v2_reader_with_the_default() -> None:
     assert decoded.meta.schema_version == 1
     assert (decoded.dimension, decoded.metric, decoded.m, decoded.ef, decoded.kind) == (384, "ip", 8, 50, "workspace")
     assert decoded.embedder is None  # the field v2 added, filled from its default
+    assert decoded.quantization is None  # and v3's
+
+
+def test_a_v2_record_decodes_as_before_and_v3_carries_quantization() -> None:
+    v2 = VERSIONS["CollectionCreated"][2]
+    event = ev.CollectionCreated(ev.EventMeta.new("docs", "p"), 8, "cosine", embedder='{"kind": "hash"}',
+                                 quantization='{"scalar":{"type":"int8"}}')
+    old = decode(encode(event, schema=v2))
+    assert isinstance(old, ev.CollectionCreated) and old.meta.schema_version == 2
+    assert old.embedder == '{"kind": "hash"}' and old.quantization is None
+    new = decode(encode(event))
+    assert isinstance(new, ev.CollectionCreated) and new.meta.schema_version == 3
+    assert (new.embedder, new.quantization) == (event.embedder, event.quantization)
 
 
 def test_plain_fastavro_decodes_a_record_with_only_the_schema_files() -> None:

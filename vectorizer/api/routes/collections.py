@@ -6,7 +6,8 @@ this server applied the event, so the next request sees the collection (or its a
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, cast
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
@@ -14,6 +15,8 @@ from starlette.responses import JSONResponse
 from producers.errors import WriteRejected
 from projections.collection import Collection
 from projections.errors import CollectionExists
+from schemas import validation as check
+from schemas.errors import ValidationError
 from vectorizer.api import parsing as p
 from vectorizer.api.context import Api, api, body, json_body, ok, timeout_param
 from vectorizer.api.errors import BadRequest, Unprocessable
@@ -95,7 +98,8 @@ def _creation(b: dict[str, Any]) -> dict[str, Any]:
     What Qdrant rejects is rejected with Qdrant's status: a value of the wrong type is a 400
     (``Format error in JSON body: ...``), a well-typed value its validation refuses a 422
     (``Validation error in JSON body: [field: reason]``). Features this server lacks
-    (quantization, strict mode, sparse vectors ...) are a 400 naming the field, never dropped.
+    (product and binary quantization, strict mode, sparse vectors ...) are a 400 naming the field, never
+    dropped.
     Tuning knobs and storage placement (shards, replicas, on-disk flags, ``memory``, WAL,
     optimizers) are checked as Qdrant checks them and then ignored: they change neither what a
     collection holds nor what it answers, and its info shows this server's actual values.
@@ -105,7 +109,7 @@ def _creation(b: dict[str, Any]) -> dict[str, Any]:
              ignored=("shard_number", "replication_factor", "write_consistency_factor", "on_disk_payload",
                       "payload", "id_tracker", "optimizers_config", "wal_config", "strict_mode_config"))
     p.unsupported(b, "sparse_vectors", "init_from", "metadata", "sharding_method")
-    _no_quantization(b.get("quantization_config"), "quantization_config")
+    quantization = _quantization(b.get("quantization_config"), "quantization_config")
     for name in ("shard_number", "replication_factor", "write_consistency_factor"):
         if b.get(name) is not None:
             _at_least(_unsigned(b[name], name, "u32"), name, 1)
@@ -124,9 +128,10 @@ def _creation(b: dict[str, Any]) -> dict[str, Any]:
     vectors = p.obj(b.get("vectors"), "vectors")
     if "size" not in vectors and vectors and all(isinstance(v, dict) for v in vectors.values()):
         raise BadRequest("vectors: named vectors are not supported; use {\"size\": N, \"distance\": ...}")
-    p.fields(vectors, "vectors", ("size", "distance", "hnsw_config", "datatype", "multivector_config"),
-             ignored=("on_disk", "memory", "quantization_config"))
-    _no_quantization(vectors.get("quantization_config"), "vectors.quantization_config")
+    p.fields(vectors, "vectors", ("size", "distance", "hnsw_config", "datatype", "multivector_config",
+                                  "quantization_config"),
+             ignored=("on_disk", "memory"))
+    quantization = _quantization(vectors.get("quantization_config"), "vectors.quantization_config") or quantization
     _boolean(vectors.get("on_disk"), "vectors.on_disk")
     _memory(vectors.get("memory"), "vectors.memory", refuse_pinned="dense vector storage")
     if vectors.get("multivector_config") is not None:
@@ -142,6 +147,8 @@ def _creation(b: dict[str, Any]) -> dict[str, Any]:
         raise BadRequest(f"vectors.distance: unknown distance {p.show(distance)}, expected one of "
                          f"{', '.join(DISTANCES)}")
     spec: dict[str, Any] = {"dimension": size, "metric": metric}
+    if quantization is not None:
+        spec["quantization"] = quantization
     for path, hnsw in (("hnsw_config", b.get("hnsw_config")), ("vectors.hnsw_config", vectors.get("hnsw_config"))):
         if hnsw is None:
             continue
@@ -257,10 +264,21 @@ def _optimizers(section: object) -> None:
             "indexing_threshold_kb": 0, "flush_interval_sec": 0})
 
 
-def _no_quantization(value: object, path: str) -> None:
-    if value is not None:
-        raise BadRequest(f"{path}: not supported by this server (no quantization: vectors are kept as "
-                         f"float32); leave it out or null")
+def _quantization(value: object, path: str) -> dict[str, Any] | None:
+    """Qdrant's ``QuantizationConfig``: scalar int8 is kept (canonical), product and binary are a 400
+    naming the field (not supported here), a quantile outside 0.5..1 is Qdrant's 422."""
+    if value is None:
+        return None
+    scalar = value.get("scalar") if isinstance(value, dict) else None
+    if isinstance(scalar, dict) and isinstance(scalar.get("quantile"), (int, float)) \
+            and not isinstance(scalar["quantile"], bool) and not 0.5 <= scalar["quantile"] <= 1.0:
+        raise Unprocessable(f"Validation error in JSON body: [{path}.scalar.quantile: value {scalar['quantile']} "
+                            f"invalid, must be from 0.5 to 1.0]")
+    try:
+        canonical = check.quantization(value, field=path)
+    except ValidationError as exc:
+        raise BadRequest(str(exc)) from None
+    return None if canonical is None else cast(dict[str, Any], json.loads(canonical))
 
 
 def collection_info(coll: Collection) -> dict[str, Any]:
@@ -272,7 +290,7 @@ def collection_info(coll: Collection) -> dict[str, Any]:
         "optimizer_status": "ok",
         "indexed_vectors_count": count,
         "points_count": count,
-        "segments_count": 1,
+        "segments_count": max(1, len(coll.index.segments)),
         "config": {
             "params": {"vectors": {"size": config.dimension, "distance": QDRANT_DISTANCE[config.metric]},
                        "shard_number": 1, "replication_factor": 1, "write_consistency_factor": 1,
@@ -282,7 +300,7 @@ def collection_info(coll: Collection) -> dict[str, Any]:
             "optimizer_config": {"deleted_threshold": 0.2, "vacuum_min_vector_number": 1000,
                                  "default_segment_number": 1, "flush_interval_sec": 5},
             "wal_config": None,
-            "quantization_config": None,
+            "quantization_config": None if config.quantization is None else json.loads(config.quantization),
         },
         "payload_schema": {},
     }

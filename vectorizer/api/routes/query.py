@@ -20,11 +20,12 @@ from projections import query as reads
 from projections.collection import Collection
 from projections.errors import PointNotFound
 from projections.filters import Filter
+from projections.index.quantized import DEFAULT_OVERSAMPLING, QuantizedSearch
 from projections.search import search
 from schemas.ids import PointId
 from vectorizer.api import parsing as p
 from vectorizer.api.context import Api, api, body, json_body, ok
-from vectorizer.api.errors import BadRequest
+from vectorizer.api.errors import BadRequest, Unprocessable
 from vectorizer.api.records import PayloadView, payload_view, records, wants_vector
 from vectorizer.api.routes.reads import ReadOptions, read_options, readable
 
@@ -50,6 +51,7 @@ class Nearest:
     score_threshold: float | None
     view: PayloadView
     with_vector: bool
+    quantized: QuantizedSearch | None = None  # params.quantization
 
 
 @router.post("/collections/{collection_name}/points/query", summary="Nearest points to a vector (or a point)",
@@ -127,10 +129,11 @@ def parse_query(coll: Collection, b: dict[str, Any], path: str) -> Nearest:
 
 def nearest(coll: Collection, b: dict[str, Any], path: str, vector: np.ndarray | None,
             exclude: PointId | None) -> Nearest:
-    ef, exact = None, False
+    ef, exact, quantized = None, False, None
     if b.get("params") is not None:
         params = p.obj(b["params"], f"{path}params")
-        p.fields(params, f"{path}params", ("hnsw_ef", "exact"), ignored=("quantization", "indexed_only", "acorn"))
+        p.fields(params, f"{path}params", ("hnsw_ef", "exact", "quantization"), ignored=("indexed_only", "acorn"))
+        quantized = _quantization_params(params.get("quantization"), f"{path}params.quantization")
         if params.get("hnsw_ef") is not None:
             ef = p.integer(params["hnsw_ef"], f"{path}params.hnsw_ef", minimum=1)
         if params.get("exact") is not None:
@@ -142,7 +145,25 @@ def nearest(coll: Collection, b: dict[str, Any], path: str, vector: np.ndarray |
                                                                        f"{path}score_threshold")
     return Nearest(vector, exclude, p.filter_of(b.get("filter"), f"{path}filter"), limit, offset,
                    ef, exact, threshold, payload_view(b.get("with_payload"), f"{path}with_payload", default=False),
-                   wants_vector(b.get("with_vector"), f"{path}with_vector"))
+                   wants_vector(b.get("with_vector"), f"{path}with_vector"), quantized)
+
+
+def _quantization_params(raw: object, path: str) -> QuantizedSearch | None:
+    """Qdrant's ``QuantizationSearchParams``: ``ignore`` (search the float32 vectors only), ``rescore``
+    (default true) and ``oversampling`` (>= 1; this server's default is 2: measured, docs/decisions/0003)."""
+    if raw is None:
+        return None
+    q = p.obj(raw, path)
+    p.fields(q, path, ("ignore", "rescore", "oversampling"))
+    ignore = False if q.get("ignore") is None else p.boolean(q["ignore"], f"{path}.ignore")
+    rescore = True if q.get("rescore") is None else p.boolean(q["rescore"], f"{path}.rescore")
+    oversampling = DEFAULT_OVERSAMPLING
+    if q.get("oversampling") is not None:
+        oversampling = p.number(q["oversampling"], f"{path}.oversampling")
+        if oversampling < 1:
+            raise Unprocessable(f"Validation error in JSON body: [{path}.oversampling: value {oversampling} invalid, "
+                                f"must be 1.0 or larger]")
+    return QuantizedSearch(ignore, rescore, oversampling)
 
 
 def run(coll: Collection, q: Nearest) -> list[dict[str, Any]]:
@@ -152,6 +173,7 @@ def run(coll: Collection, q: Nearest) -> list[dict[str, Any]]:
             ids = reads.first_by_id(coll, q.flt, q.limit + q.offset)[q.offset:]
             return records(coll, ids, q.view, q.with_vector, [1.0] * len(ids))
         flt = q.flt if q.exclude is None else Filter.without(q.flt, q.exclude)  # not the query point itself
-        hits = search(coll, q.vector, q.limit, ef=q.ef, flt=flt, exact=q.exact, offset=q.offset)
+        hits = search(coll, q.vector, q.limit, ef=q.ef, flt=flt, exact=q.exact, offset=q.offset,
+                      quantized=q.quantized)
         hits = reads.better_than(hits, q.score_threshold, coll.index.higher_is_better())
         return records(coll, [h.id for h in hits], q.view, q.with_vector, [h.score for h in hits])

@@ -1,0 +1,232 @@
+"""A segment's graph over int8 codes (faiss ``IndexHNSWSQ``, 8-bit scalar quantizer), rescored
+from full-precision rows kept beside it.
+
+Chosen by measurement (``docs/decisions/0003-scalar-quantization-with-faiss.md``). The graph
+holds one byte per dimension and its links; the float32 rows live in :class:`FullVectors`:
+memory-mapped from the snapshot that wrote them, with the rows changed since in RAM. A query
+walks the graph with quantized distances for ``k x oversampling`` candidates, then scores
+those exactly from the float32 rows and keeps the best ``k`` (Qdrant's ``rescore``).
+
+The quantizer is trained per segment, once it holds :data:`TRAIN_AT` live vectors (on them, in
+label order: the same log trains the same quantizer); until then the segment is searched
+exactly. faiss's HNSW cannot delete or update in place: a graph entry is an *internal id*;
+deleting a label clears its entry's bit in a bitmap every search passes to faiss
+(``IDSelectorBitmap``, evaluated in C++), and updating it adds a new entry. Dead entries stay
+in the graph until the segment is rebuilt.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+faiss: Any = importlib.import_module("faiss")  # typed as Any: its SWIG stubs lack most of the module
+
+TRAIN_AT = 2048
+DEFAULT_OVERSAMPLING = 2.0  # measured: rescoring 2k candidates gives recall@10 >= 0.99 (docs/decisions/0003)
+
+
+@dataclass(frozen=True, slots=True)
+class QuantizedSearch:
+    """Qdrant's ``params.quantization``: ``ignore`` (search the float32 rows exactly), ``rescore``
+    (score the candidates from the float32 rows) and ``oversampling`` (candidates per hit)."""
+
+    ignore: bool = False
+    rescore: bool = True
+    oversampling: float = DEFAULT_OVERSAMPLING
+
+
+class FullVectors:
+    """The float32 rows of the labels ``[lo, hi)``: a read-only memory map of the file a snapshot
+    wrote (:meth:`adopt`), and the rows written since, in RAM (at most what one snapshot covers)."""
+
+    def __init__(self, lo: int, hi: int, dimension: int) -> None:
+        self.lo, self.size, self.dimension = lo, hi - lo, dimension
+        self.base: np.ndarray | None = None
+        self.overlay: dict[int, np.ndarray] = {}
+
+    def put(self, labels: np.ndarray, rows: np.ndarray) -> None:
+        for label, row in zip(labels.tolist(), rows, strict=True):
+            self.overlay[label - self.lo] = np.array(row, dtype=np.float32)
+
+    def get(self, labels: np.ndarray) -> np.ndarray:
+        local = np.asarray(labels, dtype=np.int64) - self.lo
+        out = (np.array(self.base[local], dtype=np.float32) if self.base is not None
+               else np.zeros((len(local), self.dimension), np.float32))
+        if self.overlay:
+            for i, at in enumerate(local.tolist()):
+                row = self.overlay.get(at)
+                if row is not None:
+                    out[i] = row
+        return out
+
+    def capture(self) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """Every row as of now (to write), and the RAM rows it includes (for :meth:`adopt`)."""
+        full = (np.array(self.base, dtype=np.float32) if self.base is not None
+                else np.zeros((self.size, self.dimension), np.float32))
+        for at, row in self.overlay.items():
+            full[at] = row
+        return full, dict(self.overlay)
+
+    def adopt(self, base: np.ndarray, captured: dict[int, np.ndarray]) -> None:
+        """Read from ``base`` (the file the captured rows were written to) and drop from RAM the
+        captured rows not written again since."""
+        self.base = base
+        for at, row in captured.items():
+            if self.overlay.get(at) is row:
+                del self.overlay[at]
+
+
+class QuantizedGraph:
+    """The quantized graph of one segment, with the interface of ``hnsw.VectorIndex``."""
+
+    def __init__(self, dimension: int, metric: str, m: int, ef_construction: int, ef: int, lo: int, hi: int) -> None:
+        self.dimension, self.metric, self.m = dimension, metric, m
+        self.ef_construction, self.default_ef = ef_construction, ef
+        self.lo, self.hi = lo, hi
+        self.full = FullVectors(lo, hi, dimension)
+        self.index: Any = None  # faiss.IndexHNSWSQ; None until trained
+        self.label_of = np.zeros(0, np.int64)  # internal id -> label; -1: dead (deleted or replaced)
+        self.internal_of = np.full(hi - lo, -1, np.int64)  # label - lo -> internal id; -1: none
+        self._bits = np.zeros(0, np.uint8)  # live internal ids, a bitmap for faiss (bit i of byte i >> 3)
+
+    # Writes --------------------------------------------------------------------------
+    def add(self, labels: np.ndarray, prepared: np.ndarray) -> None:
+        labels = np.asarray(labels, dtype=np.int64)
+        self.full.put(labels, prepared)
+        if self.index is None:
+            self.internal_of[labels - self.lo] = -2  # live, not in a graph yet (searched exactly)
+            live = np.flatnonzero(self.internal_of != -1) + self.lo
+            if len(live) >= TRAIN_AT:
+                self._train(live)
+            return
+        self._retire(labels)
+        self._append(labels, prepared)
+
+    def _train(self, live: np.ndarray) -> None:
+        rows = self.full.get(live)
+        space = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        index = faiss.IndexHNSWSQ(self.dimension, faiss.ScalarQuantizer.QT_8bit, self.m, space)
+        index.hnsw.efConstruction = self.ef_construction
+        index.train(rows)
+        self.index = index
+        self.internal_of[:] = -1
+        self._append(live, rows)
+
+    def _append(self, labels: np.ndarray, rows: np.ndarray) -> None:
+        assert self.index is not None
+        first = self.index.ntotal
+        self.index.add(np.ascontiguousarray(rows, dtype=np.float32))
+        ids = np.arange(first, first + len(labels), dtype=np.int64)
+        self.label_of = np.concatenate([self.label_of, labels])
+        self.internal_of[labels - self.lo] = ids
+        bits = np.zeros((first + len(labels) + 7) // 8, np.uint8)
+        bits[:len(self._bits)] = self._bits
+        np.bitwise_or.at(bits, ids >> 3, (1 << (ids & 7)).astype(np.uint8))
+        self._bits = bits
+
+    def _retire(self, labels: np.ndarray) -> None:
+        """Clear the graph entries of ``labels`` (those that have one)."""
+        ids = self.internal_of[labels - self.lo]
+        ids = ids[ids >= 0]
+        if len(ids):
+            self.label_of[ids] = -1
+            np.bitwise_and.at(self._bits, ids >> 3, (~(1 << (ids & 7))).astype(np.uint8))
+        self.internal_of[labels - self.lo] = -1
+
+    def mark_deleted(self, label: int, *, missing_ok: bool = False) -> None:
+        if self.internal_of[label - self.lo] == -1:
+            if not missing_ok:
+                raise RuntimeError(f"label {label} is not in the graph")
+            return
+        self._retire(np.array([label], np.int64))
+
+    # Reads ---------------------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        return self.hi - self.lo
+
+    def labels(self) -> list[int]:
+        return (np.flatnonzero(self.internal_of != -1) + self.lo).tolist()
+
+    def vectors(self, labels: np.ndarray | list[int]) -> np.ndarray:
+        return self.full.get(np.asarray(labels, dtype=np.int64))
+
+    def knn_prepared(self, q: np.ndarray, k: int, ef: int | None = None,
+                     allowed: Callable[[int], bool] | None = None,
+                     search: QuantizedSearch | None = None) -> tuple[np.ndarray, np.ndarray]:
+        search = search or QuantizedSearch()
+        if self.index is None or search.ignore:
+            live = np.flatnonzero(self.internal_of != -1) + self.lo
+            if allowed is not None:
+                live = np.array([lbl for lbl in live.tolist() if allowed(lbl)], np.int64)
+            return self._exact(q[0], live, k)
+        want = max(k, math.ceil(k * search.oversampling)) if search.rescore else k
+        bitmap = faiss.IDSelectorBitmap(self.index.ntotal, faiss.swig_ptr(self._bits))
+        selector = bitmap
+        if allowed is not None:
+            label_of = self.label_of
+            callback = faiss.PyCallbackIDSelector(lambda i: allowed(int(label_of[i])))
+            selector = faiss.IDSelectorAnd(bitmap, callback)
+        params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(ef or self.default_ef, want))
+        dist, ids = self.index.search(q, want, params=params)
+        found = ids[0][ids[0] >= 0]
+        labels = self.label_of[found]
+        if search.rescore:
+            return self._exact(q[0], labels, k)
+        kept = dist[0][ids[0] >= 0]
+        scores = np.sqrt(np.maximum(kept, 0)) if self.metric == "l2" else kept
+        return labels[:k], scores[:k].astype(np.float32)
+
+    def _exact(self, q: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if not len(labels):
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        rows = self.full.get(labels)
+        if self.metric == "l2":
+            dist = np.sqrt(np.maximum(((rows - q) ** 2).sum(axis=1), 0))
+            order = np.argsort(dist, kind="stable")[:k]
+            return labels[order], dist[order].astype(np.float32)
+        scores = rows @ q
+        order = np.argsort(-scores, kind="stable")[:k]
+        return labels[order], scores[order].astype(np.float32)
+
+    # Persistence ---------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        """The graph (faiss's format; an empty file before training)."""
+        if self.index is not None:
+            faiss.write_index(self.index, str(path))
+        else:
+            path.write_bytes(b"")
+
+    def save_map(self, path: Path) -> None:
+        """The label of each internal id (-1: dead), or before training the live labels."""
+        held = self.label_of if self.index is not None else np.flatnonzero(self.internal_of != -1) + self.lo
+        with open(path, "wb") as out:
+            np.save(out, held, allow_pickle=False)
+
+    @classmethod
+    def load(cls, path: Path, map_path: Path, vectors_path: Path, dimension: int, metric: str, m: int,
+             ef_construction: int, ef: int, lo: int, hi: int) -> QuantizedGraph:
+        graph = cls(dimension, metric, m, ef_construction, ef, lo, hi)
+        graph.full.base = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
+        if graph.full.base.shape != (hi - lo, dimension):
+            raise ValueError(f"{vectors_path.name}: shape {graph.full.base.shape}, expected {(hi - lo, dimension)}")
+        label_of = np.load(map_path, allow_pickle=False)
+        if path.stat().st_size:
+            graph.index = faiss.read_index(str(path))
+            if graph.index.ntotal != len(label_of):
+                raise ValueError(f"{path.name}: {graph.index.ntotal} entries, its map {len(label_of)}")
+            graph.label_of = label_of.astype(np.int64)
+            live = np.flatnonzero(label_of >= 0)
+            graph.internal_of[label_of[live] - lo] = live
+            graph._bits = np.zeros((len(label_of) + 7) // 8, np.uint8)
+            np.bitwise_or.at(graph._bits, live >> 3, (1 << (live & 7)).astype(np.uint8))
+        else:
+            graph.internal_of[label_of - lo] = -2
+        return graph
