@@ -57,7 +57,8 @@ class ProjectionCollector(Collector):
             yield _gauge("vectorizer_snapshot_duration_seconds", "How long the last snapshot took",
                          stats.last_snapshot_seconds)
             yield _gauge("vectorizer_snapshot_stall_seconds", "How long the last snapshot held ingest (writing "
-                         "what changed; the rest completes in the background)", stats.last_snapshot_stall_seconds or 0.0)
+                         "what changed; the rest completes in the background)",
+                         stats.last_snapshot_stall_seconds or 0.0)
             yield _gauge("vectorizer_snapshot_written_bytes", "What the last snapshot wrote (files it shares "
                          "with earlier snapshots excluded)", float(stats.last_snapshot_written_bytes or 0))
         yield _gauge("vectorizer_snapshot_failing", "1 while the last snapshot attempt failed",
