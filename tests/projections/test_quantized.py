@@ -126,3 +126,20 @@ def test_quantization_config_is_validated() -> None:
                          ({"scalar": {"type": "int8", "quantile": 0.2}}, "quantile"), ({"other": {}}, "unknown")):
         with pytest.raises(ValidationError, match=message):
             check.quantization(bad)
+
+
+def test_a_damaged_rows_file_is_refused_at_load(tmp_path: Path) -> None:
+    state, _ = _state(quantized.TRAIN_AT + 100)
+    older = snapshots.write_snapshot(state, {0: 9}, tmp_path, "t")
+    state.apply(ev.VectorsUpserted(ev.EventMeta.new("q", "t"), (99_999,), np.ones((1, DIM), np.float32), (None,)), 50)
+    newest = snapshots.write_snapshot(state, {0: 50}, tmp_path, "t")
+    rows = newest / "c0000.s0000.f32.npy"
+    assert rows.stat().st_nlink == 1, "a new vector: the segment's rows were written again"
+    data = bytearray(rows.read_bytes())
+    data[-7] ^= 0x40
+    rows.write_bytes(bytes(data))
+    assert snapshots.verify(newest) == [f"{newest.name}/c0000.s0000.f32.npy: checksum mismatch"]
+    loaded = snapshots.load_newest(tmp_path)
+    assert loaded is not None and loaded.path == older  # never served: the older snapshot, then the log
+    rows.unlink()
+    assert snapshots.verify(newest) == [f"{newest.name}/c0000.s0000.f32.npy: missing"]
