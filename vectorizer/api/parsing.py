@@ -12,6 +12,7 @@ import math
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from producers.producer import WriteToken
@@ -41,18 +42,33 @@ def show(value: object) -> str:
 
 
 def load_body(raw: bytes) -> Body:
-    """The request body as a JSON object; an empty body is ``{}``."""
+    """The request body as a JSON object; an empty body is ``{}``.
+
+    msgspec parses it (a 1,000 x 128 upsert: 16 ms where the standard library takes 123 ms;
+    docs/decisions/0004); what msgspec refuses (NaN, numbers out of float range, lone
+    surrogates, other encodings, deep nesting) goes to the standard library, so every body means
+    and fails exactly as before."""
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw)
+        value = _DECODER.decode(raw)
+    except (ValueError, RecursionError):  # msgspec.DecodeError, UnicodeDecodeError
+        value = _stdlib_loads(raw)
+    if not isinstance(value, dict):
+        raise BadRequest(f"body: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+_DECODER = msgspec.json.Decoder()
+
+
+def _stdlib_loads(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
     except RecursionError:
         raise BadRequest("body: JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"body: not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise BadRequest(f"body: expected a JSON object, got {type(value).__name__}")
-    return value
 
 
 def fields(body: Mapping[str, Any], path: str, supported: Iterable[str], ignored: Iterable[str] = ()) -> None:
