@@ -96,7 +96,8 @@ def recovery_section(r: dict[str, Any]) -> list[str]:
     kind = "scalar int8" if r.get("quantization") else "float32"
     lines = [f"## Recovery after kill -9 right after a bulk load: {n:,} × {r['dim']}-d, {kind} (issue 16)", "",
              f"Command: `{r['command']}`. The server in its own process; qdrant-client (REST) upserting "
-             f"{r['batch']:,}-point batches, the last with `wait=true`; then `kill -9` at once (no clean stop). "
+             f"{r['batch']:,}-point batches (`wait=false`, then the exact count polled until all are searchable); "
+             f"then `kill -9` at once (no clean stop). "
              f"Settings: {', '.join(f'{k}={v:,}' for k, v in r['settings'].items())}.", "",
              "| measure | Vectorizer | baseline | target | verdict |", "|---|---|---|---|---|",
              _row("kill -9 right after the load → ready, exact count and top-10 as good as before the kill",
