@@ -115,7 +115,7 @@ class IdsByLabel(MutableMapping[int, PointId]):
             raise ValueError("set_ints: some labels are in use")
         self._kind[labels] = _INT
         self._ints[labels] = ids
-        self._len += len(np.unique(labels))
+        self._len = int(np.count_nonzero(self._kind))
 
 
 class LabelsById(MutableMapping[PointId, int]):

@@ -54,9 +54,12 @@ class Segment:
         self._live = int(self.alive.sum())
 
     def set_alive(self, local: np.ndarray, value: bool) -> None:
-        before = int(self.alive[local].sum())
-        self.alive[local] = value
-        self._live += (len(np.unique(local)) - before) if value else -before
+        if len(local) == 1:
+            self._live += int(value) - int(self.alive[local[0]])
+            self.alive[local[0]] = value
+        else:
+            self.alive[local] = value
+            self._live = int(np.count_nonzero(self.alive))
 
 
 class SegmentedIndex:
@@ -116,7 +119,7 @@ class SegmentedIndex:
         """Adopt a graph loaded from a file for ``[lo, hi)``: labels it holds that are not in
         ``live_labels`` (deleted after the file was written) are marked deleted."""
         held = np.asarray(graph.labels(), dtype=np.int64)
-        for label in np.setdiff1d(held, live_labels).tolist():
+        for label in np.setdiff1d(held, live_labels, assume_unique=True).tolist():  # both hold each label once
             graph.mark_deleted(label, missing_ok=True)
         alive = np.zeros(hi - lo, dtype=bool)
         alive[live_labels - lo] = True
