@@ -126,12 +126,11 @@ class Pending:
 
     def adopt_rows(self) -> None:
         """Once :meth:`complete` returned: quantized segments read their float32 rows from the
-        files this snapshot wrote (memory-mapped) and drop them from RAM. Call on the thread that
+        files this snapshot wrote (on demand) and drop them from RAM. Call on the thread that
         applies events (it takes the collections' write locks)."""
         for coll, full, name, captured in self.adopt:
-            base = np.load(self.final / name, mmap_mode="r", allow_pickle=False)
             with coll.lock.write():
-                full.adopt(base, captured)
+                full.adopt(self.final / name, captured)
         self.adopt = []
 
     def complete(self) -> Path:

@@ -3,7 +3,7 @@ from full-precision rows kept beside it.
 
 Chosen by measurement (``docs/decisions/0003-scalar-quantization-with-faiss.md``). The graph
 holds one byte per dimension and its links; the float32 rows live in :class:`FullVectors`:
-memory-mapped from the snapshot that wrote them, with the rows changed since in RAM. A query
+read on demand from the file the last snapshot wrote, with the rows changed since in RAM. A query
 walks the graph with quantized distances for ``k x oversampling`` candidates, then scores
 those exactly from the float32 rows and keeps the best ``k`` (Qdrant's ``rescore``).
 
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,13 +44,56 @@ class QuantizedSearch:
     oversampling: float = DEFAULT_OVERSAMPLING
 
 
+class RowFile:
+    """The float32 rows of an ``.npy`` file a snapshot wrote, read on demand with ``preadv`` straight
+    into numpy arrays: the rows stay on disk and in the kernel's page cache, never in the process
+    (a memory map would count every page a query touches, and its neighbours, in the process's
+    memory). Holding the file open keeps it readable after its snapshot is pruned."""
+
+    def __init__(self, path: Path, rows: int, dimension: int) -> None:
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = header(f)
+            self.offset = f.tell()
+        if shape != (rows, dimension) or fortran or dtype != np.dtype("<f4"):
+            raise ValueError(f"{path.name}: {shape} {dtype} rows, expected ({rows}, {dimension}) float32")
+        self.rows, self.dimension, self.row_bytes = rows, dimension, 4 * dimension
+        self._fd = os.open(path, os.O_RDONLY)
+        weakref.finalize(self, os.close, self._fd)
+
+    def read(self, local: np.ndarray) -> np.ndarray:
+        """The rows at ``local`` (positions in the file), in that order."""
+        out = np.empty((len(local), self.dimension), np.float32)
+        if not len(local):
+            return out
+        order = np.argsort(local, kind="stable")
+        wanted = local[order]
+        rows = np.empty_like(out)
+        breaks = np.flatnonzero(np.diff(wanted) != 1) + 1  # runs of consecutive rows: one read each
+        for a, b in zip([0, *breaks.tolist()], [*breaks.tolist(), len(wanted)], strict=True):
+            self._read_into(rows[a:b], int(wanted[a]))
+        out[order] = rows
+        return out
+
+    def _read_into(self, target: np.ndarray, first: int) -> None:
+        view = memoryview(target.data).cast("B")
+        at, position = 0, self.offset + first * self.row_bytes
+        while at < len(view):
+            got = os.preadv(self._fd, [view[at:at + (64 << 20)]], position + at)
+            if got <= 0:
+                raise OSError(f"rows file ends {len(view) - at} bytes early")
+            at += got
+
+
 class FullVectors:
-    """The float32 rows of the labels ``[lo, hi)``: a read-only memory map of the file a snapshot
-    wrote (:meth:`adopt`), and the rows written since, in RAM (at most what one snapshot covers)."""
+    """The float32 rows of the labels ``[lo, hi)``: those in the file the last snapshot wrote
+    (:class:`RowFile`, read on demand), and the rows written since, in RAM (at most what one
+    snapshot covers)."""
 
     def __init__(self, lo: int, hi: int, dimension: int) -> None:
         self.lo, self.size, self.dimension = lo, hi - lo, dimension
-        self.base: np.ndarray | None = None
+        self.base: RowFile | None = None
         self.overlay: dict[int, np.ndarray] = {}
 
     def put(self, labels: np.ndarray, rows: np.ndarray) -> None:
@@ -57,8 +102,7 @@ class FullVectors:
 
     def get(self, labels: np.ndarray) -> np.ndarray:
         local = np.asarray(labels, dtype=np.int64) - self.lo
-        out = (np.array(self.base[local], dtype=np.float32) if self.base is not None
-               else np.zeros((len(local), self.dimension), np.float32))
+        out = self.base.read(local) if self.base is not None else np.zeros((len(local), self.dimension), np.float32)
         if self.overlay:
             for i, at in enumerate(local.tolist()):
                 row = self.overlay.get(at)
@@ -68,16 +112,19 @@ class FullVectors:
 
     def capture(self) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         """Every row as of now (to write), and the RAM rows it includes (for :meth:`adopt`)."""
-        full = (np.array(self.base, dtype=np.float32) if self.base is not None
+        full = (self.base.read(np.arange(self.size)) if self.base is not None
                 else np.zeros((self.size, self.dimension), np.float32))
         for at, row in self.overlay.items():
             full[at] = row
         return full, dict(self.overlay)
 
-    def adopt(self, base: np.ndarray, captured: dict[int, np.ndarray]) -> None:
-        """Read from ``base`` (the file the captured rows were written to) and drop from RAM the
+    def open(self, path: Path) -> None:
+        self.base = RowFile(path, self.size, self.dimension)
+
+    def adopt(self, path: Path, captured: dict[int, np.ndarray]) -> None:
+        """Read from ``path`` (the file the captured rows were written to) and drop from RAM the
         captured rows not written again since."""
-        self.base = base
+        self.open(path)
         for at, row in captured.items():
             if self.overlay.get(at) is row:
                 del self.overlay[at]
@@ -175,6 +222,7 @@ class QuantizedGraph:
             callback = faiss.PyCallbackIDSelector(lambda i: allowed(int(label_of[i])))
             selector = faiss.IDSelectorAnd(bitmap, callback)
         params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(ef or self.default_ef, want))
+        faiss.omp_set_num_threads(1)  # this thread's searches: one query gains nothing from OpenMP's spinning threads
         dist, ids = self.index.search(q, want, params=params)
         found = ids[0][ids[0] >= 0]
         labels = self.label_of[found]
@@ -214,9 +262,7 @@ class QuantizedGraph:
     def load(cls, path: Path, map_path: Path, vectors_path: Path, dimension: int, metric: str, m: int,
              ef_construction: int, ef: int, lo: int, hi: int) -> QuantizedGraph:
         graph = cls(dimension, metric, m, ef_construction, ef, lo, hi)
-        graph.full.base = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
-        if graph.full.base.shape != (hi - lo, dimension):
-            raise ValueError(f"{vectors_path.name}: shape {graph.full.base.shape}, expected {(hi - lo, dimension)}")
+        graph.full.open(vectors_path)
         label_of = np.load(map_path, allow_pickle=False)
         if path.stat().st_size:
             graph.index = faiss.read_index(str(path))

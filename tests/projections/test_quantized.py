@@ -1,5 +1,5 @@
 """Scalar int8 collections: faiss graphs over int8 codes, rescored from float32 rows that snapshots
-write and the process then reads memory-mapped."""
+write and the process then reads from those files on demand."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from consumers import snapshots
 from projections.index import quantized
-from projections.index.quantized import QuantizedGraph, QuantizedSearch
+from projections.index.quantized import QuantizedGraph, QuantizedSearch, RowFile
 from projections.search import search
 from projections.state import ProjectionState
 from schemas import events as ev
@@ -102,7 +102,7 @@ def test_snapshots_write_the_rows_once_and_the_process_maps_them(tmp_path: Path)
     names = {f.name for f in first.iterdir()}
     assert {"c0000.s0000.faiss", "c0000.s0000.map.npy", "c0000.s0000.f32.npy"} <= names
     graphs = [s.graph for s in state.collections["q"].index.segments]
-    assert all(isinstance(g, QuantizedGraph) and isinstance(g.full.base, np.memmap) and not g.full.overlay
+    assert all(isinstance(g, QuantizedGraph) and isinstance(g.full.base, RowFile) and not g.full.overlay
                for g in graphs), "after the snapshot the float32 rows are read from its files, not RAM"
     assert [[(h.id, round(h.score, 5)) for h in search(state.collections["q"], q, 10)] for q in queries] == before
     loaded = snapshots.load(first).state
@@ -143,3 +143,14 @@ def test_a_damaged_rows_file_is_refused_at_load(tmp_path: Path) -> None:
     assert loaded is not None and loaded.path == older  # never served: the older snapshot, then the log
     rows.unlink()
     assert snapshots.verify(newest) == [f"{newest.name}/c0000.s0000.f32.npy: missing"]
+
+
+def test_row_files_read_any_rows_in_the_order_asked(tmp_path: Path) -> None:
+    rows = np.arange(40 * 3, dtype=np.float32).reshape(40, 3)
+    path = tmp_path / "rows.npy"
+    np.save(path, rows)
+    f = RowFile(path, 40, 3)
+    for local in ([5], [39, 0, 1, 2, 7, 7, 20], list(range(40)), []):
+        assert np.array_equal(f.read(np.array(local, np.int64)), rows[local])
+    with pytest.raises(ValueError, match="expected"):
+        RowFile(path, 41, 3)
