@@ -178,7 +178,8 @@ def run(n: int, dim: int, results: Path = RESULTS, quantization: str | None = No
         while not correct(client, n, queries[:50], truth[:50], before - 0.02):
             time.sleep(0.02)
         result["snapshot_only"] = {"clean_stop_s": stop_s, "ready_s": ready_s,
-                                   "correct_answers_s": time.monotonic() - t}
+                                   "correct_answers_s": time.monotonic() - t,
+                                   "rss_after_queries_bytes": _rss_after_queries(client, proc, queries)}
         proc.send_signal(signal.SIGTERM)
         proc.wait(600)
     finally:
@@ -191,6 +192,13 @@ def run(n: int, dim: int, results: Path = RESULTS, quantization: str | None = No
     (results / f"recovery-{n}x{dim}{suffix}.json").write_text(json.dumps(result, indent=1, default=str))
     print(json.dumps(result, indent=1, default=str), flush=True)
     return result
+
+
+def _rss_after_queries(client: QdrantClient, proc: subprocess.Popen[bytes], queries: np.ndarray) -> int:
+    """The serve process's resident memory once it has answered every query (a restarted server
+    holding the collection: no ingest heap)."""
+    answers(client, queries)
+    return int(psutil.Process(proc.pid).memory_info().rss)
 
 
 def _baseline(base: np.ndarray, queries: np.ndarray, truth: np.ndarray, workdir: Path) -> dict[str, Any]:
