@@ -93,9 +93,11 @@ class VectorIndex:
         return list(self._index.get_ids_list())
 
     def knn_prepared(self, q: np.ndarray, k: int, ef: int | None = None,
-                     allowed: Callable[[int], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     allowed: Callable[[int], bool] | None = None,
+                     quantized: object = None) -> tuple[np.ndarray, np.ndarray]:
         """Approximate k nearest labels and their scores (best first) to the prepared row ``q``
-        (shape (1, dimension)); fewer if fewer exist.
+        (shape (1, dimension)); fewer if fewer exist. ``quantized`` (search params of int8
+        graphs, ``quantized.QuantizedSearch``) does not apply to a float32 graph.
 
         ``allowed`` is evaluated inside the graph search, so filtered results are never
         cut to k before filtering.

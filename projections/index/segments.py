@@ -168,7 +168,6 @@ class SegmentedIndex:
         (``quantized``: how quantized graphs search, Qdrant's ``params.quantization``)."""
         q = self.prepare(query.reshape(1, -1))
         found = [seg.graph.knn_prepared(q, min(k, seg.live), ef, allowed, quantized)
-                 if isinstance(seg.graph, QuantizedGraph) else seg.graph.knn_prepared(q, min(k, seg.live), ef, allowed)
                  for seg in self.segments if seg.live]
         if not found:
             return np.empty(0, np.int64), np.empty(0, np.float32)
