@@ -182,6 +182,7 @@ def run(n: int, dim: int, results: Path = RESULTS, quantization: str | None = No
                                    "rss_after_queries_bytes": _rss_after_queries(client, proc, queries)}
         proc.send_signal(signal.SIGTERM)
         proc.wait(600)
+        result["in_process"] = _in_process(settings, queries, truth)
     finally:
         for p in psutil.Process().children(recursive=True):
             p.kill()
@@ -192,6 +193,23 @@ def run(n: int, dim: int, results: Path = RESULTS, quantization: str | None = No
     (results / f"recovery-{n}x{dim}{suffix}.json").write_text(json.dumps(result, indent=1, default=str))
     print(json.dumps(result, indent=1, default=str), flush=True)
     return result
+
+
+def _in_process(settings: Settings, queries: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """The newest snapshot loaded in this process (the server stopped), then k=10 searches through the
+    projection without HTTP: what the index costs, apart from the server around it."""
+    from benchmarks.ingest import our_queries
+
+    t = time.perf_counter()
+    loaded = snapshots.load_newest(settings.snapshot_dir, settings.segment_bytes)
+    load_s = time.perf_counter() - t
+    if loaded is None:
+        raise RuntimeError("no snapshot to load")
+    coll = loaded.state.get("bench")
+    lat, found = our_queries(coll, queries)
+    out = {"snapshot_load_s": load_s, "query": {**percentiles(lat), "recall_at_10": recall(found, truth)}}
+    del loaded, coll
+    return out
 
 
 def _rss_after_queries(client: QdrantClient, proc: subprocess.Popen[bytes], queries: np.ndarray) -> int:
