@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -21,7 +21,15 @@ from kafka.errors import KafkaTimeoutError
 from consumers.errors import LogBehindProjection, LogWaitTimeout
 from infra.kafka import clients
 from infra.settings import Settings
-from projections.changes import Change, DeletePoints, DropCollection, PointRow, PutCollection, PutPoints
+from projections.changes import (
+    Change,
+    ConfigureCollection,
+    DeletePoints,
+    DropCollection,
+    PointRow,
+    PutCollection,
+    PutPoints,
+)
 from projections.errors import Rejected
 from projections.state import ProjectionState
 from schemas.codec import decode
@@ -49,6 +57,10 @@ class CatalogMirror:
         elif isinstance(change, PutCollection):
             self.collections[change.event.collection] = (change.event, change.offset)
             self.points[change.event.collection] = {}
+        elif isinstance(change, ConfigureCollection):
+            created, offset = self.collections[change.name]
+            self.collections[change.name] = (replace(created, m=change.m, ef_construction=change.ef_construction),
+                                             offset)
         elif isinstance(change, DropCollection):
             self.collections.pop(change.name, None)
             self.points.pop(change.name, None)

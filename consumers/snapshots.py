@@ -46,7 +46,7 @@ import xxhash
 from consumers.errors import SnapshotCorrupt
 from projections.collection import Collection, CollectionConfig
 from projections.index.hnsw import VectorIndex
-from projections.index.quantized import FullVectors, QuantizedGraph
+from projections.index.quantized import ENGINES, FullVectors, QuantizedGraph
 from projections.index.segments import DEFAULT_SEGMENT_BYTES, Segment, segment_size_for
 from projections.state import ProjectionState
 
@@ -239,7 +239,7 @@ def _write_segment(pending: Pending, stem: str, coll: Collection, seg: Segment, 
         def graph_map(path: Path) -> None:
             quantized.save_map(path)
 
-        graph_entry = {"file": f"{stem}.faiss", "engine": "faiss-sq8", "map_file": f"{stem}.map.npy",
+        graph_entry = {"file": f"{stem}.faiss", "engine": quantized.engine, "map_file": f"{stem}.map.npy",
                        "vectors_file": f"{stem}.f32.npy", "capacity": seg.graph.capacity}
         parts = [("graph", "faiss", seg.graph_version, graph), ("map", "map.npy", seg.graph_version, graph_map),
                  ("vectors", "f32.npy", seg.graph_version, rows)]
@@ -410,10 +410,11 @@ def _load_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry:
     parts = [("graph", graph_entry["file"])]
     graph: VectorIndex | QuantizedGraph
     try:
-        if graph_entry.get("engine") == "faiss-sq8":
+        if graph_entry.get("engine") in ENGINES:
             graph = QuantizedGraph.load(path / graph_entry["file"], path / graph_entry["map_file"],
                                         path / graph_entry["vectors_file"], config.dimension, config.metric, config.m,
-                                        config.ef_construction, config.ef, entry["lo"], entry["hi"])
+                                        config.ef_construction, config.ef, entry["lo"], entry["hi"],
+                                        on_disk=config.on_disk is not False, engine=graph_entry["engine"])
             parts += [("map", graph_entry["map_file"]), ("vectors", graph_entry["vectors_file"])]
         else:
             graph = VectorIndex.load(path / graph_entry["file"], config.dimension, config.metric, config.m,

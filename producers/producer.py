@@ -169,7 +169,8 @@ class VectorProducer:
     def create_collection(self, name: str, dimension: int, metric: str = "cosine", *, m: int = 16,
                           ef_construction: int = 200, ef: int = 64, kind: str = "dynamic",
                           embedder: dict[str, Any] | None = None, quantization: dict[str, Any] | None = None,
-                          wait: bool = False, timeout: float | None = None) -> WriteToken:
+                          on_disk: bool | None = None, wait: bool = False,
+                          timeout: float | None = None) -> WriteToken:
         self._refuse_wait_in_transaction(wait)
         check.collection_name(name)
         check.metric(metric)
@@ -181,10 +182,22 @@ class VectorProducer:
             raise ValidationError(f"kind {kind!r}: expected one of {', '.join(ev.KINDS)}")
         event = ev.CollectionCreated(self._meta(name), dimension, metric, m, ef_construction, ef, kind,  # type: ignore[arg-type]
                                      None if embedder is None else json.dumps(embedder, sort_keys=True),
-                                     check.quantization(quantization))
+                                     check.quantization(quantization), check.optional_bool(on_disk, "on_disk"))
         token = self._publish([event])
         self._known_dims[name] = dimension
         return self._settle(token, wait, timeout)
+
+    def update_collection(self, name: str, settings: dict[str, Any], *, wait: bool = False,
+                          timeout: float | None = None) -> WriteToken:
+        """New index settings (Qdrant's ``PATCH /collections/{c}``), in Qdrant's shapes:
+        ``{"hnsw_config": {"m", "ef_construct"}, "quantization_config": {...} or "Disabled",
+        "vector": {"hnsw_config", "quantization_config", "on_disk"}}`` (``vector``: the unnamed
+        vector's own settings, which win over the collection's). The projection rebuilds the
+        collection's graphs when what they are built with changes."""
+        self._refuse_wait_in_transaction(wait)
+        check.collection_name(name)
+        event = ev.CollectionUpdated(self._meta(name), check.collection_diff(settings))
+        return self._settle(self._publish([event]), wait, timeout)
 
     def delete_collection(self, name: str, *, wait: bool = False, timeout: float | None = None) -> WriteToken:
         self._refuse_wait_in_transaction(wait)

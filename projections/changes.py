@@ -18,6 +18,15 @@ class PutCollection:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigureCollection:
+    """A collection's HNSW settings now (after a ``CollectionUpdated``)."""
+
+    name: str
+    m: int
+    ef_construction: int
+
+
+@dataclass(frozen=True, slots=True)
 class DropCollection:
     name: str
 
@@ -56,4 +65,4 @@ class Rejection:
     producer_id: str | None = None
 
 
-Change = PutCollection | DropCollection | PutPoints | DeletePoints | Rejection
+Change = PutCollection | ConfigureCollection | DropCollection | PutPoints | DeletePoints | Rejection

@@ -12,8 +12,8 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import numpy as np
 import xxhash
@@ -35,11 +35,51 @@ class CollectionConfig:
     kind: str = "dynamic"
     embedder: str | None = None
     quantization: str | None = None  # Qdrant's quantization_config (canonical JSON); None: float32 graphs
+    on_disk: bool | None = None  # Qdrant's vectors.on_disk as given; quantized rows stay on disk unless False
+    settings: str | None = None  # after a CollectionUpdated: the settings by level, as set (see levels())
 
     @classmethod
     def from_event(cls, e: CollectionCreated) -> CollectionConfig:
         return cls(e.collection, e.dimension, e.metric, e.m, e.ef_construction, e.ef, e.kind, e.embedder,
-                   e.quantization)
+                   e.quantization, e.on_disk)
+
+    def levels(self) -> dict[str, Any]:
+        """The settings as the user set them, by level (Qdrant reports both): the collection's
+        ``hnsw_config`` and ``quantization_config``, and the unnamed ``vector``'s own."""
+        if self.settings is not None:
+            return cast(dict[str, Any], json.loads(self.settings))
+        return {"hnsw_config": {"m": self.m, "ef_construct": self.ef_construction},
+                "quantization_config": None if self.quantization is None else json.loads(self.quantization),
+                "vector": {}}
+
+    def updated(self, diff: dict[str, Any]) -> CollectionConfig:
+        """This config changed by a ``CollectionUpdated`` diff (``schemas.validation.collection_diff``):
+        each level merged, then the effective settings: the vector's own, else the collection's."""
+        levels = self.levels()
+        vector = dict(levels["vector"])
+        for target, change in ((levels, diff), (vector, diff.get("vector", {}))):
+            if "hnsw_config" in change:
+                target["hnsw_config"] = {**(target.get("hnsw_config") or {}), **change["hnsw_config"]}
+            if "quantization_config" in change:
+                q = change["quantization_config"]
+                target["quantization_config"] = None if q == "Disabled" else q
+        if "on_disk" in diff.get("vector", {}):
+            vector["on_disk"] = diff["vector"]["on_disk"]
+        levels["vector"] = {k: v for k, v in vector.items() if v is not None}
+        hnsw = {**levels["hnsw_config"], **vector.get("hnsw_config", {})}
+        quantization = vector.get("quantization_config") or levels["quantization_config"]
+        return replace(self, m=hnsw["m"], ef_construction=hnsw["ef_construct"],
+                       quantization=None if quantization is None else json.dumps(quantization, sort_keys=True,
+                                                                                   separators=(",", ":")),
+                       on_disk=vector.get("on_disk", self.on_disk),
+                       settings=json.dumps(levels, sort_keys=True, separators=(",", ":")))
+
+    def builds_graphs_like(self, other: CollectionConfig) -> bool:
+        """Whether graphs built under ``other`` are what this config builds."""
+        def placement(c: CollectionConfig) -> bool:  # float32: on disk only if asked; int8: unless refused
+            return c.on_disk is True if c.quantization is None else c.on_disk is not False
+        return ((self.quantization, self.m, self.ef_construction, placement(self))
+                == (other.quantization, other.m, other.ef_construction, placement(other)))
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -125,7 +165,7 @@ class Collection:
         self.created_offset = created_offset
         self.index = index or SegmentedIndex(config.dimension, config.metric, config.m, config.ef_construction,
                                              config.ef, segment_size or segment_size_for(config.dimension),
-                                             quantization=config.quantization)
+                                             quantization=config.quantization, on_disk=config.on_disk)
         self.label_of = LabelsById()
         self.id_of = IdsByLabel()
         self.payload_of: dict[int, Payload] = {}  # only points that have a payload (memory)

@@ -11,19 +11,29 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 from collections.abc import Iterable, Iterator
 from functools import singledispatchmethod
 from typing import Any
 
 import numpy as np
 
-from projections.changes import Change, DeletePoints, DropCollection, PointRow, PutCollection, PutPoints
+from projections.changes import (
+    Change,
+    ConfigureCollection,
+    DeletePoints,
+    DropCollection,
+    PointRow,
+    PutCollection,
+    PutPoints,
+)
 from projections.collection import Collection, CollectionConfig, canonical_json, point_checksum
 from projections.errors import Rejected
 from projections.index.segments import DEFAULT_SEGMENT_BYTES, segment_size_for
 from schemas import events as ev
 from schemas import paths
-from schemas.errors import InvalidPath
+from schemas import validation as check
+from schemas.errors import InvalidPath, ValidationError
 from schemas.ids import PointId, catalog_key
 
 
@@ -95,6 +105,22 @@ class ProjectionState:
         self._replace(event.collection, Collection(CollectionConfig.from_event(event), offset,
                                                  segment_size=segment_size_for(event.dimension, self.segment_bytes)))
         return [PutCollection(event, offset)]
+
+    @apply.register
+    def _(self, event: ev.CollectionUpdated, offset: int) -> list[Change]:
+        """New index settings: the graphs are built again from the vectors the collection holds
+        (readers of the collection wait meanwhile), so from here on it searches as if created so."""
+        coll = self._existing(event)
+        try:
+            diff = json.loads(check.collection_diff(json.loads(event.diff)))
+        except (ValueError, ValidationError) as exc:
+            raise Rejected(f"collection {event.collection!r}: settings: {exc}") from None
+        config = coll.config.updated(diff)
+        with coll.lock.write():
+            if not config.builds_graphs_like(coll.config):
+                coll.index = coll.index.rebuilt(config.m, config.ef_construction, config.quantization, config.on_disk)
+            coll.config = config
+        return [ConfigureCollection(coll.name, config.m, config.ef_construction)]
 
     @apply.register
     def _(self, event: ev.CollectionDeleted, offset: int) -> list[Change]:

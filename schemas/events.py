@@ -62,11 +62,24 @@ class CollectionCreated(Event):
     kind: CollectionKind = "dynamic"
     embedder: str | None = None  # JSON definition of the text embedder (schema v2)
     quantization: str | None = None  # Qdrant's quantization_config, canonical JSON (schema v3); None: float32
+    on_disk: bool | None = None  # Qdrant's vectors.on_disk (schema v4); None: not given
 
 
 @dataclass(frozen=True, slots=True)
 class CollectionDeleted(Event):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionUpdated(Event):
+    """New index settings for a collection (Qdrant's ``PATCH /collections/{c}``).
+
+    ``diff`` is canonical JSON in Qdrant's shapes: ``hnsw_config`` (``m``, ``ef_construct``) and
+    ``quantization_config`` (a config or ``"Disabled"``) at the collection level, and ``vector``:
+    the unnamed vector's own ``hnsw_config``, ``quantization_config`` and ``on_disk``, which win
+    over the collection's (see ``projections.collection.CollectionConfig.updated``)."""
+
+    diff: str
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -135,5 +148,5 @@ class PayloadCleared(Event):
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     CollectionCreated, CollectionDeleted, VectorsUpserted, VectorsDeleted,
-    PayloadSet, PayloadOverwritten, PayloadKeysDeleted, PayloadCleared,
+    PayloadSet, PayloadOverwritten, PayloadKeysDeleted, PayloadCleared, CollectionUpdated,
 )

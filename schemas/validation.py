@@ -155,6 +155,12 @@ def bounded_int(value: object, field: str, *, minimum: int = 1, maximum: int = 1
 
 
 
+def optional_bool(value: object, field: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise ValidationError(f"{field}: expected a boolean, got {json.dumps(value)[:100]}")
+    return value
+
+
 def quantization(value: object, *, field: str = "quantization_config") -> str | None:
     """Qdrant's ``quantization_config`` as canonical JSON (None: none). Scalar int8 only:
     ``{"scalar": {"type": "int8", "quantile": 0.5..1, "always_ram": bool}}``."""
@@ -187,3 +193,54 @@ def quantization(value: object, *, field: str = "quantization_config") -> str | 
             raise ValidationError(f"{field}.scalar.always_ram: expected a boolean, got {json.dumps(ram)}")
         out["always_ram"] = ram
     return json.dumps({"scalar": out}, sort_keys=True, separators=(",", ":"))
+
+
+def _hnsw_diff(value: object, field: str) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise ValidationError(f"{field}: expected an object")
+    unknown = sorted(set(value) - {"m", "ef_construct"})
+    if unknown:
+        raise ValidationError(f"{field}: unknown field {unknown[0]!r}")
+    out: dict[str, int] = {}
+    for name, low in (("m", 2), ("ef_construct", 4)):
+        if value.get(name) is not None:
+            out[name] = bounded_int(value[name], f"{field}.{name}", minimum=low,
+                                    maximum=256 if name == "m" else 10_000)
+    return out
+
+
+def _quantization_diff(value: object, field: str) -> object:
+    return "Disabled" if value == "Disabled" else json.loads(quantization(value, field=field) or "null")
+
+
+def collection_diff(value: object) -> str:
+    """A collection's settings change as canonical JSON (``CollectionUpdated.diff``): ``hnsw_config``
+    (``m``, ``ef_construct``), ``quantization_config`` (a config or ``"Disabled"``) and ``vector``
+    (the unnamed vector's own ``hnsw_config``, ``quantization_config``, ``on_disk``)."""
+    if not isinstance(value, dict):
+        raise ValidationError("collection settings: expected an object")
+    unknown = sorted(set(value) - {"hnsw_config", "quantization_config", "vector"})
+    if unknown:
+        raise ValidationError(f"collection settings: unknown field {unknown[0]!r}")
+    out: dict[str, object] = {}
+    if value.get("hnsw_config") is not None:
+        out["hnsw_config"] = _hnsw_diff(value["hnsw_config"], "hnsw_config")
+    if value.get("quantization_config") is not None:
+        out["quantization_config"] = _quantization_diff(value["quantization_config"], "quantization_config")
+    vector = value.get("vector")
+    if vector is not None:
+        if not isinstance(vector, dict):
+            raise ValidationError("vector: expected an object")
+        unknown = sorted(set(vector) - {"hnsw_config", "quantization_config", "on_disk"})
+        if unknown:
+            raise ValidationError(f"vector: unknown field {unknown[0]!r}")
+        inner: dict[str, object] = {}
+        if vector.get("hnsw_config") is not None:
+            inner["hnsw_config"] = _hnsw_diff(vector["hnsw_config"], "vector.hnsw_config")
+        if vector.get("quantization_config") is not None:
+            inner["quantization_config"] = _quantization_diff(vector["quantization_config"],
+                                                              "vector.quantization_config")
+        if vector.get("on_disk") is not None:
+            inner["on_disk"] = optional_bool(vector["on_disk"], "vector.on_disk")
+        out["vector"] = inner
+    return json.dumps(out, sort_keys=True, separators=(",", ":"))

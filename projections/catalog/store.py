@@ -23,7 +23,15 @@ from sqlalchemy.engine import Connection, Engine
 from infra.migrations.tables import collections, log_identity, points, rejections, tracking, verdicts_from
 from infra.process import masked_url
 from infra.settings import Settings
-from projections.changes import Change, DeletePoints, DropCollection, PutCollection, PutPoints, Rejection
+from projections.changes import (
+    Change,
+    ConfigureCollection,
+    DeletePoints,
+    DropCollection,
+    PutCollection,
+    PutPoints,
+    Rejection,
+)
 from projections.errors import CatalogUnavailable, TrackingConflict
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "infra" / "migrations"
@@ -149,6 +157,9 @@ class Catalog:
             stmt = self._insert(collections).values(**values)
             conn.execute(stmt.on_conflict_do_update(index_elements=[collections.c.name],
                                                     set_={k: v for k, v in values.items() if k != "name"}))
+        elif isinstance(change, ConfigureCollection):
+            conn.execute(collections.update().where(collections.c.name == change.name)
+                         .values(m=change.m, ef_construction=change.ef_construction))
         elif isinstance(change, DropCollection):
             conn.execute(points.delete().where(points.c.collection == change.name))
             conn.execute(collections.delete().where(collections.c.name == change.name))

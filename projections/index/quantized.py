@@ -31,6 +31,9 @@ import numpy as np
 faiss: Any = importlib.import_module("faiss")  # typed as Any: its SWIG stubs lack most of the module
 
 TRAIN_AT = 2048
+#: The codes a graph walks, by snapshot engine name: int8 (Qdrant's scalar quantization), or
+#: float16 for float32 collections with ``on_disk: true`` (rows on disk, scores from them).
+ENGINES = {"faiss-sq8": "QT_8bit", "faiss-fp16": "QT_fp16"}
 DEFAULT_OVERSAMPLING = 2.0  # measured: rescoring 2k candidates gives recall@10 >= 0.99 (docs/decisions/0003)
 
 
@@ -86,14 +89,27 @@ class RowFile:
             at += got
 
 
+class RamRows:
+    """The rows of such a file read whole into one array (Qdrant's ``on_disk: false``)."""
+
+    def __init__(self, path: Path, rows: int, dimension: int) -> None:
+        self.data = np.load(path, allow_pickle=False)
+        if self.data.shape != (rows, dimension) or self.data.dtype != np.dtype("<f4"):
+            raise ValueError(f"{path.name}: {self.data.shape} {self.data.dtype} rows, expected ({rows}, "
+                             f"{dimension}) float32")
+
+    def read(self, local: np.ndarray) -> np.ndarray:
+        return np.array(self.data[local], dtype=np.float32)
+
+
 class FullVectors:
     """The float32 rows of the labels ``[lo, hi)``: those in the file the last snapshot wrote
-    (:class:`RowFile`, read on demand), and the rows written since, in RAM (at most what one
-    snapshot covers)."""
+    (:class:`RowFile`, read on demand; with ``on_disk`` false read whole into RAM, :class:`RamRows`),
+    and the rows written since, in RAM (at most what one snapshot covers)."""
 
-    def __init__(self, lo: int, hi: int, dimension: int) -> None:
-        self.lo, self.size, self.dimension = lo, hi - lo, dimension
-        self.base: RowFile | None = None
+    def __init__(self, lo: int, hi: int, dimension: int, on_disk: bool = True) -> None:
+        self.lo, self.size, self.dimension, self.on_disk = lo, hi - lo, dimension, on_disk
+        self.base: RowFile | RamRows | None = None
         self.overlay: dict[int, np.ndarray] = {}
 
     def put(self, labels: np.ndarray, rows: np.ndarray) -> None:
@@ -119,7 +135,7 @@ class FullVectors:
         return full, dict(self.overlay)
 
     def open(self, path: Path) -> None:
-        self.base = RowFile(path, self.size, self.dimension)
+        self.base = (RowFile if self.on_disk else RamRows)(path, self.size, self.dimension)
 
     def adopt(self, path: Path, captured: dict[int, np.ndarray]) -> None:
         """Read from ``path`` (the file the captured rows were written to) and drop from RAM the
@@ -131,13 +147,19 @@ class FullVectors:
 
 
 class QuantizedGraph:
-    """The quantized graph of one segment, with the interface of ``hnsw.VectorIndex``."""
+    """The quantized graph of one segment, with the interface of ``hnsw.VectorIndex``.
 
-    def __init__(self, dimension: int, metric: str, m: int, ef_construction: int, ef: int, lo: int, hi: int) -> None:
+    ``engine`` names the codes (:data:`ENGINES`): ``faiss-sq8`` for an int8 collection, whose
+    searches follow Qdrant's ``params.quantization``; ``faiss-fp16`` for a float32 collection whose
+    vectors are ``on_disk``: its searches always rescore from the rows, as a float32 graph would score."""
+
+    def __init__(self, dimension: int, metric: str, m: int, ef_construction: int, ef: int, lo: int, hi: int,
+                 on_disk: bool = True, engine: str = "faiss-sq8") -> None:
+        self.engine = engine
         self.dimension, self.metric, self.m = dimension, metric, m
         self.ef_construction, self.default_ef = ef_construction, ef
         self.lo, self.hi = lo, hi
-        self.full = FullVectors(lo, hi, dimension)
+        self.full = FullVectors(lo, hi, dimension, on_disk)
         self.index: Any = None  # faiss.IndexHNSWSQ; None until trained
         self.label_of = np.zeros(0, np.int64)  # internal id -> label; -1: dead (deleted or replaced)
         self.internal_of = np.full(hi - lo, -1, np.int64)  # label - lo -> internal id; -1: none
@@ -159,7 +181,7 @@ class QuantizedGraph:
     def _train(self, live: np.ndarray) -> None:
         rows = self.full.get(live)
         space = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
-        index = faiss.IndexHNSWSQ(self.dimension, faiss.ScalarQuantizer.QT_8bit, self.m, space)
+        index = faiss.IndexHNSWSQ(self.dimension, getattr(faiss.ScalarQuantizer, ENGINES[self.engine]), self.m, space)
         index.hnsw.efConstruction = self.ef_construction
         index.train(rows)
         self.index = index
@@ -208,7 +230,8 @@ class QuantizedGraph:
     def knn_prepared(self, q: np.ndarray, k: int, ef: int | None = None,
                      allowed: Callable[[int], bool] | None = None,
                      search: QuantizedSearch | None = None) -> tuple[np.ndarray, np.ndarray]:
-        search = search or QuantizedSearch()
+        if search is None or self.engine != "faiss-sq8":
+            search = QuantizedSearch()
         if self.index is None or search.ignore:
             live = np.flatnonzero(self.internal_of != -1) + self.lo
             if allowed is not None:
@@ -260,8 +283,9 @@ class QuantizedGraph:
 
     @classmethod
     def load(cls, path: Path, map_path: Path, vectors_path: Path, dimension: int, metric: str, m: int,
-             ef_construction: int, ef: int, lo: int, hi: int) -> QuantizedGraph:
-        graph = cls(dimension, metric, m, ef_construction, ef, lo, hi)
+             ef_construction: int, ef: int, lo: int, hi: int, on_disk: bool = True,
+             engine: str = "faiss-sq8") -> QuantizedGraph:
+        graph = cls(dimension, metric, m, ef_construction, ef, lo, hi, on_disk, engine)
         graph.full.open(vectors_path)
         label_of = np.load(map_path, allow_pickle=False)
         if path.stat().st_size:

@@ -66,9 +66,14 @@ class SegmentedIndex:
     """The collection's vector index: segments, searched together, each written on its own."""
 
     def __init__(self, dimension: int, metric: str, m: int = 16, ef_construction: int = 200, ef: int = 64,
-                 segment_size: int | None = None, *, quantization: str | None = None) -> None:
+                 segment_size: int | None = None, *, quantization: str | None = None,
+                 on_disk: bool | None = None) -> None:
         self.dimension, self.metric, self.m = dimension, metric, m
-        self.quantization = quantization  # None: float32 hnswlib graphs; else int8 faiss graphs (quantized.py)
+        self.quantization = quantization  # None: float32 graphs; else int8 faiss graphs (quantized.py)
+        self.on_disk = on_disk is not False  # faiss graphs: full-precision rows read from disk, else in RAM
+        # float32 graphs are hnswlib's (the vectors inside them, in RAM), unless on_disk is true:
+        # then faiss graphs over float16 codes, the float32 rows on disk (quantized.py)
+        self.engine = "faiss-sq8" if quantization is not None else "faiss-fp16" if on_disk is True else "hnswlib"
         self.ef_construction, self.default_ef = ef_construction, ef
         self.segment_size = segment_size or segment_size_for(dimension)
         self.segments: list[Segment] = []
@@ -76,8 +81,9 @@ class SegmentedIndex:
 
     # Layout --------------------------------------------------------------------------
     def _new_graph(self, lo: int, hi: int) -> VectorIndex | QuantizedGraph:
-        if self.quantization is not None:
-            return QuantizedGraph(self.dimension, self.metric, self.m, self.ef_construction, self.default_ef, lo, hi)
+        if self.engine != "hnswlib":
+            return QuantizedGraph(self.dimension, self.metric, self.m, self.ef_construction, self.default_ef, lo, hi,
+                                  self.on_disk, self.engine)
         return VectorIndex(self.dimension, self.metric, self.m, self.ef_construction, self.default_ef,
                            capacity=min(hi - lo, 1024))
 
@@ -126,6 +132,20 @@ class SegmentedIndex:
         seg = Segment(lo, hi, graph, alive)
         self._append(seg)
         return seg
+
+    def rebuilt(self, m: int, ef_construction: int, quantization: str | None,
+                on_disk: bool | None) -> SegmentedIndex:
+        """A new index of the same segments holding the same live vectors, its graphs built with
+        these settings (a collection's settings changed: ``CollectionUpdated``)."""
+        new = SegmentedIndex(self.dimension, self.metric, m, ef_construction, self.default_ef, self.segment_size,
+                             quantization=quantization, on_disk=on_disk)
+        for seg in self.segments:  # the same layout: each segment's labels stay in their range
+            new._append(Segment(seg.lo, seg.hi, new._new_graph(seg.lo, seg.hi), np.zeros(seg.hi - seg.lo, dtype=bool)))
+            live = np.flatnonzero(seg.alive) + seg.lo
+            for start in range(0, len(live), 65_536):
+                chunk = live[start:start + 65_536]
+                new.add(chunk, seg.graph.vectors(chunk))  # the rows as stored (prepared): not normalised again
+        return new
 
     # Writes --------------------------------------------------------------------------
     def prepare(self, vectors: np.ndarray) -> np.ndarray:

@@ -84,7 +84,7 @@ def test_crc64_avro_matches_fastavro() -> None:
 
 def test_a_v1_record_decodes_under_the_newest_reader_with_the_defaults() -> None:
     v1 = VERSIONS["CollectionCreated"][1]
-    assert latest("CollectionCreated").version == 3
+    assert latest("CollectionCreated").version == 4
     event = ev.CollectionCreated(ev.EventMeta.new("docs", "old-producer"), 384, "ip", 8, 100, 50, "workspace",
                                  embedder='{"will": "be dropped by v1"}')
     data = encode(event, schema=v1)
@@ -104,9 +104,26 @@ def test_a_v2_record_decodes_as_before_and_v3_carries_quantization() -> None:
     old = decode(encode(event, schema=v2))
     assert isinstance(old, ev.CollectionCreated) and old.meta.schema_version == 2
     assert old.embedder == '{"kind": "hash"}' and old.quantization is None
+    v3 = decode(encode(event, schema=VERSIONS["CollectionCreated"][3]))
+    assert isinstance(v3, ev.CollectionCreated) and v3.meta.schema_version == 3
+    assert (v3.embedder, v3.quantization) == (event.embedder, event.quantization)
+
+
+def test_a_v3_record_decodes_as_before_and_v4_carries_on_disk() -> None:
+    event = ev.CollectionCreated(ev.EventMeta.new("docs", "p"), 8, "cosine", quantization='{"scalar":{"type":"int8"}}',
+                                 on_disk=False)
+    old = decode(encode(event, schema=VERSIONS["CollectionCreated"][3]))
+    assert isinstance(old, ev.CollectionCreated) and old.meta.schema_version == 3
+    assert old.quantization == event.quantization and old.on_disk is None
     new = decode(encode(event))
-    assert isinstance(new, ev.CollectionCreated) and new.meta.schema_version == 3
-    assert (new.embedder, new.quantization) == (event.embedder, event.quantization)
+    assert isinstance(new, ev.CollectionCreated) and new.meta.schema_version == 4 and new.on_disk is False
+
+
+def test_collection_updated_round_trips_its_settings() -> None:
+    diff = '{"quantization_config":"Disabled","vector":{"hnsw_config":{"m":32},"on_disk":true}}'
+    event = ev.CollectionUpdated(ev.EventMeta.new("docs", "p"), diff)
+    back = decode(encode(event))
+    assert isinstance(back, ev.CollectionUpdated) and back.diff == diff and back.meta.schema_version == 1
 
 
 def test_plain_fastavro_decodes_a_record_with_only_the_schema_files() -> None:

@@ -54,6 +54,24 @@ def create_collection(request: Request, collection_name: str, timeout: float | N
     return _bool_answer(request, True, str(a.tagged(token)))
 
 
+@router.patch("/collections/{collection_name}", summary="Change a collection's index settings",
+              openapi_extra=json_body("hnsw_config {m, ef_construct}, quantization_config (or \"Disabled\"), "
+                                      "vectors {\"\": {hnsw_config, quantization_config, on_disk}}"))
+def update_collection(request: Request, collection_name: str, timeout: float | None = Timeout,
+                      b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    """Synchronous, as in Qdrant: the answer comes once this server applied the change, which
+    rebuilds the collection's graphs when what they are built with changed."""
+    producer = a.require_producer()
+    diff = _update(b)
+    a.collection(collection_name)  # 404 if it does not exist
+    if not diff:
+        return _bool_answer(request, True, None)
+    token = producer.update_collection(collection_name, diff)
+    a.await_tokens([token], a.timeout(timeout))
+    a.check_verdict(token)
+    return _bool_answer(request, True, str(a.tagged(token)))
+
+
 @router.get("/collections/{collection_name}", summary="Collection info, points_count included")
 def get_collection(request: Request, collection_name: str, consistency: str | None = None,
                    timeout: float | None = Timeout, a: Api = Depends(api)) -> JSONResponse:
@@ -129,8 +147,8 @@ def _creation(b: dict[str, Any]) -> dict[str, Any]:
     if "size" not in vectors and vectors and all(isinstance(v, dict) for v in vectors.values()):
         raise BadRequest("vectors: named vectors are not supported; use {\"size\": N, \"distance\": ...}")
     p.fields(vectors, "vectors", ("size", "distance", "hnsw_config", "datatype", "multivector_config",
-                                  "quantization_config"),
-             ignored=("on_disk", "memory"))
+                                  "quantization_config", "on_disk"),
+             ignored=("memory",))
     quantization = _quantization(vectors.get("quantization_config"), "vectors.quantization_config") or quantization
     _boolean(vectors.get("on_disk"), "vectors.on_disk")
     _memory(vectors.get("memory"), "vectors.memory", refuse_pinned="dense vector storage")
@@ -147,29 +165,110 @@ def _creation(b: dict[str, Any]) -> dict[str, Any]:
         raise BadRequest(f"vectors.distance: unknown distance {p.show(distance)}, expected one of "
                          f"{', '.join(DISTANCES)}")
     spec: dict[str, Any] = {"dimension": size, "metric": metric}
+    if vectors.get("on_disk") is not None:
+        spec["on_disk"] = vectors["on_disk"]
     if quantization is not None:
         spec["quantization"] = quantization
     for path, hnsw in (("hnsw_config", b.get("hnsw_config")), ("vectors.hnsw_config", vectors.get("hnsw_config"))):
-        if hnsw is None:
-            continue
-        hnsw = p.obj(hnsw, path)
-        p.fields(hnsw, path, ("m", "ef_construct", "ef"),
-                 ignored=("full_scan_threshold", "max_indexing_threads", "on_disk", "payload_m", "memory",
-                          "inline_storage", "copy_vectors"))
-        _knobs({k: v for k, v in hnsw.items() if k in ("full_scan_threshold", "max_indexing_threads", "payload_m")},
-               path, {"full_scan_threshold": 10, "max_indexing_threads": 0, "payload_m": 0})
-        for flag in ("on_disk", "inline_storage", "copy_vectors"):
-            _boolean(hnsw.get(flag), f"{path}.{flag}")
-        _memory(hnsw.get("memory"), f"{path}.memory", refuse_pinned=None)
-        if hnsw.get("m") is not None:
-            spec["m"] = p.integer(hnsw["m"], f"{path}.m", minimum=2, maximum=256)
-        if hnsw.get("ef_construct") is not None:
-            _at_least(_unsigned(hnsw["ef_construct"], f"{path}.ef_construct"), f"{path}.ef_construct", 4)
-            spec["ef_construction"] = p.integer(hnsw["ef_construct"], f"{path}.ef_construct", minimum=4,
-                                                maximum=10_000)
-        if hnsw.get("ef") is not None:  # Vectorizer extension: the default search breadth
-            spec["ef"] = p.integer(hnsw["ef"], f"{path}.ef", minimum=1, maximum=10_000)
+        spec.update(_hnsw(hnsw, path))
     return spec
+
+
+def _hnsw(hnsw: object, path: str) -> dict[str, int]:
+    """Qdrant's ``HnswConfigDiff``: ``m``, ``ef_construction`` and ``ef`` (a Vectorizer extension, the
+    default search breadth) as given; the other knobs checked and ignored."""
+    if hnsw is None:
+        return {}
+    hnsw = p.obj(hnsw, path)
+    p.fields(hnsw, path, ("m", "ef_construct", "ef"),
+             ignored=("full_scan_threshold", "max_indexing_threads", "on_disk", "payload_m", "memory",
+                      "inline_storage", "copy_vectors"))
+    _knobs({k: v for k, v in hnsw.items() if k in ("full_scan_threshold", "max_indexing_threads", "payload_m")},
+           path, {"full_scan_threshold": 10, "max_indexing_threads": 0, "payload_m": 0})
+    for flag in ("on_disk", "inline_storage", "copy_vectors"):
+        _boolean(hnsw.get(flag), f"{path}.{flag}")
+    _memory(hnsw.get("memory"), f"{path}.memory", refuse_pinned=None)
+    out: dict[str, int] = {}
+    if hnsw.get("m") is not None:
+        out["m"] = p.integer(hnsw["m"], f"{path}.m", minimum=2, maximum=256)
+    if hnsw.get("ef_construct") is not None:
+        _at_least(_unsigned(hnsw["ef_construct"], f"{path}.ef_construct"), f"{path}.ef_construct", 4)
+        out["ef_construction"] = p.integer(hnsw["ef_construct"], f"{path}.ef_construct", minimum=4, maximum=10_000)
+    if hnsw.get("ef") is not None:
+        out["ef"] = p.integer(hnsw["ef"], f"{path}.ef", minimum=1, maximum=10_000)
+    return out
+
+
+def _update(b: dict[str, Any]) -> dict[str, Any]:
+    """The settings diff of ``VectorProducer.update_collection`` from Qdrant's ``UpdateCollection``:
+    HNSW ``m``/``ef_construct``, quantization and ``on_disk`` at the collection and the unnamed
+    vector's level. Optimizer, replication and payload-storage knobs are checked as Qdrant checks
+    them and then ignored, as at creation; sparse vectors and metadata are a 400 naming the field."""
+    p.fields(b, "", ("vectors", "hnsw_config", "quantization_config", "quantization", "sparse_vectors", "metadata"),
+             ignored=("optimizers_config", "optimizer_config", "params", "strict_mode_config"))
+    p.unsupported(b, "sparse_vectors", "metadata")
+    _optimizers(b.get("optimizers_config", b.get("optimizer_config")))
+    if b.get("params") is not None:
+        params = p.obj(b["params"], "params")
+        p.fields(params, "params", (), ignored=("replication_factor", "write_consistency_factor",
+                                                "read_fan_out_factor", "on_disk_payload"))
+        for name in ("replication_factor", "write_consistency_factor"):
+            if params.get(name) is not None:
+                _at_least(_unsigned(params[name], f"params.{name}", "u32"), f"params.{name}", 1)
+        if params.get("read_fan_out_factor") is not None:
+            _unsigned(params["read_fan_out_factor"], "params.read_fan_out_factor", "u32")
+        _boolean(params.get("on_disk_payload"), "params.on_disk_payload")
+    if b.get("strict_mode_config") is not None:
+        strict = p.obj(b["strict_mode_config"], "strict_mode_config")
+        if strict.get("enabled") is True:
+            raise BadRequest("strict_mode_config: not supported by this server (strict mode is not enforced)")
+    diff: dict[str, Any] = {}
+    hnsw = _hnsw_diff(b.get("hnsw_config"), "hnsw_config")
+    if hnsw:
+        diff["hnsw_config"] = hnsw
+    quantization = _quantization_diff(b.get("quantization_config", b.get("quantization")), "quantization_config")
+    if quantization is not None:
+        diff["quantization_config"] = quantization
+    vectors = {} if b.get("vectors") is None else p.obj(b["vectors"], "vectors")
+    for name, params in vectors.items():
+        if name != "":
+            raise BadRequest(f"Wrong input: Not existing vector name error: {name}")
+        params = p.obj(params, f"vectors.{name}")
+        p.fields(params, f"vectors.{name}", ("hnsw_config", "quantization_config", "quantization", "on_disk"),
+                 ignored=("memory",))
+        _memory(params.get("memory"), f"vectors.{name}.memory", refuse_pinned="dense vector storage")
+        _boolean(params.get("on_disk"), f"vectors.{name}.on_disk")
+        vector: dict[str, Any] = {}
+        hnsw = _hnsw_diff(params.get("hnsw_config"), f"vectors.{name}.hnsw_config")
+        if hnsw:
+            vector["hnsw_config"] = hnsw
+        quantization = _quantization_diff(params.get("quantization_config", params.get("quantization")),
+                                          f"vectors.{name}.quantization_config")
+        if quantization is not None:
+            vector["quantization_config"] = quantization
+        if params.get("on_disk") is not None:
+            vector["on_disk"] = params["on_disk"]
+        if vector:
+            diff["vector"] = vector
+    return diff
+
+
+def _hnsw_diff(hnsw: object, path: str) -> dict[str, int]:
+    spec = _hnsw(hnsw, path)
+    if "ef" in spec:
+        raise BadRequest(f"{path}.ef: set at creation only (the default search breadth); pass params.hnsw_ef "
+                         f"with a search")
+    out = {"m": spec["m"]} if "m" in spec else {}
+    if "ef_construction" in spec:
+        out["ef_construct"] = spec["ef_construction"]
+    return out
+
+
+def _quantization_diff(value: object, path: str) -> object:
+    """Qdrant's ``QuantizationConfigDiff``: a config (as at creation) or ``"Disabled"``."""
+    if value == "Disabled":
+        return "Disabled"
+    return _quantization(value, path)
 
 
 # Qdrant's checks of CreateCollection (serde types: 400; validator ranges: 422) ---------------
@@ -285,6 +384,16 @@ def collection_info(coll: Collection) -> dict[str, Any]:
     """Qdrant's ``CollectionInfo``: the fields qdrant-client requires, with this server's values."""
     config = coll.config
     count = coll.count()
+    levels = config.levels()
+    vectors: dict[str, Any] = {"size": config.dimension, "distance": QDRANT_DISTANCE[config.metric]}
+    vector = levels["vector"]
+    if vector.get("hnsw_config"):
+        vectors["hnsw_config"] = vector["hnsw_config"]
+    if vector.get("quantization_config") is not None:
+        vectors["quantization_config"] = vector["quantization_config"]
+    if config.on_disk is not None:
+        vectors["on_disk"] = config.on_disk
+    hnsw = levels["hnsw_config"]
     return {
         "status": "green",
         "optimizer_status": "ok",
@@ -292,15 +401,16 @@ def collection_info(coll: Collection) -> dict[str, Any]:
         "points_count": count,
         "segments_count": max(1, len(coll.index.segments)),
         "config": {
-            "params": {"vectors": {"size": config.dimension, "distance": QDRANT_DISTANCE[config.metric]},
+            "params": {"vectors": vectors,
                        "shard_number": 1, "replication_factor": 1, "write_consistency_factor": 1,
                        "on_disk_payload": False},
-            "hnsw_config": {"m": config.m, "ef_construct": config.ef_construction, "full_scan_threshold": 0,
-                            "max_indexing_threads": 0, "on_disk": False, "ef": config.ef},
+            "hnsw_config": {"m": hnsw.get("m", config.m),
+                            "ef_construct": hnsw.get("ef_construct", config.ef_construction),
+                            "full_scan_threshold": 0, "max_indexing_threads": 0, "on_disk": False, "ef": config.ef},
             "optimizer_config": {"deleted_threshold": 0.2, "vacuum_min_vector_number": 1000,
                                  "default_segment_number": 1, "flush_interval_sec": 5},
             "wal_config": None,
-            "quantization_config": None if config.quantization is None else json.loads(config.quantization),
+            "quantization_config": levels["quantization_config"],
         },
         "payload_schema": {},
     }
