@@ -53,10 +53,16 @@ from projections.errors import Rejected
 from projections.search import search
 from projections.state import ProjectionState
 from schemas import events as ev
+from schemas import validation as check
 from schemas.codec import decode, encode
 from schemas.ids import PointId
 
 NAMES = ("alpha", "beta", "gamma")
+SETTINGS: tuple[dict[str, Any], ...] = (  # CollectionUpdated diffs: each engine, and back
+    {"quantization_config": {"scalar": {"type": "int8"}}}, {"quantization_config": "Disabled"},
+    {"vector": {"on_disk": True}}, {"vector": {"on_disk": False}}, {"hnsw_config": {"m": 8, "ef_construct": 64}},
+    {"vector": {"quantization_config": {"scalar": {"type": "int8", "quantile": 0.99}}, "on_disk": False}},
+)
 UUID_LOWER = "a0b1c2d3-e4f5-4a6b-8c7d-9e0f1a2b3c4d"
 UUID_UPPER = UUID_LOWER.upper()  # the same point once decoded (UUIDs are normalised to lowercase)
 STR_IDS: tuple[str, ...] = ("3f2504e0-4f89-11d3-9a0c-0305e82c3301", UUID_LOWER, UUID_UPPER, "7", "p/1")
@@ -166,6 +172,8 @@ class Model:
             return coll
         if isinstance(event, ev.CollectionDeleted):
             del self.collections[event.collection]
+        elif isinstance(event, ev.CollectionUpdated):
+            pass  # new index settings: the same points, searched the same way
         elif isinstance(event, ev.VectorsUpserted):
             n, dim = event.vectors.shape
             ids = [canon(p) for p in event.ids]
@@ -323,6 +331,12 @@ class ProjectionMachine(RuleBasedStateMachine):
                                                                        (dimension, m, 0)]), label="invalid")
         return ev.CollectionCreated(self._meta(data, model, name), dimension, metric, m, ef_construction, 64, kind)
 
+    def _update(self, data: st.DataObject, model: Model) -> ev.Event:
+        """New index settings: graphs rebuilt as int8, float16-on-disk or hnswlib ones."""
+        name = self._name(data, model)
+        diff = data.draw(st.sampled_from(SETTINGS), label="settings")
+        return ev.CollectionUpdated(self._meta(data, model, name), check.collection_diff(diff))
+
     def _drop(self, data: st.DataObject, model: Model) -> ev.Event:
         name = self._name(data, model)
         return ev.CollectionDeleted(self._meta(data, model, name))
@@ -435,6 +449,10 @@ class ProjectionMachine(RuleBasedStateMachine):
         self._one(data, self._drop)
 
     @rule(data=st.data())
+    def update_collection(self, data: st.DataObject) -> None:
+        self._one(data, self._update)
+
+    @rule(data=st.data())
     def upsert(self, data: st.DataObject) -> None:
         self._one(data, self._upsert)
 
@@ -465,7 +483,7 @@ class ProjectionMachine(RuleBasedStateMachine):
     @rule(data=st.data(), size=st.integers(2, 4))
     def transaction(self, data: st.DataObject, size: int) -> None:
         """2-4 events applied as one unit; each is built from the model the earlier ones leave."""
-        builders = [self._create, self._drop, self._upsert, self._upsert, self._bad_upsert, self._delete,
+        builders = [self._create, self._drop, self._update, self._upsert, self._upsert, self._bad_upsert, self._delete,
                     self._set, self._overwrite, self._delete_keys, self._clear]
         scratch = copy.deepcopy(self.model)
         events = []
