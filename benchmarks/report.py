@@ -105,8 +105,10 @@ def recovery_section(r: dict[str, Any]) -> list[str]:
                   f"hnswlib reopening its file {h['reopen_s']:.2f} s" if h else "", f"≤ {kill_target:.0f} s",
                   _verdict(kill["correct_answers_s"] <= kill_target, f"{kill['correct_answers_s']:.2f} s")),
              _row("restart from the snapshot alone (clean stop first) → correct answers",
-                  f"{alone['correct_answers_s']:.2f} s (clean stop {alone['clean_stop_s']:.2f} s)", "", "≤ 2 s",
-                  _verdict(alone["correct_answers_s"] <= 2.0, f"{alone['correct_answers_s']:.2f} s"))]
+                  f"{alone['correct_answers_s']:.2f} s (clean stop {alone['clean_stop_s']:.2f} s)", "",
+                  "≤ 2 s" if n <= 1_000_000 else "", _verdict(alone["correct_answers_s"] <= 2.0,
+                                                              f"{alone['correct_answers_s']:.2f} s")
+                  if n <= 1_000_000 else "")]
     if h:
         lines.append(_row("ingest through qdrant-client, publish → searchable",
                           f"{ing['vectors_per_s']:,.0f} vectors/s ({ing['seconds']:.1f} s)",
@@ -136,6 +138,13 @@ def recovery_section(r: dict[str, Any]) -> list[str]:
         lines.append(_row("query k=10 over HTTP (qdrant-client), p50 / p99, recall@10 vs exact search",
                           f"{web['p50_ms']:.2f} / {web['p99_ms']:.2f} ms, {ing['recall_at_10']:.3f}", base,
                           "recall ≥ 0.95", _verdict(ing["recall_at_10"] >= 0.95, f"{ing['recall_at_10']:.3f}")))
+    inside = r.get("in_process")
+    if inside:
+        q = inside["query"]
+        lines.append(_row("query k=10 in-process (the newest snapshot loaded in the benchmark's process), "
+                          "p50 / p99, recall@10 vs exact search",
+                          f"{q['p50_ms']:.2f} / {q['p99_ms']:.2f} ms, {q['recall_at_10']:.3f} "
+                          f"(snapshot loaded in {inside['snapshot_load_s']:.1f} s)", "exact search (recall)"))
     lines += [_row("snapshots during the load", f"{stats.get('vectorizer_snapshots_total', 0):,.0f} taken; "
                    f"the {snap['kept']} kept hold {snap['bytes_on_disk_kept'] / 2**20:,.0f} MiB of files and wrote "
                    f"{snap['written_by_kept'] / 2**20:,.0f} MiB (the rest are links)"),
