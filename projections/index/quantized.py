@@ -54,14 +54,15 @@ class RowFile:
     memory). Holding the file open keeps it readable after its snapshot is pruned."""
 
     def __init__(self, path: Path, rows: int, dimension: int) -> None:
+        """``rows``: at most this many (a file holds the rows up to the segment's last one written)."""
         with open(path, "rb") as f:
             major, _ = np.lib.format.read_magic(f)
             header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = header(f)
             self.offset = f.tell()
-        if shape != (rows, dimension) or fortran or dtype != np.dtype("<f4"):
-            raise ValueError(f"{path.name}: {shape} {dtype} rows, expected ({rows}, {dimension}) float32")
-        self.rows, self.dimension, self.row_bytes = rows, dimension, 4 * dimension
+        if len(shape) != 2 or shape[0] > rows or shape[1] != dimension or fortran or dtype != np.dtype("<f4"):
+            raise ValueError(f"{path.name}: {shape} {dtype} rows, expected at most ({rows}, {dimension}) float32")
+        self.rows, self.dimension, self.row_bytes = int(shape[0]), dimension, 4 * dimension
         self._fd = os.open(path, os.O_RDONLY)
         weakref.finalize(self, os.close, self._fd)
 
@@ -70,6 +71,9 @@ class RowFile:
         out = np.empty((len(local), self.dimension), np.float32)
         if not len(local):
             return out
+        if int(local.max()) >= self.rows or int(local.min()) < 0:
+            raise IndexError(f"rows {local[(local < 0) | (local >= self.rows)][:5].tolist()} are not in the file "
+                             f"({self.rows} rows)")
         order = np.argsort(local, kind="stable")
         wanted = local[order]
         rows = np.empty_like(out)
@@ -94,9 +98,11 @@ class RamRows:
 
     def __init__(self, path: Path, rows: int, dimension: int) -> None:
         self.data = np.load(path, allow_pickle=False)
-        if self.data.shape != (rows, dimension) or self.data.dtype != np.dtype("<f4"):
-            raise ValueError(f"{path.name}: {self.data.shape} {self.data.dtype} rows, expected ({rows}, "
+        if self.data.ndim != 2 or self.data.shape[0] > rows or self.data.shape[1] != dimension \
+                or self.data.dtype != np.dtype("<f4"):
+            raise ValueError(f"{path.name}: {self.data.shape} {self.data.dtype} rows, expected at most ({rows}, "
                              f"{dimension}) float32")
+        self.rows = self.data.shape[0]
 
     def read(self, local: np.ndarray) -> np.ndarray:
         return np.array(self.data[local], dtype=np.float32)
@@ -118,7 +124,13 @@ class FullVectors:
 
     def get(self, labels: np.ndarray) -> np.ndarray:
         local = np.asarray(labels, dtype=np.int64) - self.lo
-        out = self.base.read(local) if self.base is not None else np.zeros((len(local), self.dimension), np.float32)
+        if self.base is not None and len(local) and int(local.max()) < self.base.rows:
+            out = self.base.read(local)
+        else:  # rows past the file's end were written since (in RAM)
+            out = np.zeros((len(local), self.dimension), np.float32)
+            inside = local < self.base.rows if self.base is not None else np.zeros(len(local), dtype=bool)
+            if self.base is not None and inside.any():
+                out[inside] = self.base.read(local[inside])
         if self.overlay:
             for i, at in enumerate(local.tolist()):
                 row = self.overlay.get(at)
@@ -127,9 +139,13 @@ class FullVectors:
         return out
 
     def capture(self) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-        """Every row as of now (to write), and the RAM rows it includes (for :meth:`adopt`)."""
-        full = (self.base.read(np.arange(self.size)) if self.base is not None
-                else np.zeros((self.size, self.dimension), np.float32))
+        """Every row as of now, up to the last one written (to write), and the RAM rows it
+        includes (for :meth:`adopt`)."""
+        held = self.base.rows if self.base is not None else 0
+        rows = max(held, max(self.overlay) + 1 if self.overlay else 0)
+        full = np.zeros((rows, self.dimension), np.float32)
+        if self.base is not None and held:
+            full[:held] = self.base.read(np.arange(held))
         for at, row in self.overlay.items():
             full[at] = row
         return full, dict(self.overlay)

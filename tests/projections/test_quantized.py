@@ -10,7 +10,7 @@ import pytest
 
 from consumers import snapshots
 from projections.index import quantized
-from projections.index.quantized import QuantizedGraph, QuantizedSearch, RowFile
+from projections.index.quantized import FullVectors, QuantizedGraph, QuantizedSearch, RowFile
 from projections.search import search
 from projections.state import ProjectionState
 from schemas import events as ev
@@ -152,5 +152,28 @@ def test_row_files_read_any_rows_in_the_order_asked(tmp_path: Path) -> None:
     f = RowFile(path, 40, 3)
     for local in ([5], [39, 0, 1, 2, 7, 7, 20], list(range(40)), []):
         assert np.array_equal(f.read(np.array(local, np.int64)), rows[local])
-    with pytest.raises(ValueError, match="expected"):
-        RowFile(path, 41, 3)
+    with pytest.raises(ValueError, match="expected at most"):  # more rows than the segment holds
+        RowFile(path, 39, 3)
+    with pytest.raises(ValueError, match="expected at most"):
+        RowFile(path, 40, 4)
+    shorter = RowFile(path, 64, 3)  # a file ends at the segment's last row written
+    assert shorter.rows == 40 and np.array_equal(shorter.read(np.array([39, 3])), rows[[39, 3]])
+    with pytest.raises(IndexError, match="not in the file"):
+        shorter.read(np.array([40]))
+
+
+def test_full_vectors_write_up_to_the_last_row_and_read_past_the_file_from_ram(tmp_path: Path) -> None:
+    full = FullVectors(100, 1100, 3)  # a segment of 1,000 labels
+    first = np.arange(30, dtype=np.float32).reshape(10, 3)
+    full.put(np.arange(100, 110), first)
+    rows, captured = full.capture()
+    assert rows.shape == (10, 3)  # the labels written, not the segment's capacity
+    np.save(tmp_path / "a.npy", rows)
+    full.adopt(tmp_path / "a.npy", captured)
+    assert not full.overlay and full.base is not None and full.base.rows == 10
+    later = np.full((2, 3), 7.0, np.float32)
+    full.put(np.array([150, 103]), later)  # one past the file's end, one replacing a row in it
+    got = full.get(np.array([150, 101, 103, 109]))
+    assert np.array_equal(got, np.stack([later[0], first[1], later[1], first[9]]))
+    rows, _ = full.capture()
+    assert rows.shape == (51, 3) and np.array_equal(rows[50], later[0]) and not rows[20].any()
