@@ -383,7 +383,7 @@ def _load_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry:
     """Load one segment's points into ``coll`` and adopt its graph (format 3; ``legacy``: the one
     graph of formats 1 and 2, whose files are not recorded as reusable)."""
     config = coll.config
-    labels: list[int] = []
+    int_labels = np.empty(0, np.int64)
     if entry.get("ints_file"):
         try:
             ints = np.load(path / entry["ints_file"], allow_pickle=False)
@@ -391,18 +391,19 @@ def _load_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry:
             raise SnapshotCorrupt(f"{path.name}/{entry['ints_file']}: not a .npy array ({exc})") from None
         coll.label_of.set_ints(ints[:, 1], ints[:, 0])
         coll.id_of.set_ints(ints[:, 0], ints[:, 1])
-        labels = ints[:, 0].tolist()
+        int_labels = ints[:, 0].astype(np.int64)
+    other: list[int] = []  # labels of string ids
     with open(path / entry["points_file"], "rb") as f:
         for raw in fastavro.reader(f):
             rec = cast(dict[str, Any], raw)
             label = rec["label"]
             if label not in coll.id_of:
-                labels.append(label)
+                other.append(label)
             coll.label_of[rec["id"]] = label
             coll.id_of[label] = rec["id"]
             if rec["payload"] is not None:
                 coll.payload_of[label] = json.loads(rec["payload"])
-    live = np.array(sorted(labels), dtype=np.int64)
+    live = np.sort(np.concatenate([int_labels, np.array(other, dtype=np.int64)]))
     if len(live) and (live[0] < entry["lo"] or live[-1] >= entry["hi"]):
         raise SnapshotCorrupt(f"{path.name}/{entry['points_file']}: labels outside the segment "
                               f"[{entry['lo']}, {entry['hi']})")

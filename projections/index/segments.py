@@ -78,6 +78,7 @@ class SegmentedIndex:
         self.segment_size = segment_size or segment_size_for(dimension)
         self.segments: list[Segment] = []
         self._los: list[int] = []
+        self._los_array = np.empty(0, np.int64)  # the same, for np.searchsorted
 
     # Layout --------------------------------------------------------------------------
     def _new_graph(self, lo: int, hi: int) -> VectorIndex | QuantizedGraph:
@@ -93,6 +94,7 @@ class SegmentedIndex:
                              f"{self.segments[-1].hi})")
         self.segments.append(segment)
         self._los.append(segment.lo)
+        self._los_array = np.asarray(self._los, dtype=np.int64)
 
     def segment_of(self, label: int) -> Segment | None:
         i = bisect.bisect_right(self._los, label) - 1
@@ -114,7 +116,7 @@ class SegmentedIndex:
         """(segment, positions in ``labels``) for each segment the labels fall in."""
         if len(labels) == 0:
             return
-        which = np.searchsorted(np.asarray(self._los, dtype=np.int64), labels, side="right") - 1
+        which = np.searchsorted(self._los_array, labels, side="right") - 1
         for i in np.unique(which).tolist():
             if i < 0 or i >= len(self.segments):
                 raise KeyError(f"labels {labels[which == i][:5].tolist()} are in no segment")
