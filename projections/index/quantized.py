@@ -12,7 +12,8 @@ label order: the same log trains the same quantizer); until then the segment is 
 exactly. faiss's HNSW cannot delete or update in place: a graph entry is an *internal id*;
 deleting a label clears its entry's bit in a bitmap every search passes to faiss
 (``IDSelectorBitmap``, evaluated in C++), and updating it adds a new entry. Dead entries stay
-in the graph until the segment is rebuilt.
+in the graph until they outnumber the live ones; then the segment's graph is built again
+from its live rows.
 """
 
 from __future__ import annotations
@@ -193,6 +194,17 @@ class QuantizedGraph:
             return
         self._retire(labels)
         self._append(labels, prepared)
+        dead = int(np.count_nonzero(self.label_of < 0))
+        if dead > max(len(self.label_of) - dead, TRAIN_AT):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Build the graph again from the live rows once dead entries (deleted or replaced) outnumber
+        the live ones: faiss's HNSW cannot remove an entry, and a segment updated over and over
+        would otherwise grow without bound. The same log compacts at the same points."""
+        live = np.flatnonzero(self.internal_of >= 0) + self.lo
+        self.index, self.label_of, self._bits = None, np.zeros(0, np.int64), np.zeros(0, np.uint8)
+        self._train(live)
 
     def _train(self, live: np.ndarray) -> None:
         rows = self.full.get(live)

@@ -177,3 +177,19 @@ def test_full_vectors_write_up_to_the_last_row_and_read_past_the_file_from_ram(t
     assert np.array_equal(got, np.stack([later[0], first[1], later[1], first[9]]))
     rows, _ = full.capture()
     assert rows.shape == (51, 3) and np.array_equal(rows[50], later[0]) and not rows[20].any()
+
+
+def test_a_segment_updated_over_and_over_is_compacted_and_finds_the_new_vectors() -> None:
+    rng = np.random.default_rng(2)
+    graph = QuantizedGraph(8, "l2", 16, 64, 64, 0, 4096)
+    labels = np.arange(3000)
+    for round_ in range(4):  # every vector replaced three times: 12,000 entries without compaction
+        rows = rng.normal(size=(3000, 8)).astype(np.float32)
+        for s in range(0, 3000, 500):
+            graph.add(labels[s:s + 500], rows[s:s + 500])
+        assert graph.index is not None and graph.index.ntotal <= 2 * 3000 + 500, round_
+    assert sorted(graph.labels()) == labels.tolist()
+    for i in (0, 1234, 2999):
+        found, scores = graph.knn_prepared(rows[i:i + 1], 1)
+        assert found[0] == i and scores[0] < 1e-5  # its own, newest vector is the nearest
+        assert np.array_equal(graph.vectors([i])[0], rows[i])
