@@ -213,34 +213,32 @@ def _quantization_diff(value: object, field: str) -> object:
     return "Disabled" if value == "Disabled" else json.loads(quantization(value, field=field) or "null")
 
 
+def _settings_level(value: object, field: str, allowed: set[str]) -> dict[str, object]:
+    """One level of a settings change: ``hnsw_config``, ``quantization_config``, and ``on_disk``
+    where ``allowed`` has it; named ``field`` in errors ("" for the collection's own level)."""
+    where = field or "collection settings"
+    if not isinstance(value, dict):
+        raise ValidationError(f"{where}: expected an object")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise ValidationError(f"{where}: unknown field {unknown[0]!r}")
+    prefix = f"{field}." if field else ""
+    out: dict[str, object] = {}
+    if value.get("hnsw_config") is not None:
+        out["hnsw_config"] = _hnsw_diff(value["hnsw_config"], f"{prefix}hnsw_config")
+    if value.get("quantization_config") is not None:
+        out["quantization_config"] = _quantization_diff(value["quantization_config"], f"{prefix}quantization_config")
+    if value.get("on_disk") is not None:
+        out["on_disk"] = optional_bool(value["on_disk"], f"{prefix}on_disk")
+    return out
+
+
 def collection_diff(value: object) -> str:
     """A collection's settings change as canonical JSON (``CollectionUpdated.diff``): ``hnsw_config``
     (``m``, ``ef_construct``), ``quantization_config`` (a config or ``"Disabled"``) and ``vector``
     (the unnamed vector's own ``hnsw_config``, ``quantization_config``, ``on_disk``)."""
-    if not isinstance(value, dict):
-        raise ValidationError("collection settings: expected an object")
-    unknown = sorted(set(value) - {"hnsw_config", "quantization_config", "vector"})
-    if unknown:
-        raise ValidationError(f"collection settings: unknown field {unknown[0]!r}")
-    out: dict[str, object] = {}
-    if value.get("hnsw_config") is not None:
-        out["hnsw_config"] = _hnsw_diff(value["hnsw_config"], "hnsw_config")
-    if value.get("quantization_config") is not None:
-        out["quantization_config"] = _quantization_diff(value["quantization_config"], "quantization_config")
-    vector = value.get("vector")
+    out = _settings_level(value, "", {"hnsw_config", "quantization_config", "vector"})
+    vector = value.get("vector") if isinstance(value, dict) else None
     if vector is not None:
-        if not isinstance(vector, dict):
-            raise ValidationError("vector: expected an object")
-        unknown = sorted(set(vector) - {"hnsw_config", "quantization_config", "on_disk"})
-        if unknown:
-            raise ValidationError(f"vector: unknown field {unknown[0]!r}")
-        inner: dict[str, object] = {}
-        if vector.get("hnsw_config") is not None:
-            inner["hnsw_config"] = _hnsw_diff(vector["hnsw_config"], "vector.hnsw_config")
-        if vector.get("quantization_config") is not None:
-            inner["quantization_config"] = _quantization_diff(vector["quantization_config"],
-                                                              "vector.quantization_config")
-        if vector.get("on_disk") is not None:
-            inner["on_disk"] = optional_bool(vector["on_disk"], "vector.on_disk")
-        out["vector"] = inner
+        out["vector"] = _settings_level(vector, "vector", {"hnsw_config", "quantization_config", "on_disk"})
     return json.dumps(out, sort_keys=True, separators=(",", ":"))
