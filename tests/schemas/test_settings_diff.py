@@ -44,7 +44,8 @@ def test_the_vector_level_wins_and_disabling_it_falls_back_to_the_collection_lev
     assert json.loads(both.quantization or "null") == {"scalar": {"type": "int8", "quantile": 0.9}}
     assert both.levels()["hnsw_config"] == {"m": 16, "ef_construct": 64}
     fallback = both.updated(json.loads(check.collection_diff({"vector": {"quantization_config": "Disabled"}})))
-    assert json.loads(fallback.quantization or "null") == int8 and "quantization_config" not in fallback.levels()["vector"]
+    assert json.loads(fallback.quantization or "null") == int8
+    assert "quantization_config" not in fallback.levels()["vector"]
     plain = fallback.updated(json.loads(check.collection_diff({"quantization_config": "Disabled"})))
     assert plain.quantization is None and plain.m == 32
     assert not plain.builds_graphs_like(both) and plain.builds_graphs_like(plain)
