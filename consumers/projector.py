@@ -107,7 +107,7 @@ class _Applied:
 
     last: int  # the last offset applied (unchanged: nothing new)
     count: int = 0
-    vectors: int = 0  # upserted
+    vectors: float = 0.0  # inserted into graphs, in 128-dimension equivalents (see Settings.snapshot_every_vectors)
     bytes: int = 0  # of record values
     changes: list[Change] = field(default_factory=list)
     letters: list[DeadLetter] = field(default_factory=list)
@@ -128,7 +128,7 @@ class Projector:
         self._consumer: KafkaConsumer | None = None
         self._dlq = DeadLetters(settings)
         self._events_since_snapshot = 0
-        self._vectors_since_snapshot = 0  # upserted: what a restart would re-insert into HNSW
+        self._vectors_since_snapshot = 0.0  # inserted, 128-d equivalents: what a restart would re-insert
         self._bytes_since_snapshot = 0  # of records: what it would read and decode
         self._events_since_trim = 0
         self._last_snapshot = time.monotonic()
@@ -501,7 +501,9 @@ class Projector:
                 self.stats.events_applied += 1
                 self.stats.vectors_applied += len(getattr(event, "ids", ()))
                 if isinstance(event, ev.VectorsUpserted):
-                    done.vectors += len(event.ids)
+                    done.vectors += len(event.ids) * event.vectors.shape[1] / 128
+                elif isinstance(event, ev.CollectionUpdated) and (coll := self.state.get(event.collection)):
+                    done.vectors += len(coll) * coll.config.dimension / 128  # its graphs were built again
             except DecodeError as exc:
                 refusal = (exc.reason, 400, str(exc))
             except Rejected as exc:

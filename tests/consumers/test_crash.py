@@ -134,7 +134,8 @@ def test_kill_9_during_ingest_and_snapshots_then_state_equals_fresh_replay(setti
 
 
 def test_kill_9_right_after_a_bulk_load_replays_a_bounded_tail(settings: Settings) -> None:
-    """Snapshots are due after ``snapshot_every_vectors`` upserted vectors, whatever the event count:
+    """Snapshots are due after ``snapshot_every_vectors`` inserted vectors (128-d equivalents: ``every``
+    vectors of DIM dimensions here), whatever the event count:
     a kill -9 right after a bulk load (no clean stop) leaves a tail of at most that many vectors
     (twice that, if the last snapshot was still being completed in the background, plus the unit
     being applied) for the restart to replay, at any collection size."""
@@ -143,7 +144,7 @@ def test_kill_9_right_after_a_bulk_load_replays_a_bounded_tail(settings: Setting
     with VectorProducer(settings) as p:
         p.create_collection("bulk", DIM, "l2", m=8, ef_construction=48)
     env = dict(_env(settings), VECTORIZER_SNAPSHOT_EVERY_EVENTS="1000000", VECTORIZER_SNAPSHOT_EVERY_SECONDS="100000",
-               VECTORIZER_SNAPSHOT_EVERY_VECTORS=str(every))
+               VECTORIZER_SNAPSHOT_EVERY_VECTORS=str(every * DIM // 128))  # counted as 128-d vectors
     log_file = settings.data_dir.parent / "projector-bulk.log"
     with open(log_file, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "vectorizer", "project"], cwd=ROOT, env=env, stdout=log,

@@ -299,3 +299,26 @@ def test_a_failing_handler_dead_letters_the_event_and_the_projector_goes_on(
     assert reasons.keys() == {"handler-error", "invalid-content"}
     assert "RuntimeError: a bug in a handler" in reasons["handler-error"]
     assert "RecursionError" in reasons["invalid-content"]
+
+
+def test_snapshots_are_due_by_insert_work_dimension_and_rebuilds_included(settings: Settings) -> None:
+    """``snapshot_every_vectors`` counts 128-dimension equivalents: 1,500 vectors of 96 dimensions
+    are 1,125 of the 2,000 that make a snapshot due; rebuilding their graphs (a settings change)
+    counts 1,125 more; 600 vectors of 512 dimensions are 2,400 on their own."""
+    quiet = settings.replace(snapshot_every_vectors=2000, snapshot_every_events=1_000_000,
+                             snapshot_every_bytes=1 << 40, snapshot_every_seconds=100_000.0)
+    rng = np.random.default_rng(1)
+    with VectorProducer(settings) as p:
+        p.create_collection("narrow", 96, "l2")
+        token = p.upsert("narrow", list(range(1500)), rng.random((1500, 96), dtype=np.float32))
+    with running_projector(quiet) as proj:
+        proj.wait_for(token.partition, token.offset, 60)
+        assert proj.stats.snapshots_taken == 0
+        with VectorProducer(settings) as p:
+            token = p.update_collection("narrow", {"quantization_config": {"scalar": {"type": "int8"}}})
+            proj.wait_for(token.partition, token.offset, 60)
+            wait_until(lambda: proj.stats.snapshots_taken == 1, 30, message="a snapshot after the rebuild")
+            p.create_collection("wide", 512, "l2")
+            token = p.upsert("wide", list(range(600)), rng.random((600, 512), dtype=np.float32))
+            proj.wait_for(token.partition, token.offset, 60)
+            wait_until(lambda: proj.stats.snapshots_taken == 2, 30, message="a snapshot after 2,400 equivalents")
