@@ -118,6 +118,51 @@ def test_snapshot_directory_unwritable_then_full_server_keeps_serving(settings: 
                        partial_snapshots_loaded=0)
 
 
+def test_disk_full_while_an_int8_snapshot_is_written_keeps_the_rows_served(settings: Settings) -> None:
+    """An int8 collection's float32 rows go to disk with its snapshots (beside its faiss graph); a
+    full disk during that write fails the snapshot, the rows written since the last one stay
+    served from memory, and the next snapshot and a restart have every vector exactly."""
+    settings = settings.replace(snapshot_every_events=1_000_000, snapshot_every_vectors=1_000_000,
+                                snapshot_every_seconds=100_000.0)
+    rng = np.random.default_rng(5)
+    vectors = rng.random((4000, DIM), dtype=np.float32)
+
+    def put(server: Running, ids: range) -> None:
+        r = server.http.put("/collections/q/points", params={"wait": "true"},
+                            json={"batch": {"ids": list(ids), "vectors": vectors[ids.start:ids.stop].tolist()}})
+        assert r.status_code == 200, r.text
+
+    def stored(server: Running) -> np.ndarray:
+        got = server.http.post("/collections/q/points", json={"ids": list(range(4000)), "with_vector": True})
+        return np.array([p["vector"] for p in sorted(got.json()["result"], key=lambda p: p["id"])], np.float32)
+
+    with serving(settings) as server:
+        assert server.http.put("/collections/q", json={"vectors": {"size": DIM, "distance": "Dot"},
+                               "quantization_config": {"scalar": {"type": "int8"}}}).is_success
+        put(server, range(0, 3000))
+        assert server.http.post("/collections/q/snapshots").status_code == 200
+        complete = snapshots.list_snapshots(settings.snapshot_dir)[0]
+        put(server, range(3000, 4000))  # rows in memory until a snapshot writes them
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
+        try:
+            full = server.http.post("/collections/q/snapshots")
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        assert full.status_code == 503, full.text
+        assert snapshots.list_snapshots(settings.snapshot_dir)[0] == complete, "no new (partial) snapshot"
+        assert np.array_equal(stored(server), vectors)
+        hits = server.http.post("/collections/q/points/query", json={"query": vectors[3500].tolist(), "limit": 10})
+        points = hits.json()["result"]["points"]  # scored from the rows, those in memory included
+        assert len(points) == 10 and any(p["id"] >= 3000 for p in points)
+        assert [p["score"] for p in points] == pytest.approx([float(vectors[p["id"]] @ vectors[3500]) for p in points],
+                                                             rel=1e-5)
+        assert server.http.post("/collections/q/snapshots").status_code == 200
+    with serving(settings) as server:
+        assert server.replica.projector.stats.loaded_snapshot is not None
+        assert np.array_equal(stored(server), vectors)
+
+
 @contextlib.contextmanager
 def _own_database(postgres_url: str) -> Iterator[tuple[str, sa.Engine, str]]:
     """A fresh Postgres database for this test (so refusing connections to it harms no one)."""
