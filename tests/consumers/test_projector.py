@@ -147,10 +147,13 @@ def wait_to_end(proj: Any, settings: Settings, timeout: float = 60) -> None:
     wait_until(lambda: proj.ready.is_set(), timeout, message="projector ready")
 
 
-@pytest.mark.parametrize("damage", ["flip-index-byte", "corrupt-manifest", "delete-points-file"])
+@pytest.mark.parametrize("damage", ["flip-index-byte", "corrupt-manifest", "delete-points-file",
+                                    "flip-rows-byte", "truncate-rows-file", "delete-rows-file"])
 def test_corrupt_newest_snapshot_falls_back_to_an_older_one(settings: Settings, damage: str) -> None:
+    rows = damage.endswith("rows-byte") or damage.endswith("rows-file")  # an int8 collection's float32 rows
     with VectorProducer(settings) as p:
-        p.create_collection("s", 8, "l2", m=8, ef_construction=32)
+        p.create_collection("s", 8, "l2", m=8, ef_construction=32,
+                            quantization={"scalar": {"type": "int8"}} if rows else None)
         _ingest(p, "s", 1000, 8, batch=250)
     with running_projector(settings.replace(snapshot_every_events=2, poll_max_records=2)) as proj:
         wait_to_end(proj, settings)
@@ -170,6 +173,19 @@ def test_corrupt_newest_snapshot_falls_back_to_an_older_one(settings: Settings, 
         text = (newest / "manifest.json").read_text().replace('"count": 1000', '"count": 999')
         (newest / "manifest.json").write_text(text)
         assert snapshots.verify(newest) == [f"{newest.name}/manifest.json: checksum mismatch"]
+    elif rows:
+        path = newest / "c0000.s0000.f32.npy"
+        assert path.stat().st_nlink == 1, "vectors were added since the snapshot before: its rows are its own"
+        data = bytearray(path.read_bytes())
+        if damage == "flip-rows-byte":
+            data[len(data) // 2] ^= 0xFF
+            path.write_bytes(bytes(data))
+        elif damage == "truncate-rows-file":
+            path.write_bytes(bytes(data[:len(data) - 4 * 8]))
+        else:
+            path.unlink()
+        problem = "missing" if damage == "delete-rows-file" else "checksum mismatch"
+        assert snapshots.verify(newest) == [f"{newest.name}/c0000.s0000.f32.npy: {problem}"]
     else:
         (newest / "c0000.s0000.points.avro").unlink()
         assert snapshots.verify(newest) == [f"{newest.name}/c0000.s0000.points.avro: missing"]
