@@ -121,6 +121,10 @@ class Pending:
     manifest: dict[str, Any]
     written: list[tuple[Segment, str, int, str]]  # (segment, part, version, file name) to fsync and checksum
     keep: int
+    # Files linked from an earlier snapshot: the next one links them from this one, which outlives
+    # that earlier one (pruned first): linking from where a file was first written would fail
+    # once that snapshot is pruned, and write the file again.
+    linked: list[tuple[Segment, str, int, str]] = field(default_factory=list)
     # Float32 rows written for quantized segments: read from the written file once it is durable.
     adopt: list[tuple[Collection, FullVectors, str, dict[int, np.ndarray]]] = field(default_factory=list)
 
@@ -141,6 +145,8 @@ class Pending:
                 files[name] = file_checksum(self.tmp / name)
                 if kind:
                     seg.saved[kind] = (self.final / name, files[name], version)
+            for seg, kind, version, name in self.linked:
+                seg.saved[kind] = (self.final / name, files[name], version)
             self.manifest["manifest_checksum"] = _manifest_checksum(self.manifest)
             (self.tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=1, sort_keys=True))
             _fsync(self.tmp / "manifest.json")
@@ -254,6 +260,7 @@ def _write_segment(pending: Pending, stem: str, coll: Collection, seg: Segment, 
             try:  # unchanged since the snapshot that wrote it: share that file
                 os.link(saved[0], pending.tmp / name)
                 files[name] = saved[1]
+                pending.linked.append((seg, kind, version, name))
                 continue
             except OSError:  # gone, or another file system: write it again
                 pass

@@ -67,6 +67,25 @@ def test_format_3_round_trips_and_links_what_did_not_change(tmp_path: Path) -> N
     assert all(f.stat().st_nlink == 1 for f in alone.iterdir())
 
 
+def test_an_unchanged_segment_stays_linked_after_the_snapshot_that_wrote_it_is_pruned(tmp_path: Path) -> None:
+    """Ten snapshots, keeping two, each adding a vector to the last segment only: the first
+    segments' files are the very files the first snapshot wrote (one inode), never written again."""
+    state = _state()
+    first = snapshots.write_snapshot(state, {0: 9}, tmp_path, "t", keep=2)
+    inode = (first / "c0000.s0000.hnsw").stat().st_ino
+    coll = state.collections["c"]
+    for i in range(10):
+        label = coll.allocate(100 + i)
+        coll.index.add(np.array([label]), coll.index.prepare(np.full((1, 4), i, np.float32)))
+        newest = snapshots.write_snapshot(state, {0: 10 + i}, tmp_path, "t", keep=2)
+    assert not first.exists()  # pruned long ago
+    assert len(snapshots.list_snapshots(tmp_path)) == 2
+    assert (newest / "c0000.s0000.hnsw").stat().st_ino == inode
+    assert all((newest / f"c0000.s0000.{part}").stat().st_nlink == 2 for part in ("hnsw", "ints.npy", "points.avro"))
+    assert snapshots.written_bytes(newest) < (newest / "c0000.s0000.hnsw").stat().st_size * 6
+    assert _observable(snapshots.load(newest).state) == _observable(state)
+
+
 def test_deleted_after_its_graph_was_written_stays_deleted(tmp_path: Path) -> None:
     state = _state()
     snapshots.write_snapshot(state, {0: 9}, tmp_path, "t")
