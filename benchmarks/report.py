@@ -98,7 +98,8 @@ def recovery_section(r: dict[str, Any]) -> list[str]:
              f"Command: `{r['command']}`. The server in its own process; qdrant-client (REST) upserting "
              f"{r['batch']:,}-point batches (`wait=false`, then the exact count polled until all are searchable); "
              f"then `kill -9` at once (no clean stop). "
-             f"Settings: {', '.join(f'{k}={v:,}' for k, v in r['settings'].items())}.", "",
+             f"Settings: {', '.join(f'{k}={v:,}' for k, v in r['settings'].items())}."
+             + (f" Code: {r['code']}." if r.get("code") else ""), "",
              "| measure | Vectorizer | baseline | target | verdict |", "|---|---|---|---|---|",
              _row("kill -9 right after the load → ready, exact count and top-10 as good as before the kill",
                   f"{kill['correct_answers_s']:.2f} s (ready {kill['ready_s']:.2f} s)",

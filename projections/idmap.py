@@ -113,9 +113,11 @@ class IdsByLabel(MutableMapping[int, PointId]):
         self._reserve(int(labels.max()))
         if (self._kind[labels] != _FREE).any():
             raise ValueError("set_ints: some labels are in use")
+        if len(labels) > 1 and not (np.diff(labels) > 0).all() and len(np.unique(labels)) != len(labels):
+            raise ValueError("set_ints: a label is given twice")  # (a snapshot's labels come sorted)
         self._kind[labels] = _INT
         self._ints[labels] = ids
-        self._len = int(np.count_nonzero(self._kind))
+        self._len += len(labels)
 
 
 class LabelsById(MutableMapping[PointId, int]):
@@ -198,6 +200,8 @@ class LabelsById(MutableMapping[PointId, int]):
 
     def _merge(self) -> None:
         """Fold the recent ids into the sorted arrays and drop tombstones."""
+        if not self._recent and not self._dead:
+            return  # nothing to fold (a snapshot's load calls this once per segment)
         keep = self._vals >= 0
         keys, vals = self._keys[keep], self._vals[keep]
         if self._recent:
@@ -213,10 +217,15 @@ class LabelsById(MutableMapping[PointId, int]):
         if not len(ids):
             return
         self._merge()
-        keys = np.concatenate([self._keys, ids.astype(np.int64)])
-        vals = np.concatenate([self._vals, labels.astype(np.int64)])
-        order = np.argsort(keys, kind="stable")
-        keys, vals = keys[order], vals[order]
-        if len(keys) > 1 and (keys[1:] == keys[:-1]).any():
+        order = np.argsort(ids, kind="stable")  # only the new ids are sorted: a snapshot's segments
+        ids, labels = ids.astype(np.int64)[order], labels.astype(np.int64)[order]  # load one by one
+        if len(ids) > 1 and (ids[1:] == ids[:-1]).any():
+            raise ValueError("set_ints: an id is given twice")
+        if not len(self._keys) or ids[0] > self._keys[-1]:  # past every id held (a bulk load's order)
+            self._keys, self._vals = np.concatenate([self._keys, ids]), np.concatenate([self._vals, labels])
+            return
+        at = self._keys.searchsorted(ids)
+        inside = at < len(self._keys)
+        if (self._keys[at[inside]] == ids[inside]).any():
             raise ValueError("set_ints: an id is present already")
-        self._keys, self._vals = keys, vals
+        self._keys, self._vals = np.insert(self._keys, at, ids), np.insert(self._vals, at, labels)

@@ -72,3 +72,24 @@ def test_merges_and_tombstones_at_scale(monkeypatch: pytest.MonkeyPatch) -> None
     assert got[2] == 8
     with pytest.raises(ValueError, match="present already"):
         got.set_ints(np.array([2]), np.array([1]))
+
+
+@given(st.lists(st.lists(st.integers(-2**63, 2**63 - 1), max_size=40, unique=True), max_size=6))
+@settings(max_examples=200, deadline=None)
+def test_ids_set_in_chunks_as_a_snapshot_loads_them_equal_a_dict(chunks: list[list[int]]) -> None:
+    """Chunks in any order (each segment's ids, sorted or not, before or among the ids held): the
+    map is the dict of them all; an id given again is refused and changes nothing."""
+    by_id, by_label, model = LabelsById(), IdsByLabel(), dict[PointId, int]()
+    for chunk in chunks:
+        fresh = [pid for pid in chunk if pid not in model]
+        labels = np.arange(len(model), len(model) + len(fresh), dtype=np.int64)
+        if len(fresh) < len(chunk):
+            before = dict(by_id)
+            with pytest.raises(ValueError, match="present already"):
+                by_id.set_ints(np.array(chunk, np.int64), np.arange(len(chunk), dtype=np.int64) + 10**6)
+            assert dict(by_id) == before
+        by_id.set_ints(np.array(fresh, np.int64), labels)
+        by_label.set_ints(labels, np.array(fresh, np.int64))
+        model.update(zip(fresh, labels.tolist(), strict=True))
+    assert dict(by_id) == model and len(by_id) == len(model)
+    assert {label: pid for pid, label in model.items()} == dict(by_label) and len(by_label) == len(model)
