@@ -91,7 +91,8 @@ def recovery_section(r: dict[str, Any]) -> list[str]:
     h, ing, snap, kill, alone = (r.get("hnswlib"), r["ingest"], r["snapshots_at_kill"], r["after_kill9"],
                                  r["snapshot_only"])
     n = r["n"]
-    kill_target = 5.0 if n <= 1_000_000 else 30.0
+    kill_target = None if r["dim"] != 128 else 5.0 if n <= 1_000_000 else 30.0  # the issue's, at 128-d
+    restart_target = r["dim"] == 128 and n <= 1_000_000
     stats = ing.get("stats", {})
     kind = "scalar int8" if r.get("quantization") else "float32"
     lines = [f"## Recovery after kill -9 right after a bulk load: {n:,} × {r['dim']}-d, {kind} (issue 16)", "",
@@ -103,13 +104,15 @@ def recovery_section(r: dict[str, Any]) -> list[str]:
              "| measure | Vectorizer | baseline | target | verdict |", "|---|---|---|---|---|",
              _row("kill -9 right after the load → ready, exact count and top-10 as good as before the kill",
                   f"{kill['correct_answers_s']:.2f} s (ready {kill['ready_s']:.2f} s)",
-                  f"hnswlib reopening its file {h['reopen_s']:.2f} s" if h else "", f"≤ {kill_target:.0f} s",
-                  _verdict(kill["correct_answers_s"] <= kill_target, f"{kill['correct_answers_s']:.2f} s")),
+                  f"hnswlib reopening its file {h['reopen_s']:.2f} s" if h else "",
+                  f"≤ {kill_target:.0f} s" if kill_target else "",
+                  _verdict(kill["correct_answers_s"] <= kill_target, f"{kill['correct_answers_s']:.2f} s")
+                  if kill_target else ""),
              _row("restart from the snapshot alone (clean stop first) → correct answers",
                   f"{alone['correct_answers_s']:.2f} s (clean stop {alone['clean_stop_s']:.2f} s)", "",
-                  "≤ 2 s" if n <= 1_000_000 else "", _verdict(alone["correct_answers_s"] <= 2.0,
+                  "≤ 2 s" if restart_target else "", _verdict(alone["correct_answers_s"] <= 2.0,
                                                               f"{alone['correct_answers_s']:.2f} s")
-                  if n <= 1_000_000 else "")]
+                  if restart_target else "")]
     if h:
         lines.append(_row("ingest through qdrant-client, publish → searchable",
                           f"{ing['vectors_per_s']:,.0f} vectors/s ({ing['seconds']:.1f} s)",
