@@ -48,6 +48,17 @@ def _upsert(server: Running, ids: range, wait: bool = True) -> None:
     assert r.status_code == 200 and r.json()["result"]["status"] == ("completed" if wait else "acknowledged"), r.text
 
 
+@contextlib.contextmanager
+def _disk_full_past(size: int) -> Iterator[None]:
+    """What a full disk looks like to this process's writers: writes past ``size`` bytes fail."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
 def _count(server: Running) -> int:
     return int(server.http.post("/collections/s/points/count", json={"exact": True}).json()["result"]["count"])
 
@@ -92,12 +103,8 @@ def test_snapshot_directory_unwritable_then_full_server_keeps_serving(settings: 
         # 2. Full: writes past 256 KiB fail while the (larger) snapshot is written. hnswlib's
         # writer ignores the error; the structural check catches the short file.
         _upsert(server, range(1500, 2000))
-        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
-        try:
+        with _disk_full_past(256 * 1024):
             full = server.http.post("/collections/s/snapshots")
-        finally:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         assert full.status_code == 503, full.text
         assert "incomplete write" in full.text or "File too large" in full.text, full.text
         assert snapshots.list_snapshots(settings.snapshot_dir)[0] == complete, "no new (partial) snapshot"
@@ -143,12 +150,8 @@ def test_disk_full_while_an_int8_snapshot_is_written_keeps_the_rows_served(setti
         assert server.http.post("/collections/q/snapshots").status_code == 200
         complete = snapshots.list_snapshots(settings.snapshot_dir)[0]
         put(server, range(3000, 4000))  # rows in memory until a snapshot writes them
-        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
-        try:
+        with _disk_full_past(256 * 1024):
             full = server.http.post("/collections/q/snapshots")
-        finally:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         assert full.status_code == 503, full.text
         assert snapshots.list_snapshots(settings.snapshot_dir)[0] == complete, "no new (partial) snapshot"
         assert np.array_equal(stored(server), vectors)
