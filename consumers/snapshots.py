@@ -377,6 +377,7 @@ def load(path: Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> LoadedSnapsh
         if len(coll) != entry["count"]:
             raise SnapshotCorrupt(f"{path.name}: collection {config.name!r} has {len(coll)} points, the manifest "
                                   f"says {entry['count']}")
+        coll.index_payloads()  # payload indexes are rebuilt from the payloads (docs/benchmarks.md: filters)
         state.collections[config.name] = coll
     offsets = {int(p): int(o) for p, o in manifest["offsets"].items()}
     recorded = manifest.get("log")

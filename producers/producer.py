@@ -255,6 +255,24 @@ class VectorProducer:
         token = self._publish([ev.PayloadCleared(self._meta(collection), check.point_ids(ids))])
         return self._settle(token, wait, timeout)
 
+    def create_payload_index(self, collection: str, field_name: str, field_schema: str | dict[str, Any], *,
+                             wait: bool = False, timeout: float | None = None) -> WriteToken:
+        """A payload index on ``field_name`` (Qdrant's ``PUT /collections/{c}/index``): ``field_schema``
+        is a type name (``"keyword"``, ``"integer"``, ``"float"``, ``"bool"``, ``"geo"``, ``"text"``,
+        ``"datetime"``, ``"uuid"``) or that type's parameters (``{"type": "keyword", ...}``)."""
+        self._refuse_wait_in_transaction(wait)
+        check.collection_name(collection)
+        event = ev.PayloadIndexCreated(self._meta(collection), check.payload_path(field_name, field="field_name"),
+                                       check.payload_field_schema(field_schema))
+        return self._settle(self._publish([event]), wait, timeout)
+
+    def delete_payload_index(self, collection: str, field_name: str, *, wait: bool = False,
+                             timeout: float | None = None) -> WriteToken:
+        self._refuse_wait_in_transaction(wait)
+        check.collection_name(collection)
+        event = ev.PayloadIndexDropped(self._meta(collection), check.payload_path(field_name, field="field_name"))
+        return self._settle(self._publish([event]), wait, timeout)
+
     # Verdicts ----------------------------------------------------------------------
     def wait_applied(self, token: WriteToken, timeout: float | None = None) -> WriteToken:
         """Return ``token`` once the projection applied every record of it; raise

@@ -20,6 +20,7 @@ import xxhash
 
 from projections.idmap import IdsByLabel, LabelsById
 from projections.index.segments import SegmentedIndex, segment_size_for
+from projections.payload_index import PayloadIndexes
 from schemas.events import CollectionCreated, Payload
 from schemas.ids import PointId
 
@@ -37,6 +38,21 @@ class CollectionConfig:
     quantization: str | None = None  # Qdrant's quantization_config (canonical JSON); None: float32 graphs
     on_disk: bool | None = None  # Qdrant's vectors.on_disk as given; quantized rows stay on disk unless False
     settings: str | None = None  # after a CollectionUpdated: the settings by level, as set (see levels())
+    payload_indexes: str | None = None  # canonical JSON {field_name: field_schema}; None: no payload index
+
+    def payload_schema(self) -> dict[str, Any]:
+        """The payload indexes: field name -> Qdrant's ``field_schema`` as given."""
+        return {} if self.payload_indexes is None else cast(dict[str, Any], json.loads(self.payload_indexes))
+
+    def with_payload_index(self, field: str, schema: Any | None) -> CollectionConfig:
+        """This config with an index on ``field`` (``schema``), or without one (``None``)."""
+        indexes = self.payload_schema()
+        if schema is None:
+            indexes.pop(field, None)
+        else:
+            indexes[field] = schema
+        return replace(self, payload_indexes=json.dumps(indexes, sort_keys=True, separators=(",", ":"))
+                       if indexes else None)
 
     @classmethod
     def from_event(cls, e: CollectionCreated) -> CollectionConfig:
@@ -169,6 +185,7 @@ class Collection:
         self.label_of = LabelsById()
         self.id_of = IdsByLabel()
         self.payload_of: dict[int, Payload] = {}  # only points that have a payload (memory)
+        self.indexes = PayloadIndexes()  # the payload indexes of config.payload_indexes (index_payloads)
         self.free_labels: list[int] = []
         self.next_label = 0
         self.lock = RWLock()
@@ -204,8 +221,18 @@ class Collection:
         """Note that the id or payload at ``label`` changed: its segment's points are written again."""
         self.index.segment_for(label).points_version += 1
 
+    def index_payloads(self) -> None:
+        """Build the payload indexes ``config`` names from the payloads held (a snapshot was loaded),
+        and keep the rows an exact scan of their matches reads."""
+        self.indexes = PayloadIndexes()
+        for field, schema in self.config.payload_schema().items():
+            self.indexes.create(field, schema, self.payload_of)
+        self.index.keep_rows(bool(self.indexes))
+
     def set_payload(self, label: int, payload: Payload | None) -> None:
         self.touch(label)
+        if self.indexes:
+            self.indexes.update(label, self.payload_of.get(label), payload)
         if payload is None:
             self.payload_of.pop(label, None)
         else:
@@ -217,7 +244,9 @@ class Collection:
             return False
         del self.id_of[label]
         self.touch(label)
-        self.payload_of.pop(label, None)
+        old = self.payload_of.pop(label, None)
+        if self.indexes and old is not None:
+            self.indexes.update(label, old, None)
         self.index.mark_deleted(label)
         self.free_labels.append(label)
         return True

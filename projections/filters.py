@@ -26,7 +26,10 @@ which mirrors the Qdrant server:
   behaviour on a field without a text index); ``match.substring`` / ``prefix`` are
   case-sensitive substring / prefix tests.
 
-Deliberately unsupported (rejected with :class:`InvalidFilter`): datetime ranges,
+* A ``range`` whose bounds are strings is a datetime range (Qdrant's ``DatetimeRange``):
+  string values that parse as datetimes (:mod:`projections.datetimes`) compared as instants.
+
+Deliberately unsupported (rejected with :class:`InvalidFilter`):
 ``has_vector`` and ``slice`` conditions, and field conditions carrying more than one
 operator (Qdrant's behaviour there is ambiguous: the server ORs them, local mode uses the
 first one).
@@ -40,6 +43,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from projections import datetimes
 from projections.errors import InvalidFilter
 from schemas import paths
 from schemas.errors import InvalidPath, InvalidPointId
@@ -81,7 +85,6 @@ _CONDITION_KEYS: Final = _FILTER_KEYS | _FIELD_KEYS | _SPECIAL_KINDS
 _MATCH_KINDS: Final = ("value", "any", "except", "text", "text_any", "phrase", "prefix", "substring")
 _BOUNDS: Final = ("gt", "gte", "lt", "lte")
 _TOKEN_RE: Final = re.compile(r"[^\W_]+")
-_DATE_RE: Final = re.compile(r"\d{4}-\d\d")
 
 
 # --------------------------------------------------------------------------- public API
@@ -97,6 +100,9 @@ class Filter:
 
     _predicate: Predicate = dataclasses.field(repr=False)
     referenced_keys: frozenset[str]
+    #: The filter as given (validated JSON): what ``projections.planner`` reads to answer it
+    #: from payload indexes.
+    source: Any = dataclasses.field(default=None, repr=False)
 
     def matches(self, point_id: PointId, payload: Payload | None) -> bool:
         """Whether the point satisfies the filter; a ``None`` payload is an empty one.
@@ -110,10 +116,12 @@ class Filter:
     @classmethod
     def without(cls, flt: Filter | None, point: PointId) -> Filter:
         """``flt`` (or no filter) that also leaves out the point ``point``."""
+        exclude = {"has_id": [point]}
         if flt is None:
-            return cls(lambda pid, _payload: pid != point, frozenset())
+            return cls(lambda pid, _payload: pid != point, frozenset(), {"must_not": [exclude]})
         inner = flt._predicate  # noqa: SLF001 - the same class
-        return cls(lambda pid, payload: pid != point and inner(pid, payload), flt.referenced_keys)
+        return cls(lambda pid, payload: pid != point and inner(pid, payload), flt.referenced_keys,
+                   {"must": [flt.source], "must_not": [exclude]})
 
 
 def parse_filter(obj: object, *, field: str = "filter") -> Filter | None:
@@ -126,7 +134,7 @@ def parse_filter(obj: object, *, field: str = "filter") -> Filter | None:
         return None
     keys: set[str] = set()
     predicate = _compile_filter(obj, field, _Scope(keys=keys, prefix="", depth=0))
-    return Filter(predicate, frozenset(keys))
+    return Filter(predicate, frozenset(keys), obj)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -219,9 +227,7 @@ def _expect_bool(value: object, path: str) -> bool:
 def _expect_number(value: object, path: str) -> float:
     """A finite JSON number (not a boolean), as a float like Qdrant's ``f64`` bounds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        looks_like_date = isinstance(value, str) and _DATE_RE.match(value) is not None
-        hint = " (datetime ranges are not supported)" if looks_like_date else ""
-        raise _fail(path, f"expected a number, got {_show(value)}{hint}")
+        raise _fail(path, f"expected a number, got {_show(value)}")
     try:
         number = float(value)
     except OverflowError:
@@ -680,15 +686,47 @@ _TEXT_MATCHERS: Final[dict[str, Callable[[str], ValueTest]]] = {
 
 
 def _compile_range(value: object, path: str) -> ValueTest:
-    """Numeric range; only integer and float values (not booleans) can satisfy it."""
+    """Numeric range; only integer and float values (not booleans) can satisfy it. A range whose
+    bounds are strings is a datetime range (:func:`_compile_datetime_range`)."""
     spec = _expect_object(value, path)
     _expect_keys(spec, path, _BOUNDS, "range")
+    if any(isinstance(spec.get(b), str) for b in _BOUNDS):
+        return _compile_datetime_range(spec, path)
     bounds = {b: _expect_number(spec[b], f"{path}.{b}") for b in _BOUNDS if spec.get(b) is not None}
     in_bounds = _bounds_test(bounds)
 
     def test(x: Any) -> bool:
         cls = x.__class__
         return (cls is int or cls is float) and in_bounds(x)
+
+    return test
+
+
+def datetime_bounds(spec: Mapping[str, Any], path: str) -> dict[str, int]:
+    """The bounds of a datetime range as microseconds since the epoch (UTC when no offset)."""
+    bounds: dict[str, int] = {}
+    for b in _BOUNDS:
+        raw = spec.get(b)
+        if raw is None:
+            continue
+        if not isinstance(raw, str):
+            raise _fail(f"{path}.{b}", f"expected a datetime string like the other bounds, got {_show(raw)}")
+        micros = datetimes.parse(raw)
+        if micros is None:
+            raise _fail(f"{path}.{b}", f"expected an RFC 3339 datetime, got {_show(raw)}")
+        bounds[b] = micros
+    return bounds
+
+
+def _compile_datetime_range(spec: Mapping[str, Any], path: str) -> ValueTest:
+    """Qdrant's ``DatetimeRange``: string values that parse as datetimes, compared as instants."""
+    in_bounds = _bounds_test(datetime_bounds(spec, path))
+
+    def test(x: Any) -> bool:
+        if x.__class__ is not str:
+            return False
+        micros = datetimes.parse(x)
+        return micros is not None and in_bounds(micros)
 
     return test
 

@@ -16,6 +16,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from projections import planner
 from projections.collection import Collection
 from projections.filters import Filter
 from schemas.events import Payload
@@ -42,6 +43,14 @@ def matching(coll: Collection, flt: Filter | None) -> Iterator[tuple[int, PointI
     if flt is None:
         yield from coll.id_of.items()
         return
+    selection = planner.select(coll, flt)
+    if selection is not None:  # payload indexes (or ids) name the candidates
+        id_of = coll.id_of
+        for label in selection.labels.tolist():
+            pid = id_of[label]
+            if selection.exact or flt.matches(pid, payload_of.get(label)):
+                yield label, pid
+        return
     for label, pid in coll.id_of.items():
         if flt.matches(pid, payload_of.get(label)):
             yield label, pid
@@ -64,6 +73,9 @@ def count(coll: Collection, flt: Filter | None) -> int:
     if flt is None:
         return coll.count()
     with reading(coll):
+        selection = planner.select(coll, flt)
+        if selection is not None and selection.exact:
+            return len(selection.labels)
         return sum(1 for _ in matching(coll, flt))
 
 

@@ -2,7 +2,13 @@
 
 Strategy per query:
 - no filter: HNSW (``ef`` = max(ef, k + offset));
-- a filter: estimate its selectivity on a sample of points. Selective filters (few
+- a filter that payload indexes answer (``projections.planner``): the matching labels are known,
+  so their number decides. A few (up to ``EXACT_ROWS_DIMS`` / dimension, or under
+  ``POST_FILTER_SHARE`` of the points) are scored exactly from the stored rows (numpy); a
+  broad set is answered by HNSW asked for ``k / share`` neighbours, kept when in the set (a
+  bitmap: no Python call per visited node); should that leave fewer than k, HNSW with the
+  bitmap evaluated inside the search (a C-level call per node), then the exact scan;
+- a filter no index narrows: estimate its selectivity on a sample of points. Selective filters (few
   matching points) are answered by an exact scan of the matching points; the others by
   HNSW with the filter evaluated on every visited node (hnswlib's filter callback), so
   the top-k is never cut before filtering. If HNSW returns fewer hits than requested while
@@ -12,10 +18,13 @@ Strategy per query:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
+from projections import planner
 from projections.collection import Collection
 from projections.filters import Filter
 from projections.index.quantized import QuantizedSearch
@@ -26,6 +35,9 @@ EXACT_SCAN_MAX_MATCHES = 5_000  # never scan more matches than this exactly ...
 EXACT_SCAN_MAX_SHARE = 0.05     # ... nor a filter that lets more than 5 % through (unless <= 256 match):
 EXACT_SCAN_ALWAYS = 256         # HNSW with the filter inside finds those fast (hnswlib's get_items is slow)
 _SAMPLE = 512
+EXACT_ROWS_DIMS = 2_560_000  # exact scan of indexed matches up to this many components (20,000 x 128-d) ...
+POST_FILTER_SHARE = 0.03  # ... or while they are under 3 % of the points; above both, HNSW then the bitmap
+POST_FILTER_MARGIN = 1.5  # HNSW is asked for margin x k / share neighbours before the bitmap keeps k
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +73,9 @@ def _search_locked(coll: Collection, query: np.ndarray, need: int, ef: int | Non
         if len(labels) < min(need, len(coll)):
             return index.exact(query, coll.live_labels(), need)
         return labels, scores
+    selection = planner.select(coll, flt)
+    if selection is not None:
+        return _search_among(coll, query, need, ef, selection.matching(coll, flt), exact, quantized)
     payload_of, id_of = coll.payload_of, coll.id_of
     if exact or _selective(_estimated_matches(coll, flt), len(coll)):
         return _exact_filtered(coll, query, need, flt)
@@ -73,6 +88,31 @@ def _search_locked(coll: Collection, query: np.ndarray, need: int, ef: int | Non
     if len(labels) < need:
         return _exact_filtered(coll, query, need, flt)
     return labels, scores
+
+
+def _search_among(coll: Collection, query: np.ndarray, need: int, ef: int | None, labels: np.ndarray,
+                  exact: bool, quantized: QuantizedSearch | None) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``need`` among ``labels`` (the matches of an indexed filter)."""
+    index, matches, total = coll.index, len(labels), len(coll)
+    if matches == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    fast_rows = index.rows_kept or index.engine != "hnswlib"
+    few = matches * index.dimension <= EXACT_ROWS_DIMS if fast_rows else matches <= EXACT_SCAN_ALWAYS
+    if exact or few or (fast_rows and matches < POST_FILTER_SHARE * total) or matches <= need:
+        return index.exact(query, labels, need)
+    allowed = np.zeros(coll.next_label, dtype=bool)
+    allowed[labels] = True
+    ef = ef or index.default_ef
+    wanted = min(total, int(need * POST_FILTER_MARGIN * total / matches) + 10)
+    found, scores = index.knn(query, wanted, max(ef, wanted), quantized=quantized)
+    keep = allowed[found]
+    if np.count_nonzero(keep) >= need:
+        return found[keep][:need], scores[keep][:need]
+    member = cast(Callable[[int], bool], memoryview(cast(Any, allowed)).__getitem__)  # a C call per node
+    found, scores = index.knn(query, need, max(ef, need), member, quantized)
+    if len(found) < need:
+        return index.exact(query, labels, need)
+    return found, scores
 
 
 def _exact_filtered(coll: Collection, query: np.ndarray, need: int, flt: Filter) -> tuple[np.ndarray, np.ndarray]:

@@ -208,6 +208,32 @@ class ProjectionState:
     def _(self, event: ev.PayloadCleared, offset: int) -> list[Change]:
         return self._rewrite_payloads(event, event.ids, lambda _old: {}, offset)
 
+    @apply.register
+    def _(self, event: ev.PayloadIndexCreated, offset: int) -> list[Change]:
+        """An index on a payload field, built from the payloads held and kept on every later write
+        (readers of the collection wait while it is built). An index on the same path is replaced."""
+        coll = self._existing(event)
+        try:
+            field = check.payload_path(event.field_name, field="field_name")
+            schema = json.loads(check.payload_field_schema(json.loads(event.field_schema)))
+        except (ValueError, ValidationError) as exc:
+            raise Rejected(f"collection {event.collection!r}: payload index: {exc}") from None
+        with coll.lock.write():
+            coll.config = _without_index(coll.config, paths.parse(field)).with_payload_index(field, schema)
+            coll.indexes.create(field, schema, coll.payload_of)
+            coll.index.keep_rows(True)
+        return []
+
+    @apply.register
+    def _(self, event: ev.PayloadIndexDropped, offset: int) -> list[Change]:
+        coll = self._existing(event)
+        path = _parsed(event.field_name, "field_name")
+        with coll.lock.write():
+            coll.config = _without_index(coll.config, path)
+            coll.indexes.drop(event.field_name)
+            coll.index.keep_rows(bool(coll.indexes))
+        return []
+
     def _rewrite_payloads(self, event: ev.Event, ids: tuple[PointId, ...], rewrite: Any,
                           offset: int) -> list[Change]:
         """Apply ``rewrite(old) -> new`` to each existing point; unknown ids are ignored."""
@@ -224,6 +250,14 @@ class ProjectionState:
             text = canonical_json(coll.payload_of.get(label))
             rows.append(PointRow(catalog_key(pid), label, text, point_checksum(vector, text), offset))
         return [PutPoints(coll.name, tuple(rows))]
+
+
+def _without_index(config: CollectionConfig, path: paths.Path) -> CollectionConfig:
+    """``config`` without its payload index on ``path`` (however its field name spells the path)."""
+    for field in config.payload_schema():
+        if paths.parse(field) == path:
+            config = config.with_payload_index(field, None)
+    return config
 
 
 def _parsed(key: str, field: str) -> paths.Path:

@@ -126,6 +126,10 @@ _CODECS: dict[type[ev.Event], tuple[Callable[[Any], dict[str, Any]],
     ),
     ev.PayloadCleared: (lambda e: {"ids": _ids_out(e.ids)},
                         lambda m, b: ev.PayloadCleared(m, _ids_in(b["ids"]))),
+    ev.PayloadIndexCreated: (lambda e: {"field_name": e.field_name, "field_schema": e.field_schema},
+                             lambda m, b: ev.PayloadIndexCreated(m, b["field_name"], b["field_schema"])),
+    ev.PayloadIndexDropped: (lambda e: {"field_name": e.field_name},
+                             lambda m, b: ev.PayloadIndexDropped(m, b["field_name"])),
 }
 
 

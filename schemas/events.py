@@ -146,7 +146,22 @@ class PayloadCleared(Event):
     ids: tuple[PointId, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class PayloadIndexCreated(Event):
+    """A payload index on ``field_name`` (a JSON path); ``field_schema`` is canonical JSON of
+    Qdrant's ``field_schema``: a type name or an object of parameters with ``type``."""
+
+    field_name: str
+    field_schema: str
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadIndexDropped(Event):
+    field_name: str
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     CollectionCreated, CollectionDeleted, VectorsUpserted, VectorsDeleted,
     PayloadSet, PayloadOverwritten, PayloadKeysDeleted, PayloadCleared, CollectionUpdated,
+    PayloadIndexCreated, PayloadIndexDropped,
 )

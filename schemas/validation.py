@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import numpy as np
 
@@ -241,4 +241,66 @@ def collection_diff(value: object) -> str:
     vector = value.get("vector") if isinstance(value, dict) else None
     if vector is not None:
         out["vector"] = _settings_level(vector, "vector", {"hnsw_config", "quantization_config", "on_disk"})
+    return json.dumps(out, sort_keys=True, separators=(",", ":"))
+
+
+_INDEX_TYPES: Final = ("keyword", "integer", "float", "bool", "geo", "text", "datetime", "uuid")
+_INDEX_COMMON: Final = ("on_disk", "memory", "enable_hnsw", "nested")  # placement and optimiser hints
+_INDEX_FLAGS: Final = {  # per type: the boolean parameters Qdrant's *IndexParams take
+    "keyword": ("is_tenant", "prefix"), "integer": ("lookup", "range", "is_principal"),
+    "float": ("is_principal",), "datetime": ("is_principal",), "uuid": ("is_tenant",),
+    "bool": (), "geo": (), "text": ("phrase_matching", "lowercase"),
+}
+_TEXT_UNSUPPORTED: Final = ("min_token_len", "max_token_len", "ascii_folding", "stopwords", "stemmer")
+
+
+def payload_field_schema(value: object, *, field: str = "field_schema") -> str:
+    """Qdrant's ``field_schema`` as canonical JSON: a type name, or an object of that type's
+    parameters (``{"type": "keyword", "is_tenant": true}``). Parameters that tune Qdrant's
+    storage are accepted as given; text indexes tokenise words, lowercased (Qdrant's default),
+    so other tokenizers and token filters are refused, naming the parameter."""
+    if isinstance(value, str):
+        if value not in _INDEX_TYPES:
+            raise ValidationError(f"{field}: unknown payload schema type {value!r}, expected one of "
+                                  f"{', '.join(_INDEX_TYPES)}")
+        return json.dumps(value)
+    if not isinstance(value, dict):
+        raise ValidationError(f"{field}: expected a type name or an object of index parameters, "
+                              f"got {json.dumps(value)[:100]}")
+    kind = value.get("type")
+    if kind not in _INDEX_TYPES:
+        raise ValidationError(f"{field}.type: expected one of {', '.join(_INDEX_TYPES)}, got "
+                              f"{json.dumps(kind)[:100]}")
+    flags = _INDEX_FLAGS[kind]
+    allowed = {"type", *_INDEX_COMMON, *flags, *(("tokenizer", *_TEXT_UNSUPPORTED) if kind == "text" else ())}
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise ValidationError(f"{field}: unknown parameter {unknown[0]!r} for a {kind} index")
+    out: dict[str, Any] = {"type": kind}
+    for name in (*flags, "on_disk", "enable_hnsw"):
+        if value.get(name) is not None:
+            out[name] = optional_bool(value[name], f"{field}.{name}")
+    if value.get("memory") is not None:
+        if value["memory"] not in ("ram", "mmap", "on_disk", "cached"):
+            raise ValidationError(f"{field}.memory: unknown value {json.dumps(value['memory'])[:60]}")
+        out["memory"] = value["memory"]
+    if value.get("nested") is not None:
+        if not isinstance(value["nested"], str):
+            raise ValidationError(f"{field}.nested: expected a string")
+        out["nested"] = value["nested"]
+    if kind == "text":
+        tokenizer = value.get("tokenizer")
+        if tokenizer is not None:
+            if tokenizer not in ("word", "whitespace", "prefix", "multilingual"):
+                raise ValidationError(f"{field}.tokenizer: unknown tokenizer {json.dumps(tokenizer)[:60]}")
+            if tokenizer != "word":
+                raise ValidationError(f"{field}.tokenizer: {tokenizer!r} is not supported by this server; "
+                                      f"text indexes use the 'word' tokenizer")
+            out["tokenizer"] = tokenizer
+        if out.get("lowercase") is False:
+            raise ValidationError(f"{field}.lowercase: false is not supported by this server; text indexes "
+                                  f"lowercase tokens")
+        for name in _TEXT_UNSUPPORTED:
+            if value.get(name) is not None:
+                raise ValidationError(f"{field}.{name}: not supported by this server")
     return json.dumps(out, sort_keys=True, separators=(",", ":"))

@@ -88,6 +88,18 @@ class VectorIndex:
             return np.empty((0, self.dimension), np.float32)
         return np.asarray(self._index.get_items(list(labels), return_type="numpy"), dtype=np.float32)
 
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every label the graph holds (deleted ones included) and its float32 row, in one copy of
+        the graph's memory (``get_items`` builds a Python float per component: 100x slower)."""
+        state = self._index.__getstate__()[0]
+        count, size = state["cur_element_count"], state["size_data_per_element"]
+        memory = state["data_level0"][: count * size].view(np.uint8).reshape(count, size)
+        at = state["offset_data"]
+        rows = memory[:, at:at + 4 * self.dimension].copy().view(np.float32)
+        at = state["label_offset"]
+        labels = memory[:, at:at + 8].copy().view(np.uint64).reshape(count).astype(np.int64)
+        return labels, rows
+
     def labels(self) -> list[int]:
         """Every label the graph holds, deleted ones included."""
         return list(self._index.get_ids_list())

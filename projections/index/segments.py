@@ -45,6 +45,7 @@ class Segment:
     graph_version: int = 0  # bumped by every add: the graph differs from any file written before
     points_version: int = 0  # bumped by every change to its points' ids or payloads (Collection.touch)
     saved: dict[str, tuple[Path, str, int]] = field(default_factory=dict)  # kind -> (file, checksum, version)
+    rows: np.ndarray | None = None  # hnswlib graphs, with keep_rows: a float32 copy of the rows, by local label
 
     @property
     def live(self) -> int:
@@ -77,6 +78,7 @@ class SegmentedIndex:
         self.ef_construction, self.default_ef = ef_construction, ef
         self.segment_size = segment_size or segment_size_for(dimension)
         self.segments: list[Segment] = []
+        self.rows_kept = False  # hnswlib graphs: a float32 copy of every row beside them (keep_rows)
         self._los: list[int] = []
         self._los_array = np.empty(0, np.int64)  # the same, for np.searchsorted
 
@@ -108,6 +110,8 @@ class SegmentedIndex:
             lo = self.segments[-1].hi if self.segments else 0
             size = self.segment_size
             self._append(Segment(lo, lo + size, self._new_graph(lo, lo + size), np.zeros(size, dtype=bool)))
+            if self.rows_kept:
+                self.segments[-1].rows = np.zeros((size, self.dimension), np.float32)
         seg = self.segment_of(label)
         assert seg is not None
         return seg
@@ -133,7 +137,30 @@ class SegmentedIndex:
         alive[live_labels - lo] = True
         seg = Segment(lo, hi, graph, alive)
         self._append(seg)
+        if self.rows_kept:
+            self._copy_rows(seg)
         return seg
+
+    def keep_rows(self, on: bool) -> None:
+        """Keep (or stop keeping) a float32 copy of hnswlib graphs' rows beside them: what an exact
+        scan of a few thousand selected points reads (a payload index's matches), since hnswlib
+        hands its rows out one Python float at a time. Graphs over quantized codes keep their
+        full-precision rows anyway. The copy costs 4 bytes per dimension and point."""
+        if self.engine != "hnswlib" or on == self.rows_kept:
+            return
+        self.rows_kept = on
+        for seg in self.segments:
+            if on:
+                self._copy_rows(seg)
+            else:
+                seg.rows = None
+
+    def _copy_rows(self, seg: Segment) -> None:
+        assert isinstance(seg.graph, VectorIndex)
+        seg.rows = np.zeros((seg.hi - seg.lo, self.dimension), np.float32)
+        labels, rows = seg.graph.rows()
+        if len(labels):
+            seg.rows[labels - seg.lo] = rows
 
     def rebuilt(self, m: int, ef_construction: int, quantization: str | None,
                 on_disk: bool | None) -> SegmentedIndex:
@@ -141,12 +168,15 @@ class SegmentedIndex:
         these settings (a collection's settings changed: ``CollectionUpdated``)."""
         new = SegmentedIndex(self.dimension, self.metric, m, ef_construction, self.default_ef, self.segment_size,
                              quantization=quantization, on_disk=on_disk)
+        new.rows_kept = self.rows_kept and new.engine == "hnswlib"
         for seg in self.segments:  # the same layout: each segment's labels stay in their range
-            new._append(Segment(seg.lo, seg.hi, new._new_graph(seg.lo, seg.hi), np.zeros(seg.hi - seg.lo, dtype=bool)))
+            new._append(Segment(seg.lo, seg.hi, new._new_graph(seg.lo, seg.hi), np.zeros(seg.hi - seg.lo, dtype=bool),
+                                rows=np.zeros((seg.hi - seg.lo, self.dimension), np.float32)
+                                if new.rows_kept else None))
             live = np.flatnonzero(seg.alive) + seg.lo
             for start in range(0, len(live), 65_536):
                 chunk = live[start:start + 65_536]
-                new.add(chunk, seg.graph.vectors(chunk))  # the rows as stored (prepared): not normalised again
+                new.add(chunk, self.vectors(chunk))  # the rows as stored (prepared): not normalised again
         return new
 
     # Writes --------------------------------------------------------------------------
@@ -162,6 +192,8 @@ class SegmentedIndex:
         self.segment_for(int(labels.max()))
         for seg, at in self._grouped(labels):
             seg.graph.add(labels[at], prepared[at])
+            if seg.rows is not None:
+                seg.rows[labels[at] - seg.lo] = prepared[at]
             seg.set_alive(labels[at] - seg.lo, True)
             seg.graph_version += 1
 
@@ -181,7 +213,7 @@ class SegmentedIndex:
         labels = np.asarray(labels, dtype=np.int64)
         out = np.empty((len(labels), self.dimension), np.float32)
         for seg, at in self._grouped(labels):
-            out[at] = seg.graph.vectors(labels[at])
+            out[at] = seg.graph.vectors(labels[at]) if seg.rows is None else seg.rows[labels[at] - seg.lo]
         return out
 
     def knn(self, query: np.ndarray, k: int, ef: int | None = None, allowed: Callable[[int], bool] | None = None,

@@ -412,5 +412,11 @@ def collection_info(coll: Collection) -> dict[str, Any]:
             "wal_config": None,
             "quantization_config": levels["quantization_config"],
         },
-        "payload_schema": {},
+        "payload_schema": payload_schema(coll),
     }
+
+
+def payload_schema(coll: Collection) -> dict[str, Any]:
+    """Qdrant's ``payload_schema``: each indexed field's ``data_type``, ``params`` and ``points``."""
+    with coll.lock.read():
+        return {index.field: index.info() for index in coll.indexes}
