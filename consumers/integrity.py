@@ -26,6 +26,7 @@ from infra.settings import Settings
 from projections.catalog.store import Catalog
 from projections.collection import Collection, canonical_json, point_checksum
 from projections.errors import CatalogUnavailable
+from projections.payload_index import FieldIndex
 from projections.search import search
 from projections.state import ProjectionState
 from schemas.ids import catalog_key
@@ -38,7 +39,7 @@ RECALL_TOLERANCE = 0.1
 
 @dataclass
 class Problem:
-    kind: str  # log | snapshot | catalog | index | recall | against
+    kind: str  # log | snapshot | catalog | index | payload index | recall | against
     collection: str | None
     detail: str
 
@@ -165,6 +166,7 @@ def _verify(settings: Settings, catalog: Catalog, position: dict[int, int], expe
             continue
         report.problems += _check_catalog(catalog, expected.mirror, coll_name)
         report.problems += _check_index(served.get(coll_name), expected.mirror, coll_name)
+        report.problems += _check_payload_indexes(served.get(coll_name), expected.state.get(coll_name), coll_name)
         problems, recall = _check_recall(served.get(coll_name), expected.state.get(coll_name), coll_name,
                                          recall_samples)
         report.problems += problems
@@ -250,6 +252,25 @@ def _check_index(coll: Collection | None, mirror: CatalogMirror, name: str) -> l
     if len(coll.id_of) + len(coll.free_labels) != coll.next_label:
         problems.append(Problem("index", name, f"label allocator inconsistent: {len(coll.id_of)} live + "
                                                f"{len(coll.free_labels)} free != {coll.next_label}"))
+    return problems
+
+
+def _check_payload_indexes(served: Collection | None, fresh: Collection | None, name: str) -> list[Problem]:
+    """The served collection has the payload indexes the log defines, and each holds exactly the
+    values of the payloads served (an index rebuilt from them holds the same pairs)."""
+    if served is None or fresh is None:
+        return []
+    problems: list[Problem] = []
+    if served.config.payload_schema() != fresh.config.payload_schema():
+        problems.append(Problem("payload index", name, f"indexes {sorted(served.config.payload_schema())}, the "
+                                                       f"log defines {sorted(fresh.config.payload_schema())}"))
+    for index in served.indexes:
+        rebuilt = FieldIndex(index.field, index.schema)
+        rebuilt.build(served.payload_of)
+        if index.pairs() != rebuilt.pairs() or index.points != rebuilt.points:
+            problems.append(Problem("payload index", name, f"index on {index.field!r} differs from its payloads "
+                                                           f"({index.points} points indexed, {rebuilt.points} hold "
+                                                           f"values)"))
     return problems
 
 

@@ -3,8 +3,8 @@
 Strategy per query:
 - no filter: HNSW (``ef`` = max(ef, k + offset));
 - a filter that payload indexes answer (``projections.planner``): the matching labels are known,
-  so their number decides. A few (up to ``EXACT_ROWS_DIMS`` / dimension, or under
-  ``POST_FILTER_SHARE`` of the points) are scored exactly from the stored rows (numpy); a
+  so their number decides. A few (under ``POST_FILTER_SHARE`` of the points and at most
+  ``EXACT_ROWS_DIMS`` / dimension of them) are scored exactly from the stored rows (numpy); a
   broad set is answered by HNSW asked for ``k / share`` neighbours, kept when in the set (a
   bitmap: no Python call per visited node); should that leave fewer than k, HNSW with the
   bitmap evaluated inside the search (a C-level call per node), then the exact scan;
@@ -36,7 +36,7 @@ EXACT_SCAN_MAX_SHARE = 0.05     # ... nor a filter that lets more than 5 % throu
 EXACT_SCAN_ALWAYS = 256         # HNSW with the filter inside finds those fast (hnswlib's get_items is slow)
 _SAMPLE = 512
 EXACT_ROWS_DIMS = 2_560_000  # exact scan of indexed matches up to this many components (20,000 x 128-d) ...
-POST_FILTER_SHARE = 0.03  # ... or while they are under 3 % of the points; above both, HNSW then the bitmap
+POST_FILTER_SHARE = 0.03  # ... when they are under 3 % of the points; else HNSW, then the bitmap
 POST_FILTER_MARGIN = 1.5  # HNSW is asked for margin x k / share neighbours before the bitmap keeps k
 
 
@@ -97,8 +97,11 @@ def _search_among(coll: Collection, query: np.ndarray, need: int, ef: int | None
     if matches == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
     fast_rows = index.rows_kept or index.engine != "hnswlib"
-    few = matches * index.dimension <= EXACT_ROWS_DIMS if fast_rows else matches <= EXACT_SCAN_ALWAYS
-    if exact or few or (fast_rows and matches < POST_FILTER_SHARE * total) or matches <= need:
+    if fast_rows:  # a scan of the rows costs O(matches x dimension); HNSW costs about O(k / share)
+        few = matches < POST_FILTER_SHARE * total and matches * index.dimension <= EXACT_ROWS_DIMS
+    else:
+        few = matches <= EXACT_SCAN_ALWAYS
+    if exact or few or matches <= need:
         return index.exact(query, labels, need)
     allowed = np.zeros(coll.next_label, dtype=bool)
     allowed[labels] = True

@@ -240,6 +240,16 @@ class SegmentedIndex:
         return self.metric != "l2"
 
 
+def _best(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest scores, best first, ties in position order (a stable sort of
+    the scores at least the k-th best: no full sort of a large chunk)."""
+    if len(scores) > 4 * k:
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+        candidates = np.flatnonzero(scores >= kth)
+        return candidates[np.argsort(-scores[candidates], kind="stable")][:k]
+    return np.argsort(-scores, kind="stable")[:k]
+
+
 def exact_search(index: SegmentedIndex, query: np.ndarray, labels: np.ndarray,
                  k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest among ``labels`` by brute force, reading their vectors in chunks."""
@@ -253,7 +263,7 @@ def exact_search(index: SegmentedIndex, query: np.ndarray, labels: np.ndarray,
             s = -np.sqrt(np.maximum(((data - q) ** 2).sum(axis=1), 0))
         else:
             s = data @ q
-        top = np.argsort(-s, kind="stable")[:k]
+        top = _best(s, k)
         best_labels.append(chunk[top])
         best_scores.append(s[top])
     if not best_labels:

@@ -464,7 +464,7 @@ ERRORS: list[tuple[Any, str]] = [
     ({"must": [{"nested": {"key": "a"}}]}, "filter.must[0].nested: missing required key 'filter'"),
     (
         {"must": [{"nested": {"key": "a", "filter": {"must": [{"key": "x", "range": {"lt": "z"}}]}}}]},
-        "filter.must[0].nested.filter.must[0].range.lt: expected a number, got 'z'",
+        "filter.must[0].nested.filter.must[0].range.lt: expected an RFC 3339 datetime, got 'z'",
     ),
     ({"must": [{"nested": {"key": "a", "filter": [], "x": 1}}]}, "filter.must[0].nested: unknown nested keys {'x'}"),
     (

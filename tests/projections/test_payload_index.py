@@ -180,3 +180,18 @@ def test_an_index_answers_a_selective_filter_without_reading_other_payloads() ->
     assert coll.index.rows_kept  # exact scans read the rows kept beside the graphs
     assert [h.id for h in search(coll, np.ones(DIM, np.float32), 3, flt=flt)] == \
         [h.id for h in search(coll, np.ones(DIM, np.float32), 3, flt=flt, exact=True)]
+
+
+def test_verify_finds_an_index_that_differs_from_its_payloads() -> None:
+    from consumers.integrity import _check_payload_indexes  # noqa: PLC0415 - the check alone, without a log
+
+    state = ProjectionState()
+    state.apply(ev.CollectionCreated(_meta(), DIM, "l2"), 0)
+    state.apply(ev.VectorsUpserted(_meta(), (1, 2), np.ones((2, DIM), np.float32), ({"k": "a"}, {"k": "b"})), 1)
+    state.apply(ev.PayloadIndexCreated(_meta(), "k", '"keyword"'), 2)
+    coll = state.get("c")
+    assert coll is not None
+    assert _check_payload_indexes(coll, coll, "c") == []
+    next(iter(coll.indexes)).update(coll.label_of[1], {"k": "a"}, {"k": "z"})  # the payload still says "a"
+    problems = _check_payload_indexes(coll, coll, "c")
+    assert len(problems) == 1 and "index on 'k' differs from its payloads" in problems[0].detail
