@@ -289,12 +289,26 @@ class FieldIndex:
         names = {code: text for text, code in self._codes.items()}
         return [(names[c], k) for c, k in zip(codes.tolist(), n.tolist(), strict=True)]
 
+    def in_order(self, descending: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, labels) of every pair, by key (descending with ``descending``), ties by label."""
+        view = _merged(self._read(), self._dtype)
+        if not descending:
+            return view.keys, view.labels
+        order = np.argsort(-view.keys, kind="stable")  # keys are sorted ascending: ties stay by label
+        return view.keys[order], view.labels[order]
+
     def pairs(self) -> set[tuple[Any, int]]:
         """Every (value, label) held, values decoded (``verify`` compares an index with a rebuild)."""
         view = _merged(self._read(), self._dtype)
         names = {code: text for text, code in self._codes.items()}
         decode = (lambda k: names[k]) if self._codes else (lambda k: k)
         return {(decode(k), label) for k, label in zip(view.keys.tolist(), view.labels.tolist(), strict=True)}
+
+    @property
+    def orders(self) -> bool:
+        """Whether ``order_by`` can use this index (Qdrant: a range index)."""
+        return self.type in ("float", "datetime") or (
+            self.type == "integer" and not (isinstance(self.schema, dict) and self.schema.get("range") is False))
 
     def memory_bytes(self) -> int:
         view = self._view

@@ -19,6 +19,7 @@ import numpy as np
 from projections import planner
 from projections.collection import Collection
 from projections.filters import Filter
+from projections.payload_index import FieldIndex
 from schemas.events import Payload
 from schemas.ids import PointId, id_order
 
@@ -87,6 +88,24 @@ def first_by_id(coll: Collection, flt: Filter | None, n: int, start: PointId | N
         if floor is not None:
             candidates = (key for key in candidates if key >= floor)
         return [key[-1] for key in heapq.nsmallest(n, candidates)]
+
+
+def ordered(coll: Collection, index: FieldIndex, flt: Filter | None, limit: int, *, descending: bool = False,
+            start: float | None = None) -> list[tuple[PointId, int | float]]:
+    """Qdrant's ``order_by`` scroll: ``(id, value)`` by the values ``index`` holds (a point once per
+    value), from ``start`` on, ties in label order, the first ``limit`` that ``flt`` matches."""
+    with reading(coll):
+        keys, labels = index.in_order(descending)
+        keep = np.ones(len(labels), dtype=bool)
+        if start is not None:
+            keep &= keys <= start if descending else keys >= start
+        if flt is not None:
+            allowed = np.zeros(coll.next_label, dtype=bool)
+            allowed[np.fromiter((label for label, _ in matching(coll, flt)), np.int64)] = True
+            keep &= allowed[labels]
+        at = np.flatnonzero(keep)[:limit]
+        id_of = coll.id_of
+        return [(id_of[label], value) for label, value in zip(labels[at].tolist(), keys[at].tolist(), strict=True)]
 
 
 @dataclass(frozen=True)

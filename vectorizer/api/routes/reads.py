@@ -13,13 +13,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import JSONResponse
 
-from projections import query
+from projections import datetimes, query
 from projections.collection import Collection
+from projections.filters import Filter
+from schemas import paths
+from schemas import validation as check
 from projections.errors import PointNotFound
 from vectorizer.api import parsing as p
 from vectorizer.api.context import Api, api, body, json_body, ok, timeout_param
 from vectorizer.api.errors import BadRequest
-from vectorizer.api.records import payload_view, records, wants_vector
+from vectorizer.api.records import PayloadView, payload_view, records, wants_vector
 
 router = APIRouter(tags=["points"])
 
@@ -92,19 +95,73 @@ def scroll(request: Request, collection_name: str, opts: ReadOptions = Depends(r
     p.fields(b, "", ("offset", "limit", "filter", "with_payload", "with_vector", "order_by", "shard_key",
                      "consistency"))
     p.unsupported(b, "shard_key")
-    if b.get("order_by") is not None:
-        raise BadRequest("order_by: not supported by this server; scroll pages in id order")
+    order = None if b.get("order_by") is None else _order_by(b["order_by"])
+    if order is not None and b.get("offset") is not None:
+        raise BadRequest("Wrong input: Cannot use an `offset` when using `order_by`. The alternative for paging is "
+                         "to use `order_by.start_from` and a filter to exclude the IDs that you've already seen for "
+                         "the `order_by.start_from` value")
     coll = readable(a, collection_name, opts, b)
     start = None if b.get("offset") is None else p.point_id(b["offset"], "offset")
     size = p.limit(b, "", 10)
     flt = p.filter_of(b.get("filter"))
     view = payload_view(b.get("with_payload"), "with_payload", default=True)
     with_vector = wants_vector(b.get("with_vector"), "with_vector")
+    if order is not None:
+        return ok(request, {"points": _ordered_page(coll, order, flt, size, view, with_vector),
+                            "next_page_offset": None})
     with query.reading(coll):  # the page and its records from one state
         page = query.first_by_id(coll, flt, size + 1, start)
         points = records(coll, page[:size], view, with_vector)
     following = page[size] if len(page) > size else None
     return ok(request, {"points": points, "next_page_offset": following})
+
+
+@dataclass(frozen=True)
+class OrderBy:
+    key: str
+    descending: bool
+    start: float | int | None
+
+
+def _order_by(value: object) -> OrderBy:
+    """Qdrant's ``order_by``: a key, or ``{key, direction: asc|desc, start_from: number or datetime}``."""
+    if isinstance(value, str):
+        value = {"key": value}
+    spec = p.obj(value, "order_by")
+    p.fields(spec, "order_by", ("key", "direction", "start_from"))
+    if not isinstance(spec.get("key"), str):
+        raise BadRequest("order_by.key: expected a payload key")
+    check.payload_path(spec["key"], field="order_by.key")
+    direction = spec.get("direction") or "asc"
+    if direction not in ("asc", "desc"):
+        raise BadRequest(f"order_by.direction: expected 'asc' or 'desc', got {p.show(direction)}")
+    raw = spec.get("start_from")
+    start: float | int | None = None
+    if isinstance(raw, str):
+        start = datetimes.parse(raw)
+        if start is None:
+            raise BadRequest(f"order_by.start_from: expected a number or an RFC 3339 datetime, got {p.show(raw)}")
+    elif raw is not None:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise BadRequest(f"order_by.start_from: expected a number or an RFC 3339 datetime, got {p.show(raw)}")
+        start = raw
+    return OrderBy(spec["key"], direction == "desc", start)
+
+
+def _ordered_page(coll: Collection, order: OrderBy, flt: Filter | None, size: int, view: PayloadView,
+                  with_vector: bool) -> list[dict[str, Any]]:
+    """A scroll page by a payload value (Qdrant: from a range index on the key), with ``order_value``."""
+    with query.reading(coll):
+        index = coll.indexes.get(paths.parse(order.key, field="order_by.key"))
+        if index is None or not index.orders:
+            raise BadRequest(f"Wrong input: No range index for `order_by` key: `{order.key}`. Please create one to "
+                             "use `order_by`. Check https://qdrant.tech/documentation/concepts/indexing/"
+                             "#payload-index to see which payload schemas support Range conditions")
+        page = query.ordered(coll, index, flt, size, descending=order.descending, start=order.start)
+        found = records(coll, [pid for pid, _ in page], view, with_vector)
+    for rec, (_, value) in zip(found, page, strict=True):
+        rec["order_value"] = value
+    return found
 
 
 @router.post("/collections/{collection_name}/points/count", summary="Count points (exact)",
