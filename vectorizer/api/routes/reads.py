@@ -15,10 +15,10 @@ from starlette.responses import JSONResponse
 
 from projections import datetimes, query
 from projections.collection import Collection
+from projections.errors import PointNotFound
 from projections.filters import Filter
 from schemas import paths
 from schemas import validation as check
-from projections.errors import PointNotFound
 from vectorizer.api import parsing as p
 from vectorizer.api.context import Api, api, body, json_body, ok, timeout_param
 from vectorizer.api.errors import BadRequest
