@@ -103,19 +103,26 @@ def _search_among(coll: Collection, query: np.ndarray, need: int, ef: int | None
         few = matches <= EXACT_SCAN_ALWAYS
     if exact or few or matches <= need:
         return index.exact(query, labels, need)
-    allowed = np.zeros(coll.next_label, dtype=bool)
-    allowed[labels] = True
     ef = ef or index.default_ef
     wanted = min(total, int(need * POST_FILTER_MARGIN * total / matches) + 10)
     found, scores = index.knn(query, wanted, max(ef, wanted), quantized=quantized)
-    keep = allowed[found]
+    keep = _members(found, labels)  # labels are sorted: a binary search each, no bitmap of the collection
     if np.count_nonzero(keep) >= need:
         return found[keep][:need], scores[keep][:need]
+    allowed = np.zeros(coll.next_label, dtype=bool)
+    allowed[labels] = True
     member = cast(Callable[[int], bool], memoryview(cast(Any, allowed)).__getitem__)  # a C call per node
     found, scores = index.knn(query, need, max(ef, need), member, quantized)
     if len(found) < need:
         return index.exact(query, labels, need)
     return found, scores
+
+
+def _members(found: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Which of ``found`` are in the sorted array ``labels``."""
+    at = np.searchsorted(labels, found)
+    at[at == len(labels)] = 0
+    return labels[at] == found
 
 
 def _exact_filtered(coll: Collection, query: np.ndarray, need: int, flt: Filter) -> tuple[np.ndarray, np.ndarray]:

@@ -252,13 +252,12 @@ def _best(scores: np.ndarray, k: int) -> np.ndarray:
 
 def exact_search(index: SegmentedIndex, query: np.ndarray, labels: np.ndarray,
                  k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest among ``labels`` by brute force, reading their vectors in chunks."""
+    """Exact k nearest among ``labels`` by brute force, reading their vectors in chunks (each
+    segment's rows scored where they lie when the labels are sorted and the rows in RAM)."""
     q = index.prepare(query.reshape(1, -1))[0]
     best_labels: list[np.ndarray] = []
     best_scores: list[np.ndarray] = []
-    for start in range(0, len(labels), 65_536):
-        chunk = labels[start:start + 65_536]
-        data = index.vectors(chunk)
+    for chunk, data in _rows_in_chunks(index, labels):
         if index.metric == "l2":
             s = -np.sqrt(np.maximum(((data - q) ** 2).sum(axis=1), 0))
         else:
@@ -272,3 +271,23 @@ def exact_search(index: SegmentedIndex, query: np.ndarray, labels: np.ndarray,
     order = np.argsort(-all_scores, kind="stable")[:k]
     scores = all_scores[order]
     return all_labels[order].astype(np.int64), (-scores if index.metric == "l2" else scores).astype(np.float32)
+
+
+_CHUNK = 65_536
+
+
+def _rows_in_chunks(index: SegmentedIndex, labels: np.ndarray) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """``(labels, their rows)`` in chunks: straight from each segment's kept rows when the labels
+    are ascending (one gather per segment, no regrouping), else through ``index.vectors``."""
+    ascending = len(labels) < 2 or bool(np.all(labels[1:] > labels[:-1]))
+    if ascending and all(seg.rows is not None for seg in index.segments):
+        bounds = np.searchsorted(labels, index._los_array).tolist() + [len(labels)]  # noqa: SLF001 - same module
+        for seg, lo, hi in zip(index.segments, bounds[:-1], bounds[1:], strict=True):
+            for start in range(lo, hi, _CHUNK):
+                chunk = labels[start:min(hi, start + _CHUNK)]
+                assert seg.rows is not None
+                yield chunk, seg.rows[chunk - seg.lo]
+        return
+    for start in range(0, len(labels), _CHUNK):
+        chunk = labels[start:start + _CHUNK]
+        yield chunk, index.vectors(chunk)

@@ -195,3 +195,42 @@ def test_verify_finds_an_index_that_differs_from_its_payloads() -> None:
     next(iter(coll.indexes)).update(coll.label_of[1], {"k": "a"}, {"k": "z"})  # the payload still says "a"
     problems = _check_payload_indexes(coll, coll, "c")
     assert len(problems) == 1 and "index on 'k' differs from its payloads" in problems[0].detail
+
+
+def test_each_strategy_for_broad_matches_finds_the_exact_answer(monkeypatch: Any) -> None:
+    """Matches over 3 % of the points: HNSW then the bitmap, or (when that leaves fewer than k) HNSW
+    with the bitmap inside the search; both agree with the exact scan of the matches."""
+    import projections.search as search_module  # noqa: PLC0415 - its thresholds are patched
+
+    rng = np.random.default_rng(4)
+    n, dim = 3_000, 8
+    centres = rng.normal(size=(20, dim)).astype(np.float32)
+    vectors = (centres[rng.integers(0, 20, n)] + 0.3 * rng.normal(size=(n, dim))).astype(np.float32)
+    state = ProjectionState()
+    state.apply(ev.CollectionCreated(ev.EventMeta.new("c", "t"), dim, "cosine"), 0)
+    state.apply(ev.VectorsUpserted(ev.EventMeta.new("c", "t"), tuple(range(n)), vectors,
+                                   tuple({"g": f"g{i % 10}"} for i in range(n))), 1)
+    state.apply(ev.PayloadIndexCreated(ev.EventMeta.new("c", "t"), "g", '"keyword"'), 2)
+    coll = state.get("c")
+    assert coll is not None
+    flt = parse_filter({"must": [{"key": "g", "match": {"value": "g3"}}]})
+    queries = vectors[rng.integers(0, n, 30)] + 0.05
+    calls: list[str] = []
+    original_knn = coll.index.knn
+
+    def knn(*args: Any, **kwargs: Any) -> Any:
+        calls.append("inside" if (len(args) > 3 and args[3] is not None) else "after")
+        return original_knn(*args, **kwargs)
+
+    monkeypatch.setattr(coll.index, "knn", knn)
+    for margin, path in ((1.5, "after"), (0.001, "inside")):
+        monkeypatch.setattr(search_module, "POST_FILTER_MARGIN", margin)
+        calls.clear()
+        agree = 0
+        for q in queries:
+            got = [h.id for h in search(coll, q, 10, flt=flt)]
+            want = [h.id for h in search(coll, q, 10, flt=flt, exact=True)]
+            agree += len(set(got) & set(want))
+            assert all(pid % 10 == 3 for pid in got)
+        assert path in calls
+        assert agree / (10 * len(queries)) >= 0.95, (margin, agree)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
 
 from producers.errors import WriteRejected
+from projections import query
 from projections.collection import Collection
 from projections.errors import CollectionExists
 from schemas import validation as check
@@ -418,5 +419,5 @@ def collection_info(coll: Collection) -> dict[str, Any]:
 
 def payload_schema(coll: Collection) -> dict[str, Any]:
     """Qdrant's ``payload_schema``: each indexed field's ``data_type``, ``params`` and ``points``."""
-    with coll.lock.read():
+    with query.reading(coll):
         return {index.field: index.info() for index in coll.indexes}
