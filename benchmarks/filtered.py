@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -168,8 +170,11 @@ def main() -> None:
     args = parser.parse_args()
     base, queries, _ = dataset(args.n, args.dim, 1000)
     queries = queries[: args.queries]
-    result: dict[str, Any] = {"n": args.n, "dim": args.dim, "queries": len(queries), "k": 10,
-                              "in_process": in_process(base, queries, args.hnswlib)}
+    command = "python -m benchmarks.filtered " + " ".join(sys.argv[1:])
+    code = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                          text=True, check=False).stdout.strip()
+    result: dict[str, Any] = {"command": command, "code": code, "n": args.n, "dim": args.dim,
+                              "queries": len(queries), "k": 10, "in_process": in_process(base, queries, args.hnswlib)}
     print(json.dumps(result, indent=2), flush=True)
     if args.http:
         with tempfile.TemporaryDirectory() as tmp:
