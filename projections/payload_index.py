@@ -231,7 +231,7 @@ class FieldIndex:
                 sets = [self._strings([t]) for t in dict.fromkeys(tokens)]
                 found = sets[0]
                 for other in sets[1:]:
-                    found = np.intersect1d(found, other, assume_unique=True)
+                    found = found[_member(found, other)]
                 # all tokens in one value (and in order, for a phrase) is checked on these candidates
                 return found, len(sets) == 1 and what == "text"
             return None
