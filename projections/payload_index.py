@@ -8,11 +8,14 @@ datetime's microseconds, a text's token codes; values of other types are not ind
 Qdrant. The values are read with the filters' own path semantics (``schemas.paths.values``,
 arrays unwrapped), so an index answers a condition exactly as the condition's predicate would.
 
-Writes change a few labels at a time: each change goes to an overlay (label -> its keys now)
-that reads consult, merged into the sorted columns once it grows (amortised O(log n) per
-change). The overlay is merged by whichever thread finds it large: a reader under the
-collection's read lock (several may race: a lock orders them, and each reader works on one
-immutable view) or the projector under the write lock.
+Writes change a few labels at a time, so the pairs live in three levels: the large sorted
+``main``; a small sorted ``delta`` holding the current pairs of the labels changed since
+``main`` was built; and an overlay (label -> its keys now) of the latest writes, which reads
+consult directly. The overlay is folded into the delta once it holds a few hundred labels
+(O(delta)), the delta into ``main`` once it holds an eighth of it (O(pairs), amortised over
+that many changes), by whichever thread finds them large: a reader under the collection's read
+lock (several may race: a lock orders them, and each reader works on one immutable view) or
+the projector under the write lock.
 
 :meth:`FieldIndex.answer` returns the labels matching one field condition and whether that set
 is exact or a superset (``match.text`` over several tokens: the tokens may sit in different
@@ -26,7 +29,7 @@ import math
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import numpy as np
@@ -39,9 +42,10 @@ from schemas.events import Payload
 __all__ = ["SCHEMA_TYPES", "FieldIndex", "PayloadIndexes"]
 
 SCHEMA_TYPES: Final = ("keyword", "integer", "float", "bool", "geo", "text", "datetime", "uuid")
-_READ_MERGE_AT: Final = 512  # a reader merges an overlay larger than this before answering
-_WRITE_MERGE_MIN: Final = 65_536  # the projector merges once the overlay exceeds this and ...
-_WRITE_MERGE_SHARE: Final = 0.25  # ... a quarter of the pairs held
+_READ_MERGE_AT: Final = 512  # a reader folds an overlay larger than this into the delta level first
+_WRITE_FOLD_AT: Final = 4_096  # the projector folds the overlay into the delta level past this
+_WRITE_MERGE_MIN: Final = 65_536  # and the delta into the main level once it holds more pairs than this and ...
+_WRITE_MERGE_SHARE: Final = 0.125  # ... an eighth of the main level's
 _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1
 _EXACT_FLOAT: Final = 2**53  # integers beyond this are not exact as float64 keys
@@ -50,13 +54,71 @@ _NO_LABELS: Final = np.empty(0, np.int64)
 
 
 @dataclass(frozen=True, slots=True)
-class _View:
-    """One immutable state of a field's pairs: sorted columns plus the overlay since they were built."""
+class _Level:
+    """``(key, label)`` pairs sorted by key, then label."""
 
     keys: np.ndarray
     labels: np.ndarray
-    changed: dict[int, tuple[Any, ...]]  # label -> its keys now (empty: none); never edited once shared
-    changed_labels: np.ndarray  # the overlay's labels, sorted
+
+    def between(self, lo: Any, hi: Any, lo_side: str, hi_side: str) -> np.ndarray:
+        i = int(np.searchsorted(self.keys, lo, side=lo_side))  # type: ignore[call-overload]
+        j = int(np.searchsorted(self.keys, hi, side=hi_side))  # type: ignore[call-overload]
+        found = self.labels[i:j]
+        if len(found) > 1 and self.keys[i] != self.keys[j - 1]:
+            found = np.unique(found)  # several keys: labels sorted within each key only
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """One immutable state of a field's pairs, in three levels: the large sorted ``main``; a small
+    sorted ``delta`` holding the current pairs of the labels in ``moved`` (their pairs in ``main``
+    are stale); and the overlay ``changed`` (label -> its keys now) of the writes since."""
+
+    main: _Level
+    delta: _Level
+    moved: np.ndarray  # sorted labels whose pairs in main are stale
+    changed: dict[int, tuple[Any, ...]]  # never edited once a reader holds the view
+    changed_labels: np.ndarray  # the overlay's labels, sorted (empty: to compute)
+
+
+def _level(keys: np.ndarray, labels: np.ndarray) -> _Level:
+    order = np.lexsort((labels, keys))
+    return _Level(keys[order], labels[order])
+
+
+def _fold_overlay(view: _View, dtype: Any) -> _View:
+    """The overlay folded into the delta level: O(delta + overlay), never O(main)."""
+    if not view.changed:
+        return view
+    labels = np.fromiter(view.changed, np.int64, len(view.changed))
+    labels.sort()
+    keep = ~_member(view.delta.labels, labels)
+    add_keys = np.asarray([k for keys in view.changed.values() for k in keys], dtype)
+    add_labels = np.asarray([label for label, keys in view.changed.items() for _ in keys], np.int64)
+    delta = _level(np.concatenate([view.delta.keys[keep], add_keys]),
+                   np.concatenate([view.delta.labels[keep], add_labels]))
+    return _View(view.main, delta, np.union1d(view.moved, labels), {}, _NO_LABELS)
+
+
+def _compacted(view: _View, dtype: Any) -> _View:
+    """The overlay folded into the delta level, and the delta into ``main`` once it is large: a
+    read or write pays O(delta) most of the time, O(pairs) once per ``_WRITE_MERGE_SHARE`` of them."""
+    view = _fold_overlay(view, dtype)
+    if len(view.delta.keys) > max(_WRITE_MERGE_MIN, _WRITE_MERGE_SHARE * len(view.main.keys)):
+        view = _fold_all(view, dtype)
+    return view
+
+
+def _fold_all(view: _View, dtype: Any) -> _View:
+    """Every level folded into ``main``: O(pairs)."""
+    view = _fold_overlay(view, dtype)
+    if not view.moved.size:
+        return view
+    keep = ~_member(view.main.labels, view.moved)
+    main = _level(np.concatenate([view.main.keys[keep], view.delta.keys]),
+                  np.concatenate([view.main.labels[keep], view.delta.labels]))
+    return _View(main, _Level(view.delta.keys[:0], _NO_LABELS), _NO_LABELS, {}, _NO_LABELS)
 
 
 class FieldIndex:
@@ -73,7 +135,8 @@ class FieldIndex:
         self.points = 0  # points holding at least one indexed value
         self.values = 0  # (point, value) pairs indexed
         self._foreign = 0  # values a range on this field sees but the index does not hold exactly
-        self._view = _View(np.empty(0, self._dtype), _NO_LABELS, {}, _NO_LABELS)
+        empty = _Level(np.empty(0, self._dtype), _NO_LABELS)
+        self._view = _View(empty, empty, _NO_LABELS, {}, _NO_LABELS)
         self._merge_lock = threading.Lock()
 
     # Keys ---------------------------------------------------------------------------
@@ -135,10 +198,9 @@ class FieldIndex:
                 points += 1
                 keys.extend(found)
                 labels.extend([label] * len(found))
-        key_col = np.asarray(keys, dtype=self._dtype)
-        label_col = np.asarray(labels, dtype=np.int64)
-        order = np.lexsort((label_col, key_col))
-        self._view = _View(key_col[order], label_col[order], {}, _NO_LABELS)
+        empty = _Level(np.empty(0, self._dtype), _NO_LABELS)
+        main = _level(np.asarray(keys, dtype=self._dtype), np.asarray(labels, dtype=np.int64))
+        self._view = _View(main, empty, _NO_LABELS, {}, _NO_LABELS)
         self.points, self.values, self._foreign = points, len(keys), foreign
 
     def update(self, label: int, old: Payload | None, new: Payload | None) -> None:
@@ -152,35 +214,41 @@ class FieldIndex:
         self.values += len(new_keys) - len(old_keys)
         view = self._view
         view.changed[label] = new_keys  # the projector's thread, under the write lock: no reader holds it
-        if len(view.changed) > max(_WRITE_MERGE_MIN, _WRITE_MERGE_SHARE * len(view.keys)):
-            self._view = _merged(view, self._dtype)
+        if len(view.changed) > _WRITE_FOLD_AT:
+            self._view = _compacted(view, self._dtype)
         elif view.changed_labels.size:
-            self._view = _View(view.keys, view.labels, view.changed, _NO_LABELS)  # recomputed when read
+            self._view = replace(view, changed_labels=_NO_LABELS)  # recomputed when read
 
     # Reads --------------------------------------------------------------------------
     def _read(self) -> _View:
-        """A view whose overlay is small, with its labels sorted (merging first if needed)."""
+        """A view whose overlay is small, with its labels sorted (folding it first if needed)."""
         view = self._view
         if len(view.changed) > _READ_MERGE_AT or (view.changed and not view.changed_labels.size):
             with self._merge_lock:
                 view = self._view
                 if len(view.changed) > _READ_MERGE_AT:
-                    view = self._view = _merged(view, self._dtype)
+                    view = self._view = _compacted(view, self._dtype)
                 elif view.changed and not view.changed_labels.size:
                     labels = np.fromiter(view.changed, np.int64, len(view.changed))
                     labels.sort()
-                    view = self._view = _View(view.keys, view.labels, dict(view.changed), labels)
+                    view = self._view = replace(view, changed=dict(view.changed), changed_labels=labels)
         return view
+
+    def _settled(self) -> _Level:
+        """Every pair in one sorted level (folded and kept, so the next reader does not fold again)."""
+        view = self._view
+        if view.changed or view.moved.size:
+            with self._merge_lock:
+                view = self._view = _fold_all(self._view, self._dtype)
+        return view.main
 
     def _between(self, lo: Any, hi: Any, lo_side: str = "left", hi_side: str = "right") -> np.ndarray:
         """Labels with a key in the interval (sides as ``np.searchsorted``'s), sorted and unique."""
         view = self._read()
-        i = int(np.searchsorted(view.keys, lo, side=lo_side))  # type: ignore[call-overload]
-        j = int(np.searchsorted(view.keys, hi, side=hi_side))  # type: ignore[call-overload]
-        found = view.labels[i:j]
-        one_key = j > i and view.keys[i] == view.keys[j - 1]
-        if not one_key and len(found) > 1:
-            found = np.unique(found)
+        found = view.main.between(lo, hi, lo_side, hi_side)
+        if view.moved.size:
+            found = found[~_member(found, view.moved)]
+            found = np.union1d(found, view.delta.between(lo, hi, lo_side, hi_side))
         if view.changed:
             found = found[~_member(found, view.changed_labels)]
             lo_ok = (lambda k: k >= lo) if lo_side == "left" else (lambda k: k > lo)
@@ -271,13 +339,8 @@ class FieldIndex:
     def counts(self, labels: np.ndarray | None) -> list[tuple[Any, int]]:
         """Each value and how many of ``labels`` (all points: ``None``) hold it (Qdrant's facets),
         for keyword, uuid, integer and bool indexes."""
-        view = self._read()
-        keys, held = view.keys, view.labels
-        if view.changed:
-            keep = ~_member(held, view.changed_labels)
-            extra = [(k, label) for label, ks in view.changed.items() for k in ks]
-            keys = np.concatenate([keys[keep], np.asarray([k for k, _ in extra], self._dtype)])
-            held = np.concatenate([held[keep], np.asarray([lbl for _, lbl in extra], np.int64)])
+        level = self._settled()
+        keys, held = level.keys, level.labels
         if labels is not None:
             inside = _member(held, labels)
             keys = keys[inside]
@@ -291,18 +354,19 @@ class FieldIndex:
 
     def in_order(self, descending: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(keys, labels) of every pair, by key (descending with ``descending``), ties by label."""
-        view = _merged(self._read(), self._dtype)
+        level = self._settled()
         if not descending:
-            return view.keys, view.labels
-        order = np.argsort(-view.keys, kind="stable")  # keys are sorted ascending: ties stay by label
-        return view.keys[order], view.labels[order]
+            return level.keys, level.labels
+        order = np.argsort(-level.keys, kind="stable")  # keys are sorted ascending: ties stay by label
+        return level.keys[order], level.labels[order]
 
     def pairs(self) -> set[tuple[Any, int]]:
         """Every (value, label) held, values decoded (``verify`` compares an index with a rebuild)."""
-        view = _merged(self._read(), self._dtype)
+        view = _fold_all(self._read(), self._dtype)  # not kept: verify should not change what it checks
         names = {code: text for text, code in self._codes.items()}
         decode = (lambda k: names[k]) if self._codes else (lambda k: k)
-        return {(decode(k), label) for k, label in zip(view.keys.tolist(), view.labels.tolist(), strict=True)}
+        return {(decode(k), label) for k, label in zip(view.main.keys.tolist(), view.main.labels.tolist(),
+                                                       strict=True)}
 
     @property
     def orders(self) -> bool:
@@ -312,7 +376,9 @@ class FieldIndex:
 
     def memory_bytes(self) -> int:
         view = self._view
-        return int(view.keys.nbytes + view.labels.nbytes) + 80 * len(self._codes) + 100 * len(view.changed)
+        held = (view.main.keys.nbytes + view.main.labels.nbytes + view.delta.keys.nbytes + view.delta.labels.nbytes
+                + view.moved.nbytes)
+        return int(held) + 80 * len(self._codes) + 100 * len(view.changed)
 
     def info(self) -> dict[str, Any]:
         """Qdrant's ``PayloadIndexInfo``: ``data_type``, ``params`` (when given) and ``points``."""
@@ -321,21 +387,6 @@ class FieldIndex:
             out["params"] = self.schema
         out["points"] = self.points
         return out
-
-
-def _merged(view: _View, dtype: Any) -> _View:
-    """The view with its overlay folded into the sorted columns."""
-    if not view.changed:
-        return view
-    drop = np.fromiter(view.changed, np.int64, len(view.changed))
-    drop.sort()
-    keep = ~_member(view.labels, drop)
-    add_keys = [k for keys in view.changed.values() for k in keys]
-    add_labels = [label for label, keys in view.changed.items() for _ in keys]
-    keys = np.concatenate([view.keys[keep], np.asarray(add_keys, dtype)])
-    labels = np.concatenate([view.labels[keep], np.asarray(add_labels, np.int64)])
-    order = np.lexsort((labels, keys))
-    return _View(keys[order], labels[order], {}, _NO_LABELS)
 
 
 def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:

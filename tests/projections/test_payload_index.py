@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers import snapshots
-from projections import planner, query
+from projections import payload_index, planner, query
 from projections.collection import Collection
 from projections.filters import parse_filter
 from projections.payload_index import FieldIndex
@@ -48,10 +51,11 @@ payloads = st.fixed_dictionaries({}, optional={
 
 
 def conditions() -> st.SearchStrategy[dict[str, Any]]:
-    key = st.sampled_from(sorted(FIELDS))
+    key = st.sampled_from(["k", "k", "n", "n", "f", "t", "d", "a.k", "arr[].n", "u", "b"])  # indexed ones first
     field = st.one_of(
         st.builds(lambda k, v: {"key": k, "match": {"value": v}}, key,
-                  st.one_of(st.sampled_from(WORDS + UUIDS), st.integers(-5, 5), st.booleans())),
+                  st.one_of(st.sampled_from(WORDS[:3]), st.sampled_from(WORDS + UUIDS), st.integers(-5, 5),
+                            st.booleans())),
         st.builds(lambda k, v: {"key": k, "match": {"any": v}}, key,
                   st.one_of(st.lists(st.sampled_from(WORDS), max_size=3), st.lists(st.integers(-5, 5), max_size=3))),
         st.builds(lambda k, v: {"key": k, "match": {"except": v}}, key, st.lists(st.sampled_from(WORDS), max_size=2)),
@@ -145,15 +149,40 @@ def _check(coll: Collection, filters: list[dict[str, Any]]) -> None:
             np.allclose([h.score for h in hits], exact[1], atol=1e-5), spec
 
 
+#: The levels' fold thresholds (projections.payload_index): the library's, and tiny ones, so that
+#: programs of a few writes go through every level (overlay, delta, main) and every fold.
+LEVELS = {"default": {}, "tiny": {"_READ_MERGE_AT": 0, "_WRITE_FOLD_AT": 1, "_WRITE_MERGE_MIN": 2,
+                                  "_WRITE_MERGE_SHARE": 0.0}}
+
+
+@contextmanager
+def _thresholds(values: dict[str, Any]) -> Iterator[None]:
+    saved = {name: getattr(payload_index, name) for name in values}
+    for name, value in values.items():
+        setattr(payload_index, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(payload_index, name, value)
+
+
+@pytest.mark.parametrize("levels", sorted(LEVELS))
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(operations, st.lists(conditions(), min_size=1, max_size=4), st.integers(0, 2**32 - 1))
-def test_indexes_answer_as_the_predicates(ops: list[tuple[Any, ...]], filters: list[dict[str, Any]],
+@given(ops=operations, filters=st.lists(conditions(), min_size=1, max_size=4), seed=st.integers(0, 2**32 - 1))
+def test_indexes_answer_as_the_predicates(levels: str, ops: list[tuple[Any, ...]], filters: list[dict[str, Any]],
                                           seed: int) -> None:
+    with _thresholds(LEVELS[levels]):
+        _run_program(ops, filters, seed)
+
+
+def _run_program(ops: list[tuple[Any, ...]], filters: list[dict[str, Any]], seed: int) -> None:
     rng = np.random.default_rng(seed)
     state = ProjectionState(SEGMENT_BYTES)
     state.apply(ev.CollectionCreated(_meta(), DIM, "l2"), 0)
     with tempfile.TemporaryDirectory() as tmp:
-        for offset, op in enumerate([("index", "k"), *ops], start=1):
+        first = [("index", field) for field in ("k", "n", "f", "t", "d", "arr[].n")]
+        for offset, op in enumerate([*first, *ops], start=1):
             state = _apply(state, op, rng, offset, Path(tmp))
             coll = state.get("c")
             assert coll is not None
@@ -234,3 +263,50 @@ def test_each_strategy_for_broad_matches_finds_the_exact_answer(monkeypatch: Any
             assert all(pid % 10 == 3 for pid in got)
         assert path in calls
         assert agree / (10 * len(queries)) >= 0.95, (margin, agree)
+
+
+@pytest.mark.parametrize("levels", sorted(LEVELS))
+@pytest.mark.parametrize("kind", ["keyword", "integer", "float"])
+def test_levels_answer_as_a_model_through_interleaved_writes_and_reads(levels: str, kind: str) -> None:
+    """Thousands of single-point writes and reads on one index, against a dict of what each point
+    holds: every read (equality, range, order, facets) agrees while the overlay, the delta level
+    and the main level take turns holding the changes."""
+    rng = np.random.default_rng(11)
+    value = (lambda v: f"v{v}") if kind == "keyword" else (lambda v: v) if kind == "integer" else (lambda v: v / 2)
+    with _thresholds(LEVELS[levels] or {"_READ_MERGE_AT": 8, "_WRITE_FOLD_AT": 64, "_WRITE_MERGE_MIN": 256}):
+        held: dict[int, Any] = {label: {"x": value(int(rng.integers(0, 20)))} for label in range(300)}
+        index = FieldIndex("x", kind)
+        index.build(held)
+        for step in range(3_000):
+            label = int(rng.integers(0, 400))
+            old = held.get(label)
+            new = None if rng.random() < 0.2 else {"x": [value(int(v)) for v in rng.integers(0, 20, 2)]
+                                                     if rng.random() < 0.3 else value(int(rng.integers(0, 20)))}
+            index.update(label, old, new)
+            if new is None:
+                held.pop(label, None)
+            else:
+                held[label] = new
+            if step % 7:
+                continue
+            wanted = value(int(rng.integers(0, 20)))
+            def has(p: Any, test: Any) -> bool:
+                xs = p["x"] if isinstance(p["x"], list) else [p["x"]]
+                return any(test(x) for x in xs)
+            if kind != "float":
+                got = index.answer("match", {"value": wanted})
+                assert got is not None
+                assert got[0].tolist() == sorted(lbl for lbl, p in held.items() if has(p, lambda x: x == wanted))
+            if kind != "keyword":
+                lo = float(wanted)
+                got = index.answer("range", {"gte": lo, "lt": lo + 3})
+                assert got is not None
+                assert got[0].tolist() == sorted(lbl for lbl, p in held.items() if has(p, lambda x: lo <= x < lo + 3))
+            assert index.points == len(held)
+        fresh = FieldIndex("x", kind)
+        fresh.build(held)
+        assert index.pairs() == fresh.pairs()
+        if kind == "keyword":
+            assert sorted(index.counts(None)) == sorted(fresh.counts(None))
+        else:
+            assert [k for k in index.in_order()[0].tolist()] == fresh.in_order()[0].tolist()
