@@ -290,18 +290,22 @@ def test_levels_answer_as_a_model_through_interleaved_writes_and_reads(levels: s
             if step % 7:
                 continue
             wanted = value(int(rng.integers(0, 20)))
+
             def has(p: Any, test: Any) -> bool:
                 xs = p["x"] if isinstance(p["x"], list) else [p["x"]]
                 return any(test(x) for x in xs)
+
             if kind != "float":
                 got = index.answer("match", {"value": wanted})
                 assert got is not None
-                assert got[0].tolist() == sorted(lbl for lbl, p in held.items() if has(p, lambda x: x == wanted))
+                assert got[0].tolist() == sorted(lbl for lbl, p in held.items()
+                                                 if has(p, lambda x, w=wanted: x == w))
             if kind != "keyword":
                 lo = float(wanted)
                 got = index.answer("range", {"gte": lo, "lt": lo + 3})
                 assert got is not None
-                assert got[0].tolist() == sorted(lbl for lbl, p in held.items() if has(p, lambda x: lo <= x < lo + 3))
+                assert got[0].tolist() == sorted(lbl for lbl, p in held.items()
+                                                 if has(p, lambda x, low=lo: low <= x < low + 3))
             assert index.points == len(held)
         fresh = FieldIndex("x", kind)
         fresh.build(held)
