@@ -35,9 +35,10 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import fastavro
 import numpy as np
@@ -48,6 +49,7 @@ from projections.collection import Collection, CollectionConfig
 from projections.index.hnsw import VectorIndex
 from projections.index.quantized import ENGINES, FullVectors, QuantizedGraph
 from projections.index.segments import DEFAULT_SEGMENT_BYTES, Segment, segment_size_for
+from projections.payload_index import FieldIndex
 from projections.state import ProjectionState
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,12 @@ def write_snapshot(state: ProjectionState, offsets: dict[int, int], directory: P
     return path
 
 
+class _Saves(Protocol):
+    """What a snapshot writes files for and links them from next time: a segment, a payload index."""
+
+    saved: dict[str, tuple[Path, str, int]]  # kind -> (file, checksum, version)
+
+
 @dataclass
 class Pending:
     """A snapshot whose files are written (not yet durable): :meth:`complete` makes it one.
@@ -119,12 +127,12 @@ class Pending:
     tmp: Path
     final: Path
     manifest: dict[str, Any]
-    written: list[tuple[Segment, str, int, str]]  # (segment, part, version, file name) to fsync and checksum
+    written: list[tuple[_Saves, str, int, str]]  # (segment or index, part, version, file name) to fsync, checksum
     keep: int
     # Files linked from an earlier snapshot: the next one links them from this one, which outlives
     # that earlier one (pruned first): linking from where a file was first written would fail
     # once that snapshot is pruned, and write the file again.
-    linked: list[tuple[Segment, str, int, str]] = field(default_factory=list)
+    linked: list[tuple[_Saves, str, int, str]] = field(default_factory=list)
     # Float32 rows written for quantized segments: read from the written file once it is durable.
     adopt: list[tuple[Collection, FullVectors, str, dict[int, np.ndarray]]] = field(default_factory=list)
 
@@ -192,9 +200,12 @@ def _write_into(pending: Pending, state: ProjectionState, offsets: dict[int, int
         with coll.lock.read():
             segments = [_write_segment(pending, f"c{i:04d}.s{j:04d}", coll, seg, files, share)
                         for j, seg in enumerate(coll.index.segments)]
+            indexes = {index.field: _write_payload_index(pending, f"c{i:04d}.x{k:03d}", index, files, share)
+                       for k, index in enumerate(coll.indexes)}
             colls.append({"config": coll.config.as_dict(), "created_offset": coll.created_offset,
                           "count": len(coll), "next_label": coll.next_label, "free_labels": list(coll.free_labels),
-                          "segment_size": coll.index.segment_size, "segments": segments})
+                          "segment_size": coll.index.segment_size, "segments": segments,
+                          "payload_indexes": indexes})
     manifest: dict[str, Any] = {"format": FORMAT, "snapshot_id": snapshot_id, "created_at": time.time(),
                                 "topic": topic, "offsets": {str(p): o for p, o in sorted(offsets.items())},
                                 "collections": colls, "files": files}
@@ -254,18 +265,46 @@ def _write_segment(pending: Pending, stem: str, coll: Collection, seg: Segment, 
                              "ints_file": f"{stem}.ints.npy", "points_file": f"{stem}.points.avro"}
     for kind, suffix, version, write in (*parts, ("ints", "ints.npy", seg.points_version, ints),
                                          ("points", "points.avro", seg.points_version, points)):
-        name = f"{stem}.{suffix}"
-        saved = seg.saved.get(kind)
-        if share and saved is not None and saved[2] == version:
-            try:  # unchanged since the snapshot that wrote it: share that file
-                os.link(saved[0], pending.tmp / name)
-                files[name] = saved[1]
-                pending.linked.append((seg, kind, version, name))
-                continue
-            except OSError:  # gone, or another file system: write it again
-                pass
-        write(pending.tmp / name)
-        pending.written.append((seg, kind if share else "", version, name))
+        _link_or_write(pending, seg, kind, version, f"{stem}.{suffix}", write, files, share)
+    return entry
+
+
+def _link_or_write(pending: Pending, owner: _Saves, kind: str, version: int, name: str,
+                   write: Callable[[Path], None], files: dict[str, str], share: bool) -> None:
+    """Link the file an earlier snapshot wrote for ``owner``'s ``kind`` when it has not changed
+    since (``version``), else write it."""
+    saved = owner.saved.get(kind)
+    if share and saved is not None and saved[2] == version:
+        try:  # unchanged since the snapshot that wrote it: share that file
+            os.link(saved[0], pending.tmp / name)
+            files[name] = saved[1]
+            pending.linked.append((owner, kind, version, name))
+            return
+        except OSError:  # gone, or another file system: write it again
+            pass
+    write(pending.tmp / name)
+    pending.written.append((owner, kind if share else "", version, name))
+
+
+def _write_payload_index(pending: Pending, stem: str, index: FieldIndex, files: dict[str, str],
+                         share: bool) -> dict[str, Any]:
+    """A payload index's sorted columns and interned strings (loading them is a read, where
+    building the index again from the payloads is a pass over every point)."""
+    keys, labels, codes, counters = index.columns()
+
+    def save(array: np.ndarray) -> Callable[[Path], None]:
+        def write(path: Path) -> None:
+            with open(path, "wb") as out:
+                np.save(out, array, allow_pickle=False)
+        return write
+
+    def strings(path: Path) -> None:
+        path.write_text(json.dumps(codes, ensure_ascii=False))
+
+    entry: dict[str, Any] = {"keys_file": f"{stem}.keys.npy", "labels_file": f"{stem}.labels.npy",
+                             "codes_file": f"{stem}.codes.json", **counters}
+    for kind, write in (("keys", save(keys)), ("labels", save(labels)), ("codes", strings)):
+        _link_or_write(pending, index, kind, index.version, entry[f"{kind}_file"], write, files, share)
     return entry
 
 
@@ -377,13 +416,37 @@ def load(path: Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> LoadedSnapsh
         if len(coll) != entry["count"]:
             raise SnapshotCorrupt(f"{path.name}: collection {config.name!r} has {len(coll)} points, the manifest "
                                   f"says {entry['count']}")
-        coll.index_payloads()  # payload indexes are rebuilt from the payloads (docs/benchmarks.md: filters)
+        coll.index_payloads(_load_payload_indexes(path, manifest, config, entry.get("payload_indexes") or {}))
         state.collections[config.name] = coll
     offsets = {int(p): int(o) for p, o in manifest["offsets"].items()}
     recorded = manifest.get("log")
     return LoadedSnapshot(manifest["snapshot_id"], path, offsets, state, float(manifest["created_at"]),
                           {"cluster_id": recorded.get("cluster_id"), "topic_id": recorded.get("topic_id")}
                           if isinstance(recorded, dict) else None)
+
+
+def _load_payload_indexes(path: Path, manifest: dict[str, Any], config: CollectionConfig,
+                          stored: dict[str, Any]) -> dict[str, FieldIndex]:
+    """The payload indexes the snapshot stored (snapshots before them store none: those are built
+    from the payloads by the caller)."""
+    files = manifest["files"]
+    out: dict[str, FieldIndex] = {}
+    for field_name, schema in config.payload_schema().items():
+        entry = stored.get(field_name)
+        if entry is None:
+            continue
+        try:
+            keys = np.load(path / entry["keys_file"], allow_pickle=False)
+            labels = np.load(path / entry["labels_file"], allow_pickle=False)
+            codes = json.loads((path / entry["codes_file"]).read_text())
+            index = FieldIndex.restore(field_name, schema, keys, labels, codes, entry)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SnapshotCorrupt(f"{path.name}: payload index on {field_name!r}: {exc}") from None
+        for kind in ("keys", "labels", "codes"):
+            name = entry[f"{kind}_file"]
+            index.saved[kind] = (path / name, files[name], 0)
+        out[field_name] = index
+    return out
 
 
 def _load_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry: dict[str, Any],

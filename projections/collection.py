@@ -20,7 +20,7 @@ import xxhash
 
 from projections.idmap import IdsByLabel, LabelsById
 from projections.index.segments import SegmentedIndex, segment_size_for
-from projections.payload_index import PayloadIndexes
+from projections.payload_index import FieldIndex, PayloadIndexes
 from schemas.events import CollectionCreated, Payload
 from schemas.ids import PointId
 
@@ -221,12 +221,16 @@ class Collection:
         """Note that the id or payload at ``label`` changed: its segment's points are written again."""
         self.index.segment_for(label).points_version += 1
 
-    def index_payloads(self) -> None:
-        """Build the payload indexes ``config`` names from the payloads held (a snapshot was loaded),
-        and keep the rows an exact scan of their matches reads."""
+    def index_payloads(self, restored: dict[str, FieldIndex] | None = None) -> None:
+        """The payload indexes ``config`` names, once a snapshot was loaded: those it stored
+        (``restored``), the others built from the payloads held (snapshots older than stored
+        indexes); and the rows an exact scan of their matches reads."""
         self.indexes = PayloadIndexes()
         for field, schema in self.config.payload_schema().items():
-            self.indexes.create(field, schema, self.payload_of)
+            if restored is not None and field in restored:
+                self.indexes.adopt(restored[field])
+            else:
+                self.indexes.create(field, schema, self.payload_of)
         self.index.keep_rows(bool(self.indexes))
 
     def set_payload(self, label: int, payload: Payload | None) -> None:

@@ -30,6 +30,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -138,6 +139,8 @@ class FieldIndex:
         empty = _Level(np.empty(0, self._dtype), _NO_LABELS)
         self._view = _View(empty, empty, _NO_LABELS, {}, _NO_LABELS)
         self._merge_lock = threading.Lock()
+        self.version = 0  # bumped by every change: a snapshot writes the index again only then
+        self.saved: dict[str, tuple[Path, str, int]] = {}  # kind -> (file, checksum, version) of the last snapshot
 
     # Keys ---------------------------------------------------------------------------
     def keys_of(self, payload: Payload | None) -> tuple[tuple[Any, ...], int]:
@@ -212,6 +215,7 @@ class FieldIndex:
             return
         self.points += bool(new_keys) - bool(old_keys)
         self.values += len(new_keys) - len(old_keys)
+        self.version += 1
         view = self._view
         view.changed[label] = new_keys  # the projector's thread, under the write lock: no reader holds it
         if len(view.changed) > _WRITE_FOLD_AT:
@@ -352,6 +356,30 @@ class FieldIndex:
         names = {code: text for text, code in self._codes.items()}
         return [(names[c], k) for c, k in zip(codes.tolist(), n.tolist(), strict=True)]
 
+    def columns(self) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, int]]:
+        """What a snapshot stores: the sorted keys and labels, the interned strings by code, and
+        the counters (``points``, ``values``, ``foreign``)."""
+        level = self._settled()
+        codes = sorted(self._codes, key=self._codes.__getitem__)
+        return level.keys, level.labels, codes, {"points": self.points, "values": self.values,
+                                                   "foreign": self._foreign}
+
+    @classmethod
+    def restore(cls, field: str, schema: str | Mapping[str, Any], keys: np.ndarray, labels: np.ndarray,
+                codes: list[str], counters: Mapping[str, int]) -> FieldIndex:
+        """The index a snapshot stored (:meth:`columns`); raises ``ValueError`` when the parts disagree."""
+        index = cls(field, schema)
+        if keys.shape != labels.shape or keys.ndim != 1 or keys.dtype != index._dtype or labels.dtype != np.int64:
+            raise ValueError(f"columns of shapes {keys.shape} {labels.shape}, types {keys.dtype} {labels.dtype}")
+        if len(keys) != counters["values"] or (len(keys) and np.any(np.diff(keys) < 0)):
+            raise ValueError(f"{len(keys)} pairs (not sorted, or not the {counters['values']} recorded)")
+        if not all(isinstance(c, str) for c in codes):
+            raise ValueError("interned strings that are not strings")
+        index._codes = {text: code for code, text in enumerate(codes)}
+        index._view = replace(index._view, main=_Level(keys, labels))
+        index.points, index.values, index._foreign = counters["points"], counters["values"], counters["foreign"]
+        return index
+
     def in_order(self, descending: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(keys, labels) of every pair, by key (descending with ``descending``), ties by label."""
         level = self._settled()
@@ -423,6 +451,10 @@ class PayloadIndexes:
         index.build(payloads)
         self.by_path[index.path] = index
         return index
+
+    def adopt(self, index: FieldIndex) -> None:
+        """Hold an index restored from a snapshot."""
+        self.by_path[index.path] = index
 
     def drop(self, field: str) -> bool:
         return self.by_path.pop(paths.parse(field, field="field_name"), None) is not None

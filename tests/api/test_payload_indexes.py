@@ -84,9 +84,10 @@ def _same_answers(ours: QdrantClient, theirs: QdrantClient, name: str, query: np
         assert ours.facet(name, key, facet_filter=within, limit=7).hits == want, key
 
 
-def test_indexes_answer_as_qdrant_through_writes_restart_and_verify(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_indexes_answer_as_qdrant_through_writes_restart_and_verify(kafka_bootstrap: str, tmp_path: Path,
+                                                                   catalog_url: str) -> None:
     settings = Settings(kafka_bootstrap=kafka_bootstrap, topic=f"t.{unique('pidx')}", data_dir=tmp_path / "data",
-                        snapshot_every_events=1_000_000, snapshot_every_seconds=3600.0)
+                        snapshot_every_events=1_000_000, snapshot_every_seconds=3600.0, catalog_url=catalog_url)
     rng = np.random.default_rng(5)
     vectors = rng.normal(size=(N, DIM)).astype(np.float32)
     query = rng.normal(size=DIM).astype(np.float32)

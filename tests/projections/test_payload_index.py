@@ -314,3 +314,37 @@ def test_levels_answer_as_a_model_through_interleaved_writes_and_reads(levels: s
             assert sorted(index.counts(None)) == sorted(fresh.counts(None))
         else:
             assert [k for k in index.in_order()[0].tolist()] == fresh.in_order()[0].tolist()
+
+
+def test_snapshots_store_the_indexes_link_them_when_unchanged_and_older_ones_rebuild(tmp_path: Path) -> None:
+    state = ProjectionState()
+    state.apply(ev.CollectionCreated(_meta(), DIM, "l2"), 0)
+    state.apply(ev.VectorsUpserted(_meta(), tuple(range(50)), np.ones((50, DIM), np.float32),
+                                   tuple({"k": f"v{i % 5}", "n": i} for i in range(50))), 1)
+    state.apply(ev.PayloadIndexCreated(_meta(), "k", '"keyword"'), 2)
+    state.apply(ev.PayloadIndexCreated(_meta(), "n", '{"type":"integer","range":true}'), 3)
+    first = snapshots.write_snapshot(state, {0: 3}, tmp_path, "t", keep=5)
+    stored = json.loads((first / "manifest.json").read_text())["collections"][0]["payload_indexes"]
+    assert set(stored) == {"k", "n"} and stored["k"]["points"] == 50
+    second = snapshots.write_snapshot(state, {0: 3}, tmp_path, "t", keep=5)
+    assert (second / stored["k"]["keys_file"]).stat().st_nlink == 2  # unchanged: linked, not written again
+    state.apply(ev.PayloadSet(_meta(), (3,), {"k": "new"}), 4)
+    third = snapshots.write_snapshot(state, {0: 4}, tmp_path, "t", keep=5)
+    assert (third / stored["k"]["keys_file"]).stat().st_nlink == 1  # changed: written
+    assert (third / stored["n"]["keys_file"]).stat().st_nlink == 3  # unchanged: linked
+    loaded = snapshots.load(third)
+    coll = loaded.state.get("c")
+    assert coll is not None
+    index = next(i for i in coll.indexes if i.field == "k")
+    assert index.answer("match", {"value": "new"}) is not None
+    assert index.answer("match", {"value": "new"})[0].tolist() == [coll.label_of[3]]  # type: ignore[index]
+    assert index.info() == {"data_type": "keyword", "points": 50}
+    assert next(i for i in coll.indexes if i.field == "n").info()["params"] == {"type": "integer", "range": True}
+    # a snapshot from before indexes were stored (no "payload_indexes" entry): built from its payloads
+    manifest = json.loads((third / "manifest.json").read_text())
+    del manifest["collections"][0]["payload_indexes"]
+    manifest["manifest_checksum"] = snapshots._manifest_checksum(manifest)
+    (third / "manifest.json").write_text(json.dumps(manifest))
+    rebuilt = snapshots.load(third).state.get("c")
+    assert rebuilt is not None
+    assert {i.field: i.pairs() for i in rebuilt.indexes} == {i.field: i.pairs() for i in coll.indexes}
