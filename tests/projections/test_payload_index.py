@@ -337,13 +337,13 @@ def test_snapshots_store_the_indexes_link_them_when_unchanged_and_older_ones_reb
     assert coll is not None
     index = next(i for i in coll.indexes if i.field == "k")
     assert index.answer("match", {"value": "new"}) is not None
-    assert index.answer("match", {"value": "new"})[0].tolist() == [coll.label_of[3]]  # type: ignore[index]
+    assert index.answer("match", {"value": "new"})[0].tolist() == [coll.label_of[3]]
     assert index.info() == {"data_type": "keyword", "points": 50}
     assert next(i for i in coll.indexes if i.field == "n").info()["params"] == {"type": "integer", "range": True}
     # a snapshot from before indexes were stored (no "payload_indexes" entry): built from its payloads
     manifest = json.loads((third / "manifest.json").read_text())
     del manifest["collections"][0]["payload_indexes"]
-    manifest["manifest_checksum"] = snapshots._manifest_checksum(manifest)
+    manifest["manifest_checksum"] = snapshots._manifest_checksum(manifest)  # noqa: SLF001 - an older manifest, rebuilt
     (third / "manifest.json").write_text(json.dumps(manifest))
     rebuilt = snapshots.load(third).state.get("c")
     assert rebuilt is not None
