@@ -31,6 +31,7 @@ import numpy as np
 
 from benchmarks.data import dataset, exact_topk
 from benchmarks.ingest import EF, EF_C, M, ensure_broker, percentiles, recall, serve_until_ready
+from consumers import snapshots
 from infra.settings import Settings
 from projections.filters import parse_filter
 from projections.search import search
@@ -68,6 +69,7 @@ def in_process(base: np.ndarray, queries: np.ndarray, with_hnswlib: bool) -> dic
         index = next(i for i in coll.indexes if i.field == field)
         out["indexes"][field] = {"build_s": time.perf_counter() - t, "bytes_per_point": index.memory_bytes() / n}
     out["rows_copy_bytes_per_point"] = 4 * dim
+    out["restart"] = _restart_costs(state)
     lat = []
     for q in queries:
         t0 = time.perf_counter()
@@ -97,6 +99,34 @@ def in_process(base: np.ndarray, queries: np.ndarray, with_hnswlib: bool) -> dic
                                                                  np.array(truth))
         out["filters"][f"{100 // values}%"] = entry
     return out
+
+
+def _restart_costs(state: ProjectionState) -> dict[str, Any]:
+    """What the indexes add to a restart: a snapshot loaded with its stored indexes, the same
+    snapshot as an older one (no stored indexes: built from its payloads), and as if the
+    collection had none (no index, no rows kept beside the graphs)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = snapshots.write_snapshot(state, {0: 2}, Path(tmp), "bench", keep=1)
+        t = time.perf_counter()
+        snapshots.load(path)
+        stored = time.perf_counter() - t
+        manifest = json.loads((path / "manifest.json").read_text())
+        for entry in manifest["collections"]:
+            entry.pop("payload_indexes", None)
+        manifest["manifest_checksum"] = snapshots._manifest_checksum(manifest)  # noqa: SLF001 - an older format
+        (path / "manifest.json").write_text(json.dumps(manifest))
+        t = time.perf_counter()
+        snapshots.load(path)
+        rebuilt = time.perf_counter() - t
+        for entry in manifest["collections"]:
+            entry["config"]["payload_indexes"] = None
+        manifest["manifest_checksum"] = snapshots._manifest_checksum(manifest)  # noqa: SLF001 - as if never indexed
+        (path / "manifest.json").write_text(json.dumps(manifest))
+        t = time.perf_counter()
+        snapshots.load(path)
+        none = time.perf_counter() - t
+    return {"load_with_stored_indexes_s": stored, "load_building_indexes_from_payloads_s": rebuilt,
+            "load_without_indexes_s": none}
 
 
 def _hnswlib_index(base: np.ndarray) -> hnswlib.Index:
