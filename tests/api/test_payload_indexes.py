@@ -12,12 +12,15 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 from qdrant_client import QdrantClient
 from qdrant_client import models as m
 
 from consumers import integrity
 from infra.settings import Settings
 from tests.api.conftest import Running, serving, unique
+
+pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect in the local Qdrant:UserWarning")
 
 DIM, N = 8, 600
 COLORS = ("red", "green", "blue", "cyan")
