@@ -40,7 +40,7 @@ from projections.filters import datetime_bounds
 from schemas import paths
 from schemas.events import Payload
 
-__all__ = ["SCHEMA_TYPES", "FieldIndex", "PayloadIndexes"]
+__all__ = ["SCHEMA_TYPES", "FieldIndex", "PayloadIndexes", "members"]
 
 SCHEMA_TYPES: Final = ("keyword", "integer", "float", "bool", "geo", "text", "datetime", "uuid")
 _READ_MERGE_AT: Final = 512  # a reader folds an overlay larger than this into the delta level first
@@ -94,7 +94,7 @@ def _fold_overlay(view: _View, dtype: Any) -> _View:
         return view
     labels = np.fromiter(view.changed, np.int64, len(view.changed))
     labels.sort()
-    keep = ~_member(view.delta.labels, labels)
+    keep = ~members(view.delta.labels, labels)
     add_keys = np.asarray([k for keys in view.changed.values() for k in keys], dtype)
     add_labels = np.asarray([label for label, keys in view.changed.items() for _ in keys], np.int64)
     delta = _level(np.concatenate([view.delta.keys[keep], add_keys]),
@@ -116,7 +116,7 @@ def _fold_all(view: _View, dtype: Any) -> _View:
     view = _fold_overlay(view, dtype)
     if not view.moved.size:
         return view
-    keep = ~_member(view.main.labels, view.moved)
+    keep = ~members(view.main.labels, view.moved)
     main = _level(np.concatenate([view.main.keys[keep], view.delta.keys]),
                   np.concatenate([view.main.labels[keep], view.delta.labels]))
     return _View(main, _Level(view.delta.keys[:0], _NO_LABELS), _NO_LABELS, {}, _NO_LABELS)
@@ -251,10 +251,10 @@ class FieldIndex:
         view = self._read()
         found = view.main.between(lo, hi, lo_side, hi_side)
         if view.moved.size:
-            found = found[~_member(found, view.moved)]
+            found = found[~members(found, view.moved)]
             found = np.union1d(found, view.delta.between(lo, hi, lo_side, hi_side))
         if view.changed:
-            found = found[~_member(found, view.changed_labels)]
+            found = found[~members(found, view.changed_labels)]
             lo_ok = (lambda k: k >= lo) if lo_side == "left" else (lambda k: k > lo)
             hi_ok = (lambda k: k <= hi) if hi_side == "right" else (lambda k: k < hi)
             extra = [label for label, keys in view.changed.items() if any(lo_ok(k) and hi_ok(k) for k in keys)]
@@ -303,7 +303,7 @@ class FieldIndex:
                 sets = [self._strings([t]) for t in dict.fromkeys(tokens)]
                 found = sets[0]
                 for other in sets[1:]:
-                    found = found[_member(found, other)]
+                    found = found[members(found, other)]
                 # all tokens in one value (and in order, for a phrase) is checked on these candidates
                 return found, len(sets) == 1 and what == "text"
             return None
@@ -346,7 +346,7 @@ class FieldIndex:
         level = self._settled()
         keys, held = level.keys, level.labels
         if labels is not None:
-            inside = _member(held, labels)
+            inside = members(held, labels)
             keys = keys[inside]
         codes, n = np.unique(keys, return_counts=True)
         if self.type == "bool":
@@ -417,8 +417,9 @@ class FieldIndex:
         return out
 
 
-def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """Which of ``values`` are in the sorted array ``sorted_set`` (a bool mask)."""
+def members(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Which of ``values`` are in the sorted array ``sorted_set`` (a bool mask): a binary search
+    each, O(len(values) log len(sorted_set)), where ``np.isin`` / ``np.intersect1d`` sort both."""
     if not sorted_set.size or not values.size:
         return np.zeros(len(values), dtype=bool)
     at = np.searchsorted(sorted_set, values)

@@ -24,6 +24,7 @@ import numpy as np
 
 from projections.collection import Collection
 from projections.filters import Filter
+from projections.payload_index import members
 from schemas import paths
 from schemas.ids import normalize_point_id
 
@@ -116,13 +117,9 @@ def _condition(coll: Collection, cond: dict[str, Any]) -> tuple[np.ndarray | Non
 
 
 def _intersect(small: np.ndarray, large: np.ndarray) -> np.ndarray:
-    """The labels of sorted ``small`` that are in sorted ``large``: a binary search each (10,000 into
-    500,000: 0.3 ms, where ``np.intersect1d`` sorts both together: 3.8 ms)."""
-    if not small.size or not large.size:
-        return _NONE
-    at = np.searchsorted(large, small)
-    at[at == len(large)] = 0
-    return small[large[at] == small]
+    """The labels of sorted ``small`` that are in sorted ``large`` (10,000 into 500,000: 0.3 ms,
+    where ``np.intersect1d`` sorts both together: 3.8 ms)."""
+    return small[members(small, large)]
 
 
 def _union(parts: list[np.ndarray]) -> np.ndarray:

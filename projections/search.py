@@ -28,6 +28,7 @@ from projections import planner
 from projections.collection import Collection
 from projections.filters import Filter
 from projections.index.quantized import QuantizedSearch
+from projections.payload_index import members
 from projections.query import matching
 from schemas.ids import PointId
 
@@ -106,7 +107,7 @@ def _search_among(coll: Collection, query: np.ndarray, need: int, ef: int | None
     ef = ef or index.default_ef
     wanted = min(total, int(need * POST_FILTER_MARGIN * total / matches) + 10)
     found, scores = index.knn(query, wanted, max(ef, wanted), quantized=quantized)
-    keep = _members(found, labels)  # labels are sorted: a binary search each, no bitmap of the collection
+    keep = members(found, labels)  # labels are sorted: a binary search each, no bitmap of the collection
     if np.count_nonzero(keep) >= need:
         return found[keep][:need], scores[keep][:need]
     allowed = np.zeros(coll.next_label, dtype=bool)
@@ -116,13 +117,6 @@ def _search_among(coll: Collection, query: np.ndarray, need: int, ef: int | None
     if len(found) < need:
         return index.exact(query, labels, need)
     return found, scores
-
-
-def _members(found: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Which of ``found`` are in the sorted array ``labels``."""
-    at = np.searchsorted(labels, found)
-    at[at == len(labels)] = 0
-    return labels[at] == found
 
 
 def _exact_filtered(coll: Collection, query: np.ndarray, need: int, flt: Filter) -> tuple[np.ndarray, np.ndarray]:
