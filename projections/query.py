@@ -37,24 +37,31 @@ def reading(coll: Collection) -> AbstractContextManager[None]:
     return coll.lock.read()
 
 
+def matching_labels(coll: Collection, flt: Filter | None) -> np.ndarray:
+    """The labels of every point ``flt`` matches, ascending (every live label without a filter):
+    from the payload indexes when they narrow the filter (``projections.planner``), else by
+    checking every point; call it inside :func:`reading`."""
+    if flt is None:
+        return coll.live_labels()
+    selection = planner.select(coll, flt)
+    if selection is not None:
+        return selection.matching(coll, flt)
+    payload_of = coll.payload_of
+    found = np.fromiter((label for label, pid in coll.id_of.items() if flt.matches(pid, payload_of.get(label))),
+                        np.int64)
+    found.sort()
+    return found
+
+
 def matching(coll: Collection, flt: Filter | None) -> Iterator[tuple[int, PointId]]:
     """``(label, id)`` of every point ``flt`` matches (all points without a filter); call it
     inside :func:`reading`."""
-    payload_of = coll.payload_of
     if flt is None:
         yield from coll.id_of.items()
         return
-    selection = planner.select(coll, flt)
-    if selection is not None:  # payload indexes (or ids) name the candidates
-        id_of = coll.id_of
-        for label in selection.labels.tolist():
-            pid = id_of[label]
-            if selection.exact or flt.matches(pid, payload_of.get(label)):
-                yield label, pid
-        return
-    for label, pid in coll.id_of.items():
-        if flt.matches(pid, payload_of.get(label)):
-            yield label, pid
+    id_of = coll.id_of
+    for label in matching_labels(coll, flt).tolist():
+        yield label, id_of[label]
 
 
 def vector(coll: Collection, point: PointId) -> np.ndarray | None:
@@ -74,10 +81,7 @@ def count(coll: Collection, flt: Filter | None) -> int:
     if flt is None:
         return coll.count()
     with reading(coll):
-        selection = planner.select(coll, flt)
-        if selection is not None and selection.exact:
-            return len(selection.labels)
-        return sum(1 for _ in matching(coll, flt))
+        return len(matching_labels(coll, flt))
 
 
 def first_by_id(coll: Collection, flt: Filter | None, n: int, start: PointId | None = None) -> list[PointId]:
@@ -101,7 +105,7 @@ def ordered(coll: Collection, index: FieldIndex, flt: Filter | None, limit: int,
             keep &= keys <= start if descending else keys >= start
         if flt is not None:
             allowed = np.zeros(coll.next_label, dtype=bool)
-            allowed[np.fromiter((label for label, _ in matching(coll, flt)), np.int64)] = True
+            allowed[matching_labels(coll, flt)] = True
             keep &= allowed[labels]
         at = np.flatnonzero(keep)[:limit]
         id_of = coll.id_of

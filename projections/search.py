@@ -29,7 +29,7 @@ from projections.collection import Collection
 from projections.filters import Filter
 from projections.index.quantized import QuantizedSearch
 from projections.payload_index import members
-from projections.query import matching
+from projections.query import matching_labels
 from schemas.ids import PointId
 
 EXACT_SCAN_MAX_MATCHES = 5_000  # never scan more matches than this exactly ...
@@ -120,8 +120,7 @@ def _search_among(coll: Collection, query: np.ndarray, need: int, ef: int | None
 
 
 def _exact_filtered(coll: Collection, query: np.ndarray, need: int, flt: Filter) -> tuple[np.ndarray, np.ndarray]:
-    labels = np.fromiter((label for label, _ in matching(coll, flt)), dtype=np.int64)
-    return coll.index.exact(query, labels, need)
+    return coll.index.exact(query, matching_labels(coll, flt), need)
 
 
 def _selective(matches: float, total: int) -> bool:
@@ -134,7 +133,7 @@ def _estimated_matches(coll: Collection, flt: Filter) -> float:
     """Matching points estimated from a deterministic sample of labels."""
     total = len(coll)
     if total <= _SAMPLE:
-        return float(sum(1 for _ in matching(coll, flt)))
+        return float(len(matching_labels(coll, flt)))
     rng = np.random.default_rng(total)
     sample = [lbl for lbl in rng.integers(0, coll.next_label, _SAMPLE * 2).tolist() if lbl in coll.id_of][:_SAMPLE]
     if not sample:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
 
-from projections import planner, query
+from projections import query
 from schemas import paths
 from schemas import validation as check
 from vectorizer.api import parsing as p
@@ -68,7 +67,7 @@ def facet(request: Request, collection_name: str, opts: ReadOptions = Depends(re
         p.boolean(b["exact"], "exact")  # facets are always exact here
     if b.get("key") is None:
         raise BadRequest("key: required")
-    path = paths.parse(check.payload_path(b["key"]), field="key")
+    path = paths.parse(b["key"], field="key")
     size = p.limit(b, "", 10)
     flt = p.filter_of(b.get("filter"))
     coll = readable(a, collection_name, opts, b)
@@ -78,12 +77,6 @@ def facet(request: Request, collection_name: str, opts: ReadOptions = Depends(re
             raise BadRequest(f"Wrong input: No appropriate index for faceting: `{b['key']}`. Please create one "
                              "to facet on this field. Check https://qdrant.tech/documentation/concepts/indexing/"
                              "#payload-index to see which payload schemas support Match conditions")
-        labels = None
-        if flt is not None:
-            selection = planner.select(coll, flt)
-            labels = (selection.matching(coll, flt) if selection is not None else
-                      np.fromiter((label for label, _ in query.matching(coll, flt)), np.int64))
-            labels.sort()
-        counts = index.counts(labels)
+        counts = index.counts(None if flt is None else query.matching_labels(coll, flt))
     counts.sort(key=lambda hit: (-hit[1], hit[0]))
     return ok(request, {"hits": [{"value": value, "count": n} for value, n in counts[:size]]})
