@@ -353,14 +353,14 @@ class FieldIndex:
             return [(bool(c), k) for c, k in zip(codes.tolist(), n.tolist(), strict=True)]
         if self.type == "integer":
             return list(zip(codes.tolist(), n.tolist(), strict=True))
-        names = {code: text for text, code in self._codes.items()}
+        names = list(self._codes)  # codes are handed out in order: a string's code is its position
         return [(names[c], k) for c, k in zip(codes.tolist(), n.tolist(), strict=True)]
 
     def columns(self) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, int]]:
         """What a snapshot stores: the sorted keys and labels, the interned strings by code, and
         the counters (``points``, ``values``, ``foreign``)."""
         level = self._settled()
-        codes = sorted(self._codes, key=self._codes.__getitem__)
+        codes = list(self._codes)  # by code: codes are handed out in insertion order
         return level.keys, level.labels, codes, {"points": self.points, "values": self.values,
                                                    "foreign": self._foreign}
 
@@ -391,7 +391,7 @@ class FieldIndex:
     def pairs(self) -> set[tuple[Any, int]]:
         """Every (value, label) held, values decoded (``verify`` compares an index with a rebuild)."""
         view = _fold_all(self._read(), self._dtype)  # not kept: verify should not change what it checks
-        names = {code: text for text, code in self._codes.items()}
+        names = list(self._codes)
         decode = (lambda k: names[k]) if self._codes else (lambda k: k)
         return {(decode(k), label) for k, label in zip(view.main.keys.tolist(), view.main.labels.tolist(),
                                                        strict=True)}

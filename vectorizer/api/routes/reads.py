@@ -18,7 +18,6 @@ from projections.collection import Collection
 from projections.errors import PointNotFound
 from projections.filters import Filter
 from schemas import paths
-from schemas import validation as check
 from vectorizer.api import parsing as p
 from vectorizer.api.context import Api, api, body, json_body, ok, timeout_param
 from vectorizer.api.errors import BadRequest
@@ -119,6 +118,7 @@ def scroll(request: Request, collection_name: str, opts: ReadOptions = Depends(r
 @dataclass(frozen=True)
 class OrderBy:
     key: str
+    path: paths.Path
     descending: bool
     start: float | int | None
 
@@ -129,9 +129,7 @@ def _order_by(value: object) -> OrderBy:
         value = {"key": value}
     spec = p.obj(value, "order_by")
     p.fields(spec, "order_by", ("key", "direction", "start_from"))
-    if not isinstance(spec.get("key"), str):
-        raise BadRequest("order_by.key: expected a payload key")
-    check.payload_path(spec["key"], field="order_by.key")
+    path = paths.parse(spec.get("key"), field="order_by.key")
     direction = spec.get("direction") or "asc"
     if direction not in ("asc", "desc"):
         raise BadRequest(f"order_by.direction: expected 'asc' or 'desc', got {p.show(direction)}")
@@ -145,14 +143,14 @@ def _order_by(value: object) -> OrderBy:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise BadRequest(f"order_by.start_from: expected a number or an RFC 3339 datetime, got {p.show(raw)}")
         start = raw
-    return OrderBy(spec["key"], direction == "desc", start)
+    return OrderBy(spec["key"], path, direction == "desc", start)
 
 
 def _ordered_page(coll: Collection, order: OrderBy, flt: Filter | None, size: int, view: PayloadView,
                   with_vector: bool) -> list[dict[str, Any]]:
     """A scroll page by a payload value (Qdrant: from a range index on the key), with ``order_value``."""
     with query.reading(coll):
-        index = coll.indexes.get(paths.parse(order.key, field="order_by.key"))
+        index = coll.indexes.get(order.path)
         if index is None or not index.orders:
             raise BadRequest(f"Wrong input: No range index for `order_by` key: `{order.key}`. Please create one to "
                              "use `order_by`. Check https://qdrant.tech/documentation/concepts/indexing/"
