@@ -45,11 +45,12 @@ import numpy as np
 import xxhash
 
 from consumers.errors import SnapshotCorrupt
-from projections.collection import Collection, CollectionConfig
+from projections.collection import Collection, CollectionConfig, VectorSpec
 from projections.index.hnsw import VectorIndex
 from projections.index.quantized import ENGINES, FullVectors, QuantizedGraph
 from projections.index.segments import DEFAULT_SEGMENT_BYTES, Segment, segment_size_for
 from projections.payload_index import FieldIndex
+from projections.sparse import SparseIndex
 from projections.state import ProjectionState
 
 log = logging.getLogger(__name__)
@@ -200,12 +201,18 @@ def _write_into(pending: Pending, state: ProjectionState, offsets: dict[int, int
         with coll.lock.read():
             segments = [_write_segment(pending, f"c{i:04d}.s{j:04d}", coll, seg, files, share)
                         for j, seg in enumerate(coll.index.segments)]
+            for k, (name, named) in enumerate(sorted(coll.named.items())):
+                for j, seg in enumerate(named.segments):
+                    segments[j]["graphs"][name] = _write_named_segment(pending, f"c{i:04d}.s{j:04d}.v{k:03d}",
+                                                                       coll, seg, files, share)
             indexes = {index.field: _write_payload_index(pending, f"c{i:04d}.x{k:03d}", index, files, share)
                        for k, index in enumerate(coll.indexes)}
+            sparse = {name: _write_sparse(pending, f"c{i:04d}.p{k:03d}", index, files, share)
+                      for k, (name, index) in enumerate(sorted(coll.sparse.items()))}
             colls.append({"config": coll.config.as_dict(), "created_offset": coll.created_offset,
                           "count": len(coll), "next_label": coll.next_label, "free_labels": list(coll.free_labels),
                           "segment_size": coll.index.segment_size, "segments": segments,
-                          "payload_indexes": indexes})
+                          "payload_indexes": indexes, **({"sparse": sparse} if sparse else {})})
     manifest: dict[str, Any] = {"format": FORMAT, "snapshot_id": snapshot_id, "created_at": time.time(),
                                 "topic": topic, "offsets": {str(p): o for p, o in sorted(offsets.items())},
                                 "collections": colls, "files": files}
@@ -222,9 +229,6 @@ def _write_segment(pending: Pending, stem: str, coll: Collection, seg: Segment, 
     int_labels, int_ids = coll.id_of.int_points(seg.lo, seg.hi)
     str_points = coll.id_of.str_points(seg.lo, seg.hi)
 
-    def graph(path: Path) -> None:
-        seg.graph.save(path)
-
     def ints(path: Path) -> None:  # (label, id) rows of integer ids: loads in milliseconds
         with open(path, "wb") as out:
             np.save(out, np.stack([int_labels, int_ids], axis=1).reshape(-1, 2), allow_pickle=False)
@@ -238,9 +242,29 @@ def _write_segment(pending: Pending, stem: str, coll: Collection, seg: Segment, 
                 {"label": label, "id": pid, "payload": None if (p := payload_of.get(label)) is None else json.dumps(p)}
                 for label, pid in rows))
 
-    # Graphs are keyed by vector name ("": the collection's unnamed vector, the only one today).
+    # Graphs are keyed by vector name ("": the collection's unnamed vector; named ones are added by
+    # _write_into; a collection without an unnamed vector has no "" graph).
+    graph_entry, parts = _graph_parts(pending, stem, coll, seg, share)
+    entry: dict[str, Any] = {"lo": seg.lo, "hi": seg.hi, "count": len(int_labels) + len(str_points),
+                             "graphs": {"": graph_entry} if coll.config.has_unnamed else {},
+                             "ints_file": f"{stem}.ints.npy", "points_file": f"{stem}.points.avro"}
+    if not coll.config.has_unnamed:
+        parts = []
+    for kind, suffix, version, write in (*parts, ("ints", "ints.npy", seg.points_version, ints),
+                                         ("points", "points.avro", seg.points_version, points)):
+        _link_or_write(pending, seg, kind, version, f"{stem}.{suffix}", write, files, share)
+    return entry
+
+
+def _graph_parts(pending: Pending, stem: str, coll: Collection, seg: Segment,
+                 share: bool) -> tuple[dict[str, Any], list[tuple[str, str, int, Callable[[Path], None]]]]:
+    """A segment graph's manifest entry and its files: the hnswlib graph, or the int8/fp16 graph
+    (faiss), its internal-id map and its float32 rows."""
+    def graph(path: Path) -> None:
+        seg.graph.save(path)
+
     graph_entry: dict[str, Any] = {"file": f"{stem}.hnsw", "capacity": seg.graph.capacity}
-    parts: list[tuple[str, str, int, Any]] = [("graph", "hnsw", seg.graph_version, graph)]
+    parts: list[tuple[str, str, int, Callable[[Path], None]]] = [("graph", "hnsw", seg.graph_version, graph)]
     quantized = seg.graph if isinstance(seg.graph, QuantizedGraph) else None
     if quantized is not None:  # int8 graph (faiss), its internal-id map, the float32 rows
         captured: dict[int, np.ndarray] = {}
@@ -260,12 +284,38 @@ def _write_segment(pending: Pending, stem: str, coll: Collection, seg: Segment, 
                        "vectors_file": f"{stem}.f32.npy", "capacity": seg.graph.capacity}
         parts = [("graph", "faiss", seg.graph_version, graph), ("map", "map.npy", seg.graph_version, graph_map),
                  ("vectors", "f32.npy", seg.graph_version, rows)]
-    entry: dict[str, Any] = {"lo": seg.lo, "hi": seg.hi, "count": len(int_labels) + len(str_points),
-                             "graphs": {"": graph_entry},
-                             "ints_file": f"{stem}.ints.npy", "points_file": f"{stem}.points.avro"}
-    for kind, suffix, version, write in (*parts, ("ints", "ints.npy", seg.points_version, ints),
-                                         ("points", "points.avro", seg.points_version, points)):
+    return graph_entry, parts
+
+
+def _write_named_segment(pending: Pending, stem: str, coll: Collection, seg: Segment, files: dict[str, str],
+                         share: bool) -> dict[str, Any]:
+    """One segment of a named vector's index: its graph files, and the labels holding the vector
+    (points may lack a named vector, so the points files do not say which labels are live)."""
+    graph_entry, parts = _graph_parts(pending, stem, coll, seg, share)
+    alive = (np.flatnonzero(seg.alive) + seg.lo).astype(np.int64)
+
+    def labels(path: Path) -> None:
+        with open(path, "wb") as out:
+            np.save(out, alive, allow_pickle=False)
+
+    graph_entry["labels_file"] = f"{stem}.labels.npy"
+    for kind, suffix, version, write in (*parts, ("labels", "labels.npy", seg.alive_version, labels)):
         _link_or_write(pending, seg, kind, version, f"{stem}.{suffix}", write, files, share)
+    return graph_entry
+
+
+def _write_sparse(pending: Pending, stem: str, index: SparseIndex, files: dict[str, str],
+                  share: bool) -> dict[str, Any]:
+    """A sparse vector's inverted index as its flat columns (``SparseIndex.columns``)."""
+    columns = index.columns()
+    entry: dict[str, Any] = {"files": {}}
+    for k, (column, array) in enumerate(sorted(columns.items())):
+        def write(path: Path, array: np.ndarray = array) -> None:
+            with open(path, "wb") as out:
+                np.save(out, array, allow_pickle=False)
+        name = f"{stem}.{k:02d}.npy"
+        entry["files"][column] = name
+        _link_or_write(pending, index, f"column-{column}", index.version, name, write, files, share)
     return entry
 
 
@@ -416,6 +466,10 @@ def load(path: Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> LoadedSnapsh
         if len(coll) != entry["count"]:
             raise SnapshotCorrupt(f"{path.name}: collection {config.name!r} has {len(coll)} points, the manifest "
                                   f"says {entry['count']}")
+        for seg_entry in entry.get("segments") or []:
+            _load_named_segment(path, manifest, coll, seg_entry)
+        for name, sparse_entry in (entry.get("sparse") or {}).items():
+            coll.sparse[name] = _load_sparse(path, manifest, coll, name, sparse_entry)
         coll.index_payloads(_load_payload_indexes(path, manifest, config, entry.get("payload_indexes") or {}))
         state.collections[config.name] = coll
     offsets = {int(p): int(o) for p, o in manifest["offsets"].items()}
@@ -478,26 +532,80 @@ def _load_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry:
     if len(live) and (live[0] < entry["lo"] or live[-1] >= entry["hi"]):
         raise SnapshotCorrupt(f"{path.name}/{entry['points_file']}: labels outside the segment "
                               f"[{entry['lo']}, {entry['hi']})")
-    graph_entry = entry["graphs"][""]
+    graph_entry = entry["graphs"].get("")
+    parts: list[tuple[str, str]] = []
+    graph: VectorIndex | QuantizedGraph
+    if graph_entry is None:  # no unnamed vector: its graphs hold nothing
+        graph = coll.index.empty_graph(entry["lo"], entry["hi"])
+    else:
+        graph, parts = _load_graph(path, graph_entry, config.dense()[""], entry["lo"], entry["hi"])
+    seg = coll.index.restore_segment(entry["lo"], entry["hi"], graph, live if graph_entry is not None
+                                     else np.empty(0, np.int64))
+    if not legacy:  # unchanged parts of it are linked by the next snapshot, not written again
+        files = manifest["files"]
+        for kind, name in (*parts, ("ints", entry["ints_file"]), ("points", entry["points_file"])):
+            seg.saved[kind] = (path / name, files[name], 0)
+
+
+def _load_graph(path: Path, graph_entry: dict[str, Any], spec: VectorSpec, lo: int,
+                hi: int) -> tuple[VectorIndex | QuantizedGraph, list[tuple[str, str]]]:
+    """One segment's graph of one dense vector, and its files by kind."""
     parts = [("graph", graph_entry["file"])]
     graph: VectorIndex | QuantizedGraph
     try:
         if graph_entry.get("engine") in ENGINES:
             graph = QuantizedGraph.load(path / graph_entry["file"], path / graph_entry["map_file"],
-                                        path / graph_entry["vectors_file"], config.dimension, config.metric, config.m,
-                                        config.ef_construction, config.ef, entry["lo"], entry["hi"],
-                                        on_disk=config.on_disk is not False, engine=graph_entry["engine"])
+                                        path / graph_entry["vectors_file"], spec.size, spec.metric, spec.m,
+                                        spec.ef_construction, spec.ef, lo, hi,
+                                        on_disk=spec.on_disk is not False, engine=graph_entry["engine"])
             parts += [("map", graph_entry["map_file"]), ("vectors", graph_entry["vectors_file"])]
         else:
-            graph = VectorIndex.load(path / graph_entry["file"], config.dimension, config.metric, config.m,
-                                     config.ef_construction, config.ef, graph_entry["capacity"])
+            graph = VectorIndex.load(path / graph_entry["file"], spec.size, spec.metric, spec.m,
+                                     spec.ef_construction, spec.ef, graph_entry["capacity"])
     except (RuntimeError, ValueError) as exc:
         raise SnapshotCorrupt(f"{path.name}/{graph_entry['file']}: cannot load it ({exc})") from None
-    seg = coll.index.restore_segment(entry["lo"], entry["hi"], graph, live)
-    if not legacy:  # unchanged parts of it are linked by the next snapshot, not written again
-        files = manifest["files"]
-        for kind, name in (*parts, ("ints", entry["ints_file"]), ("points", entry["points_file"])):
-            seg.saved[kind] = (path / name, files[name], 0)
+    return graph, parts
+
+
+def _load_named_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry: dict[str, Any]) -> None:
+    """The named vectors' graphs of one segment (format 3 entries keyed by vector name)."""
+    files = manifest["files"]
+    specs = coll.config.named()
+    for name, graph_entry in entry["graphs"].items():
+        if name == "":
+            continue
+        if name not in specs:
+            raise SnapshotCorrupt(f"{path.name}: a graph of vector {name!r}, which the collection "
+                                  f"{coll.name!r} does not have")
+        graph, parts = _load_graph(path, graph_entry, specs[name], entry["lo"], entry["hi"])
+        try:
+            live = np.load(path / graph_entry["labels_file"], allow_pickle=False).astype(np.int64)
+        except ValueError as exc:
+            raise SnapshotCorrupt(f"{path.name}/{graph_entry['labels_file']}: not a .npy array ({exc})") from None
+        if len(live) and (live[0] < entry["lo"] or live[-1] >= entry["hi"] or not np.all(np.isin(
+                live, coll.id_of.labels()))):
+            raise SnapshotCorrupt(f"{path.name}/{graph_entry['labels_file']}: labels outside the segment or of no "
+                                  f"point")
+        seg = coll.named[name].restore_segment(entry["lo"], entry["hi"], graph, live)
+        for kind, file in (*parts, ("labels", graph_entry["labels_file"])):
+            seg.saved[kind] = (path / file, files[file], 0)
+
+
+def _load_sparse(path: Path, manifest: dict[str, Any], coll: Collection, name: str,
+                 entry: dict[str, Any]) -> SparseIndex:
+    params = coll.config.sparse().get(name)
+    if params is None:
+        raise SnapshotCorrupt(f"{path.name}: a sparse index of vector {name!r}, which the collection "
+                              f"{coll.name!r} does not have")
+    try:
+        columns = {column: np.load(path / file, allow_pickle=False) for column, file in entry["files"].items()}
+        index = SparseIndex.restore(columns, idf=params.get("modifier") == "idf")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SnapshotCorrupt(f"{path.name}: sparse vector {name!r}: {exc}") from None
+    files = manifest["files"]
+    for column, file in entry["files"].items():
+        index.saved[f"column-{column}"] = (path / file, files[file], 0)
+    return index
 
 
 def load_newest(directory: Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> LoadedSnapshot | None:

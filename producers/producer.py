@@ -169,12 +169,19 @@ class VectorProducer:
     def create_collection(self, name: str, dimension: int, metric: str = "cosine", *, m: int = 16,
                           ef_construction: int = 200, ef: int = 64, kind: str = "dynamic",
                           embedder: dict[str, Any] | None = None, quantization: dict[str, Any] | None = None,
-                          on_disk: bool | None = None, wait: bool = False,
+                          on_disk: bool | None = None, vectors: dict[str, dict[str, Any]] | None = None,
+                          sparse_vectors: dict[str, dict[str, Any]] | None = None, wait: bool = False,
                           timeout: float | None = None) -> WriteToken:
+        """A new collection. ``dimension`` and the HNSW and quantization arguments describe its unnamed
+        vector (``dimension`` 0: it has none); ``vectors``: its named dense vectors,
+        ``{name: {size, metric, m, ef_construction, ef, quantization, on_disk}}`` (``quantization``
+        canonical JSON); ``sparse_vectors``: ``{name: {"modifier": "idf"}}`` or ``{name: {}}``."""
         self._refuse_wait_in_transaction(wait)
         check.collection_name(name)
         check.metric(metric)
-        check.bounded_int(dimension, "dimension", maximum=65_536)
+        named = _canonical(vectors), _canonical(sparse_vectors)
+        check.named_vectors(*named)
+        check.bounded_int(dimension, "dimension", minimum=0 if any(named) else 1, maximum=65_536)
         check.bounded_int(m, "m", minimum=2, maximum=256)
         check.bounded_int(ef_construction, "ef_construction", maximum=10_000)
         check.bounded_int(ef, "ef", maximum=10_000)
@@ -182,7 +189,8 @@ class VectorProducer:
             raise ValidationError(f"kind {kind!r}: expected one of {', '.join(ev.KINDS)}")
         event = ev.CollectionCreated(self._meta(name), dimension, metric, m, ef_construction, ef, kind,  # type: ignore[arg-type]
                                      None if embedder is None else json.dumps(embedder, sort_keys=True),
-                                     check.quantization(quantization), check.optional_bool(on_disk, "on_disk"))
+                                     check.quantization(quantization), check.optional_bool(on_disk, "on_disk"),
+                                     *named)
         token = self._publish([event])
         self._known_dims[name] = dimension
         return self._settle(token, wait, timeout)
@@ -206,15 +214,42 @@ class VectorProducer:
         return self._settle(self._publish([ev.CollectionDeleted(self._meta(name))]), wait, timeout)
 
     def upsert(self, collection: str, ids: Sequence[object], vectors: Any,
-               payloads: Sequence[object] | None = None, *, wait: bool = False,
+               payloads: Sequence[object] | None = None, *, named: Sequence[ev.NamedRows] = (),
+               sparse: Sequence[ev.SparseRows] = (), wait: bool = False,
                timeout: float | None = None) -> WriteToken:
-        """Insert or replace points. ``vectors``: anything ``numpy.asarray`` makes ``(n, dim)``."""
+        """Insert or replace points (whole: a vector not given is removed). ``vectors``: anything
+        ``numpy.asarray`` makes ``(n, dim)``, the unnamed vectors, or ``None`` in a collection without
+        one; ``named`` / ``sparse``: the named vectors some of the points carry."""
         self._refuse_wait_in_transaction(wait)
         check.collection_name(collection)
         pids = check.point_ids(ids)
-        arr = check.vectors(vectors, len(pids), self.dimension_of(collection))
+        arr = np.empty((len(pids), 0), np.float32) if vectors is None else \
+            check.vectors(vectors, len(pids), self.dimension_of(collection))
         pls = check.payloads(payloads, len(pids))
-        return self._settle(self._publish(list(self._split_upsert(collection, pids, arr, pls))), wait, timeout)
+        named_rows, sparse_rows = _checked_blocks(named, sparse, len(pids))
+        return self._settle(self._publish(list(self._split_upsert(collection, pids, arr, pls, named_rows,
+                                                                  sparse_rows))), wait, timeout)
+
+    def update_vectors(self, collection: str, ids: Sequence[object], *, named: Sequence[ev.NamedRows] = (),
+                       sparse: Sequence[ev.SparseRows] = (), wait: bool = False,
+                       timeout: float | None = None) -> WriteToken:
+        """Replace some named vectors of existing points (Qdrant's ``update_vectors``; ``""``: the unnamed one)."""
+        self._refuse_wait_in_transaction(wait)
+        check.collection_name(collection)
+        pids = check.point_ids(ids)
+        named_rows, sparse_rows = _checked_blocks(named, sparse, len(pids))
+        token = self._publish([ev.PointVectorsUpdated(self._meta(collection), pids, named_rows, sparse_rows)])
+        return self._settle(token, wait, timeout)
+
+    def delete_vectors(self, collection: str, ids: Sequence[object], names: Sequence[str], *, wait: bool = False,
+                       timeout: float | None = None) -> WriteToken:
+        """Remove the named vectors ``names`` from the points (Qdrant's ``delete_vectors``)."""
+        self._refuse_wait_in_transaction(wait)
+        check.collection_name(collection)
+        checked = tuple(name if name == "" else check.vector_name(name, field=f"vector[{i}]")
+                        for i, name in enumerate(names))
+        token = self._publish([ev.PointVectorsDeleted(self._meta(collection), check.point_ids(ids), checked)])
+        return self._settle(token, wait, timeout)
 
     def delete(self, collection: str, ids: Sequence[object], *, wait: bool = False,
                timeout: float | None = None) -> WriteToken:
@@ -416,15 +451,21 @@ class VectorProducer:
         return ev.EventMeta.new(collection, self.producer_id)
 
     def _split_upsert(self, collection: str, ids: tuple[PointId, ...], vectors: np.ndarray,
-                      payloads: tuple[ev.Payload | None, ...]) -> Iterator[ev.VectorsUpserted]:
+                      payloads: tuple[ev.Payload | None, ...], named: tuple[ev.NamedRows, ...] = (),
+                      sparse: tuple[ev.SparseRows, ...] = ()) -> Iterator[ev.VectorsUpserted]:
         budget = self.settings.max_message_bytes - _FRAMING_BYTES
         start, n = 0, len(ids)
         row_bytes = vectors.shape[1] * 4 + 24
+        extra = np.zeros(n, np.int64)  # each point's named vectors, in bytes
+        for block in named:
+            extra[block.positions] += block.vectors.shape[1] * 4 + 4
+        for sblock in sparse:
+            extra[sblock.positions] += np.diff(sblock.offsets) * 8 + 8
         while start < n:
             end, size = start, 0
             while end < n and end - start < _MAX_VECTORS_PER_EVENT:
                 p = payloads[end]
-                item = row_bytes + (len(json.dumps(p)) if p is not None else 0) + len(str(ids[end]))
+                item = row_bytes + int(extra[end]) + (len(json.dumps(p)) if p is not None else 0) + len(str(ids[end]))
                 if end > start and size + item > budget:
                     break
                 size += item
@@ -433,7 +474,8 @@ class VectorProducer:
                 raise InvalidPayload(f"payloads[{start}]: the point alone exceeds the topic's maximum "
                                            f"message size of {self.settings.max_message_bytes} bytes")
             yield ev.VectorsUpserted(self._meta(collection), ids[start:end], vectors[start:end],
-                                     payloads[start:end])
+                                     payloads[start:end], tuple(_dense_slice(r, start, end) for r in named),
+                                     tuple(_sparse_slice(r, start, end) for r in sparse))
             start = end
 
     def _publish(self, events: list[ev.Event]) -> WriteToken:
@@ -535,3 +577,44 @@ def _publish_failed(what: str, exc: KafkaError) -> PublishFailed:
     if isinstance(exc, ProducerFencedError) or "fenced" in type(exc).__name__.lower():
         return ProducerFenced(f"{what}: another producer with the same transactional id took over ({exc})")
     return PublishFailed(f"{what}: {exc}")
+
+
+def _canonical(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _checked_blocks(named: Sequence[ev.NamedRows], sparse: Sequence[ev.SparseRows],
+                    count: int) -> tuple[tuple[ev.NamedRows, ...], tuple[ev.SparseRows, ...]]:
+    """Named vector blocks checked for shape, finiteness and (sparse) unique indices; names once each."""
+    seen: set[str] = set()
+    blocks: list[ev.NamedRows | ev.SparseRows] = [*named, *sparse]
+    for block in blocks:
+        if block.name != "":
+            check.vector_name(block.name, field=f"vector {block.name!r}")
+        if block.name in seen:
+            raise ValidationError(f"vector {block.name!r}: given twice")
+        seen.add(block.name)
+        positions = np.asarray(block.positions)
+        if len(positions) and (positions.min() < 0 or positions.max() >= count or np.any(np.diff(positions) <= 0)):
+            raise ValidationError(f"vector {block.name!r}: positions must be ascending, unique, within 0..{count - 1}")
+    for rows in named:
+        check.vectors(rows.vectors, len(rows.positions), None, field=f"vector {rows.name!r}")
+    for sblock in sparse:
+        if len(sblock.offsets) != len(sblock.positions) + 1 or len(sblock.indices) != len(sblock.values):
+            raise ValidationError(f"vector {sblock.name!r}: offsets, indices and values do not match the positions")
+        check.sparse_rows(np.asarray(sblock.offsets), np.asarray(sblock.indices), np.asarray(sblock.values),
+                          field=sblock.name)
+    return tuple(named), tuple(sparse)
+
+
+def _dense_slice(rows: ev.NamedRows, start: int, end: int) -> ev.NamedRows:
+    """The part of ``rows`` for the points ``start..end`` of a batch, positions counted from ``start``."""
+    lo, hi = np.searchsorted(rows.positions, [start, end])
+    return ev.NamedRows(rows.name, rows.positions[lo:hi] - start, rows.vectors[lo:hi])
+
+
+def _sparse_slice(rows: ev.SparseRows, start: int, end: int) -> ev.SparseRows:
+    lo, hi = np.searchsorted(rows.positions, [start, end])
+    a, b = int(rows.offsets[lo]), int(rows.offsets[hi])
+    return ev.SparseRows(rows.name, rows.positions[lo:hi] - start, rows.offsets[lo:hi + 1] - a,
+                         rows.indices[a:b], rows.values[a:b])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -21,6 +21,7 @@ import xxhash
 from projections.idmap import IdsByLabel, LabelsById
 from projections.index.segments import SegmentedIndex, segment_size_for
 from projections.payload_index import FieldIndex, PayloadIndexes
+from projections.sparse import SparseIndex
 from schemas.events import CollectionCreated, Payload
 from schemas.ids import PointId
 
@@ -39,6 +40,33 @@ class CollectionConfig:
     on_disk: bool | None = None  # Qdrant's vectors.on_disk as given; quantized rows stay on disk unless False
     settings: str | None = None  # after a CollectionUpdated: the settings by level, as set (see levels())
     payload_indexes: str | None = None  # canonical JSON {field_name: field_schema}; None: no payload index
+    vectors: str | None = None  # named dense vectors, canonical JSON {name: VectorSpec fields}; None: none
+    sparse_vectors: str | None = None  # sparse vectors, canonical JSON {name: {"modifier": "idf"?}}; None: none
+
+    @property
+    def has_unnamed(self) -> bool:
+        """Whether points carry an unnamed vector (``dimension`` 0: only named ones)."""
+        return self.dimension > 0
+
+    def named(self) -> dict[str, VectorSpec]:
+        """The named dense vectors, by name."""
+        if self.vectors is None:
+            return {}
+        return {name: VectorSpec(**spec) for name, spec in json.loads(self.vectors).items()}
+
+    def sparse(self) -> dict[str, dict[str, Any]]:
+        """The sparse vectors, by name: their parameters (``modifier``)."""
+        return {} if self.sparse_vectors is None else cast(dict[str, dict[str, Any]], json.loads(self.sparse_vectors))
+
+    def dense(self) -> dict[str, VectorSpec]:
+        """Every dense vector by name, the unnamed one as ``""``."""
+        out = {"": VectorSpec(self.dimension, self.metric, self.m, self.ef_construction, self.ef, self.quantization,
+                              self.on_disk)} if self.has_unnamed else {}
+        return {**out, **self.named()}
+
+    def widest(self) -> int:
+        """The largest dimension among the dense vectors (sizes index segments), at least 1."""
+        return max([1, self.dimension, *(spec.size for spec in self.named().values())])
 
     def payload_schema(self) -> dict[str, Any]:
         """The payload indexes: field name -> Qdrant's ``field_schema`` as given."""
@@ -57,7 +85,7 @@ class CollectionConfig:
     @classmethod
     def from_event(cls, e: CollectionCreated) -> CollectionConfig:
         return cls(e.collection, e.dimension, e.metric, e.m, e.ef_construction, e.ef, e.kind, e.embedder,
-                   e.quantization, e.on_disk)
+                   e.quantization, e.on_disk, vectors=e.vectors, sparse_vectors=e.sparse_vectors)
 
     def levels(self) -> dict[str, Any]:
         """The settings as the user set them, by level (Qdrant reports both): the collection's
@@ -101,13 +129,31 @@ class CollectionConfig:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class VectorSpec:
+    """One named dense vector's parameters (``CollectionCreated.vectors``)."""
+
+    size: int
+    metric: str
+    m: int = 16
+    ef_construction: int = 200
+    ef: int = 64
+    quantization: str | None = None  # canonical JSON, as CollectionConfig.quantization
+    on_disk: bool | None = None
+
+    def index(self, segment_size: int) -> SegmentedIndex:
+        return SegmentedIndex(self.size, self.metric, self.m, self.ef_construction, self.ef, segment_size,
+                              quantization=self.quantization, on_disk=self.on_disk)
+
+
 def canonical_json(payload: Payload | None) -> str | None:
     return None if payload is None else json.dumps(payload, sort_keys=True, separators=(",", ":"),
                                                    ensure_ascii=False)
 
 
-def point_checksum(vector: np.ndarray, payload_json: str | None) -> str:
-    h = xxhash.xxh3_64(np.ascontiguousarray(vector, dtype="<f4").tobytes())
+def point_checksum(vector: np.ndarray | bytes, payload_json: str | None) -> str:
+    """xxh3-64 of a point's vector bytes (its unnamed row, or :meth:`Collection.vector_bytes`) and payload."""
+    h = xxhash.xxh3_64(vector if isinstance(vector, bytes) else np.ascontiguousarray(vector, dtype="<f4").tobytes())
     h.update((payload_json or "").encode())
     return h.hexdigest()
 
@@ -179,9 +225,15 @@ class Collection:
                  segment_size: int | None = None) -> None:
         self.config = config
         self.created_offset = created_offset
-        self.index = index or SegmentedIndex(config.dimension, config.metric, config.m, config.ef_construction,
-                                             config.ef, segment_size or segment_size_for(config.dimension),
+        size = segment_size or (index.segment_size if index is not None else segment_size_for(config.widest()))
+        # The label layout and the unnamed vector's graphs; without an unnamed vector, its graphs stay
+        # empty (1-d) and it only lays out the segments whose points snapshots write.
+        self.index = index or SegmentedIndex(max(config.dimension, 1), config.metric, config.m,
+                                             config.ef_construction, config.ef, size,
                                              quantization=config.quantization, on_disk=config.on_disk)
+        self.named = {name: spec.index(size) for name, spec in config.named().items()}
+        self.sparse = {name: SparseIndex(idf=params.get("modifier") == "idf")
+                       for name, params in config.sparse().items()}
         self.label_of = LabelsById()
         self.id_of = IdsByLabel()
         self.payload_of: dict[int, Payload] = {}  # only points that have a payload (memory)
@@ -231,7 +283,12 @@ class Collection:
                 self.indexes.adopt(restored[field])
             else:
                 self.indexes.create(field, schema, self.payload_of)
-        self.index.keep_rows(bool(self.indexes))
+        self.keep_rows(bool(self.indexes))
+
+    def keep_rows(self, on: bool) -> None:
+        """Every dense index keeps (or stops keeping) a float32 copy of its rows (see ``SegmentedIndex.keep_rows``)."""
+        for _, index in self.dense_spaces():
+            index.keep_rows(on)
 
     def set_payload(self, label: int, payload: Payload | None) -> None:
         self.touch(label)
@@ -247,11 +304,13 @@ class Collection:
         if label is None:
             return False
         del self.id_of[label]
+        if self.has_named:
+            self.drop_vectors(label, [*self.named, *self.sparse])
         self.touch(label)
         old = self.payload_of.pop(label, None)
         if self.indexes and old is not None:
             self.indexes.update(label, old, None)
-        self.index.mark_deleted(label)
+        self.index.discard(label)
         self.free_labels.append(label)
         return True
 
@@ -259,5 +318,59 @@ class Collection:
         return self.id_of.labels()
 
     def vector(self, point_id: PointId) -> np.ndarray | None:
+        """The unnamed vector of ``point_id`` (None: no such point, or no unnamed vector)."""
         label = self.label_of.get(point_id)
-        return None if label is None else self.index.vectors([label])[0]
+        return None if label is None or not self.config.has_unnamed else self.index.vectors([label])[0]
+
+    @property
+    def has_named(self) -> bool:
+        """Whether the collection has named vectors (dense or sparse) beside or instead of the unnamed one."""
+        return bool(self.named or self.sparse)
+
+    def dense(self, name: str) -> SegmentedIndex | None:
+        """The index of the dense vector ``name`` (``""``: the unnamed one); None: no such dense vector."""
+        if name == "":
+            return self.index if self.config.has_unnamed else None
+        return self.named.get(name)
+
+    def dense_spaces(self) -> Iterator[tuple[str, SegmentedIndex]]:
+        """Every dense vector's index by name, the unnamed one (``""``) first."""
+        if self.config.has_unnamed:
+            yield "", self.index
+        yield from self.named.items()
+
+    def has_vector(self, point_id: PointId, name: str) -> bool:
+        """Whether the point holds the vector ``name`` (Qdrant's ``has_vector`` condition)."""
+        label = self.label_of.get(point_id)
+        if label is None:
+            return False
+        if name in self.sparse:
+            return label in self.sparse[name]
+        index = self.dense(name)
+        return index is not None and bool(index.holds(np.array([label]))[0])
+
+    def drop_vectors(self, label: int, names: Iterable[str] | None = None) -> None:
+        """Remove the named vectors ``names`` (every named one: ``None``) of ``label``."""
+        for name in self.named if names is None else names:
+            if name in self.named:
+                self.named[name].discard(label)
+            elif name in self.sparse:
+                self.sparse[name].remove(label)
+        self.touch(label)
+
+    def vector_bytes(self, label: int) -> bytes:
+        """Every vector of ``label`` as bytes, for its checksum: the unnamed row, then each named
+        vector it holds by name (dense rows, sparse indices and values). For a collection with
+        only the unnamed vector, exactly its row."""
+        one = np.array([label])
+        parts = [np.ascontiguousarray(self.index.vectors(one)[0], "<f4").tobytes()] \
+            if self.config.has_unnamed and self.index.holds(one)[0] else []
+        for name, index in sorted(self.named.items()):
+            if index.holds(one)[0]:
+                parts += [b"\0" + name.encode() + b"\0", np.ascontiguousarray(index.vectors(one)[0], "<f4").tobytes()]
+        for name, sparse in sorted(self.sparse.items()):
+            held = sparse.get(label)
+            if held is not None:
+                parts += [b"\1" + name.encode() + b"\0", np.asarray(held[0], "<u4").tobytes(),
+                          np.asarray(held[1], "<f4").tobytes()]
+        return b"".join(parts)

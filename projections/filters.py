@@ -123,17 +123,43 @@ class Filter:
         return cls(lambda pid, payload: pid != point and inner(pid, payload), flt.referenced_keys,
                    {"must": [flt.source], "must_not": [exclude]})
 
+    @classmethod
+    def all_of(cls, *filters: Filter | None) -> Filter | None:
+        """The points every one of ``filters`` matches (``None``s ignored; none at all: ``None``)."""
+        given = [f for f in filters if f is not None]
+        if len(given) <= 1:
+            return given[0] if given else None
+        predicates = [f._predicate for f in given]  # noqa: SLF001 - the same class
+        return cls(lambda pid, payload: all(test(pid, payload) for test in predicates),
+                   frozenset().union(*(f.referenced_keys for f in given)), {"must": [f.source for f in given]})
 
-def parse_filter(obj: object, *, field: str = "filter") -> Filter | None:
+    @classmethod
+    def has_ids(cls, points: Iterable[PointId]) -> Filter:
+        """The points among ``points`` (canonical ids)."""
+        wanted = frozenset(points)
+        return cls(lambda pid, _payload: pid in wanted, frozenset(), {"has_id": sorted(wanted, key=str)})
+
+    @classmethod
+    def excluding(cls, points: Iterable[PointId]) -> Filter:
+        """Every point but ``points`` (canonical ids)."""
+        unwanted = frozenset(points)
+        return cls(lambda pid, _payload: pid not in unwanted, frozenset(),
+                   {"must_not": [{"has_id": sorted(unwanted, key=str)}]})
+
+
+def parse_filter(obj: object, *, field: str = "filter",
+                 has_vector: Callable[[PointId, str], bool] | None = None) -> Filter | None:
     """Validate and compile a REST filter object; ``None`` means "no filter" and yields ``None``.
 
+    ``has_vector(id, name)``: whether a point holds the named vector, for ``has_vector``
+    conditions (a filter compiled for one collection); without it they are refused.
     Raises :class:`InvalidFilter` (and nothing else, for any input) when ``obj`` is not a
     valid filter; the message starts with the path of the problem, rooted at ``field``.
     """
     if obj is None:
         return None
     keys: set[str] = set()
-    predicate = _compile_filter(obj, field, _Scope(keys=keys, prefix="", depth=0))
+    predicate = _compile_filter(obj, field, _Scope(keys=keys, prefix="", depth=0, has_vector=has_vector))
     return Filter(predicate, frozenset(keys), obj)
 
 
@@ -147,6 +173,7 @@ class _Scope:
     keys: set[str]
     prefix: str
     depth: int
+    has_vector: Callable[[PointId, str], bool] | None = None
 
     def deeper(self, path: str, prefix: str | None = None) -> _Scope:
         """The scope one filter level down; raises when that exceeds :data:`MAX_DEPTH`."""
@@ -410,6 +437,12 @@ def _compile_special(kind: str, value: object, path: str, scope: _Scope) -> Pred
         _expect_keys(spec, path, ("key",), kind)
         key = _require(spec, path, "key")
         return _compile_emptiness(kind, key, True, f"{path}.key", scope)
+    if kind == "has_vector":
+        name = _expect_str(value, path) if value != "" else ""
+        held = scope.has_vector
+        if held is None:
+            raise _fail(path, "the 'has_vector' condition needs a collection (not supported here)")
+        return lambda point_id, _payload: point_id is not None and held(point_id, name)
     raise _fail(path, f"the {kind!r} condition is not supported")
 
 

@@ -108,6 +108,14 @@ def _condition(coll: Collection, cond: dict[str, Any]) -> tuple[np.ndarray | Non
         return (None, False) if answer is None else answer
     if set(cond) <= _FILTER_KEYS:  # a sub-filter ({} matches every point)
         return _node(coll, cond)
+    if "has_vector" in cond:  # the labels the vector's index holds
+        name = cond["has_vector"]
+        if name in coll.sparse:
+            return coll.sparse[name].labels(), True
+        space = coll.dense(name)
+        if space is None:
+            return _NONE, True
+        return (space.live_labels() if coll.has_named else coll.live_labels()), True
     if "has_id" in cond:
         label_of = coll.label_of
         found = [label for raw in cond["has_id"]

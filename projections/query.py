@@ -112,6 +112,10 @@ def ordered(coll: Collection, index: FieldIndex, flt: Filter | None, limit: int,
         return [(id_of[label], value) for label, value in zip(labels[at].tolist(), keys[at].tolist(), strict=True)]
 
 
+#: A sparse vector as stored: (indices uint32 ascending, values float32).
+Sparse = tuple[np.ndarray, np.ndarray]
+
+
 @dataclass(frozen=True)
 class Points:
     """The stored points among some asked-for ids, in the order asked."""
@@ -119,17 +123,35 @@ class Points:
     positions: list[int]  # where each found id was in the request
     ids: list[PointId]
     payloads: list[Payload | None]
-    vectors: np.ndarray | None  # (found, dim) float32, when asked for
+    vectors: np.ndarray | None  # (found, dim) float32: unnamed vectors, when asked for in a collection of them only
+    named: dict[str, tuple[np.ndarray, np.ndarray | list[Sparse]]] | None = None  # name -> (which points hold it,
+    #  their rows in that order): vectors asked for by name, or in a collection with named vectors
 
 
-def points(coll: Collection, ids: Sequence[PointId], with_vectors: bool) -> Points:
-    """Payloads (and vectors) of those of ``ids`` that exist, from one state; a point deleted
-    since ``ids`` were chosen is left out."""
+def points(coll: Collection, ids: Sequence[PointId], with_vectors: bool | Sequence[str]) -> Points:
+    """Payloads (and vectors: all, or those named) of those of ``ids`` that exist, from one state;
+    a point deleted since ``ids`` were chosen is left out."""
     with reading(coll):
         present = [(i, pid, coll.label_of[pid]) for i, pid in enumerate(ids) if pid in coll.label_of]
-        vectors = coll.index.vectors([label for _, _, label in present]) if with_vectors else None
+        labels = np.array([label for _, _, label in present], dtype=np.int64)
+        vectors = None
+        named: dict[str, tuple[np.ndarray, np.ndarray | list[Sparse]]] | None = None
+        if with_vectors is True and not coll.has_named:
+            vectors = coll.index.vectors(labels)
+        elif with_vectors is not False:
+            named = {}
+            wanted = None if with_vectors is True else set(with_vectors)
+            for name, index in coll.dense_spaces():
+                if wanted is None or name in wanted:
+                    held = index.holds(labels)
+                    named[name] = (held, index.vectors(labels[held]))
+            for name, sparse in coll.sparse.items():
+                if wanted is None or name in wanted:
+                    rows = [sparse.get(label) for label in labels.tolist()]
+                    named[name] = (np.array([r is not None for r in rows], dtype=bool),
+                                   [r for r in rows if r is not None])
         return Points([i for i, _, _ in present], [pid for _, pid, _ in present],
-                      [coll.payload_of.get(label) for _, _, label in present], vectors)
+                      [coll.payload_of.get(label) for _, _, label in present], vectors, named)
 
 
 def better_than(hits: Sequence[H], threshold: float | None, higher_is_better: bool) -> list[H]:

@@ -28,6 +28,7 @@ from projections import planner
 from projections.collection import Collection
 from projections.filters import Filter
 from projections.index.quantized import QuantizedSearch
+from projections.index.segments import SegmentedIndex
 from projections.payload_index import members
 from projections.query import matching_labels
 from schemas.ids import PointId
@@ -48,38 +49,76 @@ class Hit:
     score: float
 
 
-def search(coll: Collection, query: np.ndarray, k: int, *, ef: int | None = None, flt: Filter | None = None,
-           exact: bool = False, offset: int = 0, quantized: QuantizedSearch | None = None) -> list[Hit]:
-    """The best ``k`` hits after ``offset``; ``quantized`` says how a quantized collection's graphs
-    search (Qdrant's ``params.quantization``; ignored by float32 collections)."""
+def search(coll: Collection, query: np.ndarray, k: int, *, using: str = "", ef: int | None = None,
+           flt: Filter | None = None, exact: bool = False, offset: int = 0,
+           quantized: QuantizedSearch | None = None) -> list[Hit]:
+    """The best ``k`` hits after ``offset`` by the dense vector ``using`` (``""``: the unnamed one;
+    the caller checked it exists); ``quantized`` says how a quantized collection's graphs search
+    (Qdrant's ``params.quantization``; ignored by float32 collections)."""
     need = k + offset
     if need <= 0:
         return []
     with coll.lock.read():
-        if len(coll) == 0:
+        index = coll.dense(using)
+        if index is None:
+            raise KeyError(f"no dense vector {using!r}")
+        space = _Space(coll, index)
+        if space.total == 0:
             return []
-        labels, scores = _search_locked(coll, np.asarray(query, np.float32), need, ef, flt, exact, quantized)
+        labels, scores = _search_locked(space, np.asarray(query, np.float32), need, ef, flt, exact, quantized)
         hits = [Hit(coll.id_of[lbl], lbl, float(s)) for lbl, s in zip(labels.tolist(), scores.tolist(), strict=True)
                 if lbl in coll.id_of]
     return hits[offset:need]
 
 
-def _search_locked(coll: Collection, query: np.ndarray, need: int, ef: int | None, flt: Filter | None,
+def sparse_search(coll: Collection, using: str, indices: np.ndarray, values: np.ndarray, k: int, *,
+                  flt: Filter | None = None, offset: int = 0) -> list[Hit]:
+    """The best ``k`` hits after ``offset`` by dot product with the sparse vector ``using``, exact
+    (``projections.sparse``): only points sharing an index with the query are hits."""
+    need = k + offset
+    if need <= 0:
+        return []
+    with coll.lock.read():
+        allowed = None if flt is None else matching_labels(coll, flt)
+        labels, scores = coll.sparse[using].search(indices, values, need, allowed)
+        hits = [Hit(coll.id_of[lbl], lbl, float(s)) for lbl, s in zip(labels.tolist(), scores.tolist(), strict=True)
+                if lbl in coll.id_of]
+    return hits[offset:need]
+
+
+class _Space:
+    """The collection and one of its dense indexes. A collection with named vectors may have
+    points without this one, so its live labels are the index's own; otherwise every point's."""
+
+    def __init__(self, coll: Collection, index: SegmentedIndex) -> None:
+        self.coll, self.index = coll, index
+        self.partial = coll.has_named
+        self.total = len(index) if self.partial else len(coll)
+
+    def live(self) -> np.ndarray:
+        return self.index.live_labels() if self.partial else self.coll.live_labels()
+
+    def held(self, labels: np.ndarray) -> np.ndarray:
+        """Those of ``labels`` whose points hold this vector."""
+        return labels[self.index.holds(labels)] if self.partial else labels
+
+
+def _search_locked(space: _Space, query: np.ndarray, need: int, ef: int | None, flt: Filter | None,
                    exact: bool, quantized: QuantizedSearch | None) -> tuple[np.ndarray, np.ndarray]:
-    index = coll.index
+    coll, index = space.coll, space.index
     if flt is None:
         if exact:
-            return index.exact(query, coll.live_labels(), need)
-        labels, scores = index.knn(query, min(need, len(coll)), ef, quantized=quantized)
-        if len(labels) < min(need, len(coll)):
-            return index.exact(query, coll.live_labels(), need)
+            return index.exact(query, space.live(), need)
+        labels, scores = index.knn(query, min(need, space.total), ef, quantized=quantized)
+        if len(labels) < min(need, space.total):
+            return index.exact(query, space.live(), need)
         return labels, scores
     selection = planner.select(coll, flt)
     if selection is not None:
-        return _search_among(coll, query, need, ef, selection.matching(coll, flt), exact, quantized)
+        return _search_among(space, query, need, ef, space.held(selection.matching(coll, flt)), exact, quantized)
     payload_of, id_of = coll.payload_of, coll.id_of
-    if exact or _selective(_estimated_matches(coll, flt), len(coll)):
-        return _exact_filtered(coll, query, need, flt)
+    if exact or _selective(_estimated_matches(coll, flt), space.total):
+        return _exact_filtered(space, query, need, flt)
 
     def allowed(label: int) -> bool:
         pid = id_of.get(label)
@@ -87,14 +126,14 @@ def _search_locked(coll: Collection, query: np.ndarray, need: int, ef: int | Non
 
     labels, scores = index.knn(query, need, max(ef or index.default_ef, need), allowed, quantized)
     if len(labels) < need:
-        return _exact_filtered(coll, query, need, flt)
+        return _exact_filtered(space, query, need, flt)
     return labels, scores
 
 
-def _search_among(coll: Collection, query: np.ndarray, need: int, ef: int | None, labels: np.ndarray,
+def _search_among(space: _Space, query: np.ndarray, need: int, ef: int | None, labels: np.ndarray,
                   exact: bool, quantized: QuantizedSearch | None) -> tuple[np.ndarray, np.ndarray]:
     """The best ``need`` among ``labels`` (the matches of an indexed filter)."""
-    index, matches, total = coll.index, len(labels), len(coll)
+    coll, index, matches, total = space.coll, space.index, len(labels), space.total
     if matches == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
     fast_rows = index.rows_kept or index.engine != "hnswlib"
@@ -119,8 +158,8 @@ def _search_among(coll: Collection, query: np.ndarray, need: int, ef: int | None
     return found, scores
 
 
-def _exact_filtered(coll: Collection, query: np.ndarray, need: int, flt: Filter) -> tuple[np.ndarray, np.ndarray]:
-    return coll.index.exact(query, matching_labels(coll, flt), need)
+def _exact_filtered(space: _Space, query: np.ndarray, need: int, flt: Filter) -> tuple[np.ndarray, np.ndarray]:
+    return space.index.exact(query, space.held(matching_labels(space.coll, flt)), need)
 
 
 def _selective(matches: float, total: int) -> bool:

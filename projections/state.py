@@ -100,10 +100,17 @@ class ProjectionState:
     def _(self, event: ev.CollectionCreated, offset: int) -> list[Change]:
         if event.collection in self._working():
             raise Rejected(f"collection {event.collection!r} already exists", 409)
-        if not 1 <= event.dimension <= 65_536 or event.m < 2 or event.ef_construction < 1 or event.ef < 1:
+        named = event.vectors is not None or event.sparse_vectors is not None
+        if not (0 if named else 1) <= event.dimension <= 65_536 or event.m < 2 or event.ef_construction < 1 \
+                or event.ef < 1:
             raise Rejected(f"collection {event.collection!r}: invalid HNSW parameters or dimension")
-        self._replace(event.collection, Collection(CollectionConfig.from_event(event), offset,
-                                                 segment_size=segment_size_for(event.dimension, self.segment_bytes)))
+        config = CollectionConfig.from_event(event)
+        try:
+            check.named_vectors(config.vectors, config.sparse_vectors)
+        except ValidationError as exc:
+            raise Rejected(f"collection {event.collection!r}: {exc}") from None
+        self._replace(event.collection, Collection(config, offset,
+                                                 segment_size=segment_size_for(config.widest(), self.segment_bytes)))
         return [PutCollection(event, offset)]
 
     @apply.register
@@ -135,29 +142,70 @@ class ProjectionState:
         n, dim = event.vectors.shape
         if dim != coll.config.dimension and n:
             raise Rejected(f"collection {coll.name!r}: vectors have dimension {dim}, the collection "
-                           f"{coll.config.dimension}")
+                           f"{coll.config.dimension}" if coll.config.has_unnamed or dim else
+                           f"collection {coll.name!r}: the points carry no unnamed vector, the collection needs one")
         if not np.isfinite(event.vectors).all():
             raise Rejected(f"collection {coll.name!r}: vectors hold NaN or infinity")
         if len(set(event.ids)) != len(event.ids):
             raise Rejected(f"collection {coll.name!r}: duplicate ids in one batch")
+        _check_named(coll, event.named, event.sparse, allow_unnamed=False)
         if n == 0:
             return []
-        prepared = coll.index.prepare(event.vectors)
+        prepared = coll.index.prepare(event.vectors) if coll.config.has_unnamed else event.vectors
         with coll.lock.write():
             live = [i for i, pid in enumerate(event.ids) if pid in coll.label_of]
             labels = np.fromiter((coll.allocate(pid) for pid in event.ids), dtype=np.int64, count=n)
-            changed = np.ones(n, dtype=bool)
-            if live:  # a point re-upserted with the very same vector (a retry, a payload-only update)
-                stored = coll.index.vectors(labels[live])  # keeps its place in the graph: re-linking
-                changed[live] = ~np.all(stored == prepared[live], axis=1)  # it costs ~4 inserts
-            coll.index.add(labels[changed], prepared[changed])
+            if coll.config.has_unnamed:
+                changed = np.ones(n, dtype=bool)
+                if live:  # a point re-upserted with the very same vector (a retry, a payload-only update)
+                    stored = coll.index.vectors(labels[live])  # keeps its place in the graph: re-linking
+                    changed[live] = ~np.all(stored == prepared[live], axis=1)  # it costs ~4 inserts
+                coll.index.add(labels[changed], prepared[changed])
+            if coll.has_named:  # an upsert replaces the whole point: its named vectors go, then the new ones
+                for label in labels[live].tolist():
+                    coll.drop_vectors(label, [*coll.named, *coll.sparse])
+                _put_named(coll, labels, event.named, event.sparse)
             for label, payload in zip(labels.tolist(), event.payloads, strict=True):
                 coll.set_payload(label, payload)
         rows = []
         for i, (pid, label, payload) in enumerate(zip(event.ids, labels.tolist(), event.payloads, strict=True)):
             text = canonical_json(payload)
-            rows.append(PointRow(catalog_key(pid), label, text, point_checksum(prepared[i], text), offset))
+            vector = coll.vector_bytes(label) if coll.has_named else prepared[i]
+            rows.append(PointRow(catalog_key(pid), label, text, point_checksum(vector, text), offset))
         return [PutPoints(coll.name, tuple(rows))]
+
+    @apply.register
+    def _(self, event: ev.PointVectorsUpdated, offset: int) -> list[Change]:
+        """Qdrant's ``update_vectors``: every point must exist (else the event is rejected, as
+        Qdrant answers 404); the vectors given replace those of the same names."""
+        coll = self._existing(event)
+        if len(set(event.ids)) != len(event.ids):
+            raise Rejected(f"collection {coll.name!r}: duplicate ids in one batch")
+        missing = [pid for pid in event.ids if pid not in coll.label_of]
+        if missing:
+            raise Rejected(f"No point with id {missing[0]} found", 404)
+        _check_named(coll, event.named, event.sparse, allow_unnamed=True)
+        labels = np.array([coll.label_of[pid] for pid in event.ids], dtype=np.int64)
+        with coll.lock.write():
+            _put_named(coll, labels, event.named, event.sparse)
+            for label in labels.tolist():
+                coll.touch(label)
+        return self._point_rows(coll, list(zip(event.ids, labels.tolist(), strict=True)), offset)
+
+    @apply.register
+    def _(self, event: ev.PointVectorsDeleted, offset: int) -> list[Change]:
+        """Qdrant's ``delete_vectors``: unknown ids are ignored; an unknown vector name rejects the event."""
+        coll = self._existing(event)
+        for name in event.names:
+            if coll.dense(name) is None and name not in coll.sparse:
+                raise Rejected(f"Wrong input: Not existing vector name error: {name}")
+        with coll.lock.write():
+            present = [(pid, coll.label_of[pid]) for pid in dict.fromkeys(event.ids) if pid in coll.label_of]
+            for _pid, label in present:
+                if "" in event.names:
+                    coll.index.discard(label)
+                coll.drop_vectors(label, [name for name in event.names if name])
+        return self._point_rows(coll, present, offset)
 
     @apply.register
     def _(self, event: ev.VectorsDeleted, offset: int) -> list[Change]:
@@ -221,7 +269,7 @@ class ProjectionState:
         with coll.lock.write():
             coll.config = _without_index(coll.config, paths.parse(field)).with_payload_index(field, schema)
             coll.indexes.create(field, schema, coll.payload_of)
-            coll.index.keep_rows(True)
+            coll.keep_rows(True)
         return []
 
     @apply.register
@@ -231,7 +279,7 @@ class ProjectionState:
         with coll.lock.write():
             coll.config = _without_index(coll.config, path)
             coll.indexes.drop(event.field_name)
-            coll.index.keep_rows(bool(coll.indexes))
+            coll.keep_rows(bool(coll.indexes))
         return []
 
     def _rewrite_payloads(self, event: ev.Event, ids: tuple[PointId, ...], rewrite: Any,
@@ -242,14 +290,65 @@ class ProjectionState:
             present = [(pid, coll.label_of[pid]) for pid in dict.fromkeys(ids) if pid in coll.label_of]
             for _pid, label in present:
                 coll.set_payload(label, rewrite(coll.payload_of.get(label)))
+        return self._point_rows(coll, present, offset)
+
+    @staticmethod
+    def _point_rows(coll: Collection, present: list[tuple[PointId, int]], offset: int) -> list[Change]:
+        """The catalog rows of points whose payload or vectors changed."""
         if not present:
             return []
-        vectors = coll.index.vectors([label for _, label in present])
+        labels = [label for _, label in present]
+        vectors: Iterable[Any] = ([coll.vector_bytes(label) for label in labels] if coll.has_named
+                                  else coll.index.vectors(labels))
         rows = []
         for (pid, label), vector in zip(present, vectors, strict=True):
             text = canonical_json(coll.payload_of.get(label))
             rows.append(PointRow(catalog_key(pid), label, text, point_checksum(vector, text), offset))
         return [PutPoints(coll.name, tuple(rows))]
+
+
+def _check_named(coll: Collection, named: tuple[ev.NamedRows, ...], sparse: tuple[ev.SparseRows, ...], *,
+                 allow_unnamed: bool) -> None:
+    """Reject named vectors the collection does not have, of the wrong size, not finite, or
+    sparse vectors with a repeated index (before anything is applied)."""
+    seen: set[str] = set()
+    for rows in named:
+        index = coll.dense(rows.name) if rows.name or allow_unnamed else None
+        if index is None:
+            raise Rejected(f"Wrong input: Not existing vector name error: {rows.name}")
+        if rows.name in seen:
+            raise Rejected(f"collection {coll.name!r}: vector {rows.name!r} given twice")
+        seen.add(rows.name)
+        if len(rows.positions) and rows.vectors.shape[1] != index.dimension:
+            raise Rejected(f"Wrong input: Vector dimension error: expected dim: {index.dimension}, "
+                           f"got {rows.vectors.shape[1]} (vector {rows.name!r})")
+        if not np.isfinite(rows.vectors).all():
+            raise Rejected(f"collection {coll.name!r}: vector {rows.name!r} holds NaN or infinity")
+    for block in sparse:
+        if block.name not in coll.sparse:
+            raise Rejected(f"Wrong input: Not existing vector name error: {block.name}")
+        if block.name in seen:
+            raise Rejected(f"collection {coll.name!r}: vector {block.name!r} given twice")
+        seen.add(block.name)
+        try:
+            check.sparse_rows(block.offsets, block.indices, block.values, field=block.name)
+        except ValidationError as exc:
+            raise Rejected(str(exc)) from None
+
+
+def _put_named(coll: Collection, labels: np.ndarray, named: tuple[ev.NamedRows, ...],
+               sparse: tuple[ev.SparseRows, ...]) -> None:
+    """Store the named vectors of a batch whose points hold ``labels`` (checked by :func:`_check_named`)."""
+    for rows in named:
+        index = coll.dense(rows.name)
+        assert index is not None
+        if len(rows.positions):
+            index.add(labels[rows.positions], index.prepare(rows.vectors))
+    for block in sparse:
+        target = coll.sparse[block.name]
+        for i, position in enumerate(block.positions.tolist()):
+            indices, values = block.row(i)
+            target.put(int(labels[position]), indices, values)
 
 
 def _without_index(config: CollectionConfig, path: paths.Path) -> CollectionConfig:

@@ -78,19 +78,74 @@ def _upserted_out(e: ev.VectorsUpserted) -> dict[str, Any]:
     vectors = np.ascontiguousarray(e.vectors, dtype="<f4")
     payloads = list(e.payloads) or [None] * len(e.ids)
     return {"ids": _ids_out(e.ids), "count": vectors.shape[0], "dimension": vectors.shape[1],
-            "vectors": vectors.tobytes(), "payloads": [None if p is None else _json(p) for p in payloads]}
+            "vectors": vectors.tobytes(), "payloads": [None if p is None else _json(p) for p in payloads],
+            "named": [_named_out(rows) for rows in e.named], "sparse": [_sparse_out(rows) for rows in e.sparse]}
 
 
 def _upserted_in(meta: ev.EventMeta, b: dict[str, Any]) -> ev.VectorsUpserted:
     count, dim, raw = b["count"], b["dimension"], b["vectors"]
-    if count < 0 or dim < 1 or len(raw) != count * dim * 4:
+    # v1 vectors have a dimension; from v2 on, 0 says the collection has no unnamed vector
+    if count < 0 or dim < (1 if meta.schema_version <= 1 else 0) or len(raw) != count * dim * 4:
         raise InvalidContent(f"vectors: {len(raw)} bytes do not hold {count} x {dim} float32")
     if len(b["ids"]) != count or len(b["payloads"]) != count:
         raise InvalidContent(f"ids/payloads: expected {count} of each, got {len(b['ids'])} and "
                              f"{len(b['payloads'])}")
     vectors = np.frombuffer(raw, dtype="<f4").reshape(count, dim)
     payloads = tuple(_payload_in(p, f"payloads[{i}]") for i, p in enumerate(b["payloads"]))
-    return ev.VectorsUpserted(meta, _ids_in(b["ids"]), vectors, payloads)
+    named = tuple(_named_in(raw_rows, count, f"named[{i}]") for i, raw_rows in enumerate(b.get("named") or []))
+    sparse = tuple(_sparse_in(raw_rows, count, f"sparse[{i}]") for i, raw_rows in enumerate(b.get("sparse") or []))
+    return ev.VectorsUpserted(meta, _ids_in(b["ids"]), vectors, payloads, named, sparse)
+
+
+def _named_out(rows: ev.NamedRows) -> dict[str, Any]:
+    vectors = np.ascontiguousarray(rows.vectors, dtype="<f4")
+    return {"name": rows.name, "positions": np.asarray(rows.positions, "<i4").tobytes(),
+            "dimension": vectors.shape[1], "vectors": vectors.tobytes()}
+
+
+def _sparse_out(rows: ev.SparseRows) -> dict[str, Any]:
+    return {"name": rows.name, "positions": np.asarray(rows.positions, "<i4").tobytes(),
+            "offsets": np.asarray(rows.offsets, "<i4").tobytes(),
+            "indices": np.asarray(rows.indices, "<u4").tobytes(), "values": np.asarray(rows.values, "<f4").tobytes()}
+
+
+def _column(raw: bytes, dtype: str, where: str) -> np.ndarray:
+    if len(raw) % 4:
+        raise InvalidContent(f"{where}: {len(raw)} bytes are not a whole number of 4-byte values")
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def _positions(raw: bytes, count: int, where: str) -> np.ndarray:
+    positions = _column(raw, "<i4", where).astype(np.int64)
+    if len(positions) and (positions[0] < 0 or positions[-1] >= count or np.any(np.diff(positions) <= 0)):
+        raise InvalidContent(f"{where}: positions must be ascending and unique, within 0..{count - 1}")
+    return positions
+
+
+def _named_in(b: dict[str, Any], count: int, where: str) -> ev.NamedRows:
+    positions = _positions(b["positions"], count, f"{where}.positions")
+    dim, raw = b["dimension"], b["vectors"]
+    if dim < 1 or len(raw) != len(positions) * dim * 4:
+        raise InvalidContent(f"{where}.vectors: {len(raw)} bytes do not hold {len(positions)} x {dim} float32")
+    return ev.NamedRows(b["name"], positions, np.frombuffer(raw, dtype="<f4").reshape(len(positions), dim))
+
+
+def _sparse_in(b: dict[str, Any], count: int, where: str) -> ev.SparseRows:
+    positions = _positions(b["positions"], count, f"{where}.positions")
+    offsets = _column(b["offsets"], "<i4", f"{where}.offsets").astype(np.int64)
+    indices = _column(b["indices"], "<u4", f"{where}.indices")
+    values = _column(b["values"], "<f4", f"{where}.values")
+    if (len(offsets) != len(positions) + 1 or offsets[0] != 0 or offsets[-1] != len(indices)
+            or len(values) != len(indices) or np.any(np.diff(offsets) < 0)):
+        raise InvalidContent(f"{where}: offsets, indices and values do not describe {len(positions)} sparse vectors")
+    return ev.SparseRows(b["name"], positions, offsets, indices, values)
+
+
+def _vectors_updated_in(meta: ev.EventMeta, b: dict[str, Any]) -> ev.PointVectorsUpdated:
+    ids = _ids_in(b["ids"])
+    return ev.PointVectorsUpdated(
+        meta, ids, tuple(_named_in(r, len(ids), f"named[{i}]") for i, r in enumerate(b["named"])),
+        tuple(_sparse_in(r, len(ids), f"sparse[{i}]") for i, r in enumerate(b["sparse"])))
 
 
 _CODECS: dict[type[ev.Event], tuple[Callable[[Any], dict[str, Any]],
@@ -98,10 +153,11 @@ _CODECS: dict[type[ev.Event], tuple[Callable[[Any], dict[str, Any]],
     ev.CollectionCreated: (
         lambda e: {"dimension": e.dimension, "metric": e.metric, "m": e.m,
                    "ef_construction": e.ef_construction, "ef": e.ef, "kind": e.kind, "embedder": e.embedder,
-                   "quantization": e.quantization, "on_disk": e.on_disk},
+                   "quantization": e.quantization, "on_disk": e.on_disk, "vectors": e.vectors,
+                   "sparse_vectors": e.sparse_vectors},
         lambda m, b: ev.CollectionCreated(m, b["dimension"], b["metric"], b["m"], b["ef_construction"],
                                           b["ef"], b["kind"], b.get("embedder"), b.get("quantization"),
-                                          b.get("on_disk")),
+                                          b.get("on_disk"), b.get("vectors"), b.get("sparse_vectors")),
     ),
     ev.CollectionDeleted: (lambda e: {}, lambda m, b: ev.CollectionDeleted(m)),
     ev.CollectionUpdated: (lambda e: {"diff": e.diff}, lambda m, b: ev.CollectionUpdated(m, b["diff"])),
@@ -130,6 +186,13 @@ _CODECS: dict[type[ev.Event], tuple[Callable[[Any], dict[str, Any]],
                              lambda m, b: ev.PayloadIndexCreated(m, b["field_name"], b["field_schema"])),
     ev.PayloadIndexDropped: (lambda e: {"field_name": e.field_name},
                              lambda m, b: ev.PayloadIndexDropped(m, b["field_name"])),
+    ev.PointVectorsUpdated: (
+        lambda e: {"ids": _ids_out(e.ids), "named": [_named_out(r) for r in e.named],
+                   "sparse": [_sparse_out(r) for r in e.sparse]},
+        _vectors_updated_in,
+    ),
+    ev.PointVectorsDeleted: (lambda e: {"ids": _ids_out(e.ids), "names": list(e.names)},
+                             lambda m, b: ev.PointVectorsDeleted(m, _ids_in(b["ids"]), tuple(b["names"]))),
 }
 
 

@@ -73,3 +73,11 @@ class InvalidPayload(ValidationError):
 
 class InvalidPath(ValidationError):
     """A payload key is not a JSON path in Qdrant's grammar (``a.b``, ``a[]``, ``a[0]``, ``"q.k"``)."""
+
+
+class SparseVectorInvalid(ValidationError):
+    """A sparse vector Qdrant's validator refuses (repeated indices, values not matching them): 422 there."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"Validation error in JSON body: [{path}: {problem}]")
+        self.path, self.problem = path, problem

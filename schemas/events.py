@@ -63,6 +63,8 @@ class CollectionCreated(Event):
     embedder: str | None = None  # JSON definition of the text embedder (schema v2)
     quantization: str | None = None  # Qdrant's quantization_config, canonical JSON (schema v3); None: float32
     on_disk: bool | None = None  # Qdrant's vectors.on_disk (schema v4); None: not given
+    vectors: str | None = None  # named dense vectors, canonical JSON {name: {size, metric, ...}} (schema v5)
+    sparse_vectors: str | None = None  # sparse vectors, canonical JSON {name: {modifier}} (schema v5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,17 +85,88 @@ class CollectionUpdated(Event):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class NamedRows:
+    """One named dense vector of some points of a batch: ``positions`` index the event's ids."""
+
+    name: str
+    positions: np.ndarray  # int64, ascending, unique
+    vectors: np.ndarray  # (len(positions), dimension) float32, C-contiguous
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, NamedRows) and self.name == other.name
+                and np.array_equal(self.positions, other.positions) and self.vectors.shape == other.vectors.shape
+                and np.array_equal(self.vectors, other.vectors))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SparseRows:
+    """One named sparse vector of some points of a batch, CSR: point ``positions[i]`` holds
+    ``indices[offsets[i]:offsets[i + 1]]`` (unique) with their ``values``."""
+
+    name: str
+    positions: np.ndarray  # int64, ascending, unique
+    offsets: np.ndarray  # int64, len(positions) + 1, from 0, non-decreasing
+    indices: np.ndarray  # uint32
+    values: np.ndarray  # float32
+
+    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.indices[lo:hi], self.values[lo:hi]
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, SparseRows) and self.name == other.name
+                and all(np.array_equal(a, b) for a, b in ((self.positions, other.positions),
+                                                           (self.offsets, other.offsets),
+                                                           (self.indices, other.indices),
+                                                           (self.values, other.values))))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class VectorsUpserted(Event):
+    """Points inserted or replaced whole: ``vectors`` are their unnamed vectors (``(count, 0)`` in a
+    collection without one), ``named`` and ``sparse`` the named vectors some of them carry (schema v2)."""
+
     ids: tuple[PointId, ...]
     vectors: np.ndarray  # (count, dimension) float32, C-contiguous
     payloads: tuple[Payload | None, ...] = field(default=())
+    named: tuple[NamedRows, ...] = ()
+    sparse: tuple[SparseRows, ...] = ()
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, VectorsUpserted) and self.meta == other.meta and self.ids == other.ids
                 and self.payloads == other.payloads and self.vectors.shape == other.vectors.shape
-                and np.array_equal(self.vectors, other.vectors))
+                and np.array_equal(self.vectors, other.vectors) and self.named == other.named
+                and self.sparse == other.sparse)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PointVectorsUpdated(Event):
+    """Qdrant's ``update_vectors``: these vectors replace the points' vectors of the same names
+    (``""``: the unnamed one); their other vectors and payloads stay."""
+
+    ids: tuple[PointId, ...]
+    named: tuple[NamedRows, ...] = ()
+    sparse: tuple[SparseRows, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, PointVectorsUpdated) and self.meta == other.meta and self.ids == other.ids
+                and self.named == other.named and self.sparse == other.sparse)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class PointVectorsDeleted(Event):
+    """Qdrant's ``delete_vectors``: the vectors ``names`` (dense or sparse) are removed from the points."""
+
+    ids: tuple[PointId, ...]
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,5 +236,5 @@ class PayloadIndexDropped(Event):
 EVENT_TYPES: tuple[type[Event], ...] = (
     CollectionCreated, CollectionDeleted, VectorsUpserted, VectorsDeleted,
     PayloadSet, PayloadOverwritten, PayloadKeysDeleted, PayloadCleared, CollectionUpdated,
-    PayloadIndexCreated, PayloadIndexDropped,
+    PayloadIndexCreated, PayloadIndexDropped, PointVectorsUpdated, PointVectorsDeleted,
 )

@@ -22,6 +22,7 @@ from schemas.errors import (
     InvalidPayload,
     InvalidPointId,
     InvalidVector,
+    SparseVectorInvalid,
     UnknownMetric,
     ValidationError,
 )
@@ -304,3 +305,84 @@ def payload_field_schema(value: object, *, field: str = "field_schema") -> str:
             if value.get(name) is not None:
                 raise ValidationError(f"{field}.{name}: not supported by this server")
     return json.dumps(out, sort_keys=True, separators=(",", ":"))
+
+
+# Named and sparse vectors ------------------------------------------------------------------
+#: A vector name as Qdrant takes it (any non-empty string); the unnamed vector is "".
+MAX_VECTOR_NAME = 255
+_SPEC_FIELDS = {"size", "metric", "m", "ef_construction", "ef", "quantization", "on_disk"}
+
+
+def vector_name(name: object, *, field: str = "name") -> str:
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_VECTOR_NAME or "\0" in name:
+        raise ValidationError(f"{field}: a vector name is a string of 1..{MAX_VECTOR_NAME} characters without NUL, "
+                              f"got {json.dumps(name)[:60] if isinstance(name, str) else type(name).__name__}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{field}: not valid Unicode (a lone surrogate)") from None
+    return name
+
+
+def named_vectors(vectors: str | None, sparse: str | None) -> None:
+    """Check ``CollectionCreated.vectors`` (``{name: {size, metric, m, ef_construction, ef,
+    quantization, on_disk}}``) and ``sparse_vectors`` (``{name: {"modifier": "idf"}}`` or ``{}``):
+    names valid and not shared between the two, parameters in range."""
+    dense = {} if vectors is None else json.loads(vectors)
+    sparse_params = {} if sparse is None else json.loads(sparse)
+    if not isinstance(dense, dict) or not isinstance(sparse_params, dict):
+        raise ValidationError("vectors, sparse_vectors: expected objects by vector name")
+    for name, spec in dense.items():
+        vector_name(name, field=f"vectors.{name}")
+        if not isinstance(spec, dict) or not {"size", "metric"} <= set(spec) <= _SPEC_FIELDS:
+            raise ValidationError(f"vectors.{name}: expected {{size, metric, ...}}, got {json.dumps(spec)[:80]}")
+        bounded_int(spec["size"], f"vectors.{name}.size")
+        metric(spec["metric"])
+        bounded_int(spec.get("m", 16), f"vectors.{name}.m", minimum=2, maximum=256)
+        bounded_int(spec.get("ef_construction", 200), f"vectors.{name}.ef_construction", minimum=1, maximum=10_000)
+        bounded_int(spec.get("ef", 64), f"vectors.{name}.ef", minimum=1, maximum=10_000)
+        if spec.get("quantization") is not None:
+            quantization(json.loads(spec["quantization"]), field=f"vectors.{name}.quantization_config")
+    for name, params in sparse_params.items():
+        vector_name(name, field=f"sparse_vectors.{name}")
+        if name in dense:
+            raise ValidationError(f"sparse_vectors.{name}: a dense vector has that name already")
+        if not isinstance(params, dict) or set(params) - {"modifier"} or params.get("modifier") not in (None, "idf"):
+            raise ValidationError(f"sparse_vectors.{name}: expected {{\"modifier\": \"idf\"}} or {{}}, got "
+                                  f"{json.dumps(params)[:80]}")
+
+
+def sparse_vector(indices: object, values: object, *, field: str = "vector") -> tuple[np.ndarray, np.ndarray]:
+    """A sparse vector as Qdrant checks it: indices u32 and unique, as many values (finite floats)
+    as indices. Returned sorted by index (uint32, float32): how it is stored and scored."""
+    if not isinstance(indices, (list, tuple, np.ndarray)) or not isinstance(values, (list, tuple, np.ndarray)):
+        raise InvalidVector(f"{field}: expected indices and values arrays")
+    for i, x in enumerate(indices):
+        if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or not 0 <= x <= 0xFFFFFFFF:
+            raise InvalidVector(f"{field}.indices[{i}]: expected an integer in 0..4294967295, got {json.dumps(x)[:40]}"
+                                if not isinstance(x, np.generic) else f"{field}.indices[{i}]: out of range")
+    for i, x in enumerate(values):
+        if isinstance(x, bool) or not isinstance(x, (int, float, np.number)) or not np.isfinite(float(x)):
+            raise InvalidVector(f"{field}.values[{i}]: expected a finite number")
+    idx = np.asarray(indices, dtype=np.uint32) if len(indices) else np.empty(0, np.uint32)
+    with np.errstate(over="ignore"):
+        val = np.asarray(values, dtype=np.float32) if len(values) else np.empty(0, np.float32)
+    if len(idx) != len(val):
+        raise SparseVectorInvalid(f"{field}.values", "must be the same length as indices")
+    if not np.isfinite(val).all():
+        raise InvalidVector(f"{field}.values: a value is out of float32 range")
+    order = np.argsort(idx, kind="stable")
+    idx, val = idx[order], val[order]
+    if len(idx) > 1 and np.any(idx[1:] == idx[:-1]):
+        raise SparseVectorInvalid(f"{field}.indices", "must be unique")
+    return idx, val
+
+
+def sparse_rows(offsets: np.ndarray, indices: np.ndarray, values: np.ndarray, *, field: str) -> None:
+    """Check the sparse vectors of an event: each row's indices unique, values finite."""
+    if not np.isfinite(values).all():
+        raise InvalidVector(f"{field}: a sparse value is NaN or infinity")
+    for i in range(len(offsets) - 1):
+        row = np.sort(indices[offsets[i]:offsets[i + 1]])
+        if len(row) > 1 and np.any(row[1:] == row[:-1]):
+            raise SparseVectorInvalid(f"{field}[{i}].indices", "must be unique")

@@ -88,14 +88,15 @@ def running_projector(settings: Any, catalog: Any = None) -> Iterator[Any]:
 
 
 def state_of(projector: Any) -> dict[str, Any]:
-    """Everything a user can observe of the projection: configs, ids, payloads, vectors."""
+    """Everything a user can observe of the projection: configs, ids, payloads, vectors (named too)."""
     out: dict[str, Any] = {}
     for name, coll in sorted(projector.state.collections.items()):
         labels = [coll.label_of[pid] for pid in sorted(coll.label_of, key=repr)]
-        vectors = coll.index.vectors(labels)
+        vectors = [coll.vector_bytes(label) for label in labels] if coll.has_named \
+            else [row.tobytes() for row in coll.index.vectors(labels)]
         out[name] = {
             "config": coll.config.as_dict(),
-            "points": {repr(pid): (coll.payload_of.get(lbl), vectors[i].tobytes())
+            "points": {repr(pid): (coll.payload_of.get(lbl), vectors[i])
                        for i, (pid, lbl) in enumerate(zip(sorted(coll.label_of, key=repr), labels, strict=True))},
         }
     return out

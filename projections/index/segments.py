@@ -44,6 +44,7 @@ class Segment:
     alive: np.ndarray  # bool per label in [lo, hi): live in the graph
     graph_version: int = 0  # bumped by every add: the graph differs from any file written before
     points_version: int = 0  # bumped by every change to its points' ids or payloads (Collection.touch)
+    alive_version: int = 0  # bumped by every change to which labels are live
     saved: dict[str, tuple[Path, str, int]] = field(default_factory=dict)  # kind -> (file, checksum, version)
     rows: np.ndarray | None = None  # hnswlib graphs, with keep_rows: a float32 copy of the rows, by local label
 
@@ -55,6 +56,7 @@ class Segment:
         self._live = int(self.alive.sum())
 
     def set_alive(self, local: np.ndarray, value: bool) -> None:
+        self.alive_version += 1
         if len(local) == 1:
             self._live += int(value) - int(self.alive[local[0]])
             self.alive[local[0]] = value
@@ -89,6 +91,10 @@ class SegmentedIndex:
                                   self.on_disk, self.engine)
         return VectorIndex(self.dimension, self.metric, self.m, self.ef_construction, self.default_ef,
                            capacity=min(hi - lo, 1024))
+
+    def empty_graph(self, lo: int, hi: int) -> VectorIndex | QuantizedGraph:
+        """A graph for ``[lo, hi)`` holding nothing (a collection without an unnamed vector)."""
+        return self._new_graph(lo, hi)
 
     def _append(self, segment: Segment) -> None:
         if self.segments and segment.lo != self.segments[-1].hi:
@@ -204,7 +210,38 @@ class SegmentedIndex:
         seg.graph.mark_deleted(label)
         seg.set_alive(np.array([label - seg.lo]), False)
 
+    def discard(self, label: int) -> bool:
+        """Delete ``label``'s vector if it holds one (a named vector some points lack); whether it did."""
+        seg = self.segment_of(label)
+        if seg is None or not seg.alive[label - seg.lo]:
+            return False
+        self.mark_deleted(label)
+        return True
+
     # Reads ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """The labels holding a vector."""
+        return sum(seg.live for seg in self.segments)
+
+    def holds(self, labels: np.ndarray) -> np.ndarray:
+        """Whether each of ``labels`` holds a vector here (bool per label)."""
+        labels = np.asarray(labels, dtype=np.int64)
+        out = np.zeros(len(labels), dtype=bool)
+        if len(labels) == 0 or not self.segments:
+            return out
+        which = np.searchsorted(self._los_array, labels, side="right") - 1
+        for i in np.unique(which).tolist():
+            if 0 <= i < len(self.segments):
+                seg, at = self.segments[i], np.flatnonzero(which == i)
+                inside = labels[at] < seg.hi
+                out[at[inside]] = seg.alive[labels[at[inside]] - seg.lo]
+        return out
+
+    def live_labels(self) -> np.ndarray:
+        """Every label holding a vector, ascending."""
+        parts = [np.flatnonzero(seg.alive) + seg.lo for seg in self.segments if seg.live]
+        return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
+
     @property
     def capacity(self) -> int:
         return sum(seg.graph.capacity for seg in self.segments)
@@ -257,7 +294,7 @@ def exact_search(index: SegmentedIndex, query: np.ndarray, labels: np.ndarray,
     q = index.prepare(query.reshape(1, -1))[0]
     best_labels: list[np.ndarray] = []
     best_scores: list[np.ndarray] = []
-    for chunk, data in _rows_in_chunks(index, labels):
+    for chunk, data in rows_in_chunks(index, labels):
         if index.metric == "l2":
             s = -np.sqrt(np.maximum(((data - q) ** 2).sum(axis=1), 0))
         else:
@@ -276,7 +313,7 @@ def exact_search(index: SegmentedIndex, query: np.ndarray, labels: np.ndarray,
 _CHUNK = 65_536
 
 
-def _rows_in_chunks(index: SegmentedIndex, labels: np.ndarray) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+def rows_in_chunks(index: SegmentedIndex, labels: np.ndarray) -> Iterable[tuple[np.ndarray, np.ndarray]]:
     """``(labels, their rows)`` in chunks: straight from each segment's kept rows when the labels
     are ascending (one gather per segment, no regrouping), else through ``index.vectors``."""
     ascending = len(labels) < 2 or bool(np.all(labels[1:] > labels[:-1]))

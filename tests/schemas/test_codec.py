@@ -84,7 +84,7 @@ def test_crc64_avro_matches_fastavro() -> None:
 
 def test_a_v1_record_decodes_under_the_newest_reader_with_the_defaults() -> None:
     v1 = VERSIONS["CollectionCreated"][1]
-    assert latest("CollectionCreated").version == 4
+    assert latest("CollectionCreated").version == 5
     event = ev.CollectionCreated(ev.EventMeta.new("docs", "old-producer"), 384, "ip", 8, 100, 50, "workspace",
                                  embedder='{"will": "be dropped by v1"}')
     data = encode(event, schema=v1)
@@ -115,7 +115,7 @@ def test_a_v3_record_decodes_as_before_and_v4_carries_on_disk() -> None:
     old = decode(encode(event, schema=VERSIONS["CollectionCreated"][3]))
     assert isinstance(old, ev.CollectionCreated) and old.meta.schema_version == 3
     assert old.quantization == event.quantization and old.on_disk is None
-    new = decode(encode(event))
+    new = decode(encode(event, schema=VERSIONS["CollectionCreated"][4]))
     assert isinstance(new, ev.CollectionCreated) and new.meta.schema_version == 4 and new.on_disk is False
 
 

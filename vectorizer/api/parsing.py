@@ -16,6 +16,7 @@ import msgspec
 import numpy as np
 
 from producers.producer import WriteToken
+from projections.collection import Collection as Collection_
 from projections.filters import Filter, parse_filter
 from schemas import validation as check
 from schemas.errors import ValidationError
@@ -153,8 +154,9 @@ def point_ids(value: object, path: str) -> list[PointId]:
     return list(dict.fromkeys(ids))
 
 
-def filter_of(value: object, path: str = "filter") -> Filter | None:
-    return parse_filter(value, field=path)
+def filter_of(value: object, path: str = "filter", coll: Collection_ | None = None) -> Filter | None:
+    """A filter of requests to ``coll`` (its ``has_vector`` conditions answered by it)."""
+    return parse_filter(value, field=path, has_vector=None if coll is None else coll.has_vector)
 
 
 def vector(value: object, path: str, dimension: int) -> np.ndarray:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from projections import query
 from projections.collection import Collection
 from schemas import paths
@@ -48,16 +50,22 @@ def payload_view(value: object, path: str, *, default: bool) -> PayloadView:
                      f"{{\"exclude\": [...]}}, got {show(value)}")
 
 
-def wants_vector(value: object, path: str) -> bool:
-    """``with_vector``: a boolean (named vectors do not exist here)."""
+#: ``with_vector``: all vectors (``True``), none, or those named.
+VectorSelector = bool | tuple[str, ...]
+
+
+def wants_vector(value: object, path: str) -> VectorSelector:
+    """``with_vector``: a boolean or a list of vector names (names a collection lacks select nothing)."""
     if value is None:
         return False
+    if isinstance(value, list) and all(isinstance(name, str) for name in value):
+        return tuple(value)
     if not isinstance(value, bool):
-        raise BadRequest(f"{path}: expected true or false (named vectors are not supported), got {show(value)}")
+        raise BadRequest(f"{path}: expected true, false or a list of vector names, got {show(value)}")
     return value
 
 
-def records(coll: Collection, ids: list[PointId], view: PayloadView, with_vector: bool,
+def records(coll: Collection, ids: list[PointId], view: PayloadView, with_vector: VectorSelector,
             scores: list[float] | None = None) -> list[dict[str, Any]]:
     """Qdrant ``Record`` objects (``ScoredPoint`` with ``scores``) of the ``ids`` that exist, in order.
 
@@ -71,10 +79,30 @@ def records(coll: Collection, ids: list[PointId], view: PayloadView, with_vector
         rec["payload"] = view(payload)
         out.append(rec)
     # Shortest round-trip decimals, as Qdrant prints float32 (0.15, not 0.15000000596046448).
+    if found.named is not None:
+        for rec, vector in zip(out, _vector_structs(found.named, len(out)), strict=True):
+            rec["vector"] = vector
+        return out
     rows = [None] * len(out) if vectors is None else shortest(vectors).tolist()
     for rec, vector in zip(out, rows, strict=True):
         rec["vector"] = vector
     return out
+
+
+def _vector_structs(named: dict[str, tuple[Any, Any]], count: int) -> list[Any]:
+    """Qdrant's ``VectorStruct`` per point: ``{name: dense list or {indices, values}}``, or the bare
+    list when the unnamed vector is all there is (as Qdrant and qdrant-client answer)."""
+    structs: list[dict[str, Any]] = [{} for _ in range(count)]
+    for name, (held, rows) in named.items():
+        at = np.flatnonzero(held).tolist()
+        if isinstance(rows, np.ndarray):
+            values: list[Any] = shortest(rows).tolist() if len(at) else []
+        else:
+            values = [{"indices": indices.tolist(), "values": shortest(vals.reshape(1, -1))[0].tolist()
+                       if len(vals) else []} for indices, vals in rows]
+        for i, value in zip(at, values, strict=True):
+            structs[i][name] = value
+    return [s[""] if len(s) == 1 and "" in s else s for s in structs]
 
 
 # Selector trees ------------------------------------------------------------------------

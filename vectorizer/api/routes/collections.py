@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 
 from producers.errors import WriteRejected
 from projections import query
-from projections.collection import Collection
+from projections.collection import Collection, VectorSpec
 from projections.errors import CollectionExists
 from schemas import validation as check
 from schemas.errors import ValidationError
@@ -127,7 +127,7 @@ def _creation(b: dict[str, Any]) -> dict[str, Any]:
                      "sharding_method"),
              ignored=("shard_number", "replication_factor", "write_consistency_factor", "on_disk_payload",
                       "payload", "id_tracker", "optimizers_config", "wal_config", "strict_mode_config"))
-    p.unsupported(b, "sparse_vectors", "init_from", "metadata", "sharding_method")
+    p.unsupported(b, "init_from", "metadata", "sharding_method")
     quantization = _quantization(b.get("quantization_config"), "quantization_config")
     for name in ("shard_number", "replication_factor", "write_consistency_factor"):
         if b.get(name) is not None:
@@ -145,34 +145,95 @@ def _creation(b: dict[str, Any]) -> dict[str, Any]:
         if strict.get("enabled") is True:
             raise BadRequest("strict_mode_config: not supported by this server (strict mode is not enforced)")
     vectors = p.obj(b.get("vectors"), "vectors")
-    if "size" not in vectors and vectors and all(isinstance(v, dict) for v in vectors.values()):
-        raise BadRequest("vectors: named vectors are not supported; use {\"size\": N, \"distance\": ...}")
-    p.fields(vectors, "vectors", ("size", "distance", "hnsw_config", "datatype", "multivector_config",
-                                  "quantization_config", "on_disk"),
+    collection_hnsw = _hnsw(b.get("hnsw_config"), "hnsw_config")
+    sparse = _sparse_vectors(b.get("sparse_vectors"))
+    if "size" in vectors or not vectors and not sparse:  # one unnamed vector
+        spec = _vector_params(vectors, "vectors", quantization, collection_hnsw)
+        return {"dimension": spec.pop("size"), **spec, **({"sparse_vectors": sparse} if sparse else {})}
+    named = {}
+    for name, params in vectors.items():
+        if name == "":
+            raise BadRequest("vectors: the unnamed vector is {\"size\": N, \"distance\": ...}; named vectors need "
+                             "non-empty names")
+        try:
+            check.vector_name(name, field=f"vectors.{name}")
+        except ValidationError as exc:
+            raise BadRequest(str(exc)) from None
+        spec = _vector_params(p.obj(params, f"vectors.{name}"), f"vectors.{name}", quantization, collection_hnsw)
+        if "quantization" in spec:
+            spec["quantization"] = json.dumps(spec["quantization"], sort_keys=True, separators=(",", ":"))
+        named[name] = {k.replace("dimension", "size"): v for k, v in spec.items()}
+    for name in sparse:
+        if name in named:
+            raise BadRequest(f"Wrong input: Vector name {name} is used for both dense and sparse vectors")
+    out: dict[str, Any] = {"dimension": 0, "metric": "cosine"}
+    if named:
+        out["vectors"] = named
+    if sparse:
+        out["sparse_vectors"] = sparse
+    return out
+
+
+def _vector_params(vectors: dict[str, Any], path: str, quantization: dict[str, Any] | None,
+                   collection_hnsw: dict[str, int]) -> dict[str, Any]:
+    """One dense vector's ``VectorParams``: ``size``, ``metric`` and its index settings (its own
+    ``hnsw_config`` and ``quantization_config`` over the collection's)."""
+    p.fields(vectors, path, ("size", "distance", "hnsw_config", "datatype", "multivector_config",
+                             "quantization_config", "on_disk"),
              ignored=("memory",))
-    quantization = _quantization(vectors.get("quantization_config"), "vectors.quantization_config") or quantization
-    _boolean(vectors.get("on_disk"), "vectors.on_disk")
-    _memory(vectors.get("memory"), "vectors.memory", refuse_pinned="dense vector storage")
+    quantization = _quantization(vectors.get("quantization_config"), f"{path}.quantization_config") or quantization
+    _boolean(vectors.get("on_disk"), f"{path}.on_disk")
+    _memory(vectors.get("memory"), f"{path}.memory", refuse_pinned="dense vector storage")
     if vectors.get("multivector_config") is not None:
-        raise BadRequest("vectors.multivector_config: not supported by this server")
+        raise BadRequest(f"{path}.multivector_config: multivectors are not supported by this server (one vector "
+                         f"per name and point)")
     if vectors.get("datatype") not in (None, "float32"):
-        raise BadRequest(f"vectors.datatype: only float32 is supported, got {p.show(vectors['datatype'])}")
+        raise BadRequest(f"{path}.datatype: only float32 is supported, got {p.show(vectors['datatype'])}")
     if "size" not in vectors:
-        raise BadRequest("vectors.size: required")
-    size = p.integer(vectors["size"], "vectors.size", minimum=1, maximum=65_536)
+        raise BadRequest(f"{path}.size: required")
+    size = p.integer(vectors["size"], f"{path}.size", minimum=1, maximum=65_536)
     distance = vectors.get("distance")
     metric = DISTANCES.get(distance) if isinstance(distance, str) else None
     if metric is None:
-        raise BadRequest(f"vectors.distance: unknown distance {p.show(distance)}, expected one of "
+        raise BadRequest(f"{path}.distance: unknown distance {p.show(distance)}, expected one of "
                          f"{', '.join(DISTANCES)}")
-    spec: dict[str, Any] = {"dimension": size, "metric": metric}
+    spec: dict[str, Any] = {"size": size, "metric": metric, **collection_hnsw,
+                            **_hnsw(vectors.get("hnsw_config"), f"{path}.hnsw_config")}
     if vectors.get("on_disk") is not None:
         spec["on_disk"] = vectors["on_disk"]
     if quantization is not None:
         spec["quantization"] = quantization
-    for path, hnsw in (("hnsw_config", b.get("hnsw_config")), ("vectors.hnsw_config", vectors.get("hnsw_config"))):
-        spec.update(_hnsw(hnsw, path))
     return spec
+
+
+def _sparse_vectors(value: object) -> dict[str, dict[str, Any]]:
+    """Qdrant's ``sparse_vectors_config``: ``{name: {index: {...}, modifier: "idf" | "none"}}``; the
+    index knobs are checked and ignored (the inverted index is in memory, scoring exact)."""
+    if value is None:
+        return {}
+    out = {}
+    for name, raw in p.obj(value, "sparse_vectors").items():
+        path = f"sparse_vectors.{name}"
+        try:
+            check.vector_name(name, field=path)
+        except ValidationError as exc:
+            raise BadRequest(str(exc)) from None
+        params = {} if raw is None else p.obj(raw, path)
+        p.fields(params, path, ("index", "modifier"))
+        if params.get("index") is not None:
+            index = p.obj(params["index"], f"{path}.index")
+            p.fields(index, f"{path}.index", (), ignored=("full_scan_threshold", "on_disk", "datatype"))
+            if index.get("full_scan_threshold") is not None:
+                _unsigned(index["full_scan_threshold"], f"{path}.index.full_scan_threshold")
+            _boolean(index.get("on_disk"), f"{path}.index.on_disk")
+            if index.get("datatype") not in (None, "float32"):
+                raise BadRequest(f"{path}.index.datatype: only float32 is supported, got "
+                                 f"{p.show(index['datatype'])}")
+        modifier = params.get("modifier")
+        if modifier not in (None, "idf", "none"):
+            raise _format_error(f"{path}.modifier", f"unknown variant `{modifier}`, expected `none` or `idf`")
+        out[name] = {"modifier": "idf"} if modifier == "idf" else {}
+    return out
 
 
 def _hnsw(hnsw: object, path: str) -> dict[str, int]:
@@ -394,6 +455,8 @@ def collection_info(coll: Collection) -> dict[str, Any]:
         vectors["quantization_config"] = vector["quantization_config"]
     if config.on_disk is not None:
         vectors["on_disk"] = config.on_disk
+    if not config.has_unnamed:
+        vectors = {name: _named_params(spec) for name, spec in config.named().items()}
     hnsw = levels["hnsw_config"]
     return {
         "status": "green",
@@ -403,6 +466,9 @@ def collection_info(coll: Collection) -> dict[str, Any]:
         "segments_count": max(1, len(coll.index.segments)),
         "config": {
             "params": {"vectors": vectors,
+                       **({"sparse_vectors": {name: ({"modifier": "idf"} if params.get("modifier") == "idf" else {})
+                                              for name, params in config.sparse().items()}}
+                          if config.sparse() else {}),
                        "shard_number": 1, "replication_factor": 1, "write_consistency_factor": 1,
                        "on_disk_payload": False},
             "hnsw_config": {"m": hnsw.get("m", config.m),
@@ -415,6 +481,17 @@ def collection_info(coll: Collection) -> dict[str, Any]:
         },
         "payload_schema": payload_schema(coll),
     }
+
+
+def _named_params(spec: VectorSpec) -> dict[str, Any]:
+    """A named vector's ``VectorParams`` as Qdrant reports them."""
+    out: dict[str, Any] = {"size": spec.size, "distance": QDRANT_DISTANCE[spec.metric],
+                           "hnsw_config": {"m": spec.m, "ef_construct": spec.ef_construction}}
+    if spec.quantization is not None:
+        out["quantization_config"] = json.loads(spec.quantization)
+    if spec.on_disk is not None:
+        out["on_disk"] = spec.on_disk
+    return out
 
 
 def payload_schema(coll: Collection) -> dict[str, Any]:

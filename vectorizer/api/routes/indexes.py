@@ -69,8 +69,8 @@ def facet(request: Request, collection_name: str, opts: ReadOptions = Depends(re
         raise BadRequest("key: required")
     path = paths.parse(b["key"], field="key")
     size = p.limit(b, "", 10)
-    flt = p.filter_of(b.get("filter"))
     coll = readable(a, collection_name, opts, b)
+    flt = p.filter_of(b.get("filter"), coll=coll)
     with query.reading(coll):
         index = coll.indexes.get(path)
         if index is None or index.type not in _FACET_TYPES:

@@ -18,11 +18,13 @@ from starlette.responses import JSONResponse
 from producers.producer import WriteToken
 from projections import query
 from projections.collection import Collection
+from projections.errors import PointNotFound
 from schemas import validation as check
 from schemas.ids import PointId
 from vectorizer.api import parsing as p
 from vectorizer.api.context import Api, api, body, json_body, ok, timeout_param
-from vectorizer.api.errors import BadRequest
+from vectorizer.api.errors import BadRequest, Unprocessable
+from vectorizer.api.vectors import Collector, check_name
 
 router = APIRouter(tags=["points"])
 
@@ -50,7 +52,7 @@ def upsert(request: Request, collection_name: str, opts: WriteOptions = Depends(
     p.unsupported(b, "shard_key", "update_filter")
     if b.get("update_mode") not in (None, "upsert"):
         raise BadRequest(f"update_mode: only 'upsert' is supported, got {p.show(b['update_mode'])}")
-    dimension = a.collection(collection_name).config.dimension
+    config = a.collection(collection_name).config
     ids, rows, row_paths, payloads = _points(b)
     if not ids:
         return ok(request, a.write_result(collection_name, None, opts.wait, opts.timeout))
@@ -58,9 +60,63 @@ def upsert(request: Request, collection_name: str, opts: WriteOptions = Depends(
     if len(last) < len(ids):
         ids, rows = [ids[i] for i in last], [rows[i] for i in last]
         row_paths, payloads = [row_paths[i] for i in last], [payloads[i] for i in last]
-    vectors = p.vectors(rows, row_paths, dimension)
-    token = producer.upsert(collection_name, ids, vectors, payloads)
+    if config.named() or config.sparse() or not all(isinstance(row, list) for row in rows):
+        collector = Collector(config, len(ids))
+        for i, (row, path) in enumerate(zip(rows, row_paths, strict=True)):
+            collector.add(i, row, path)
+        given = collector.vectors(unnamed_required=True)
+        token = producer.upsert(collection_name, ids, given.unnamed, payloads, named=given.named,
+                                sparse=given.sparse)
+    else:
+        token = producer.upsert(collection_name, ids, p.vectors(rows, row_paths, config.dimension), payloads)
     return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
+
+
+@router.put("/collections/{collection_name}/points/vectors", summary="Update vectors of existing points",
+            openapi_extra=json_body("points: [{id, vector: {name: vector}}]"))
+def update_vectors(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
+                   b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    """Qdrant's ``update_vectors``: the vectors given replace the points' vectors of those names; the
+    others and the payload stay. A point that does not exist is Qdrant's 404 (with ``wait``)."""
+    producer = a.require_producer()
+    p.fields(b, "", ("points", "shard_key", "update_filter"))
+    p.unsupported(b, "shard_key", "update_filter")
+    coll = a.collection(collection_name)
+    raw = p.array(b.get("points"), "points")
+    if not raw:
+        raise Unprocessable("Validation error in JSON body: [points: must contain at least 1 item]")
+    ids = []
+    collector = Collector(coll.config, len(raw))
+    for i, item in enumerate(raw):
+        point = p.obj(item, f"points[{i}]")
+        p.fields(point, f"points[{i}]", ("id", "vector"))
+        for required in ("id", "vector"):
+            if required not in point:
+                raise BadRequest(f"points[{i}].{required}: required")
+        ids.append(p.point_id(point["id"], f"points[{i}].id"))
+        collector.add(i, point["vector"], f"points[{i}].vector")
+    if len(set(ids)) != len(ids):
+        raise BadRequest("points: an id is given twice")
+    given = collector.vectors(unnamed_required=False)
+    with query.reading(coll):
+        missing = [pid for pid in ids if pid not in coll.label_of]
+    if missing and opts.wait:  # the projection rejects it too; with wait, say which point
+        raise PointNotFound(f"No point with id {missing[0]} found")
+    token = producer.update_vectors(collection_name, ids, named=given.named, sparse=given.sparse)
+    return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))
+
+
+@router.post("/collections/{collection_name}/points/vectors/delete", summary="Delete named vectors of points",
+             openapi_extra=json_body("points: [ids] or filter, vector: [names]"))
+def delete_vectors(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
+                   b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    producer = a.require_producer()
+    _fields(b, ("points", "filter", "vector"))
+    config = a.collection(collection_name).config
+    names = [check_name(config, p.string(name, f"vector[{i}]") if name != "" else "")
+             for i, name in enumerate(p.array(b.get("vector"), "vector"))]
+    return _publish_selected(request, a, collection_name, b, opts,
+                             (lambda chunk: producer.delete_vectors(collection_name, chunk, names)) if names else None)
 
 
 def _points(b: dict[str, Any]) -> tuple[list[PointId], list[Any], list[str], list[Any]]:
@@ -69,7 +125,7 @@ def _points(b: dict[str, Any]) -> tuple[list[PointId], list[Any], list[str], lis
         raise BadRequest("points, batch: give exactly one of them")
     if b.get("points") is not None:
         ids: list[PointId] = []
-        rows: list[Any] = []
+        vectors: list[Any] = []
         paths: list[str] = []
         payloads: list[Any] = []
         for i, raw in enumerate(p.array(b["points"], "points")):
@@ -79,17 +135,23 @@ def _points(b: dict[str, Any]) -> tuple[list[PointId], list[Any], list[str], lis
                 if required not in point:
                     raise BadRequest(f"points[{i}].{required}: required")
             ids.append(p.point_id(point["id"], f"points[{i}].id"))
-            rows.append(point["vector"])
+            vectors.append(point["vector"])
             paths.append(f"points[{i}].vector")
             payloads.append(p.payload(point.get("payload"), f"points[{i}].payload"))
-        return ids, rows, paths, payloads
+        return ids, vectors, paths, payloads
     batch = p.obj(b["batch"], "batch")
     p.fields(batch, "batch", ("ids", "vectors", "payloads"))
     raw_ids = p.array(batch.get("ids"), "batch.ids")
     ids = [p.point_id(v, f"batch.ids[{i}]") for i, v in enumerate(raw_ids)]
-    if isinstance(batch.get("vectors"), dict):
-        raise BadRequest("batch.vectors: named vectors are not supported")
-    rows = p.array(batch.get("vectors"), "batch.vectors")
+    rows: list[Any]
+    if isinstance(batch.get("vectors"), dict):  # {name: [one per point]}: turned into per-point structs
+        columns = {name: p.array(column, f"batch.vectors.{name}") for name, column in batch["vectors"].items()}
+        for name, column in columns.items():
+            if len(column) != len(ids):
+                raise BadRequest(f"batch.vectors.{name}: {len(column)} vectors for {len(ids)} ids")
+        rows = [{name: column[i] for name, column in columns.items()} for i in range(len(ids))]
+    else:
+        rows = p.array(batch.get("vectors"), "batch.vectors")
     if len(rows) != len(ids):
         raise BadRequest(f"batch.vectors: {len(rows)} vectors for {len(ids)} ids")
     raw_payloads = batch.get("payloads")
@@ -109,7 +171,7 @@ def selected_ids(coll: Collection, b: dict[str, Any]) -> list[PointId]:
         raise BadRequest("points, filter: give exactly one of them")
     if b.get("points") is not None:
         return p.point_ids(b["points"], "points")
-    flt = p.filter_of(b["filter"])
+    flt = p.filter_of(b["filter"], coll=coll)
     assert flt is not None
     return query.select_ids(coll, flt)
 

@@ -17,11 +17,12 @@ from projections import datetimes, query
 from projections.collection import Collection
 from projections.errors import PointNotFound
 from projections.filters import Filter
+from projections.payload_index import FieldIndex
 from schemas import paths
 from vectorizer.api import parsing as p
 from vectorizer.api.context import Api, api, body, json_body, ok, timeout_param
 from vectorizer.api.errors import BadRequest
-from vectorizer.api.records import PayloadView, payload_view, records, wants_vector
+from vectorizer.api.records import PayloadView, VectorSelector, payload_view, records, wants_vector
 
 router = APIRouter(tags=["points"])
 
@@ -94,7 +95,7 @@ def scroll(request: Request, collection_name: str, opts: ReadOptions = Depends(r
     p.fields(b, "", ("offset", "limit", "filter", "with_payload", "with_vector", "order_by", "shard_key",
                      "consistency"))
     p.unsupported(b, "shard_key")
-    order = None if b.get("order_by") is None else _order_by(b["order_by"])
+    order = None if b.get("order_by") is None else order_by_spec(b["order_by"])
     if order is not None and b.get("offset") is not None:
         raise BadRequest("Wrong input: Cannot use an `offset` when using `order_by`. The alternative for paging is "
                          "to use `order_by.start_from` and a filter to exclude the IDs that you've already seen for "
@@ -102,7 +103,7 @@ def scroll(request: Request, collection_name: str, opts: ReadOptions = Depends(r
     coll = readable(a, collection_name, opts, b)
     start = None if b.get("offset") is None else p.point_id(b["offset"], "offset")
     size = p.limit(b, "", 10)
-    flt = p.filter_of(b.get("filter"))
+    flt = p.filter_of(b.get("filter"), coll=coll)
     view = payload_view(b.get("with_payload"), "with_payload", default=True)
     with_vector = wants_vector(b.get("with_vector"), "with_vector")
     if order is not None:
@@ -123,7 +124,7 @@ class OrderBy:
     start: float | int | None
 
 
-def _order_by(value: object) -> OrderBy:
+def order_by_spec(value: object) -> OrderBy:
     """Qdrant's ``order_by``: a key, or ``{key, direction: asc|desc, start_from: number or datetime}``."""
     if isinstance(value, str):
         value = {"key": value}
@@ -147,19 +148,25 @@ def _order_by(value: object) -> OrderBy:
 
 
 def _ordered_page(coll: Collection, order: OrderBy, flt: Filter | None, size: int, view: PayloadView,
-                  with_vector: bool) -> list[dict[str, Any]]:
+                  with_vector: VectorSelector) -> list[dict[str, Any]]:
     """A scroll page by a payload value (Qdrant: from a range index on the key), with ``order_value``."""
     with query.reading(coll):
-        index = coll.indexes.get(order.path)
-        if index is None or not index.orders:
-            raise BadRequest(f"Wrong input: No range index for `order_by` key: `{order.key}`. Please create one to "
-                             "use `order_by`. Check https://qdrant.tech/documentation/concepts/indexing/"
-                             "#payload-index to see which payload schemas support Range conditions")
+        index = range_index(coll, order)
         page = query.ordered(coll, index, flt, size, descending=order.descending, start=order.start)
         found = records(coll, [pid for pid, _ in page], view, with_vector)
     for rec, (_, value) in zip(found, page, strict=True):
         rec["order_value"] = value
     return found
+
+
+def range_index(coll: Collection, order: OrderBy) -> FieldIndex:
+    """The index ``order_by`` reads (Qdrant: a range index on its key), else Qdrant's 400."""
+    index = coll.indexes.get(order.path)
+    if index is None or not index.orders:
+        raise BadRequest(f"Wrong input: No range index for `order_by` key: `{order.key}`. Please create one to "
+                         "use `order_by`. Check https://qdrant.tech/documentation/concepts/indexing/"
+                         "#payload-index to see which payload schemas support Range conditions")
+    return index
 
 
 @router.post("/collections/{collection_name}/points/count", summary="Count points (exact)",
@@ -171,5 +178,5 @@ def count(request: Request, collection_name: str, opts: ReadOptions = Depends(re
     if b.get("exact") is not None:
         p.boolean(b["exact"], "exact")  # counts are always exact here
     coll = readable(a, collection_name, opts, b)
-    flt = p.filter_of(b.get("filter"))
+    flt = p.filter_of(b.get("filter"), coll=coll)
     return ok(request, {"count": query.count(coll, flt)})

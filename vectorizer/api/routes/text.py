@@ -15,7 +15,7 @@ from vectorizer import embedders
 from vectorizer.api import parsing as p
 from vectorizer.api.context import Api, api, body, json_body, ok
 from vectorizer.api.errors import BadRequest
-from vectorizer.api.routes.query import nearest, run
+from vectorizer.api.routes.query import parse_query, run
 from vectorizer.api.routes.reads import ReadOptions, read_options, readable
 
 router = APIRouter(tags=["search"])
@@ -36,7 +36,8 @@ def search_text(request: Request, collection_name: str, opts: ReadOptions = Depe
     vector = embedder_of(coll).embed([text])[0]
     if not vector.any():
         raise BadRequest("query: no words to search for")
-    q = nearest(coll, {"with_payload": True, **b}, "", vector, None)
+    rest = {k: v for k, v in b.items() if k != "query"}
+    q = parse_query(coll, {"with_payload": True, **rest, "query": vector.tolist()}, "", a.collection)
     with query.reading(coll):
         points = run(coll, q)
     return ok(request, {"points": points})

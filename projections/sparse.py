@@ -1,0 +1,701 @@
+"""The inverted index of one named sparse vector of a collection (Qdrant's sparse vectors).
+
+A point's sparse vector is a set of ``(index, value)`` pairs: uint32 indices (terms), float32
+values. A query scores each point by the dot product over the indices they share; only points
+sharing at least one index are hits (Qdrant: no overlap is no result; a zero dot product with an
+overlap is one). With ``modifier: idf`` each query value is first multiplied by the index's
+inverse document frequency over the points holding this vector.
+
+Two stores, both flat numpy columns, so a million points cost no Python object each:
+
+- the **forward store**: every label's pairs, sorted by index, in two growable columns, each
+  label a ``(start, length)`` range (length -1: no vector). A re-put writes in place when it is
+  no longer, else at the end; the ranges left behind are garbage, compacted away once they pass
+  :attr:`Tuning.stale_share` of the columns. It answers :meth:`SparseIndex.get`, re-scoring a
+  given set of labels (:meth:`SparseIndex.scores`), and the writes not yet in a segment.
+- the **postings**: immutable *segments* (Lucene's design), each the ``(label, value)`` postings
+  of its labels grouped by index (a CSR by term: ``terms`` sorted, ``offsets``), plus a *home*
+  per label: the segment holding its current postings. A write never edits a segment: it moves
+  the label's home (to "pending" for a put, to none for a remove), which turns the label's old
+  postings stale, masked at read time (``home[label] == segment.id``). Pending labels are read
+  from the forward store until :attr:`Tuning.flush_labels` of them (or ``flush_entries`` pairs)
+  are flushed into a new segment; segments of the same size tier (a factor of
+  :attr:`Tuning.fanout`) are merged once there are ``fanout`` of them, dropping stale postings,
+  and a segment whose postings are more than half stale is rewritten. Each pair is so copied
+  about log_fanout(pairs / flush) times over its life, a read touches at most
+  ``(fanout - 1)`` segments per tier, and no write costs more than the segments it merges.
+
+Reads (:meth:`SparseIndex.search`, :meth:`~SparseIndex.scores`, :meth:`~SparseIndex.get`, ...)
+never change the index, so concurrent readers are safe while no writer runs (the collection's
+read/write lock); writes flush and merge synchronously. Scores are computed in float64 (the
+per-label sum in ascending index order, wherever the label's pairs live, so identical vectors
+score identically) and returned as float32; ranking and ties (lower label first) use the float32
+scores returned.
+
+:meth:`SparseIndex.columns` is the forward store alone, in label order: the postings are derived
+(rebuilt by :meth:`SparseIndex.restore` with a radix sort), so a snapshot is half the size and
+cannot hold postings that disagree with the vectors.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+
+__all__ = ["DEFAULT_TUNING", "MAX_LABEL", "SparseIndex", "Tuning"]
+
+MAX_LABEL: Final = 2**31 - 2  # postings hold labels as int32
+_PENDING: Final = -2  # home of a label whose current pairs are in the forward store only
+_NOWHERE: Final = -1  # home of a label without postings (no vector, or an empty one)
+_U32_MAX: Final = 2**32 - 1
+_DENSE_SHARE: Final = 16  # accumulate into label-indexed arrays once postings pass 1/16 of the labels
+_NO_LABELS: Final = np.empty(0, np.int64)
+_NO_SCORES: Final = np.empty(0, np.float32)
+_COLUMNS: Final = {"labels": np.int64, "offsets": np.int64, "indices": np.uint32, "values": np.float32}
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """When the index flushes, merges and compacts (tests shrink these to exercise every path)."""
+
+    flush_labels: int = 512  # pending labels flushed into a segment past this many ...
+    flush_entries: int = 65_536  # ... or past this many pending pairs (what every read scans)
+    fanout: int = 4  # segments per size tier before they merge
+    rewrite_min: int = 4_096  # a segment more than half stale is rewritten once it holds this many postings
+    stale_min: int = 1 << 20  # the forward store is compacted once its garbage passes this many pairs ...
+    stale_share: float = 0.25  # ... and this share of the columns
+    sort_chunk: int = 1 << 22  # pairs a new segment is sorted by at a time (then merged)
+
+
+DEFAULT_TUNING: Final = Tuning()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Segment:
+    """Postings grouped by index: those of ``terms[i]`` are ``labels``/``values[offsets[i]:offsets[i + 1]]``.
+    A posting is current only while its label's home is ``id``; the others are stale, masked by readers."""
+
+    id: int
+    terms: np.ndarray  # uint32, sorted, unique
+    offsets: np.ndarray  # int64, len(terms) + 1
+    labels: np.ndarray  # int32
+    values: np.ndarray  # float32
+
+    @property
+    def size(self) -> int:
+        return len(self.labels)
+
+    def locate(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the sorted query indices: the positions in ``query`` of those this segment holds,
+        and the start and length of each one's postings."""
+        if not len(self.terms):
+            return _NO_LABELS, _NO_LABELS, _NO_LABELS
+        pos = np.searchsorted(self.terms, query)
+        found = np.flatnonzero(self.terms[np.minimum(pos, len(self.terms) - 1)] == query)
+        at = pos[found]
+        starts = self.offsets[at]
+        return found, starts, self.offsets[at + 1] - starts
+
+
+
+class SparseIndex:
+    """The sparse vectors of one name by label, and their postings (see the module docstring).
+
+    Labels are ints in ``[0, MAX_LABEL]``, meant dense (handed out 0, 1, 2, ... and reused): the
+    per-label columns are as long as the largest label. Indices and values are taken as the
+    caller validated them (indices unique within a vector, values finite); a duplicate index or
+    one outside uint32 raises ``ValueError`` all the same, as it would corrupt the sums.
+    """
+
+    def __init__(self, idf: bool = False, tuning: Tuning = DEFAULT_TUNING) -> None:
+        """``idf``: Qdrant's ``modifier: idf`` on this vector."""
+        self.idf = idf
+        self.tuning = tuning
+        # The forward store.
+        self._terms = np.empty(0, np.uint32)
+        self._weights = np.empty(0, np.float32)
+        self._used = 0  # pairs written into the columns, garbage included
+        self._stale = 0  # of which garbage
+        # Per label: its range in the forward store, and where its current postings are.
+        self._start = np.zeros(0, np.int64)
+        self._len = np.zeros(0, np.int32)  # -1: no vector
+        self._home = np.zeros(0, np.int32)  # a segment id, _PENDING or _NOWHERE
+        self._count = 0
+        # The postings.
+        self._segments: dict[int, _Segment] = {}
+        self._live: dict[int, int] = {}  # segment id -> how many of its postings are current
+        self._pending: set[int] = set()  # labels put since the last flush (a flush skips those no longer pending)
+        self._pending_entries = 0  # pairs of the labels still pending
+        self._ids = itertools.count()
+        self.version = 0  # bumped by every change: a snapshot writes the index again only then
+        self.saved: dict[str, Any] = {}  # kind -> what the last snapshot recorded of it
+
+    # Writes -------------------------------------------------------------------------
+    def put(self, label: int, indices: np.ndarray, values: np.ndarray) -> None:
+        """Set or replace ``label``'s vector (indices in any order). An empty one is a vector: the
+        point holds it, with no terms, so it counts in ``len`` (and IDF's N) but matches no query."""
+        label = operator.index(label)
+        if not 0 <= label <= MAX_LABEL:
+            raise ValueError(f"label {label} outside [0, {MAX_LABEL}]")
+        terms, weights = _sorted_pairs(indices, values)
+        n = len(terms)
+        self._reserve(label)
+        old = int(self._len[label])
+        self._drop(label)
+        if n > old:  # no room in the old range (or none): at the end
+            self._make_room(n)
+            self._start[label] = self._used
+            self._used += n
+        else:  # in place: postings are copies, nothing else reads the old pairs
+            self._stale -= n
+        start = int(self._start[label])
+        self._terms[start:start + n] = terms
+        self._weights[start:start + n] = weights
+        self._len[label] = n
+        self._count += 1
+        self.version += 1
+        if n:
+            self._home[label] = _PENDING
+            self._pending.add(label)
+            self._pending_entries += n
+            self._maybe_flush()
+
+    def put_many(self, labels: np.ndarray, offsets: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
+        """Set or replace several labels' vectors, CSR style: ``labels[i]`` gets ``indices[offsets[i]:offsets[i + 1]]``
+        and the same ``values`` (``offsets[0] == 0``, ``offsets[-1] == len(indices)``, labels unique
+        within the batch, each row's indices in any order). The state one :meth:`put` each would
+        leave, in a few passes: a batch past the flush thresholds becomes a segment directly (a
+        radix sort by index), a smaller one pending pairs."""
+        labels = np.asarray(labels, np.int64)
+        offsets = np.asarray(offsets, np.int64)
+        terms = _as_terms(indices)
+        weights = np.asarray(values, np.float32)
+        if labels.ndim != 1 or offsets.shape != (len(labels) + 1,) or weights.shape != terms.shape:
+            raise ValueError(f"a batch of {labels.shape} labels, {offsets.shape} offsets, {terms.shape} indices "
+                             f"and {weights.shape} values")
+        if offsets[0] != 0 or offsets[-1] != len(terms) or np.any(offsets[1:] < offsets[:-1]):
+            raise ValueError("offsets do not split the indices into rows")
+        if not len(labels):
+            return
+        if labels.min() < 0 or labels.max() > MAX_LABEL:
+            raise ValueError(f"labels outside [0, {MAX_LABEL}]")
+        ordered = np.sort(labels)
+        if np.any(ordered[1:] == ordered[:-1]):
+            raise ValueError("a label given twice in one batch")
+        terms, weights = _sort_rows(offsets, terms, weights)
+        lens = np.diff(offsets)
+        self._reserve(int(labels.max()))
+        self._drop_many(labels)
+        total = len(terms)
+        self._make_room(total)
+        self._start[labels] = self._used + offsets[:-1]
+        self._terms[self._used:self._used + total] = terms
+        self._weights[self._used:self._used + total] = weights
+        self._used += total
+        self._len[labels] = lens
+        self._count += len(labels)
+        self.version += 1
+        if len(labels) < self.tuning.flush_labels and total < self.tuning.flush_entries:
+            held = labels[lens > 0]
+            self._home[held] = _PENDING
+            self._pending.update(held.tolist())
+            self._pending_entries += total
+            self._maybe_flush()
+        elif total:
+            self._add_segment(labels[lens > 0], lens[lens > 0], terms, weights)
+
+    def remove(self, label: int) -> bool:
+        """Drop ``label``'s vector; ``False`` (and no change) if it had none."""
+        if label not in self:
+            return False
+        self._drop(label)
+        self.version += 1
+        return True
+
+    def _drop(self, label: int) -> None:
+        """Turn the label's vector, if any, into garbage: its range, and its postings wherever they are."""
+        n = int(self._len[label])
+        if n < 0:
+            return
+        self._stale += n
+        self._len[label] = -1
+        self._count -= 1
+        home = int(self._home[label])
+        self._home[label] = _NOWHERE
+        if home == _PENDING:
+            self._pending_entries -= n  # the label stays in the set: a flush skips it unless pending again
+        elif home >= 0:
+            self._lose({home: n})
+
+    def _drop_many(self, labels: np.ndarray) -> None:
+        old = self._len[labels].astype(np.int64)
+        had = old >= 0
+        if not had.any():
+            return
+        self._stale += int(old[had].sum())
+        self._count -= int(had.sum())
+        self._len[labels] = -1
+        homes = self._home[labels]
+        self._home[labels] = _NOWHERE
+        self._pending_entries -= int(old[homes == _PENDING].sum())
+        moved = homes >= 0
+        if moved.any():
+            ids, at = np.unique(homes[moved], return_inverse=True)
+            lost = np.bincount(at, weights=old[moved]).astype(np.int64)
+            self._lose(dict(zip(ids.tolist(), lost.tolist(), strict=True)))
+
+    # The forward store ----------------------------------------------------------------
+    def _reserve(self, label: int) -> None:
+        """Per-label columns long enough for ``label`` (doubling: amortised O(1) a label)."""
+        if label < len(self._len):
+            return
+        size = max(label + 1, 2 * len(self._len), 64)
+        grow = size - len(self._len)
+        self._start = np.concatenate([self._start, np.zeros(grow, np.int64)])
+        self._len = np.concatenate([self._len, np.full(grow, -1, np.int32)])
+        self._home = np.concatenate([self._home, np.full(grow, _NOWHERE, np.int32)])
+
+    def _make_room(self, n: int) -> None:
+        """Room for ``n`` more pairs at the end: compacted first once garbage passes its share,
+        else grown by half (so appends cost amortised O(1) a pair, garbage O(1) a write)."""
+        tuning = self.tuning
+        if self._stale > max(tuning.stale_min, tuning.stale_share * self._used):
+            self._compact(n)
+        need = self._used + n
+        if need > len(self._terms):
+            size = max(need, len(self._terms) * 3 // 2)
+            terms, weights = np.empty(size, np.uint32), np.empty(size, np.float32)
+            terms[:self._used] = self._terms[:self._used]
+            weights[:self._used] = self._weights[:self._used]
+            self._terms, self._weights = terms, weights
+
+    def _compact(self, extra: int) -> None:
+        """The forward store rewritten without garbage, in label order: O(pairs held)."""
+        held = np.flatnonzero(self._len > 0)
+        lens = self._len[held].astype(np.int64)
+        at = _ranges(self._start[held], lens)
+        size = len(at) + extra + len(at) // 4
+        terms, weights = np.empty(size, np.uint32), np.empty(size, np.float32)
+        terms[:len(at)] = self._terms[at]
+        weights[:len(at)] = self._weights[at]
+        self._start[held] = np.cumsum(lens) - lens
+        self._terms, self._weights = terms, weights
+        self._used, self._stale = len(at), 0
+
+    # Segments -------------------------------------------------------------------------
+    def _maybe_flush(self) -> None:
+        if len(self._pending) >= self.tuning.flush_labels or self._pending_entries >= self.tuning.flush_entries:
+            labels = self._pending_labels()
+            self._pending.clear()
+            self._pending_entries = 0
+            lens = self._len[labels].astype(np.int64)
+            at = _ranges(self._start[labels], lens)
+            self._add_segment(labels, lens, self._terms[at], self._weights[at])
+
+    def _pending_labels(self) -> np.ndarray:
+        """The labels whose current pairs are in the forward store only, sorted."""
+        labels = np.fromiter(self._pending, np.int64, len(self._pending))
+        labels = labels[self._home[labels] == _PENDING]
+        labels.sort()
+        return labels
+
+    def _add_segment(self, labels: np.ndarray, lens: np.ndarray, terms: np.ndarray, values: np.ndarray) -> None:
+        """A new segment of these rows (``labels[i]`` holds the next ``lens[i] > 0`` pairs), home of their labels.
+        A large batch is sorted in chunks of about :attr:`Tuning.sort_chunk` pairs, merged at once:
+        cache-sized sorts and gathers cost a third of one sort of the whole."""
+        ends = np.cumsum(lens)
+        chunk = self.tuning.sort_chunk
+        cuts = np.unique(np.searchsorted(ends, np.arange(chunk, len(terms), chunk), side="left") + 1)
+        rows = np.concatenate([[0], cuts[cuts < len(labels)], [len(labels)]])
+        starts = np.concatenate([[0], ends])
+        chunks = []
+        for first, last in itertools.pairwise(rows.tolist()):
+            lo, hi = int(starts[first]), int(starts[last])
+            chunk = _segment(next(self._ids), labels[first:last], lens[first:last], terms[lo:hi], values[lo:hi])
+            self._segments[chunk.id] = chunk
+            self._live[chunk.id] = chunk.size
+            self._home[labels[first:last]] = chunk.id
+            chunks.append(chunk)
+        if len(chunks) > 1:
+            self._merge(chunks)
+        self._settle()
+
+    def _lose(self, lost: dict[int, int]) -> None:
+        """Postings turned stale (segment id -> how many; their labels have moved home already): a
+        segment goes once empty, and is rewritten once mostly stale and large enough to matter."""
+        for sid, n in lost.items():
+            self._live[sid] -= n
+        rewrite = []
+        for sid in lost:
+            segment = self._segments[sid]
+            if not self._live[sid]:
+                del self._segments[sid], self._live[sid]
+            elif 2 * self._live[sid] < segment.size and segment.size >= self.tuning.rewrite_min:
+                rewrite.append(segment)
+        for segment in rewrite:
+            self._merge([segment])
+        if rewrite:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Merge the segments of any size tier holding ``fanout`` of them, smallest tier first, until none does."""
+        fanout = self.tuning.fanout
+        while True:
+            tiers: dict[int, list[_Segment]] = {}
+            for sid, segment in self._segments.items():
+                tiers.setdefault(_tier(self._live[sid], fanout), []).append(segment)
+            full = [tier for tier, group in tiers.items() if len(group) >= fanout]
+            if not full:
+                return
+            self._merge(tiers[min(full)])
+
+    def _merge(self, segments: list[_Segment]) -> None:
+        """Replace ``segments`` by one segment of their current postings: a counting merge by term,
+        O(their postings), no sort. Within a term, the first segment's postings come first."""
+        parts = []
+        for segment in segments:
+            local = np.repeat(np.arange(len(segment.terms), dtype=np.int32), np.diff(segment.offsets))
+            labels, values = segment.labels, segment.values
+            if self._live[segment.id] < segment.size:
+                keep = self._home[labels] == segment.id
+                local, labels, values = local[keep], labels[keep], values[keep]
+            parts.append((segment.terms, local, np.bincount(local, minlength=len(segment.terms)), labels, values))
+            del self._segments[segment.id], self._live[segment.id]
+        terms = np.unique(np.concatenate([held[counts > 0] for held, _, counts, _, _ in parts]))
+        if not len(terms):
+            return
+        per_term = np.zeros(len(terms), np.int64)
+        spots = []
+        for held, _, counts, _, _ in parts:
+            spot = np.searchsorted(terms, held[counts > 0])  # distinct: += is safe
+            per_term[spot] += counts[counts > 0]
+            spots.append(spot)
+        offsets = np.concatenate([[0], np.cumsum(per_term)])
+        out_labels, out_values = np.empty(offsets[-1], np.int32), np.empty(offsets[-1], np.float32)
+        fill = offsets[:-1].copy()  # where the next part's postings of each term go
+        for (_, local, counts, labels, values), spot in zip(parts, spots, strict=True):
+            shift = np.zeros(len(counts), np.int64)  # per local term: its destination less its kept start
+            shift[counts > 0] = fill[spot]
+            shift -= np.cumsum(counts) - counts
+            dest = np.arange(len(local), dtype=np.int64)
+            dest += shift[local]
+            out_labels[dest] = labels
+            out_values[dest] = values
+            fill[spot] += counts[counts > 0]
+        merged = _Segment(next(self._ids), terms, offsets, out_labels, out_values)
+        self._segments[merged.id] = merged
+        self._live[merged.id] = merged.size
+        self._home[np.isin(self._home, [segment.id for segment in segments])] = merged.id  # O(labels), not O(postings)
+
+    # Reads --------------------------------------------------------------------------
+    def __contains__(self, label: object) -> bool:
+        return bool(isinstance(label, int | np.integer) and 0 <= label < len(self._len) and self._len[label] >= 0)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def labels(self) -> np.ndarray:
+        """The labels holding a vector (empty ones included), ascending, int64."""
+        return np.flatnonzero(self._len >= 0).astype(np.int64)
+
+    def get(self, label: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(indices uint32 ascending, values float32) of ``label``'s vector, copies; ``None`` without one."""
+        if label not in self:
+            return None
+        start, n = int(self._start[label]), int(self._len[label])
+        return self._terms[start:start + n].copy(), self._weights[start:start + n].copy()
+
+    def query_weights(self, indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The query as scored: indices (uint32) ascending and their weights (float64): the values,
+        times each index's IDF with ``idf`` (``ln((N - df + 0.5) / (df + 0.5) + 1)``, N the labels
+        holding a vector, df those of them holding the index: qdrant-client's ``_compute_idf``)."""
+        query, weights = _sorted_pairs(indices, values)
+        weights = weights.astype(np.float64)
+        if self.idf and len(query):
+            weights *= self._idf(query, self._gather(query)[1])
+        return query, weights
+
+    def _idf(self, query: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """IDF of each query index, from the query positions ``at`` of its current postings."""
+        df = np.bincount(at, minlength=len(query)).astype(np.float64)
+        return np.log((self._count - df + 0.5) / (df + 0.5) + 1.0)
+
+    def search(self, indices: np.ndarray, values: np.ndarray, k: int,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` labels by dot product with the query (see :meth:`query_weights`), best
+        first, ties by lower label: (labels int64, scores float32). Only labels sharing an index
+        with the query are hits, so fewer than ``k`` may come back. ``allowed`` (sorted int64
+        labels, a filter's answer) restricts the hits to those; ``None``: any label.
+
+        Cost: the current postings of the query's indices, gathered from each segment and summed
+        per label (``np.bincount``); with a small ``allowed`` and no IDF, the allowed labels' own
+        pairs instead, when they are fewer."""
+        query, weights = _sorted_pairs(indices, values)
+        if k <= 0 or not len(query) or not self._count:
+            return _NO_LABELS, _NO_SCORES
+        if allowed is not None:
+            allowed = np.asarray(allowed, np.int64)
+            if len(allowed) > 1 and np.any(allowed[1:] <= allowed[:-1]):
+                allowed = np.unique(allowed)
+            postings = self._postings_cost(query)
+            if not self.idf and len(allowed) < postings and self._forward_cost(allowed) < postings:
+                sums, overlap = self._forward_sums(query, weights.astype(np.float64), allowed)
+                hits = np.flatnonzero(overlap)
+                return _top(allowed[hits], sums[hits].astype(np.float32), k)
+        labels, at, held = self._gather(query)
+        scaled = weights.astype(np.float64)
+        if self.idf:
+            scaled *= self._idf(query, at)
+        products = held * scaled[at]
+        if allowed is not None:
+            mask = np.zeros(len(self._len), bool)
+            mask[allowed[(allowed >= 0) & (allowed < len(mask))]] = True
+            keep = mask[labels]
+            labels, products = labels[keep], products[keep]
+        hits, sums = self._sums(labels, products)
+        return _top(hits, sums.astype(np.float32), k)
+
+    def scores(self, indices: np.ndarray, values: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For ``labels`` (any order, repeats allowed): their dot products with the query as
+        scored (float32, summed as :meth:`search` sums them) and whether each overlaps the query.
+        A label without the vector scores 0, overlapping nothing."""
+        labels = np.asarray(labels, np.int64)
+        query, weights = _sorted_pairs(indices, values)
+        if not len(query) or not len(labels):
+            return np.zeros(len(labels), np.float32), np.zeros(len(labels), bool)
+        scaled = weights.astype(np.float64)
+        cost = self._forward_cost(labels)
+        if self.idf or cost > self._postings_cost(query):  # the postings are read anyway, or cheaper
+            held_labels, at, held = self._gather(query)
+            if self.idf:
+                scaled *= self._idf(query, at)
+            if cost > len(held_labels):
+                hits, sums = self._sums(held_labels, held * scaled[at])
+                if not len(hits):
+                    return np.zeros(len(labels), np.float32), np.zeros(len(labels), bool)
+                spot = np.minimum(np.searchsorted(hits, labels), len(hits) - 1)
+                overlap = hits[spot] == labels
+                return np.where(overlap, sums[spot], 0.0).astype(np.float32), overlap
+        sums, overlap = self._forward_sums(query, scaled, labels)
+        return sums.astype(np.float32), overlap
+
+    def _forward_cost(self, labels: np.ndarray) -> int:
+        """Pairs held by ``labels`` (what scoring them from the forward store reads)."""
+        inside = labels[(labels >= 0) & (labels < len(self._len))]
+        return int(np.maximum(self._len[inside], 0).sum())
+
+    def _postings_cost(self, query: np.ndarray) -> int:
+        """Postings of the query's indices, stale ones included, and the pending pairs (what a gather reads)."""
+        return self._pending_entries + sum(int(segment.locate(query)[2].sum()) for segment in self._segments.values())
+
+    def _gather(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every current posting of the sorted query indices: (label, position in ``query``, value).
+        A label's postings come in ascending index order (they all sit in one segment, or pending)."""
+        labels, at, values = [_NO_LABELS], [_NO_LABELS], [_NO_SCORES]
+        for segment in self._segments.values():
+            found, starts, counts = segment.locate(query)
+            if not len(found):
+                continue
+            where = _ranges(starts, counts)
+            held, there, value = segment.labels[where], np.repeat(found, counts), segment.values[where]
+            if self._live[segment.id] < segment.size:
+                current = self._home[held] == segment.id
+                held, there, value = held[current], there[current], value[current]
+            labels.append(held)
+            at.append(there)
+            values.append(value)
+        if self._pending_entries:
+            pending = self._pending_labels()
+            lens = self._len[pending].astype(np.int64)
+            where = _ranges(self._start[pending], lens)
+            terms = self._terms[where]
+            spot = np.minimum(np.searchsorted(query, terms), len(query) - 1)
+            hit = query[spot] == terms
+            labels.append(np.repeat(pending, lens)[hit])
+            at.append(spot[hit])
+            values.append(self._weights[where][hit])
+        return np.concatenate(labels), np.concatenate(at), np.concatenate(values)
+
+    def _sums(self, labels: np.ndarray, products: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct ``labels`` ascending and each one's sum of ``products``, in their order: into
+        label-indexed arrays when the postings are many, through ``np.unique`` when they are few."""
+        if len(labels) * _DENSE_SHARE >= len(self._len):
+            sums = np.bincount(labels, weights=products)
+            hit = np.zeros(len(sums), bool)
+            hit[labels] = True
+            hits = np.flatnonzero(hit)
+            return hits, sums[hits]
+        hits, inverse = np.unique(labels, return_inverse=True)
+        return hits.astype(np.int64), np.bincount(inverse, weights=products, minlength=len(hits))
+
+    def _forward_sums(self, query: np.ndarray, weights: np.ndarray,
+                      labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Dot products (float64) of the sorted query with ``labels``' vectors, from the forward store,
+        and which overlap it: O(their pairs)."""
+        rows = np.flatnonzero((labels >= 0) & (labels < len(self._len)))
+        rows = rows[self._len[labels[rows]] > 0]
+        lens = self._len[labels[rows]].astype(np.int64)
+        where = _ranges(self._start[labels[rows]], lens)
+        terms = self._terms[where]
+        spot = np.minimum(np.searchsorted(query, terms), len(query) - 1)
+        hit = query[spot] == terms
+        row = np.repeat(rows, lens)[hit]
+        sums = np.bincount(row, weights=self._weights[where][hit] * weights[spot[hit]], minlength=len(labels))
+        return sums, np.bincount(row, minlength=len(labels)) > 0
+
+    # Snapshots ------------------------------------------------------------------------
+    def columns(self) -> dict[str, np.ndarray]:
+        """The whole state as flat columns, in label order: ``labels`` (int64, ascending),
+        ``offsets`` (int64, one more), ``indices`` (uint32, ascending within each row) and
+        ``values`` (float32). Postings are derived, so they are not stored."""
+        labels = self.labels()
+        lens = self._len[labels].astype(np.int64)
+        where = _ranges(self._start[labels], lens)
+        return {"labels": labels, "offsets": np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
+                "indices": self._terms[where], "values": self._weights[where]}
+
+    @classmethod
+    def restore(cls, columns: dict[str, np.ndarray], idf: bool, tuning: Tuning = DEFAULT_TUNING) -> SparseIndex:
+        """The index :meth:`columns` described (postings rebuilt: a radix sort of the pairs);
+        ``ValueError`` when the columns are missing, of the wrong shape or type, or disagree."""
+        if set(columns) != set(_COLUMNS):
+            raise ValueError(f"sparse columns {sorted(columns)}, not {sorted(_COLUMNS)}")
+        for name, dtype in _COLUMNS.items():
+            column = columns[name]
+            if not isinstance(column, np.ndarray) or column.ndim != 1 or column.dtype != dtype:
+                raise ValueError(f"sparse column {name!r} is not a 1-d {np.dtype(dtype)} array")
+        labels, offsets, indices = columns["labels"], columns["offsets"], columns["indices"]
+        if len(offsets) != len(labels) + 1 or len(indices) != len(columns["values"]):
+            raise ValueError(f"{len(labels)} labels, {len(offsets)} offsets, {len(indices)} indices, "
+                             f"{len(columns['values'])} values")
+        if len(labels) and (labels[0] < 0 or labels[-1] > MAX_LABEL or np.any(labels[1:] <= labels[:-1])):
+            raise ValueError("sparse labels not ascending within [0, MAX_LABEL]")
+        if offsets[0] != 0 or offsets[-1] != len(indices) or np.any(offsets[1:] < offsets[:-1]):
+            raise ValueError("sparse offsets do not split the indices into rows")
+        if np.any(_out_of_order(offsets, indices)):
+            raise ValueError("sparse indices not ascending within a row")
+        index = cls(idf, tuning)
+        index.put_many(labels, offsets, indices, columns["values"])
+        index.version = 0
+        return index
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the columns and segments, and roughly by the pending set."""
+        held = sum(a.nbytes for a in (self._terms, self._weights, self._start, self._len, self._home))
+        held += sum(s.terms.nbytes + s.offsets.nbytes + s.labels.nbytes + s.values.nbytes + 200
+                    for s in self._segments.values())
+        return int(held) + 60 * len(self._pending)
+
+
+def _segment(sid: int, labels: np.ndarray, lens: np.ndarray, terms: np.ndarray, values: np.ndarray) -> _Segment:
+    """The segment of these rows' pairs, grouped by index (a stable sort: labels keep their row order)."""
+    order = _stable_order(terms)
+    counts = np.bincount(terms, minlength=0) if len(terms) and int(terms.max()) < 1 << 24 else None
+    if counts is not None:  # the index column without gathering it: 2x cheaper at 30,000 terms
+        held = np.flatnonzero(counts)
+        offsets = np.concatenate([[0], np.cumsum(counts[held])])
+        held = held.astype(np.uint32)
+    else:
+        ordered = terms[order]
+        cuts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+        held = ordered[np.concatenate([[0], cuts])] if len(ordered) else ordered
+        offsets = np.concatenate([[0], cuts, [len(ordered)]])
+    return _Segment(sid, held, offsets.astype(np.int64), np.repeat(labels.astype(np.int32), lens)[order],
+                    values[order])
+
+
+def _tier(n: int, fanout: int) -> int:
+    """``floor(log_fanout(n))``: segments within a factor ``fanout`` of each other share a tier."""
+    tier = 0
+    while n >= fanout:
+        n //= fanout
+        tier += 1
+    return tier
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The positions ``starts[i]`` up to ``starts[i] + counts[i]``, concatenated in order (int64)."""
+    total = int(counts.sum())
+    if not total:
+        return _NO_LABELS
+    shift = np.asarray(starts, np.int64) - (np.cumsum(counts) - counts)
+    return np.repeat(shift, counts) + np.arange(total, dtype=np.int64)
+
+
+def _stable_order(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for uint32 keys, as numpy's O(n) radix sort of 16-bit
+    keys, once per 16-bit digit (low first): 5x faster than the comparison sort at 100M keys."""
+    if len(keys) < 1 << 16:
+        return np.argsort(keys, kind="stable")
+    if int(keys.max()) <= 0xFFFF:
+        return np.argsort(keys.astype(np.uint16), kind="stable")
+    order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    return order[np.argsort((keys[order] >> 16).astype(np.uint16), kind="stable")]
+
+
+def _as_terms(indices: np.ndarray) -> np.ndarray:
+    """Indices as uint32, refusing what does not fit."""
+    array = np.asarray(indices)
+    if array.dtype == np.uint32:
+        return array
+    if array.size and array.dtype.kind not in "iu":
+        raise ValueError(f"sparse indices of type {array.dtype}")
+    if array.size and (array.min() < 0 or array.max() > _U32_MAX):
+        raise ValueError("sparse indices outside uint32")
+    return array.astype(np.uint32)
+
+
+def _sorted_pairs(indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One vector's (indices uint32, values float32), sorted by index; ``ValueError`` on a repeated index."""
+    terms = _as_terms(indices)
+    weights = np.asarray(values, np.float32)
+    if terms.ndim != 1 or weights.shape != terms.shape:
+        raise ValueError(f"a sparse vector of {terms.shape} indices and {weights.shape} values")
+    if len(terms) > 1 and np.any(terms[1:] <= terms[:-1]):
+        order = np.argsort(terms, kind="stable")
+        terms, weights = terms[order], weights[order]
+        if np.any(terms[1:] == terms[:-1]):
+            raise ValueError("a sparse vector with a repeated index")
+    return terms, weights
+
+
+def _out_of_order(offsets: np.ndarray, terms: np.ndarray) -> np.ndarray:
+    """For each adjacent pair of ``terms`` in one row (per ``offsets``), whether it is not ascending."""
+    bad = terms[1:] <= terms[:-1]
+    inner = offsets[1:-1]
+    bad[inner[(inner > 0) & (inner < len(terms))] - 1] = False  # a pair across two rows
+    return bad
+
+
+def _sort_rows(offsets: np.ndarray, terms: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows' pairs sorted by index within each row (only rows out of order are sorted);
+    ``ValueError`` on an index repeated within a row."""
+    if len(terms) < 2:
+        return terms, values
+    bad = _out_of_order(offsets, terms)
+    if not bad.any():
+        return terms, values
+    rows = np.unique(np.searchsorted(offsets, np.flatnonzero(bad), side="right") - 1)
+    lens = offsets[rows + 1] - offsets[rows]
+    where = _ranges(offsets[rows], lens)
+    order = np.lexsort((terms[where], np.repeat(rows, lens)))
+    terms, values = terms.copy(), values.copy()
+    terms[where], values[where] = terms[where][order], values[where][order]
+    if np.any(_out_of_order(offsets, terms)):
+        raise ValueError("a sparse vector with a repeated index")
+    return terms, values
+
+
+def _top(labels: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of ``labels`` (ascending) by float32 ``scores``, best first, ties by lower label."""
+    if k < len(scores):
+        kth = -np.partition(-scores, k - 1)[k - 1]
+        above = np.flatnonzero(scores > kth)
+        chosen = np.concatenate([above, np.flatnonzero(scores == kth)[:k - len(above)]])
+        labels, scores = labels[chosen], scores[chosen]
+    order = np.lexsort((labels, -scores))
+    return labels[order].astype(np.int64), scores[order]
