@@ -118,6 +118,32 @@ class CollectionConfig:
                        on_disk=vector.get("on_disk", self.on_disk),
                        settings=json.dumps(levels, sort_keys=True, separators=(",", ":")))
 
+    def with_named(self, diff: dict[str, Any]) -> CollectionConfig:
+        """This config with a ``CollectionUpdated`` diff applied to the named vectors: the
+        collection's ``hnsw_config`` and ``quantization_config`` to every one of them, then each
+        one's own (``named``); sparse vectors' ``modifier`` (``sparse``)."""
+        specs = self.named()
+        for name, spec in specs.items():
+            for level in (diff, diff.get("named", {}).get(name, {})):
+                hnsw = level.get("hnsw_config", {})
+                spec = replace(spec, m=hnsw.get("m", spec.m), ef_construction=hnsw.get("ef_construct",
+                                                                                       spec.ef_construction))
+                if "quantization_config" in level:
+                    q = level["quantization_config"]
+                    spec = replace(spec, quantization=None if q == "Disabled" else json.dumps(
+                        q, sort_keys=True, separators=(",", ":")))
+                if "on_disk" in level:
+                    spec = replace(spec, on_disk=level["on_disk"])
+            specs[name] = spec
+        sparse = self.sparse()
+        for name, change in diff.get("sparse", {}).items():
+            sparse[name] = {"modifier": "idf"} if change.get("modifier") == "idf" else {}
+        return replace(self, vectors=None if self.vectors is None else json.dumps(
+            {name: {k: v for k, v in spec.__dict__.items() if v is not None} for name, spec in specs.items()},
+            sort_keys=True, separators=(",", ":")),
+            sparse_vectors=None if self.sparse_vectors is None else json.dumps(sparse, sort_keys=True,
+                                                                               separators=(",", ":")))
+
     def builds_graphs_like(self, other: CollectionConfig) -> bool:
         """Whether graphs built under ``other`` are what this config builds."""
         def placement(c: CollectionConfig) -> bool:  # float32: on disk only if asked; int8: unless refused
@@ -140,6 +166,12 @@ class VectorSpec:
     ef: int = 64
     quantization: str | None = None  # canonical JSON, as CollectionConfig.quantization
     on_disk: bool | None = None
+
+    def builds_graphs_like(self, other: VectorSpec) -> bool:
+        def placement(c: VectorSpec) -> bool:
+            return c.on_disk is True if c.quantization is None else c.on_disk is not False
+        return ((self.quantization, self.m, self.ef_construction, placement(self))
+                == (other.quantization, other.m, other.ef_construction, placement(other)))
 
     def index(self, segment_size: int) -> SegmentedIndex:
         return SegmentedIndex(self.size, self.metric, self.m, self.ef_construction, self.ef, segment_size,

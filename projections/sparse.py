@@ -91,15 +91,12 @@ class _Segment:
 
     def locate(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For the sorted query indices: the positions in ``query`` of those this segment holds,
-        and the start and length of each one's postings."""
-        if not len(self.terms):
-            return _NO_LABELS, _NO_LABELS, _NO_LABELS
+        and the start and length of each one's postings. (A segment holds a posting at least.)"""
         pos = np.searchsorted(self.terms, query)
         found = np.flatnonzero(self.terms[np.minimum(pos, len(self.terms) - 1)] == query)
         at = pos[found]
         starts = self.offsets[at]
         return found, starts, self.offsets[at + 1] - starts
-
 
 
 class SparseIndex:
@@ -130,7 +127,7 @@ class SparseIndex:
         self._live: dict[int, int] = {}  # segment id -> how many of its postings are current
         self._pending: set[int] = set()  # labels put since the last flush (a flush skips those no longer pending)
         self._pending_entries = 0  # pairs of the labels still pending
-        self._ids = itertools.count()
+        self._ids = itertools.count()  # segment ids, never reused (int32 homes: 2**31 segments, ~10**12 puts)
         self.version = 0  # bumped by every change: a snapshot writes the index again only then
         self.saved: dict[str, Any] = {}  # kind -> what the last snapshot recorded of it
 
@@ -150,8 +147,8 @@ class SparseIndex:
             self._make_room(n)
             self._start[label] = self._used
             self._used += n
-        else:  # in place: postings are copies, nothing else reads the old pairs
-            self._stale -= n
+        else:
+            self._start[label] = 0
         start = int(self._start[label])
         self._terms[start:start + n] = terms
         self._weights[start:start + n] = weights
@@ -165,11 +162,11 @@ class SparseIndex:
             self._maybe_flush()
 
     def put_many(self, labels: np.ndarray, offsets: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
-        """Set or replace several labels' vectors, CSR style: ``labels[i]`` gets ``indices[offsets[i]:offsets[i + 1]]``
-        and the same ``values`` (``offsets[0] == 0``, ``offsets[-1] == len(indices)``, labels unique
-        within the batch, each row's indices in any order). The state one :meth:`put` each would
-        leave, in a few passes: a batch past the flush thresholds becomes a segment directly (a
-        radix sort by index), a smaller one pending pairs."""
+        """Set or replace several labels' vectors, CSR style: row ``i``, ``[offsets[i], offsets[i + 1])``
+        of ``indices`` and ``values``, is ``labels[i]``'s vector (``offsets[0] == 0``, ``offsets[-1] ==
+        len(indices)``; labels unique within the batch; each row's indices in any order). Leaves
+        the state one :meth:`put` each would, in a few passes: a batch past the flush thresholds
+        becomes a segment directly (radix-sorted by index), a smaller one pending pairs."""
         labels = np.asarray(labels, np.int64)
         offsets = np.asarray(offsets, np.int64)
         terms = _as_terms(indices)
@@ -307,9 +304,11 @@ class SparseIndex:
         """A new segment of these rows (``labels[i]`` holds the next ``lens[i] > 0`` pairs), home of their labels.
         A large batch is sorted in chunks of about :attr:`Tuning.sort_chunk` pairs, merged at once:
         cache-sized sorts and gathers cost a third of one sort of the whole."""
+        if not len(terms):  # a segment holds a posting at least (``_Segment.locate`` relies on it)
+            return
         ends = np.cumsum(lens)
-        chunk = self.tuning.sort_chunk
-        cuts = np.unique(np.searchsorted(ends, np.arange(chunk, len(terms), chunk), side="left") + 1)
+        size = self.tuning.sort_chunk
+        cuts = np.unique(np.searchsorted(ends, np.arange(size, len(terms), size), side="left") + 1)
         rows = np.concatenate([[0], cuts[cuts < len(labels)], [len(labels)]])
         starts = np.concatenate([[0], ends])
         chunks = []
@@ -365,9 +364,7 @@ class SparseIndex:
                 local, labels, values = local[keep], labels[keep], values[keep]
             parts.append((segment.terms, local, np.bincount(local, minlength=len(segment.terms)), labels, values))
             del self._segments[segment.id], self._live[segment.id]
-        terms = np.unique(np.concatenate([held[counts > 0] for held, _, counts, _, _ in parts]))
-        if not len(terms):
-            return
+        terms = np.unique(np.concatenate([held[counts > 0] for held, _, counts, _, _ in parts]))  # live > 0: some
         per_term = np.zeros(len(terms), np.int64)
         spots = []
         for held, _, counts, _, _ in parts:
@@ -453,7 +450,7 @@ class SparseIndex:
         products = held * scaled[at]
         if allowed is not None:
             mask = np.zeros(len(self._len), bool)
-            mask[allowed[(allowed >= 0) & (allowed < len(mask))]] = True
+            mask[allowed[np.searchsorted(allowed, 0):np.searchsorted(allowed, len(mask))]] = True
             keep = mask[labels]
             labels, products = labels[keep], products[keep]
         hits, sums = self._sums(labels, products)
@@ -554,9 +551,13 @@ class SparseIndex:
         ``values`` (float32). Postings are derived, so they are not stored."""
         labels = self.labels()
         lens = self._len[labels].astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        held = lens > 0
+        if np.array_equal(self._start[labels[held]], offsets[:-1][held]):  # laid out in label order already
+            return {"labels": labels, "offsets": offsets, "indices": self._terms[:offsets[-1]].copy(),
+                    "values": self._weights[:offsets[-1]].copy()}
         where = _ranges(self._start[labels], lens)
-        return {"labels": labels, "offsets": np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
-                "indices": self._terms[where], "values": self._weights[where]}
+        return {"labels": labels, "offsets": offsets, "indices": self._terms[where], "values": self._weights[where]}
 
     @classmethod
     def restore(cls, columns: dict[str, np.ndarray], idf: bool, tuning: Tuning = DEFAULT_TUNING) -> SparseIndex:

@@ -122,10 +122,25 @@ class ProjectionState:
             diff = json.loads(check.collection_diff(json.loads(event.diff)))
         except (ValueError, ValidationError) as exc:
             raise Rejected(f"collection {event.collection!r}: settings: {exc}") from None
-        config = coll.config.updated(diff)
+        for name in diff.get("named", {}):
+            if name not in coll.named:
+                raise Rejected(f"Wrong input: Not existing vector name error: {name}")
+        for name in diff.get("sparse", {}):
+            if name not in coll.sparse:
+                raise Rejected(f"Wrong input: Not existing vector name error: {name}")
+        if "vector" in diff and not coll.config.has_unnamed:
+            raise Rejected("Wrong input: Not existing vector name error: ")
+        config = coll.config.updated(diff).with_named(diff)
         with coll.lock.write():
-            if not config.builds_graphs_like(coll.config):
+            if coll.config.has_unnamed and not config.builds_graphs_like(coll.config):
                 coll.index = coll.index.rebuilt(config.m, config.ef_construction, config.quantization, config.on_disk)
+            old = coll.config.named()
+            for name, spec in config.named().items():
+                if not spec.builds_graphs_like(old[name]):
+                    coll.named[name] = coll.named[name].rebuilt(spec.m, spec.ef_construction, spec.quantization,
+                                                                spec.on_disk)
+            for name, params in config.sparse().items():
+                coll.sparse[name].idf = params.get("modifier") == "idf"
             coll.config = config
         return [ConfigureCollection(coll.name, config.m, config.ef_construction)]
 

@@ -238,10 +238,22 @@ def collection_diff(value: object) -> str:
     """A collection's settings change as canonical JSON (``CollectionUpdated.diff``): ``hnsw_config``
     (``m``, ``ef_construct``), ``quantization_config`` (a config or ``"Disabled"``) and ``vector``
     (the unnamed vector's own ``hnsw_config``, ``quantization_config``, ``on_disk``)."""
-    out = _settings_level(value, "", {"hnsw_config", "quantization_config", "vector"})
+    out = _settings_level(value, "", {"hnsw_config", "quantization_config", "vector", "named", "sparse"})
     vector = value.get("vector") if isinstance(value, dict) else None
     if vector is not None:
         out["vector"] = _settings_level(vector, "vector", {"hnsw_config", "quantization_config", "on_disk"})
+    named = value.get("named") if isinstance(value, dict) else None
+    if named is not None:  # named dense vectors' own settings (Qdrant's vectors.<name>)
+        if not isinstance(named, dict):
+            raise ValidationError("named: expected an object by vector name")
+        out["named"] = {vector_name(name, field=f"named.{name}"): _settings_level(
+            level, f"named.{name}", {"hnsw_config", "quantization_config", "on_disk"}) for name, level in named.items()}
+    sparse = value.get("sparse") if isinstance(value, dict) else None
+    if sparse is not None:  # sparse vectors' modifier (Qdrant's sparse_vectors.<name>.modifier)
+        if not isinstance(sparse, dict) or not all(isinstance(v, dict) and set(v) <= {"modifier"}
+                                                   and v.get("modifier") in ("idf", "none") for v in sparse.values()):
+            raise ValidationError("sparse: expected {name: {\"modifier\": \"idf\" or \"none\"}}")
+        out["sparse"] = {vector_name(name, field=f"sparse.{name}"): dict(v) for name, v in sparse.items()}
     return json.dumps(out, sort_keys=True, separators=(",", ":"))
 
 

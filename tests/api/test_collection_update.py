@@ -160,3 +160,53 @@ def test_on_disk_float32_vectors_live_on_disk_and_score_exactly(server: Running)
     assert all(isinstance(g, VectorIndex) for g in _graphs(server, name))
     assert client.count(name, exact=True).count == 3000
     assert on_disk_recall >= _recall(client, name, base, queries, dot=True) - 0.03
+
+
+@pytest.mark.filterwarnings("ignore:Local mode performs exact:UserWarning")
+def test_named_vectors_and_sparse_modifiers_change_as_in_local_mode(server: Running, tmp_path: Path) -> None:
+    """``vectors.<name>`` settings rebuild that vector's graphs (quantized here), ``sparse_vectors.<name>
+    .modifier`` switches IDF on: answers before and after match local mode; unknown names are refused."""
+    name = unique("named_patch")
+    ours, local = QdrantClient(url=server.url, timeout=60), QdrantClient(":memory:")
+    rng = np.random.default_rng(11)
+    text, image = rng.normal(size=(300, DIM)).astype(np.float32), rng.normal(size=(300, 4)).astype(np.float32)
+    points = [m.PointStruct(id=i, vector={"text": text[i].tolist(), "image": image[i].tolist(),
+                                          "bm25": m.SparseVector(indices=rng.choice(40, 6, replace=False).tolist(),
+                                                                 values=rng.random(6).tolist())})
+              for i in range(300)]
+    for client in (ours, local):
+        client.create_collection(name, vectors_config={"text": m.VectorParams(size=DIM, distance=m.Distance.COSINE),
+                                                       "image": m.VectorParams(size=4, distance=m.Distance.EUCLID)},
+                                 sparse_vectors_config={"bm25": m.SparseVectorParams()})
+        client.upsert(name, points, wait=True)
+    sparse_query = m.SparseVector(indices=[1, 2, 3, 5, 8, 13], values=[1.0] * 6)
+
+    def answers(client: QdrantClient) -> list[list[tuple[object, float]]]:
+        out = []
+        for using, q in (("text", text[7] + 0.01), ("image", image[9])):
+            out.append([(p.id, round(p.score, 4)) for p in client.query_points(
+                name, query=q.tolist(), using=using, limit=5, search_params=m.SearchParams(exact=True)).points])
+        out.append([(p.id, round(p.score, 4)) for p in client.query_points(name, query=sparse_query, using="bm25",
+                                                                           limit=8).points])
+        return out
+
+    before = answers(ours)
+    assert before == answers(local)
+    for client in (ours, local):
+        client.update_collection(name, vectors_config={"text": m.VectorParamsDiff(
+            hnsw_config=m.HnswConfigDiff(m=8), quantization_config=m.ScalarQuantization(
+                scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8)))},
+            sparse_vectors_config={"bm25": m.SparseVectorParams(modifier=m.Modifier.IDF)})
+    params = ours.get_collection(name).config.params
+    assert params.vectors["text"].hnsw_config.m == 8 and params.vectors["text"].quantization_config is not None
+    assert params.vectors["image"].quantization_config is None
+    assert params.sparse_vectors["bm25"].modifier == m.Modifier.IDF
+    after = answers(ours)
+    assert after == answers(local) and after[2] != before[2], "IDF re-weighs the sparse scores"
+    assert after[:2] == before[:2], "exact dense answers do not depend on the graphs"
+    graphs = [seg.graph for seg in server.replica.projector.state.get(name).named["text"].segments]
+    assert graphs and all(isinstance(g, QuantizedGraph) for g in graphs), "the text vector's graphs were rebuilt"
+    for body in ({"vectors": {"nope": {"hnsw_config": {"m": 8}}}}, {"sparse_vectors": {"nope": {"modifier": "idf"}}},
+                 {"vectors": {"": {"hnsw_config": {"m": 8}}}}):
+        r = httpx.patch(f"{server.url}/collections/{name}", json=body)
+        assert r.status_code == 400 and "Not existing vector name" in r.text, r.text

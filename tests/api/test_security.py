@@ -59,7 +59,8 @@ READS = {("GET", path) for path in ("/", "/health", "/ready", "/metrics", "/coll
                                     "/collections/{collection_name}/points/{point_id}",
                                     "/collections/{collection_name}/snapshots")} | {
     ("POST", f"/collections/{{collection_name}}/points{tail}")
-    for tail in ("", "/scroll", "/count", "/query", "/query/batch", "/search")} | {
+    for tail in ("", "/scroll", "/count", "/query", "/query/batch", "/query/groups", "/search", "/search/batch",
+                 "/search/groups")} | {
     ("POST", "/collections/{collection_name}/search/text"), ("POST", "/collections/{collection_name}/facet")}
 POINTS = "/collections/{collection_name}/points"
 BODIES: dict[tuple[str, str], Any] = {
@@ -76,6 +77,11 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", f"{POINTS}/query"): {"query": [1, 0]},
     ("POST", f"{POINTS}/query/batch"): {"searches": [{"query": [1, 0]}]},
     ("POST", f"{POINTS}/search"): {"vector": [1, 0], "limit": 1},
+    ("POST", f"{POINTS}/search/batch"): {"searches": [{"vector": [1, 0], "limit": 1}]},
+    ("POST", f"{POINTS}/query/groups"): {"query": [1, 0], "group_by": "a"},
+    ("POST", f"{POINTS}/search/groups"): {"vector": [1, 0], "group_by": "a"},
+    ("PUT", f"{POINTS}/vectors"): {"points": [{"id": 1, "vector": [1, 0]}]},
+    ("POST", f"{POINTS}/vectors/delete"): {"points": [3], "vector": [""]},
     ("POST", "/collections/{collection_name}/search/text"): {"query": "hello"},
     ("POST", "/collections/{collection_name}/facet"): {"key": "a"},
     ("PUT", "/collections/{collection_name}/index"): {"field_name": "w", "field_schema": "keyword"},

@@ -21,8 +21,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from infra.settings import Settings
 from vectorizer.api.errors import Forbidden, Unauthorized, response_for
 
-_READ_POST = re.compile(r"^/collections/[^/]+/(points(/scroll|/count|/query|/query/batch|/search)?|search/text|facet)"
-                        r"/?$")
+_READ_POST = re.compile(r"^/collections/[^/]+/(points(/scroll|/count|/query|/query/batch|/query/groups|/search"
+                        r"|/search/batch|/search/groups)?|search/text|facet)/?$")
 
 
 def is_read(method: str, path: str) -> bool:

@@ -239,6 +239,9 @@ def search(ctx: typer.Context, name: str,
            from_file: Optional[Path] = typer.Option(None, "--from", help=".npy (first row) or .json vector"),
            text: Optional[str] = typer.Option(None, "--text", help="A text query (collections with an embedder)"),
            k: int = typer.Option(10, "-k", help="How many neighbours"),
+           mode: str = typer.Option("auto", "--mode", help="With --text: dense, sparse, hybrid (both, fused by RRF) "
+                                                           "or auto (hybrid when the collection has a sparse "
+                                                           "embedder)"),
            filter_json: Optional[str] = typer.Option(None, "--filter", help="A Qdrant filter as JSON")) -> None:
     """Nearest neighbours of a vector or a text, asked of the running server (VECTORIZER_HTTP)."""
     import httpx
@@ -250,6 +253,7 @@ def search(ctx: typer.Context, name: str,
         body: dict[str, Any] = {"limit": k, "with_payload": True}
         if text is not None:
             body["query"] = text
+            body["mode"] = mode
         elif vector is not None:
             body["query"] = json.loads(vector)
         else:

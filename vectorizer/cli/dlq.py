@@ -6,9 +6,11 @@ import dataclasses
 import json
 from typing import Any
 
+import numpy as np
 import typer
 
 from consumers.dlq import StoredLetter, read_letters
+from schemas import events as ev
 from schemas.codec import decode
 from schemas.errors import DecodeError
 from vectorizer.cli.context import cli_context, fail
@@ -68,8 +70,12 @@ def _event(value: bytes | None) -> Any:
     fields: dict[str, Any] = {"type": type(event).__name__}
     for f in dataclasses.fields(event):
         item = getattr(event, f.name)
-        if f.name == "vectors":
+        if isinstance(item, np.ndarray):
             fields[f.name] = f"{item.shape[0]} x {item.shape[1]} float32"
+        elif f.name in ("named", "sparse"):
+            fields[f.name] = [f"{b.name}: {b.vectors.shape[0]} x {b.vectors.shape[1]} float32"
+                              if isinstance(b, ev.NamedRows) else
+                              f"{b.name}: {len(b.positions)} sparse vectors, {len(b.indices)} non-zeros" for b in item]
         elif f.name == "meta":
             fields[f.name] = {k.name: getattr(item, k.name) for k in dataclasses.fields(item)}
         else:

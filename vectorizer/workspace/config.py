@@ -13,6 +13,7 @@
             embedding:                # the embedder; its spec goes on the log with the collection
               model: hashing
               dimension: 512
+              sparse: bm25            # a BM25 sparse vector beside the dense one (hybrid search); none: without
 
 Every error names the file, the line and the field: ``vectorize-workspace.yml:9:
 projects[0].collections[0].chunk_size: expected an integer in [16, 100000], got 'big'``.
@@ -189,8 +190,15 @@ def load(path: Path) -> Workspace:
             limit = reader.integer(coll["max_file_bytes"], f"{cw}.max_file_bytes", 1, MAX_FILE_BYTES) \
                 if "max_file_bytes" in coll else 1 << 20
             spec = embedders.HashingEmbedder().spec
+            sparse: str = "bm25"
             if "embedding" in coll:
-                emb = reader.mapping(coll["embedding"], f"{cw}.embedding", {"model", "dimension", "ngrams"}, {"model"})
+                emb = reader.mapping(coll["embedding"], f"{cw}.embedding", {"model", "dimension", "ngrams", "sparse"},
+                                     {"model"})
+                if "sparse" in emb:
+                    sparse = reader.string(emb["sparse"], f"{cw}.embedding.sparse")
+                    if sparse not in ("bm25", "none"):
+                        raise reader.error(emb["sparse"], f"{cw}.embedding.sparse", f"expected bm25 or none, got "
+                                                                                  f"{sparse!r}")
                 spec = {"name": reader.string(emb["model"], f"{cw}.embedding.model")}
                 for key in ("dimension", "ngrams"):
                     if key in emb:
@@ -202,6 +210,8 @@ def load(path: Path) -> Workspace:
                     field = next((k for k in ("dimension", "ngrams") if message.startswith(f"embedder.{k}:")), "model")
                     message = message.removeprefix(f"embedder.{field}: ")
                     raise reader.error(emb.get(field, emb["model"]), f"{cw}.embedding.{field}", message) from None
+            if sparse == "bm25":
+                spec = {**spec, "sparse": embedders.BM25Embedder().spec}
             exclude = reader.globs(coll["exclude"], f"{cw}.exclude", False) if "exclude" in coll else ()
             collections.append(CollectionSpec(name, base, reader.globs(coll["include"], f"{cw}.include", True), exclude,
                                               size, overlap, limit, spec))

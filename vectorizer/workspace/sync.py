@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xxhash
 from kafka import TopicPartition
 from kafka.errors import KafkaError
@@ -47,6 +48,7 @@ from infra.settings import Settings
 from producers.errors import ProducerFenced, WorkspaceError, WorkspaceFenced
 from producers.producer import VectorProducer, WriteToken
 from projections.catalog.store import Catalog
+from schemas import events as ev
 from schemas.events import WORKSPACE_PRODUCER
 from schemas.ids import from_catalog_key
 from vectorizer import embedders
@@ -177,18 +179,21 @@ class WorkspaceProducer:
         rows = {r["name"]: r for r in self.catalog.collection_rows()}
         row = rows.get(spec.name)
         embedder = embedders.build(spec.embedder)
+        sparse = embedders.build_sparse(spec.embedder)
+        full = {**embedder.spec, **({"sparse": sparse.spec} if sparse is not None else {})}
         created = False
         if row is not None and row["kind"] != "workspace":
             raise WorkspaceError(f"collection {spec.name!r} exists and is not a workspace collection; "
                                  "choose another name in the workspace file")
-        if row is not None and _spec_of(row) != embedder.spec:
+        if row is not None and _spec_of(row) != full:
             log.warning("collection %s: the embedder changed (%s -> %s); re-creating it", spec.name,
-                        _spec_of(row), embedder.spec)
+                        _spec_of(row), full)
             self._publish(lambda: self.producer.delete_collection(spec.name))
             row = None
         if row is None:
             self._publish(lambda: self.producer.create_collection(
-                spec.name, embedder.dimension, "cosine", kind="workspace", embedder=embedder.spec))
+                spec.name, embedder.dimension, "cosine", kind="workspace", embedder=full,
+                sparse_vectors=None if sparse is None else {sparse.vector: {"modifier": "idf"}}))
             created = True
             self.indexed[spec.name] = {}
         else:
@@ -276,14 +281,18 @@ class WorkspaceProducer:
         ids = [chunk_id(found.relative, c.number) for c in found.chunks]
         stale = sorted((known.ids if known else set()) - set(ids))
         vectors = embedder.embed([c.text for c in found.chunks])
+        sparse = embedders.build_sparse(spec.embedder)
+        terms = None if sparse is None else sparse.embed_documents([c.text for c in found.chunks])
         payloads = [{"path": found.relative, "chunk": c.number, "start_line": c.start_line, "end_line": c.end_line,
                      "text": c.text, "file_hash": found.digest, "chunking": spec.chunking} for c in found.chunks]
 
         def publish() -> WriteToken | None:  # in one transaction: the new chunks and the stale ids, or nothing
             token = None
             for s in range(0, len(ids), UPSERT_BATCH):
+                blocks = () if sparse is None or terms is None else (
+                    _sparse_rows(sparse.vector, terms[s:s + UPSERT_BATCH]),)
                 token = self.producer.upsert(spec.name, ids[s:s + UPSERT_BATCH], vectors[s:s + UPSERT_BATCH],
-                                             payloads[s:s + UPSERT_BATCH])
+                                             payloads[s:s + UPSERT_BATCH], sparse=blocks)
             for s in range(0, len(stale), UPSERT_BATCH):
                 token = self.producer.delete(spec.name, stale[s:s + UPSERT_BATCH])
             return token
@@ -334,6 +343,15 @@ class WorkspaceProducer:
             raise WorkspaceError(f"reading {self.settings.topic} failed: {exc}") from None
         finally:
             consumer.close()
+
+
+def _sparse_rows(name: str, rows: list[tuple[np.ndarray, np.ndarray]]) -> ev.SparseRows:
+    """Every chunk's sparse vector (an empty one for a chunk without words: it still holds the vector)."""
+    offsets = np.zeros(len(rows) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(indices) for indices, _ in rows])
+    return ev.SparseRows(name, np.arange(len(rows), dtype=np.int64), offsets,
+                         np.concatenate([i for i, _ in rows]).astype(np.uint32) if rows else np.empty(0, np.uint32),
+                         np.concatenate([v for _, v in rows]).astype(np.float32) if rows else np.empty(0, np.float32))
 
 
 def _spec_of(row: dict[str, Any]) -> dict[str, Any] | None:

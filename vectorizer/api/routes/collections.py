@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 
 from producers.errors import WriteRejected
 from projections import query
-from projections.collection import Collection, VectorSpec
+from projections.collection import Collection, CollectionConfig, VectorSpec
 from projections.errors import CollectionExists
 from schemas import validation as check
 from schemas.errors import ValidationError
@@ -63,8 +63,7 @@ def update_collection(request: Request, collection_name: str, timeout: float | N
     """Synchronous, as in Qdrant: the answer comes once this server applied the change, which
     rebuilds the collection's graphs when what they are built with changed."""
     producer = a.require_producer()
-    diff = _update(b)
-    a.collection(collection_name)  # 404 if it does not exist
+    diff = _update(b, a.collection(collection_name).config)  # 404 if it does not exist
     if not diff:
         return _bool_answer(request, True, None)
     token = producer.update_collection(collection_name, diff)
@@ -261,14 +260,14 @@ def _hnsw(hnsw: object, path: str) -> dict[str, int]:
     return out
 
 
-def _update(b: dict[str, Any]) -> dict[str, Any]:
+def _update(b: dict[str, Any], config: CollectionConfig | None = None) -> dict[str, Any]:
     """The settings diff of ``VectorProducer.update_collection`` from Qdrant's ``UpdateCollection``:
     HNSW ``m``/``ef_construct``, quantization and ``on_disk`` at the collection and the unnamed
     vector's level. Optimizer, replication and payload-storage knobs are checked as Qdrant checks
     them and then ignored, as at creation; sparse vectors and metadata are a 400 naming the field."""
     p.fields(b, "", ("vectors", "hnsw_config", "quantization_config", "quantization", "sparse_vectors", "metadata"),
              ignored=("optimizers_config", "optimizer_config", "params", "strict_mode_config"))
-    p.unsupported(b, "sparse_vectors", "metadata")
+    p.unsupported(b, "metadata")
     _optimizers(b.get("optimizers_config", b.get("optimizer_config")))
     if b.get("params") is not None:
         params = p.obj(b["params"], "params")
@@ -293,7 +292,7 @@ def _update(b: dict[str, Any]) -> dict[str, Any]:
         diff["quantization_config"] = quantization
     vectors = {} if b.get("vectors") is None else p.obj(b["vectors"], "vectors")
     for name, params in vectors.items():
-        if name != "":
+        if config is not None and name not in config.dense():
             raise BadRequest(f"Wrong input: Not existing vector name error: {name}")
         params = p.obj(params, f"vectors.{name}")
         p.fields(params, f"vectors.{name}", ("hnsw_config", "quantization_config", "quantization", "on_disk"),
@@ -310,8 +309,16 @@ def _update(b: dict[str, Any]) -> dict[str, Any]:
             vector["quantization_config"] = quantization
         if params.get("on_disk") is not None:
             vector["on_disk"] = params["on_disk"]
-        if vector:
+        if vector and name == "":
             diff["vector"] = vector
+        elif vector:
+            diff.setdefault("named", {})[name] = vector
+    sparse = {} if b.get("sparse_vectors") is None else p.obj(b["sparse_vectors"], "sparse_vectors")
+    for name, params in _sparse_vectors(sparse).items():
+        if config is not None and name not in config.sparse():
+            raise BadRequest(f"Wrong input: Not existing vector name error: {name}")
+        if "modifier" in (sparse[name] or {}):
+            diff.setdefault("sparse", {})[name] = {"modifier": params.get("modifier", "none")}
     return diff
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
@@ -338,7 +338,7 @@ def _recommend(coll: Collection, value: object, path: str, using: str, source: _
         return plans.Nearest(dense=mean.astype(np.float32), exclude=exclude)
     if not examples["positive"] and not examples["negative"]:
         raise BadRequest(f"Bad request: {path}: no positive or negative examples given with '{strategy}' strategy")
-    kind = "best_score" if strategy == "best_score" else "sum_scores"
+    kind: Literal["best_score", "sum_scores"] = "best_score" if strategy == "best_score" else "sum_scores"
     if sparse:
         return plans.Scan(kind, sparse_positive=tuple(v for _, v in examples["positive"]),
                           sparse_negative=tuple(v for _, v in examples["negative"]), exclude=exclude)

@@ -19,8 +19,11 @@ from vectorizer.api.routes.query import parse_query, run
 from vectorizer.api.routes.reads import ReadOptions, read_options, readable
 
 router = APIRouter(tags=["search"])
-_FIELDS = ("query", "filter", "limit", "offset", "with_payload", "with_vector", "score_threshold", "params",
+_FIELDS = ("query", "mode", "filter", "limit", "offset", "with_payload", "with_vector", "score_threshold", "params",
            "consistency")
+_MODES = ("dense", "sparse", "hybrid", "auto")
+#: Hybrid: each of the two searches hands this many candidates (at least) to the fusion.
+HYBRID_CANDIDATES = 50
 
 
 @router.post("/collections/{collection_name}/search/text", summary="Nearest points to a text",
@@ -33,14 +36,54 @@ def search_text(request: Request, collection_name: str, opts: ReadOptions = Depe
     text = b.get("query")
     if not isinstance(text, str) or not text.strip():
         raise BadRequest("query: expected a non-empty text")
-    vector = embedder_of(coll).embed([text])[0]
-    if not vector.any():
+    mode = b.get("mode") or "dense"
+    if mode not in _MODES:
+        raise BadRequest(f"mode: expected one of {', '.join(_MODES)}, got {p.show(mode)}")
+    sparse = sparse_embedder_of(coll, required=mode in ("sparse", "hybrid"))
+    if mode == "auto":
+        mode = "dense" if sparse is None else "hybrid"
+    rest = {k: v for k, v in b.items() if k not in ("query", "mode")}
+    vector = embedder_of(coll).embed([text])[0] if mode != "sparse" else None
+    if vector is not None and not vector.any():
         raise BadRequest("query: no words to search for")
-    rest = {k: v for k, v in b.items() if k != "query"}
-    q = parse_query(coll, {"with_payload": True, **rest, "query": vector.tolist()}, "", a.collection)
+    terms = None
+    if sparse is not None and mode != "dense":
+        indices, values = sparse.embed_query(text)
+        terms = {"indices": indices.tolist(), "values": values.tolist()}
+    body: dict[str, Any] = {"with_payload": True, **rest}
+    if mode == "dense":
+        body["query"] = vector.tolist()  # type: ignore[union-attr]
+    elif mode == "sparse":
+        assert sparse is not None
+        body.update(query=terms, using=sparse.vector)
+    else:  # dense and sparse candidates, fused by reciprocal rank
+        assert sparse is not None and vector is not None
+        wide = max(HYBRID_CANDIDATES, 2 * (p.limit(b, "", 10) + p.offset(b, "")))
+        inner = {k: rest[k] for k in ("filter", "params") if k in rest}
+        body["prefetch"] = [{"query": vector.tolist(), "limit": wide, **inner},
+                            {"query": terms, "using": sparse.vector, "limit": wide,
+                             **({"filter": rest["filter"]} if "filter" in rest else {})}]
+        body["query"] = {"fusion": "rrf"}
+        body.pop("params", None)
+        body.pop("filter", None)  # given to both searches
+    q = parse_query(coll, body, "", a.collection)
     with query.reading(coll):
         points = run(coll, q)
     return ok(request, {"points": points})
+
+
+def sparse_embedder_of(coll: Collection, *, required: bool) -> embedders.BM25Embedder | None:
+    """The collection's sparse embedder (None: it has none; ``required``: a 400 then)."""
+    try:
+        sparse = embedders.build_sparse(coll.config.embedder) if coll.config.embedder else None
+    except ConfigurationError as exc:
+        raise BadRequest(f"collection {coll.name!r}: {exc}") from None
+    if sparse is None and required:
+        raise BadRequest(f"mode: collection {coll.name!r} has no sparse embedder (sparse and hybrid text search need "
+                         f"one: a workspace collection with embedding.sparse: bm25)")
+    if sparse is not None and sparse.vector not in coll.sparse:
+        raise BadRequest(f"collection {coll.name!r}: its sparse embedder fills {sparse.vector!r}, which it lacks")
+    return sparse
 
 
 def embedder_of(coll: Collection) -> embedders.Embedder:
