@@ -360,10 +360,7 @@ def _put_named(coll: Collection, labels: np.ndarray, named: tuple[ev.NamedRows, 
         if len(rows.positions):
             index.add(labels[rows.positions], index.prepare(rows.vectors))
     for block in sparse:
-        target = coll.sparse[block.name]
-        for i, position in enumerate(block.positions.tolist()):
-            indices, values = block.row(i)
-            target.put(int(labels[position]), indices, values)
+        coll.sparse[block.name].put_many(labels[block.positions], block.offsets, block.indices, block.values)
 
 
 def _without_index(config: CollectionConfig, path: paths.Path) -> CollectionConfig:
