@@ -5,6 +5,7 @@ and ``verify``; and the mistakes Qdrant refuses, refused."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -181,7 +182,7 @@ def test_named_vectors_and_sparse_modifiers_change_as_in_local_mode(server: Runn
         client.upsert(name, points, wait=True)
     sparse_query = m.SparseVector(indices=[1, 2, 3, 5, 8, 13], values=[1.0] * 6)
 
-    def answers(client: QdrantClient) -> list[list[tuple[object, float]]]:
+    def answers(client: QdrantClient) -> list[list[tuple[Any, float]]]:
         out = []
         for using, q in (("text", text[7] + 0.01), ("image", image[9])):
             out.append([(p.id, round(p.score, 4)) for p in client.query_points(
@@ -198,13 +199,17 @@ def test_named_vectors_and_sparse_modifiers_change_as_in_local_mode(server: Runn
                 scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8)))},
             sparse_vectors_config={"bm25": m.SparseVectorParams(modifier=m.Modifier.IDF)})
     params = ours.get_collection(name).config.params
-    assert params.vectors["text"].hnsw_config.m == 8 and params.vectors["text"].quantization_config is not None
-    assert params.vectors["image"].quantization_config is None
+    assert isinstance(params.vectors, dict) and params.sparse_vectors is not None
+    text_params = params.vectors["text"]
+    assert text_params.hnsw_config is not None and text_params.hnsw_config.m == 8
+    assert text_params.quantization_config is not None and params.vectors["image"].quantization_config is None
     assert params.sparse_vectors["bm25"].modifier == m.Modifier.IDF
     after = answers(ours)
     assert after == answers(local) and after[2] != before[2], "IDF re-weighs the sparse scores"
     assert after[:2] == before[:2], "exact dense answers do not depend on the graphs"
-    graphs = [seg.graph for seg in server.replica.projector.state.get(name).named["text"].segments]
+    served = server.replica.projector.state.get(name)
+    assert served is not None
+    graphs = [seg.graph for seg in served.named["text"].segments]
     assert graphs and all(isinstance(g, QuantizedGraph) for g in graphs), "the text vector's graphs were rebuilt"
     for body in ({"vectors": {"nope": {"hnsw_config": {"m": 8}}}}, {"sparse_vectors": {"nope": {"modifier": "idf"}}},
                  {"vectors": {"": {"hnsw_config": {"m": 8}}}}):

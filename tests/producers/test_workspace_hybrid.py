@@ -14,6 +14,7 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client import models as m
 
+from infra.errors import ConfigurationError
 from infra.settings import Settings
 from tests.api.conftest import Running, serving
 from vectorizer import embedders
@@ -125,5 +126,5 @@ def test_bm25_weights_are_a_function_of_the_spec() -> None:
     assert bm25.embed_query("Cat CAT hat")[1].tolist() == [1.0, 1.0], "distinct words, case-folded, weight 1"
     again = embedders.build_sparse({"name": "hashing", "sparse": bm25.spec})
     assert again == bm25
-    with pytest.raises(embedders.ConfigurationError, match="unknown sparse model"):
+    with pytest.raises(ConfigurationError, match="unknown sparse model"):
         embedders.build_sparse({"name": "hashing", "sparse": {"name": "splade"}})

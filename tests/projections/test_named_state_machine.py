@@ -13,6 +13,7 @@ one vector) gives the model's dot products, only for points sharing an index wit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -57,12 +58,12 @@ def _blocks(points: list[dict[str, Vector]]) -> tuple[tuple[ev.NamedRows, ...], 
     for name in SPARSE:
         at = [i for i, p in enumerate(points) if name in p]
         if at:
-            rows = [points[i][name] for i in at]
+            pairs = [points[i][name] for i in at]
             offsets = np.zeros(len(at) + 1, np.int64)
-            offsets[1:] = np.cumsum([len(r[0]) for r in rows])
+            offsets[1:] = np.cumsum([len(r[0]) for r in pairs])
             sparse.append(ev.SparseRows(name, np.array(at, np.int64), offsets,
-                                        np.array([x for r in rows for x in r[0]], np.uint32),
-                                        np.array([x for r in rows for x in r[1]], np.float32)))
+                                        np.array([x for r in pairs for x in r[0]], np.uint32),
+                                        np.array([x for r in pairs for x in r[1]], np.float32)))
     return tuple(named), tuple(sparse)
 
 
@@ -181,10 +182,8 @@ class NamedVectors(RuleBasedStateMachine):
     def a_replay_is_the_same(self) -> None:
         fresh = ProjectionState(segment_bytes=16 * 4 * 3)
         for offset, value in enumerate(self.log):
-            try:
+            with contextlib.suppress(Rejected):
                 fresh.apply(decode(value), offset)
-            except Rejected:
-                pass
         assert _observe(fresh) == _observe(self.state)
 
     @precondition(lambda self: bool(self.model))
@@ -204,21 +203,21 @@ class NamedVectors(RuleBasedStateMachine):
             assert {h.id for h in hits} <= set(held) and len(hits) == len(truth)
             assert np.allclose([h.score for h in hits], truth, atol=1e-4)
         for name, idf in SPARSE.items():
-            held = {pid: dict(zip(*v[name], strict=True)) for pid, v in self.model.items() if name in v}
+            terms = {pid: dict(zip(*v[name], strict=True)) for pid, v in self.model.items() if name in v}
             query = {0: 1.0, 3: 2.0, 7: 0.5, 11: 1.5}
             weights = dict(query)
             if idf:
-                n = len(held)
+                n = len(terms)
                 for term in weights:
-                    df = sum(term in v for v in held.values())
+                    df = sum(term in v for v in terms.values())
                     weights[term] *= float(np.log((n - df + 0.5) / (df + 0.5) + 1))
-            truth = {pid: sum(weights[t] * v[t] for t in weights if t in v) for pid, v in held.items()
-                     if set(v) & set(weights)}
+            sums: dict[Any, float] = {pid: sum(weights[t] * v[t] for t in weights if t in v) for pid, v in terms.items()
+                    if set(v) & set(weights)}
             hits = sparse_search(coll, name, np.array(list(query), np.uint32), np.array(list(query.values()),
                                                                                          np.float32), 50)
-            assert {h.id for h in hits} == set(truth)
+            assert {h.id for h in hits} == set(sums)
             for h in hits:
-                assert np.isclose(h.score, truth[h.id], rtol=1e-5, atol=1e-6)
+                assert np.isclose(h.score, sums[h.id], rtol=1e-5, atol=1e-6)
 
 
 NamedVectors.TestCase.settings = settings(max_examples=60, stateful_step_count=25, deadline=None,
