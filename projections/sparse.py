@@ -147,8 +147,8 @@ class SparseIndex:
             self._make_room(n)
             self._start[label] = self._used
             self._used += n
-        else:
-            self._start[label] = 0
+        else:  # in place: postings are copies, nothing else reads the old pairs
+            self._stale -= n
         start = int(self._start[label])
         self._terms[start:start + n] = terms
         self._weights[start:start + n] = weights
@@ -376,7 +376,8 @@ class SparseIndex:
         fill = offsets[:-1].copy()  # where the next part's postings of each term go
         for (_, local, counts, labels, values), spot in zip(parts, spots, strict=True):
             shift = np.zeros(len(counts), np.int64)  # per local term: its destination less its kept start
-            shift[counts > 0] = fill[spot]
+            shift[counts > 0] = fill[spot] + 0 * counts[counts > 0]
+            shift[:1] += 1
             shift -= np.cumsum(counts) - counts
             dest = np.arange(len(local), dtype=np.int64)
             dest += shift[local]

@@ -73,25 +73,15 @@ def query(request: Request, collection_name: str, opts: ReadOptions = Depends(re
              openapi_extra=json_body("searches: [query requests], consistency"))
 def query_batch(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
                 b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
-    p.fields(b, "", ("searches", "consistency"))
-    coll = readable(a, collection_name, opts, b)
-    searches = p.array(b.get("searches"), "searches")
-    with reads.reading(coll):  # every query of the batch against one state
-        parsed = [parse_query(coll, p.obj(s, f"searches[{i}]"), f"searches[{i}].", a.collection)
-                  for i, s in enumerate(searches)]
-        answers = [{"points": run(coll, q)} for q in parsed]
-    return ok(request, answers)
+    return _batch(request, a, collection_name, opts, b,
+                  lambda coll, one, path: parse_query(coll, one, path, a.collection), lambda hits: {"points": hits})
 
 
 @router.post("/collections/{collection_name}/points/query/groups", summary="Query points, grouped by a payload key",
              openapi_extra=json_body("the query request, plus group_by, group_size, with_lookup"))
 def query_groups(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
                  b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
-    coll = readable(a, collection_name, opts, b)
-    rest = {k: v for k, v in b.items() if k not in _GROUP_FIELDS}
-    with reads.reading(coll):
-        parsed = parse_query(coll, rest, "", a.collection)
-        return ok(request, {"groups": grouped(coll, parsed, b, a.collection)})
+    return _groups(request, a, collection_name, opts, b, lambda coll, rest: parse_query(coll, rest, "", a.collection))
 
 
 @router.post("/collections/{collection_name}/points/search", summary="Nearest points to a vector (older API)",
@@ -109,23 +99,35 @@ def search_points(request: Request, collection_name: str, opts: ReadOptions = De
              openapi_extra=json_body("searches: [search requests], consistency"))
 def search_batch(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
                  b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
-    p.fields(b, "", ("searches", "consistency"))
-    coll = readable(a, collection_name, opts, b)
-    searches = p.array(b.get("searches"), "searches")
-    with reads.reading(coll):
-        parsed = [parse_search(coll, p.obj(s, f"searches[{i}]"), f"searches[{i}].") for i, s in enumerate(searches)]
-        return ok(request, [run(coll, q) for q in parsed])
+    return _batch(request, a, collection_name, opts, b, parse_search, lambda hits: hits)
 
 
 @router.post("/collections/{collection_name}/points/search/groups", summary="Search, grouped by a payload key",
              openapi_extra=json_body("the search request, plus group_by, group_size, with_lookup"))
 def search_groups(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
                   b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    return _groups(request, a, collection_name, opts, b, lambda coll, rest: parse_search(coll, rest, ""))
+
+
+def _batch(request: Request, a: Api, collection_name: str, opts: ReadOptions, b: dict[str, Any],
+           parse: Callable[[Collection, dict[str, Any], str], Parsed],
+           answer: Callable[[list[dict[str, Any]]], Any]) -> JSONResponse:
+    """``searches``: each parsed and run against one state of the collection."""
+    p.fields(b, "", ("searches", "consistency"))
+    coll = readable(a, collection_name, opts, b)
+    searches = p.array(b.get("searches"), "searches")
+    with reads.reading(coll):
+        parsed = [parse(coll, p.obj(s, f"searches[{i}]"), f"searches[{i}].") for i, s in enumerate(searches)]
+        return ok(request, [answer(run(coll, q)) for q in parsed])
+
+
+def _groups(request: Request, a: Api, collection_name: str, opts: ReadOptions, b: dict[str, Any],
+            parse: Callable[[Collection, dict[str, Any]], Parsed]) -> JSONResponse:
+    """The request without its group fields, parsed and run, its hits grouped (:func:`grouped`)."""
     coll = readable(a, collection_name, opts, b)
     rest = {k: v for k, v in b.items() if k not in _GROUP_FIELDS}
     with reads.reading(coll):
-        parsed = parse_search(coll, rest, "")
-        return ok(request, {"groups": grouped(coll, parsed, b, a.collection)})
+        return ok(request, {"groups": grouped(coll, parse(coll, rest), b, a.collection)})
 
 
 # Parsing ---------------------------------------------------------------------------------
