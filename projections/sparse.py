@@ -70,6 +70,10 @@ class Tuning:
     stale_share: float = 0.25  # ... and this share of the columns
     sort_chunk: int = 1 << 22  # pairs a new segment is sorted by at a time (then merged)
 
+    def __post_init__(self) -> None:
+        if self.fanout < 2 or min(self.flush_labels, self.flush_entries, self.sort_chunk) < 1:
+            raise ValueError(f"{self}: fanout must be 2 or more, flush and chunk sizes 1 or more")
+
 
 DEFAULT_TUNING: Final = Tuning()
 
@@ -376,8 +380,7 @@ class SparseIndex:
         fill = offsets[:-1].copy()  # where the next part's postings of each term go
         for (_, local, counts, labels, values), spot in zip(parts, spots, strict=True):
             shift = np.zeros(len(counts), np.int64)  # per local term: its destination less its kept start
-            shift[counts > 0] = fill[spot] + 0 * counts[counts > 0]
-            shift[:1] += 1
+            shift[counts > 0] = fill[spot]
             shift -= np.cumsum(counts) - counts
             dest = np.arange(len(local), dtype=np.int64)
             dest += shift[local]

@@ -325,6 +325,13 @@ def test_writes_refuse_what_would_corrupt_the_sums() -> None:
     assert len(index) == 0 and index.version == 0
 
 
+def test_tuning_refuses_thresholds_that_never_settle() -> None:
+    with pytest.raises(ValueError):
+        Tuning(fanout=1)
+    with pytest.raises(ValueError):
+        Tuning(flush_labels=0)
+
+
 def test_an_unsorted_allowed_is_taken_as_a_set() -> None:
     index = filled()
     query = np.array([1, 2, 4, 8]), np.ones(4, np.float32)
