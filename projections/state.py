@@ -182,10 +182,10 @@ class ProjectionState:
                 _put_named(coll, labels, event.named, event.sparse)
             for label, payload in zip(labels.tolist(), event.payloads, strict=True):
                 coll.set_payload(label, payload)
+        vectors: list[Any] = _upserted_bytes(coll, prepared, event) if coll.has_named else list(prepared)
         rows = []
-        for i, (pid, label, payload) in enumerate(zip(event.ids, labels.tolist(), event.payloads, strict=True)):
+        for pid, label, payload, vector in zip(event.ids, labels.tolist(), event.payloads, vectors, strict=True):
             text = canonical_json(payload)
-            vector = coll.vector_bytes(label) if coll.has_named else prepared[i]
             rows.append(PointRow(catalog_key(pid), label, text, point_checksum(vector, text), offset))
         return [PutPoints(coll.name, tuple(rows))]
 
@@ -349,6 +349,29 @@ def _check_named(coll: Collection, named: tuple[ev.NamedRows, ...], sparse: tupl
             check.sparse_rows(block.offsets, block.indices, block.values, field=block.name)
         except ValidationError as exc:
             raise Rejected(str(exc)) from None
+
+
+def _upserted_bytes(coll: Collection, prepared: np.ndarray, event: ev.VectorsUpserted) -> list[bytes]:
+    """Each upserted point's :meth:`Collection.vector_bytes`, from the event (the point holds exactly
+    its vectors now) rather than read back from the indexes: the same bytes, a tenth of the time."""
+    n = len(event.ids)
+    parts: list[list[bytes]] = [[row.tobytes()] for row in np.ascontiguousarray(prepared, "<f4")] \
+        if coll.config.has_unnamed else [[] for _ in range(n)]
+    for rows in sorted(event.named, key=lambda r: r.name):
+        index = coll.dense(rows.name)
+        assert index is not None
+        tag = b"\0" + rows.name.encode() + b"\0"
+        for position, row in zip(rows.positions.tolist(), np.ascontiguousarray(index.prepare(rows.vectors), "<f4"),
+                                 strict=True):
+            parts[position] += [tag, row.tobytes()]
+    for block in sorted(event.sparse, key=lambda r: r.name):
+        tag = b"\1" + block.name.encode() + b"\0"
+        for i, position in enumerate(block.positions.tolist()):
+            indices, values = block.row(i)
+            order = np.argsort(indices, kind="stable")
+            parts[position] += [tag, np.asarray(indices[order], "<u4").tobytes(),
+                                np.asarray(values[order], "<f4").tobytes()]
+    return [b"".join(p) for p in parts]
 
 
 def _put_named(coll: Collection, labels: np.ndarray, named: tuple[ev.NamedRows, ...],

@@ -26,11 +26,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from consumers import snapshots
+from projections.changes import DeletePoints, PutPoints
+from projections.collection import point_checksum
 from projections.errors import Rejected
 from projections.search import search, sparse_search
 from projections.state import ProjectionState
 from schemas import events as ev
 from schemas.codec import decode, encode
+from schemas.ids import catalog_key
 
 DENSE = {"a": (3, "cosine"), "b": (2, "l2")}
 SPARSE = {"s": True, "t": False}  # name -> idf
@@ -61,9 +64,9 @@ def _blocks(points: list[dict[str, Vector]]) -> tuple[tuple[ev.NamedRows, ...], 
             pairs = [points[i][name] for i in at]
             offsets = np.zeros(len(at) + 1, np.int64)
             offsets[1:] = np.cumsum([len(r[0]) for r in pairs])
-            sparse.append(ev.SparseRows(name, np.array(at, np.int64), offsets,
-                                        np.array([x for r in pairs for x in r[0]], np.uint32),
-                                        np.array([x for r in pairs for x in r[1]], np.float32)))
+            sparse.append(ev.SparseRows(name, np.array(at, np.int64), offsets,  # each row's pairs unsorted
+                                        np.array([x for r in pairs for x in r[0][::-1]], np.uint32),
+                                        np.array([x for r in pairs for x in r[1][::-1]], np.float32)))
     return tuple(named), tuple(sparse)
 
 
@@ -99,6 +102,7 @@ class NamedVectors(RuleBasedStateMachine):
         self.log: list[bytes] = []
         self.state = ProjectionState(segment_bytes=16 * 4 * 3)  # 16-label segments: several of them
         self.model: dict[int, dict[str, Vector]] = {}
+        self.checksums: dict[str, str] = {}
         self._submit(ev.CollectionCreated(_meta(), 0, "cosine", vectors=VECTORS, sparse_vectors=SPARSE_JSON), None)
 
     def teardown(self) -> None:
@@ -108,10 +112,16 @@ class NamedVectors(RuleBasedStateMachine):
         value = encode(event)
         self.log.append(value)
         try:
-            self.state.apply(decode(value), len(self.log) - 1)
+            changes = self.state.apply(decode(value), len(self.log) - 1)
             outcome = None
         except Rejected as exc:
-            outcome = exc.status
+            changes, outcome = [], exc.status
+        for change in changes:  # the catalog rows: the checksum of each changed point
+            if isinstance(change, PutPoints):
+                self.checksums.update({row.key: row.checksum for row in change.rows})
+            elif isinstance(change, DeletePoints):
+                for key in change.keys:
+                    self.checksums.pop(key, None)
         assert outcome == expect, (type(event).__name__, outcome, expect)
 
     @rule(batch=st.dictionaries(st.integers(0, 40), vectors_of, min_size=1, max_size=6))
@@ -177,6 +187,14 @@ class NamedVectors(RuleBasedStateMachine):
                 assert (held is not None) == (name in vectors) == coll.has_vector(pid, name)
                 if held is not None:
                     assert (tuple(held[0].tolist()), tuple(held[1].tolist())) == vectors[name]
+
+    @invariant()
+    def the_catalog_checksums_are_the_vectors(self) -> None:
+        """What apply told the catalog is what verify recomputes from the indexes."""
+        coll = self.state.get("c")
+        assert coll is not None
+        assert self.checksums == {catalog_key(pid): point_checksum(coll.vector_bytes(label), None)
+                                  for pid, label in coll.label_of.items()}
 
     @invariant()
     def a_replay_is_the_same(self) -> None:
