@@ -159,6 +159,55 @@ def recovery_section(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def hybrid_sections(runs: list[dict[str, Any]]) -> list[str]:
+    """The lines for ``benchmarks.hybrid`` results (issue 18): one table per collection size, a row per
+    query kind and mode (in process, over REST through qdrant-client)."""
+    lines: list[str] = []
+    for n in sorted({r["n"] for r in runs}):
+        same = [r for r in runs if r["n"] == n]
+        first = same[0]
+        data = first["data"]
+        lines += [f"## Hybrid search, dense + sparse: {n:,} points × {first['dim']}-d + sparse (issue 18)", "",
+                  f"Commands: {', '.join('`' + r['command'] + '`' for r in same)}. "
+                  f"A named cosine vector (m {first['m']}, ef_construct {first['ef_construction']}, ef {first['ef']}) "
+                  f"and a sparse vector with `modifier: idf`: {data['terms_per_point_mean']:.0f} non-zeros per point "
+                  f"over {data['vocabulary']:,} terms drawn Zipf-like (exponent {data['exponent']}: the commonest "
+                  f"term is in {data['share_of_points_holding_the_commonest_term']:.0%} of the points, "
+                  f"{data['terms_held_by_10pct_of_points_or_more']} terms in 10 % or more), queries of "
+                  f"{data['terms_per_query_mean']:.0f} terms touching {data['postings_per_query_mean']:,.0f} postings "
+                  f"on average; k={first['k']}, prefetches of {first['prefetch_limit']}; throughput with "
+                  f"{first['threads']} client threads. Baselines in the same run: hnswlib alone, and an exact "
+                  f"numpy scan of the sparse postings (the reference for sparse recall). Machine: "
+                  f"{first['machine'].get('shared', 'not shared')}.", "",
+                  "| mode | query | p50 / p95 / p99 | q/s (4 threads) | recall@10 |", "|---|---|---|---|---|"]
+        for r in same:
+            for mode in ("in_process", "http"):
+                part = r.get(mode)
+                if not part:
+                    continue
+                for kind, q in part["queries"].items():
+                    recall = q.get("recall_at_10", q.get("recall_at_10_vs_exact_prefetches"))
+                    lines.append(f"| {mode.replace('_', ' ')} | {kind} | {q['p50_ms']:.2f} / {q['p95_ms']:.2f} / "
+                                 f"{q['p99_ms']:.2f} ms | {q['qps_4_threads']:,.0f} | {recall:.3f} |")
+        base = first["baselines"]
+        lines += ["", f"Baselines: hnswlib alone p50 {base['hnswlib']['p50_ms']:.3f} ms (recall "
+                      f"{base['hnswlib']['recall_at_10']:.3f}); exact numpy sparse scan p50 "
+                      f"{base['exact_sparse_numpy']['p50_ms']:.1f} ms.", ""]
+        for r in same:
+            for mode in ("in_process", "http"):
+                part = r.get(mode)
+                if part:
+                    ingest = part["ingest"]
+                    lines.append(f"- {mode.replace('_', ' ')} ingest: {ingest['vectors_per_s']:,.0f} points/s "
+                                 f"(batches of {ingest['batch']:,}; {ingest['ratio_to_hnswlib_add_items']:.2f}× "
+                                 f"hnswlib `add_items` of the dense vectors alone); memory "
+                                 f"{part['memory']['rss_delta_bytes'] / 2**20:,.0f} MiB above the idle process"
+                                 + (f" (sparse index {part['memory']['sparse_index_bytes'] / 2**20:,.0f} MiB)"
+                                    if "sparse_index_bytes" in part["memory"] else "") + ".")
+        lines.append("")
+    return lines
+
+
 def filtered_section(r: dict[str, Any]) -> list[str]:
     """The lines for one ``benchmarks.filtered`` result (issue 17's measures)."""
     ip = r["in_process"]
@@ -308,6 +357,7 @@ def render(results: Path = RESULTS, docs: Path = DOC.parent) -> str:
         lines += recovery_section(json.loads(path.read_text()))
     for path in sorted(results.glob("filtered-*.json"), key=lambda p: json.loads(p.read_text())["n"]):
         lines += filtered_section(json.loads(path.read_text()))
+    lines += hybrid_sections([json.loads(p.read_text()) for p in sorted(results.glob("hybrid-*.json"))])
     runs = sorted((json.loads(p.read_text()) for p in results.glob("ingest-*.json")), key=lambda r: r["n"])
     if len(runs) >= 2 and plot_scaling(runs, docs / "img" / "scaling.png"):
         lines += ["## Scaling", "", "![ingest rate, query p99 and memory ratio against collection size]"

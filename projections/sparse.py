@@ -32,9 +32,10 @@ per-label sum in ascending index order, wherever the label's pairs live, so iden
 score identically) and returned as float32; ranking and ties (lower label first) use the float32
 scores returned.
 
-:meth:`SparseIndex.columns` is the forward store alone, in label order: the postings are derived
-(rebuilt by :meth:`SparseIndex.restore` with a radix sort), so a snapshot is half the size and
-cannot hold postings that disagree with the vectors.
+:meth:`SparseIndex.columns` is both stores as they are (the forward store in label order, the
+segments concatenated, the homes and the pending set), so :meth:`SparseIndex.restore` adopts them
+after O(pairs) checks, about the cost of reading them, instead of rebuilding the postings; a
+snapshot holding the forward store alone (the older form) is restored by a rebuild (a radix sort).
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ _U32_MAX: Final = 2**32 - 1
 _DENSE_SHARE: Final = 16  # accumulate into label-indexed arrays once postings pass 1/16 of the labels
 _NO_LABELS: Final = np.empty(0, np.int64)
 _NO_SCORES: Final = np.empty(0, np.float32)
-_COLUMNS: Final = {"labels": np.int64, "offsets": np.int64, "indices": np.uint32, "values": np.float32}
+_FORWARD: Final = {"labels": np.int64, "offsets": np.int64, "indices": np.uint32, "values": np.float32}
+_POSTINGS: Final = {"home": np.int32, "pending": np.int64, "segment_terms": np.int64, "terms": np.uint32,
+                    "term_offsets": np.int64, "posting_labels": np.int32, "posting_values": np.float32}
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,27 +553,70 @@ class SparseIndex:
 
     # Snapshots ------------------------------------------------------------------------
     def columns(self) -> dict[str, np.ndarray]:
-        """The whole state as flat columns, in label order: ``labels`` (int64, ascending),
-        ``offsets`` (int64, one more), ``indices`` (uint32, ascending within each row) and
-        ``values`` (float32). Postings are derived, so they are not stored."""
+        """The whole state as flat columns (copies; the index is not changed), in label order.
+
+        The forward store: ``labels`` (int64, ascending: those holding a vector), ``offsets``
+        (int64, one more: row ``i`` of ``indices`` and ``values`` is ``labels[i]``'s vector),
+        ``indices`` (uint32, ascending within each row) and ``values`` (float32).
+
+        The postings, segments numbered ``0, 1, ...`` in creation order: ``segment_terms`` (int64,
+        one more than the segments: segment ``s`` holds ``terms[segment_terms[s]:segment_terms[s + 1]]``),
+        ``terms`` (uint32, ascending within a segment), ``term_offsets`` (int64, one more than the
+        terms: term ``j``'s postings are ``posting_labels`` and ``posting_values[term_offsets[j]:
+        term_offsets[j + 1]]``), ``posting_labels`` (int32) and ``posting_values`` (float32), stale
+        postings included; ``home`` (int32, one per label of ``labels``: the segment holding its
+        current postings, -2 for pending in the forward store only, -1 for none: an empty vector);
+        ``pending`` (int64, ascending: the labels put since the last flush, whose count decides the
+        next one, some of them since moved on)."""
         labels = self.labels()
         lens = self._len[labels].astype(np.int64)
         offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        indices, values = self._rows(labels, lens, offsets)
+        segments = list(self._segments.values())  # ascending ids: inserted as created
+        home = self._home[labels]
+        homed = home >= 0
+        home[homed] = np.searchsorted(np.array([segment.id for segment in segments], np.int64), home[homed])
+        sizes = np.array([segment.size for segment in segments], np.int64)
+        term_offsets = [segment.offsets[:-1] + base for segment, base in zip(segments, np.cumsum(sizes) - sizes,
+                                                                              strict=True)]
+        return {"labels": labels, "offsets": offsets, "indices": indices, "values": values, "home": home,
+                "pending": np.sort(np.fromiter(self._pending, np.int64, len(self._pending))),
+                "segment_terms": np.concatenate([[0], np.cumsum([len(s.terms) for s in segments])]).astype(np.int64),
+                "terms": np.concatenate([np.empty(0, np.uint32), *(s.terms for s in segments)]),
+                "term_offsets": np.concatenate([*term_offsets, [sizes.sum()]]).astype(np.int64),
+                "posting_labels": np.concatenate([np.empty(0, np.int32), *(s.labels for s in segments)]),
+                "posting_values": np.concatenate([np.empty(0, np.float32), *(s.values for s in segments)])}
+
+    def _rows(self, labels: np.ndarray, lens: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the pairs of ``labels`` (ascending), one row after another per ``offsets``: one copy
+        when they are laid out so already, else gathered a few million pairs at a time (3x faster
+        than one gather of them all, its index array as large as the pairs twice)."""
         held = lens > 0
-        if np.array_equal(self._start[labels[held]], offsets[:-1][held]):  # laid out in label order already
-            return {"labels": labels, "offsets": offsets, "indices": self._terms[:offsets[-1]].copy(),
-                    "values": self._weights[:offsets[-1]].copy()}
-        where = _ranges(self._start[labels], lens)
-        return {"labels": labels, "offsets": offsets, "indices": self._terms[where], "values": self._weights[where]}
+        if np.array_equal(self._start[labels[held]], offsets[:-1][held]):
+            return self._terms[:offsets[-1]].copy(), self._weights[:offsets[-1]].copy()
+        terms, weights = np.empty(offsets[-1], np.uint32), np.empty(offsets[-1], np.float32)
+        cuts = np.searchsorted(offsets, np.arange(0, offsets[-1], 1 << 20), side="right") - 1
+        for first, last in itertools.pairwise([*np.unique(np.concatenate([[0], cuts])).tolist(), len(labels)]):
+            lo, hi = int(offsets[first]), int(offsets[last])
+            where = _ranges(self._start[labels[first:last]], lens[first:last])
+            terms[lo:hi], weights[lo:hi] = self._terms[where], self._weights[where]
+        return terms, weights
 
     @classmethod
     def restore(cls, columns: dict[str, np.ndarray], idf: bool, tuning: Tuning = DEFAULT_TUNING) -> SparseIndex:
-        """The index :meth:`columns` described (postings rebuilt: a radix sort of the pairs);
-        ``ValueError`` when the columns are missing, of the wrong shape or type, or disagree."""
-        if set(columns) != set(_COLUMNS):
-            raise ValueError(f"sparse columns {sorted(columns)}, not {sorted(_COLUMNS)}")
-        for name, dtype in _COLUMNS.items():
-            column = columns[name]
+        """The index :meth:`columns` described, answering and taking writes as the one it was taken
+        of would (version 0, nothing saved). Its postings are adopted after O(pairs) checks, the
+        arrays taken over, not copied: the caller gives them up (:meth:`columns` returns copies,
+        ``np.load`` fresh arrays; a read-only forward store is copied, as writes change it in
+        place). Given the forward store alone (older snapshots), the postings are rebuilt: a radix
+        sort of the pairs. ``ValueError`` when columns are missing or extra, of the wrong shape or
+        type, or disagree."""
+        names = set(columns)
+        if names not in (set(_FORWARD), set(_FORWARD) | set(_POSTINGS)):
+            raise ValueError(f"sparse columns {sorted(columns)}: not {sorted(_FORWARD)}, "
+                             f"with or without {sorted(_POSTINGS)}")
+        for name in sorted(names):
+            column, dtype = columns[name], {**_FORWARD, **_POSTINGS}[name]
             if not isinstance(column, np.ndarray) or column.ndim != 1 or column.dtype != dtype:
                 raise ValueError(f"sparse column {name!r} is not a 1-d {np.dtype(dtype)} array")
         labels, offsets, indices = columns["labels"], columns["offsets"], columns["indices"]
@@ -579,14 +625,86 @@ class SparseIndex:
                              f"{len(columns['values'])} values")
         if len(labels) and (labels[0] < 0 or labels[-1] > MAX_LABEL or np.any(labels[1:] <= labels[:-1])):
             raise ValueError("sparse labels not ascending within [0, MAX_LABEL]")
-        if offsets[0] != 0 or offsets[-1] != len(indices) or np.any(offsets[1:] < offsets[:-1]):
+        if not _splits(offsets, len(indices), 0):
             raise ValueError("sparse offsets do not split the indices into rows")
         if np.any(_out_of_order(offsets, indices)):
             raise ValueError("sparse indices not ascending within a row")
         index = cls(idf, tuning)
-        index.put_many(labels, offsets, indices, columns["values"])
+        if names == set(_FORWARD):
+            index.put_many(labels, offsets, indices, columns["values"])
+        else:
+            index._adopt(columns)
         index.version = 0
         return index
+
+    def _adopt(self, columns: dict[str, np.ndarray]) -> None:
+        """Take :meth:`columns`' stores into this new index (the forward store is checked already),
+        refusing postings that do not fit together, with the homes or with the vectors: O(pairs +
+        labels x segments), no sort. Per segment, its current postings must match the pairs of the
+        labels homed there in number and sum of labels, and all of them the pairs of the labels not
+        pending in their sums of indices and of value bits: a cheap check, not a proof (the
+        snapshot's checksums guard the bytes; this, that they fit together). The segments are views
+        of the given arrays, which stay held whole until every segment restored is merged away."""
+        labels, offsets, indices, values = columns["labels"], columns["offsets"], columns["indices"], columns["values"]
+        home, pending, cuts, terms = columns["home"], columns["pending"], columns["segment_terms"], columns["terms"]
+        term_offsets, post_labels = columns["term_offsets"], columns["posting_labels"]
+        post_values = columns["posting_values"]
+        if len(home) != len(labels) or len(term_offsets) != len(terms) + 1 or len(post_values) != len(post_labels):
+            raise ValueError(f"{len(labels)} labels, {len(home)} homes; {len(terms)} terms, {len(term_offsets)} "
+                             f"term offsets; {len(post_labels)} posting labels, {len(post_values)} posting values")
+        if not _splits(cuts, len(terms), 1) or not _splits(term_offsets, len(post_labels), 1):
+            raise ValueError("sparse segments do not split the terms, or terms the postings, into non-empty runs")
+        if np.any(_out_of_order(cuts, terms)):
+            raise ValueError("sparse terms not ascending within a segment")
+        segments = len(cuts) - 1
+        lens = np.diff(offsets)
+        if len(home) and (home.min() < _PENDING or home.max() >= segments):
+            raise ValueError(f"sparse homes outside [{_PENDING}, {segments})")
+        if np.any((home == _NOWHERE) != (lens == 0)):
+            raise ValueError("a sparse vector with pairs but no postings, or an empty one with postings")
+        if len(pending) and (pending[0] < 0 or pending[-1] > MAX_LABEL or np.any(pending[1:] <= pending[:-1])):
+            raise ValueError("sparse pending labels not ascending within [0, MAX_LABEL]")
+        if not np.isin(labels[home == _PENDING], pending, assume_unique=True).all():  # a few: those since a flush
+            raise ValueError("a sparse label pending but not in the pending labels")
+        if len(post_labels) and (post_labels.min() < 0 or post_labels.max() > MAX_LABEL):
+            raise ValueError(f"sparse posting labels outside [0, {MAX_LABEL}]")
+        top = max(int(labels[-1]) if len(labels) else -1, int(pending[-1]) if len(pending) else -1,
+                  int(post_labels.max()) if len(post_labels) else -1)  # stale postings and pending labels too
+        if top >= 0:
+            self._reserve(top)
+        self._start[labels] = offsets[:-1]
+        self._len[labels] = lens
+        self._home[labels] = home
+        bounds = term_offsets[cuts].tolist()  # segment s's postings: [bounds[s], bounds[s + 1])
+        label_sums = labels * lens
+        held = np.zeros(2, np.int64)  # the current postings' sums of indices and of value bits (int64 arrays:
+        for sid in range(segments):   # both sides wrap alike, silently, past 2**31 pairs)
+            a, b, lo, hi = int(cuts[sid]), int(cuts[sid + 1]), bounds[sid], bounds[sid + 1]
+            segment = _Segment(sid, terms[a:b], term_offsets[a:b + 1] - lo, post_labels[lo:hi], post_values[lo:hi])
+            current = _homed_at(self._home, segment.labels, sid)
+            live = int(np.count_nonzero(current))
+            mine = home == sid
+            if not live or live != np.sum(lens, where=mine) or \
+                    np.sum(segment.labels, where=current, dtype=np.int64) != np.sum(label_sums, where=mine):
+                raise ValueError(f"sparse segment {sid}'s current postings are not its labels' pairs")
+            per_term = np.add.reduceat(current, segment.offsets[:-1], dtype=np.int32).astype(np.int64)
+            held += (np.dot(segment.terms.astype(np.int64), per_term),
+                     np.sum(segment.values.view(np.int32), where=current, dtype=np.int64))
+            self._segments[sid] = segment
+            self._live[sid] = live
+        bits = values.view(np.int32)
+        waiting = _ranges(offsets[:-1][home == _PENDING], lens[home == _PENDING])  # the pairs in no segment
+        want = np.array([np.sum(indices, dtype=np.int64), np.sum(bits, dtype=np.int64)])
+        want -= (np.sum(indices[waiting], dtype=np.int64), np.sum(bits[waiting], dtype=np.int64))
+        if not np.array_equal(held, want):
+            raise ValueError("sparse postings disagree with the vectors' indices or values")
+        self._ids = itertools.count(segments)
+        self._terms = indices if indices.flags.writeable else indices.copy()
+        self._weights = values if values.flags.writeable else values.copy()
+        self._used = len(indices)
+        self._count = len(labels)
+        self._pending = set(pending.tolist())
+        self._pending_entries = int(lens[home == _PENDING].sum())
 
     def memory_bytes(self) -> int:
         """Bytes held by the columns and segments, and roughly by the pending set."""
@@ -666,6 +784,24 @@ def _sorted_pairs(indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, 
         if np.any(terms[1:] == terms[:-1]):
             raise ValueError("a sparse vector with a repeated index")
     return terms, weights
+
+
+def _homed_at(home: np.ndarray, labels: np.ndarray, sid: int) -> np.ndarray:
+    """``home[labels] == sid``, gathered 65,536 labels at a time into one buffer: twice as fast at 100M
+    labels as one gather, whose int32 temporary is as large as the labels."""
+    step = 1 << 16
+    out, buffer = np.empty(len(labels), bool), np.empty(min(len(labels), step), home.dtype)
+    for lo in range(0, len(labels), step):
+        part = buffer[:min(step, len(labels) - lo)]
+        np.take(home, labels[lo:lo + step], out=part)
+        np.equal(part, sid, out=out[lo:lo + step])
+    return out
+
+
+def _splits(offsets: np.ndarray, total: int, least: int) -> bool:
+    """Whether ``offsets`` run from 0 to ``total`` in steps of ``least`` or more (cuts into runs)."""
+    return bool(len(offsets) and offsets[0] == 0 and offsets[-1] == total
+                and not np.any(offsets[1:] - offsets[:-1] < least))
 
 
 def _out_of_order(offsets: np.ndarray, terms: np.ndarray) -> np.ndarray:

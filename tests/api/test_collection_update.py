@@ -110,7 +110,7 @@ def test_patch_quantizes_a_loaded_collection_and_turns_it_back(kafka_bootstrap: 
     ({"quantization_config": {"scalar": {"type": "int8", "quantile": 0.3}}}, 422, "quantile"),
     ({"quantization_config": "Enabled"}, 400, "quantization_config"),
     ({"hnsw_config": {"m": "many"}}, 400, "hnsw_config.m"),
-    ({"sparse_vectors": {"s": {}}}, 400, "sparse_vectors"),
+    ({"sparse_vectors": {"s": {"modifier": "idf"}}}, 400, "Wrong input: Not existing vector name error: s"),
     ({"vectors": {"": {"on_disk": "yes"}}}, 400, "on_disk"),
     ({"hnsw_config": {"ef": 10}}, 400, "hnsw_config.ef"),
 ])

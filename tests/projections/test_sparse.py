@@ -2,11 +2,11 @@
 
 Random programs of writes (put, batch put, remove, re-put of the same label, empty vectors,
 labels reused) and reads (search with and without an ``allowed`` filter, ``k`` past the hits,
-scores of any labels, a snapshot restored mid-program) run on :class:`SparseIndex` and on a dict
-of vectors, with the default thresholds and with thresholds so small that every write flushes,
-merges, rewrites and compacts. Values are multiples of 1/4, so the dot products are exact and
-the rankings (ties by lower label) must agree exactly; with IDF the model sums the same float64
-products in the same (ascending index) order, so they agree exactly too.
+scores of any labels, a snapshot restored mid-program, whole or in its older form) run on
+:class:`SparseIndex` and on a dict of vectors, with the default thresholds and with thresholds so
+small that every write flushes, merges, rewrites and compacts. Values are multiples of 1/4, so the
+dot products are exact and the rankings (ties by lower label) must agree exactly; with IDF the
+model sums the same float64 products in the same (ascending index) order, so they agree exactly too.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ TINY = Tuning(flush_labels=3, flush_entries=8, fanout=2, rewrite_min=1, stale_mi
 SMALL = Tuning(flush_labels=8, flush_entries=40, fanout=3, rewrite_min=16, stale_min=32, stale_share=0.25,
                sort_chunk=64)
 TUNINGS = {"default": DEFAULT_TUNING, "tiny": TINY, "small": SMALL}
+FORWARD = ("labels", "offsets", "indices", "values")  # the columns of older snapshots
 LABELS = 24
 TERMS = 12
 
@@ -131,6 +132,7 @@ steps = st.one_of(
     st.tuples(st.just("search"), vectors(min_size=1), st.integers(0, LABELS + 5), allowed_),
     st.tuples(st.just("scores"), vectors(), st.lists(st.integers(-1, LABELS + 3), max_size=10)),
     st.tuples(st.just("restore")),
+    st.tuples(st.just("restore_forward")),
 )
 
 
@@ -139,26 +141,24 @@ steps = st.one_of(
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(program=st.lists(steps, max_size=60))
 def test_index_agrees_with_its_definition(program: list[tuple[Any, ...]], idf: bool, tuning: Tuning) -> None:
-    index = SparseIndex(idf, tuning)
+    """Also against ``twin``, the index never restored: a snapshot restored whole must leave the
+    same state (columns) after the same writes; one restored from the forward store alone, the
+    same vectors."""
+    index, twin = SparseIndex(idf, tuning), SparseIndex(idf, tuning)
     model: dict[int, Vector] = {}
+    rebuilt = False
     for step in program:
         kind, version, changed = step[0], index.version, False
+        if kind in ("put", "put_many", "remove"):
+            write(twin, step)
+            changed = write(index, step)
         if kind == "put":
             _, label, (terms, weights) = step
-            index.put(label, np.asarray(terms, np.int64), np.asarray(weights, np.float32))
             model[label] = canonical(terms, weights)
-            changed = True
         elif kind == "put_many":
-            rows = step[1]
-            lens = [len(terms) for _, (terms, _) in rows]
-            index.put_many(np.asarray([label for label, _ in rows], np.int64), np.concatenate([[0], np.cumsum(lens)]),
-                           np.asarray([t for _, (terms, _) in rows for t in terms], np.int64),
-                           np.asarray([w for _, (_, ws) in rows for w in ws], np.float32))
-            model.update({label: canonical(terms, weights) for label, (terms, weights) in rows})
-            changed = bool(rows)
+            model.update({label: canonical(terms, weights) for label, (terms, weights) in step[1]})
         elif kind == "remove":
-            changed = step[1] in model
-            assert index.remove(step[1]) == changed
+            assert changed == (step[1] in model)
             model.pop(step[1], None)
         elif kind == "search":
             _, (terms, weights), k, allowed = step
@@ -166,15 +166,41 @@ def test_index_agrees_with_its_definition(program: list[tuple[Any, ...]], idf: b
         elif kind == "scores":
             _, (terms, weights), labels = step
             assert_scores(index, model, canonical(terms, weights), np.asarray(labels, np.int64))
-        else:
+        elif kind == "restore":
             columns = index.columns()
             index = SparseIndex.restore(columns, idf, tuning)
-            assert {name: a.tolist() for name, a in index.columns().items()} == \
-                {name: a.tolist() for name, a in columns.items()}
-        if kind != "restore":
+            assert listed(index.columns()) == listed(columns)
+        else:
+            columns = {name: a for name, a in index.columns().items() if name in FORWARD}
+            index = SparseIndex.restore(columns, idf, tuning)
+            assert listed(index.columns(), FORWARD) == listed(columns)
+            rebuilt = True
+        if kind not in ("restore", "restore_forward"):
             assert (index.version > version) == changed  # a snapshot rewrites the index exactly when it changed
     assert_holds(index, model)
     assert_search(index, model, canonical(list(range(TERMS + 1)), [1.0] * (TERMS + 1)), LABELS + 1, None)
+    assert listed(index.columns(), FORWARD if rebuilt else None) == listed(twin.columns(), FORWARD if rebuilt else None)
+
+
+def write(index: SparseIndex, step: tuple[Any, ...]) -> bool:
+    """Apply a put, put_many or remove step; whether it changed the index."""
+    if step[0] == "put":
+        _, label, (terms, weights) = step
+        index.put(label, np.asarray(terms, np.int64), np.asarray(weights, np.float32))
+        return True
+    if step[0] == "put_many":
+        rows = step[1]
+        lens = [len(terms) for _, (terms, _) in rows]
+        index.put_many(np.asarray([label for label, _ in rows], np.int64), np.concatenate([[0], np.cumsum(lens)]),
+                       np.asarray([t for _, (terms, _) in rows for t in terms], np.int64),
+                       np.asarray([w for _, (_, ws) in rows for w in ws], np.float32))
+        return bool(rows)
+    return index.remove(step[1])
+
+
+def listed(columns: dict[str, np.ndarray], names: tuple[str, ...] | None = None) -> dict[str, tuple[str, list[Any]]]:
+    """The columns (or those ``names`` of them) comparable with ``==``: dtype and values."""
+    return {name: (str(a.dtype), a.tolist()) for name, a in columns.items() if names is None or name in names}
 
 
 def test_random_floats_at_a_larger_scale() -> None:
@@ -226,10 +252,12 @@ def test_random_floats_at_a_larger_scale() -> None:
             inside = (sample >= 0) & (sample < count)
             assert over.tolist() == np.where(inside, overlap[np.clip(sample, 0, count - 1)], False).tolist()
             np.testing.assert_allclose(scores, np.where(inside, want[np.clip(sample, 0, count - 1)], 0), atol=1e-5)
-    restored = SparseIndex.restore(index.columns(), True, SMALL)
-    q, qv = np.arange(0, terms, 7), np.ones(len(np.arange(0, terms, 7)), np.float32)
-    for a, b in zip(restored.search(q, qv, 100), index.search(q, qv, 100), strict=True):
-        np.testing.assert_array_equal(a, b)
+    columns = index.columns()
+    for restored in (SparseIndex.restore(columns, True, SMALL),
+                     SparseIndex.restore({name: columns[name].copy() for name in FORWARD}, True, SMALL)):
+        q, qv = np.arange(0, terms, 7), np.ones(len(np.arange(0, terms, 7)), np.float32)
+        for a, b in zip(restored.search(q, qv, 100), index.search(q, qv, 100), strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 # Snapshots --------------------------------------------------------------------------------
@@ -244,15 +272,79 @@ def filled() -> SparseIndex:
     return index
 
 
-def test_columns_are_the_vectors_in_label_order() -> None:
+def test_columns_are_both_stores_as_they_are() -> None:
+    """The forward store in label order; the one segment (label 7's posting stale: it was removed,
+    then put again, now pending); the homes, the pending labels."""
+    index = filled()
+    columns = index.columns()
+    assert listed(columns) == listed(index.columns()) and index.version == filled().version  # a read
+    assert listed(columns) == {
+        "labels": ("int64", [0, 3, 5, 7]), "offsets": ("int64", [0, 0, 1, 3, 5]),
+        "indices": ("uint32", [8, 1, 4, 2, 3]), "values": ("float32", [2, 1, 1, 4, 4]),
+        "home": ("int32", [-1, 0, 0, -2]), "pending": ("int64", [7]),
+        "segment_terms": ("int64", [0, 3]), "terms": ("uint32", [1, 4, 8]), "term_offsets": ("int64", [0, 2, 3, 4]),
+        "posting_labels": ("int32", [5, 7, 5, 3]), "posting_values": ("float32", [1, 0.5, 1, 2])}
+    for form in (columns, {name: columns[name] for name in FORWARD}):
+        restored = SparseIndex.restore(form, False)
+        assert restored.version == 0 and restored.saved == {}
+        assert restored.search(np.array([2, 8]), np.array([1, 1], np.float32), 5)[0].tolist() == [7, 3]
+        assert restored.get(0) is not None and len(restored) == 4
+
+
+def test_a_snapshot_adopts_the_postings_as_they_are() -> None:
+    """After interleaved writes (several segments, stale postings, pending labels), the restored
+    index holds the same columns as the original, answers as the model does, and stays the
+    original's twin through further writes: same flushes and merges, so the same columns."""
+    rng = np.random.default_rng(13)
+    for tuning, idf in ((TINY, False), (SMALL, True)):
+        index = SparseIndex(idf, tuning)
+        model: dict[int, Vector] = {}
+        for _ in range(2_000):
+            random_write(index, model, rng)
+            columns = index.columns()
+            current = int(np.diff(columns["offsets"])[columns["home"] >= 0].sum())
+            if len(columns["segment_terms"]) > 3 and len(columns["posting_labels"]) > current and \
+                    (columns["home"] == -2).any():
+                break
+        else:
+            raise AssertionError("never three segments, stale postings and pending labels at once")
+        restored = SparseIndex.restore(columns, idf, tuning)
+        assert listed(restored.columns()) == listed(index.columns())
+        for _ in range(150):
+            seed = int(rng.integers(2**32))
+            for target, book in ((index, model), (restored, {})):  # the same write on both
+                random_write(target, book, np.random.default_rng(seed))
+            assert listed(restored.columns()) == listed(index.columns())
+        assert_holds(restored, model)
+        for _ in range(10):
+            query = canonical(rng.choice(TERMS + 1, 4, replace=False).tolist(), [1.0, 0.5, 2.0, -1.0])
+            assert_search(restored, model, query, 8, None)
+            assert_scores(restored, model, query, np.arange(-1, LABELS + 3))
+
+
+def random_write(index: SparseIndex, model: dict[int, Vector], rng: np.random.Generator) -> None:
+    """A put (or, 15% of the time, a remove) of one of the labels up to ``LABELS``, on the index and the model."""
+    label = int(rng.integers(0, LABELS + 1))
+    if rng.random() < 0.15:
+        index.remove(label)
+        model.pop(label, None)
+        return
+    terms = rng.choice(TERMS + 1, int(rng.integers(0, 6)), replace=False)
+    weights = (rng.integers(-8, 9, len(terms)) / 4).astype(np.float32)
+    index.put(label, terms, weights)
+    model[label] = canonical(terms.tolist(), weights.tolist())
+
+
+def test_a_read_only_snapshot_is_copied_before_writes() -> None:
+    """``np.load(..., mmap_mode="r")`` gives read-only arrays: the forward store is written in place, so copied."""
     columns = filled().columns()
-    assert {name: (a.dtype, a.tolist()) for name, a in columns.items()} == {
-        "labels": (np.int64, [0, 3, 5, 7]), "offsets": (np.int64, [0, 0, 1, 3, 5]),
-        "indices": (np.uint32, [8, 1, 4, 2, 3]), "values": (np.float32, [2, 1, 1, 4, 4])}
-    restored = SparseIndex.restore(columns, False)
-    assert restored.version == 0 and restored.saved == {}
-    assert restored.search(np.array([2, 8]), np.array([1, 1], np.float32), 5)[0].tolist() == [7, 3]
-    assert restored.get(0) is not None and len(restored) == 4
+    for column in columns.values():
+        column.flags.writeable = False
+    restored = SparseIndex.restore(columns, False, TINY)
+    restored.put(3, np.array([9]), np.array([5], np.float32))
+    restored.put(7, np.array([2, 3]), np.array([1, 1], np.float32))
+    assert restored.search(np.array([9, 2]), np.array([1, 1], np.float32), 5)[0].tolist() == [3, 7]
+    assert columns["values"].tolist() == [2, 1, 1, 4, 4]
 
 
 def _broken(change: str) -> dict[str, np.ndarray]:
@@ -283,15 +375,79 @@ def _broken(change: str) -> dict[str, np.ndarray]:
         columns["indices"][3:5] = [3, 2]
     elif change == "row repeat":
         columns["indices"][3:5] = [3, 3]
+    else:
+        _break_postings(columns, change)
     return columns
+
+
+def _break_postings(columns: dict[str, np.ndarray], change: str) -> None:
+    """Postings columns that do not fit: see :func:`test_columns_are_both_stores_as_they_are` for the whole ones."""
+    if change == "half the postings":
+        del columns["home"]
+    elif change == "home dtype":
+        columns["home"] = columns["home"].astype(np.int64)
+    elif change == "home length":
+        columns["home"] = columns["home"][:-1]
+    elif change == "home past the segments":
+        columns["home"][1] = 1
+    elif change == "home below pending":
+        columns["home"][1] = -3
+    elif change == "pairs without a home":
+        columns["home"][1] = -1
+    elif change == "an empty vector with a home":
+        columns["home"][0] = 0
+    elif change == "pending not listed":
+        columns["pending"] = np.zeros(0, np.int64)
+    elif change == "pending repeat":
+        columns["pending"] = np.array([7, 7], np.int64)
+    elif change == "a segment all stale":
+        columns["home"][1:3] = -2
+        columns["pending"] = np.array([3, 5, 7], np.int64)
+    elif change == "segments past the terms":
+        columns["segment_terms"] = np.array([0, 2], np.int64)
+    elif change == "an empty segment":
+        columns["segment_terms"] = np.array([0, 0, 3], np.int64)
+    elif change == "terms order":
+        columns["terms"][:2] = [4, 1]
+    elif change == "another term":
+        columns["terms"][2] = 9
+    elif change == "term offsets shifted":
+        columns["term_offsets"] = np.array([0, 1, 2, 4], np.int64)
+    elif change == "a term without postings":
+        columns["term_offsets"] = np.array([0, 2, 2, 4], np.int64)
+    elif change == "another label":
+        columns["posting_labels"][0] = 3
+    elif change == "a negative posting label":
+        columns["posting_labels"][0] = -1
+    elif change == "another value":
+        columns["posting_values"][0] = 9
+    elif change == "posting values length":
+        columns["posting_values"] = columns["posting_values"][:-1]
+    else:
+        raise AssertionError(change)
 
 
 @pytest.mark.parametrize("change", ["missing", "extra", "dtype", "2-d", "short offsets", "offsets start",
                                     "offsets decrease", "values length", "labels order", "labels repeat",
-                                    "negative label", "row order", "row repeat"])
+                                    "negative label", "row order", "row repeat",
+                                    "half the postings", "home dtype", "home length", "home past the segments",
+                                    "home below pending", "pairs without a home", "an empty vector with a home",
+                                    "pending not listed", "pending repeat", "a segment all stale",
+                                    "segments past the terms", "an empty segment", "terms order", "another term",
+                                    "term offsets shifted", "a term without postings", "another label",
+                                    "a negative posting label", "another value", "posting values length"])
 def test_restore_refuses_inconsistent_columns(change: str) -> None:
     with pytest.raises(ValueError):
         SparseIndex.restore(_broken(change), False)
+
+
+def test_restore_takes_a_consistent_state_it_did_not_write() -> None:
+    """Label 5 pending again, its postings in the segment stale: a state the index could be in."""
+    columns = filled().columns()
+    columns["home"][2] = -2
+    columns["pending"] = np.array([5, 7], np.int64)
+    restored = SparseIndex.restore(columns, False, TINY)
+    assert restored.search(np.array([1, 4]), np.array([1, 1], np.float32), 5)[0].tolist() == [5]
 
 
 def test_restore_takes_rows_descending_across_a_boundary() -> None:
@@ -341,7 +497,8 @@ def test_an_unsorted_allowed_is_taken_as_a_set() -> None:
 
 def test_large_batches_with_wide_indices() -> None:
     """Batches past the radix sort's threshold (65,536 pairs), the second with indices above 2**16
-    (its two-digit path), each sorted in several chunks and merged; rows given out of order."""
+    (its two-digit path), each sorted in several chunks and merged; rows given out of order; then
+    restored."""
     rng = np.random.default_rng(11)
     index = SparseIndex(False, Tuning(sort_chunk=70_000))
     model: dict[int, Vector] = {}
@@ -367,6 +524,10 @@ def test_large_batches_with_wide_indices() -> None:
     for label in list(model)[:200]:
         got = index.get(label)
         assert got is not None and got[0].tolist() == model[label][0].tolist()
+    restored = SparseIndex.restore(index.columns(), False, index.tuning)  # segments past one gather's chunk
+    assert listed(restored.columns()) == listed(index.columns())
+    q = np.arange(0, 500, 9, dtype=np.uint32)
+    assert_search(restored, model, (q, np.ones(len(q), np.float32)), 30, None)
 
 
 def test_memory_is_the_pairs_twice_and_a_little() -> None:
