@@ -9,9 +9,9 @@ an Avro container). No pickle anywhere. Formats 1 and 2 (one graph per collectio
 The manifest holds the offsets the snapshot covers, the collections' configs, label
 allocators and segments (each segment's graphs keyed by vector name, ``""`` for the unnamed
 vector: named vectors add entries ``cNNNN.sJJJJ.vKKK.*`` with a ``labels_file`` of the labels
-holding them, not a format), sparse indexes as their columns (``cNNNN.pKKK.*.npy``: the vectors and the postings segments,
-adopted on load without a rebuild), an
-xxh3-64 per file, and its own checksum. ``requested_for.json``,
+holding them, not a format), sparse indexes as their columns (``cNNNN.pKKK.*.npy``: the
+vectors and the postings segments, adopted on load without a rebuild), an xxh3-64 per file,
+and its own checksum. ``requested_for.json``,
 outside the manifest (added after the snapshot is complete, never read by ``load``), names the
 collections whose ``POST /collections/{c}/snapshots`` the snapshot answered; folders
 without it (periodic snapshots, older versions) were requested for none.

@@ -54,6 +54,7 @@ _PENDING: Final = -2  # home of a label whose current pairs are in the forward s
 _NOWHERE: Final = -1  # home of a label without postings (no vector, or an empty one)
 _U32_MAX: Final = 2**32 - 1
 _DENSE_SHARE: Final = 16  # accumulate into label-indexed arrays once postings pass 1/16 of the labels
+_SHARE: Final = 0.25  # pruning leaves out the indices whose bounds sum below this share of theta
 _NO_LABELS: Final = np.empty(0, np.int64)
 _NO_SCORES: Final = np.empty(0, np.float32)
 _FORWARD: Final = {"labels": np.int64, "offsets": np.int64, "indices": np.uint32, "values": np.float32}
@@ -72,6 +73,7 @@ class Tuning:
     stale_min: int = 1 << 20  # the forward store is compacted once its garbage passes this many pairs ...
     stale_share: float = 0.25  # ... and this share of the columns
     sort_chunk: int = 1 << 22  # pairs a new segment is sorted by at a time (then merged)
+    prune_min: int = 1 << 16  # a search prunes (MaxScore) only once its query's postings pass this many
 
     def __post_init__(self) -> None:
         if self.fanout < 2 or min(self.flush_labels, self.flush_entries, self.sort_chunk) < 1:
@@ -91,6 +93,8 @@ class _Segment:
     offsets: np.ndarray  # int64, len(terms) + 1
     labels: np.ndarray  # int32
     values: np.ndarray  # float32
+    peaks: np.ndarray  # float32, per term: the largest |value| of its postings, stale ones included
+    dead: np.ndarray  # int64, per term: how many of its postings are stale (the one mutable part)
 
     @property
     def size(self) -> int:
@@ -99,11 +103,16 @@ class _Segment:
     def locate(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For the sorted query indices: the positions in ``query`` of those this segment holds,
         and the start and length of each one's postings. (A segment holds a posting at least.)"""
-        pos = np.searchsorted(self.terms, query)
-        found = np.flatnonzero(self.terms[np.minimum(pos, len(self.terms) - 1)] == query)
-        at = pos[found]
+        found, at = self.find(query)
         starts = self.offsets[at]
         return found, starts, self.offsets[at + 1] - starts
+
+    def find(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For the sorted query indices: the positions in ``query`` of those this segment holds, and
+        their positions in ``terms``."""
+        pos = np.searchsorted(self.terms, query)
+        found = np.flatnonzero(self.terms[np.minimum(pos, len(self.terms) - 1)] == query)
+        return found, pos[found]
 
 
 class SparseIndex:
@@ -233,6 +242,8 @@ class SparseIndex:
         if home == _PENDING:
             self._pending_entries -= n  # the label stays in the set: a flush skips it unless pending again
         elif home >= 0:
+            start = int(self._start[label])
+            self._bury(home, self._terms[start:start + n])
             self._lose({home: n})
 
     def _drop_many(self, labels: np.ndarray) -> None:
@@ -248,6 +259,9 @@ class SparseIndex:
         self._pending_entries -= int(old[homes == _PENDING].sum())
         moved = homes >= 0
         if moved.any():
+            for sid in np.unique(homes[moved]).tolist():
+                mine = moved & (homes == sid)
+                self._bury(sid, self._terms[_ranges(self._start[labels[mine]], old[mine])])
             ids, at = np.unique(homes[moved], return_inverse=True)
             lost = np.bincount(at, weights=old[moved]).astype(np.int64)
             self._lose(dict(zip(ids.tolist(), lost.tolist(), strict=True)))
@@ -330,6 +344,15 @@ class SparseIndex:
             self._merge(chunks)
         self._settle()
 
+    def _bury(self, sid: int, terms: np.ndarray) -> None:
+        """Count as stale, per term, segment ``sid``'s postings of these pairs' indices (a label's, moving home)."""
+        segment = self._segments[sid]
+        spots = np.searchsorted(segment.terms, terms)
+        if 8 * len(spots) < len(segment.terms):
+            np.add.at(segment.dead, spots, 1)
+        else:
+            segment.dead[:] += np.bincount(spots, minlength=len(segment.terms))
+
     def _lose(self, lost: dict[int, int]) -> None:
         """Postings turned stale (segment id -> how many; their labels have moved home already): a
         segment goes once empty, and is rewritten once mostly stale and large enough to matter."""
@@ -390,7 +413,7 @@ class SparseIndex:
             out_labels[dest] = labels
             out_values[dest] = values
             fill[spot] += counts[counts > 0]
-        merged = _Segment(next(self._ids), terms, offsets, out_labels, out_values)
+        merged = _segment_of(next(self._ids), terms, offsets, out_labels, out_values)
         self._segments[merged.id] = merged
         self._live[merged.id] = merged.size
         self._home[np.isin(self._home, [segment.id for segment in segments])] = merged.id  # O(labels), not O(postings)
@@ -425,8 +448,12 @@ class SparseIndex:
 
     def _idf(self, query: np.ndarray, at: np.ndarray) -> np.ndarray:
         """IDF of each query index, from the query positions ``at`` of its current postings."""
-        df = np.bincount(at, minlength=len(query)).astype(np.float64)
-        return np.log((self._count - df + 0.5) / (df + 0.5) + 1.0)
+        return self._idf_of(np.bincount(at, minlength=len(query)))
+
+    def _idf_of(self, df: np.ndarray) -> np.ndarray:
+        """IDF of indices held by ``df`` (int) labels each."""
+        held = df.astype(np.float64)
+        return np.log((self._count - held + 0.5) / (held + 0.5) + 1.0)
 
     def search(self, indices: np.ndarray, values: np.ndarray, k: int,
                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -437,7 +464,10 @@ class SparseIndex:
 
         Cost: the current postings of the query's indices, gathered from each segment and summed
         per label (``np.bincount``); with a small ``allowed`` and no IDF, the allowed labels' own
-        pairs instead, when they are fewer."""
+        pairs instead, when they are fewer. Without ``allowed``, once the query's postings pass
+        :attr:`Tuning.prune_min`, MaxScore-style pruning reads only the postings of the indices that
+        can still lift a label into the best ``k`` (see :meth:`_pruned`): the same answer, cheaper
+        when a few common indices hold most postings and weigh little (IDF)."""
         query, weights = _sorted_pairs(indices, values)
         if k <= 0 or not len(query) or not self._count:
             return _NO_LABELS, _NO_SCORES
@@ -450,6 +480,10 @@ class SparseIndex:
                 sums, overlap = self._forward_sums(query, weights.astype(np.float64), allowed)
                 hits = np.flatnonzero(overlap)
                 return _top(allowed[hits], sums[hits].astype(np.float32), k)
+        else:
+            pruned = self._pruned(query, weights.astype(np.float64), k)
+            if pruned is not None:
+                return pruned
         labels, at, held = self._gather(query)
         scaled = weights.astype(np.float64)
         if self.idf:
@@ -462,6 +496,83 @@ class SparseIndex:
             labels, products = labels[keep], products[keep]
         hits, sums = self._sums(labels, products)
         return _top(hits, sums.astype(np.float32), k)
+
+    def _pruned(self, query: np.ndarray, weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`search` without a filter, exactly, by MaxScore pruning; ``None`` when it does not apply
+        (few postings, fewer than ``k`` labels found by the first pass, or less than half the postings
+        to prune).
+
+        Each query index bounds what it adds to a label by ``|weight| x`` its largest ``|value|``
+        (per segment, stale postings included, and the pending pairs). A first pass scores exactly
+        (from the forward store) the best labels of the indices of largest bound with few postings;
+        the ``k``-th best of those float32 scores less one float32 step is ``theta``: no label scoring
+        below it in float64 is in the best ``k``. The indices of smallest bound whose bounds sum below
+        a share of ``theta`` (:data:`_SHARE`, less a rounding slack) are *non-essential*: a label holding
+        none of the others scores below ``theta``. The others' postings are summed, and the labels whose
+        partial sum plus the non-essential bounds reaches ``theta`` are scored exactly (unless their
+        pairs outnumber the non-essential postings: then ``None``), as :meth:`scores` scores them (the
+        float64 sum in ascending index order: bit for bit what the full path sums)."""
+        if self._postings_cost(query) < self.tuning.prune_min:
+            return None
+        cost, df, peak = self._bounds(query)
+        scaled = weights * self._idf_of(df) if self.idf else weights
+        bound = np.abs(scaled) * peak
+        slack = 1e-12 * float(bound.sum())  # >> the float64 rounding of sums of at most len(query) products
+        want = max(4 * k, 64)
+        short = np.flatnonzero(cost <= max(int(cost.sum()) // 8, 1))
+        short = short[np.argsort(-bound[short], kind="stable")]
+        first = np.sort(short[:int(np.searchsorted(np.cumsum(cost[short]), 2 * want)) + 1])
+        if not len(first):
+            return None
+        labels, at, held = self._gather(query[first])
+        hits, partial = self._sums(labels, held * scaled[first][at])
+        if len(hits) < k:
+            return None
+        if len(hits) > want:
+            hits = np.sort(hits[np.argpartition(-partial, want - 1)[:want]])
+        kth = -np.partition(-self._forward_sums(query, scaled, hits)[0].astype(np.float32), k - 1)[k - 1]
+        theta = float(np.nextafter(kth, np.float32(-np.inf)))
+        if not theta > slack:
+            return None
+        order = np.argsort(bound, kind="stable")
+        rising = np.cumsum(bound[order])
+        cut = int(np.searchsorted(rising + slack, _SHARE * theta, side="left"))  # rising + slack < share x theta
+        if 2 * int(cost[order[:cut]].sum()) < int(cost.sum()):  # most postings essential: not worth it
+            return None
+        rest = float(rising[cut - 1]) + slack
+        essential = np.sort(order[cut:])
+        labels, at, held = self._gather(query[essential])
+        hits, partial = self._sums(labels, held * scaled[essential][at])
+        hits = hits[partial + rest >= theta]
+        if self._forward_cost(hits) > int(cost.sum() - cost[essential].sum()):  # no cheaper than the full sum
+            return None
+        return _top(hits, self._forward_sums(query, scaled, hits)[0].astype(np.float32), k)
+
+    def _bounds(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per sorted query index: the postings a gather of it reads (stale ones included, and its
+        pending pairs), the labels holding it (its current postings, counted from the segments'
+        ``dead``) and the largest ``|value|`` of those postings and pairs (float64)."""
+        cost, df, peak = np.zeros(len(query), np.int64), np.zeros(len(query), np.int64), np.zeros(len(query))
+        for segment in self._segments.values():
+            found, at = segment.find(query)
+            if not len(found):
+                continue
+            counts = segment.offsets[at + 1] - segment.offsets[at]
+            cost[found] += counts
+            peak[found] = np.maximum(peak[found], segment.peaks[at])
+            df[found] += counts - segment.dead[at]
+        if self._pending_entries:
+            pending = self._pending_labels()
+            lens = self._len[pending].astype(np.int64)
+            where = _ranges(self._start[pending], lens)
+            terms = self._terms[where]
+            spot = np.minimum(np.searchsorted(query, terms), len(query) - 1)
+            hit = query[spot] == terms
+            held = np.bincount(spot[hit], minlength=len(query))
+            cost += held
+            df += held
+            np.maximum.at(peak, spot[hit], np.abs(self._weights[where][hit]))
+        return cost, df, peak
 
     def scores(self, indices: np.ndarray, values: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For ``labels`` (any order, repeats allowed): their dot products with the query as
@@ -680,7 +791,7 @@ class SparseIndex:
         held = np.zeros(2, np.int64)  # the current postings' sums of indices and of value bits (int64 arrays:
         for sid in range(segments):   # both sides wrap alike, silently, past 2**31 pairs)
             a, b, lo, hi = int(cuts[sid]), int(cuts[sid + 1]), bounds[sid], bounds[sid + 1]
-            segment = _Segment(sid, terms[a:b], term_offsets[a:b + 1] - lo, post_labels[lo:hi], post_values[lo:hi])
+            segment = _segment_of(sid, terms[a:b], term_offsets[a:b + 1] - lo, post_labels[lo:hi], post_values[lo:hi])
             current = _homed_at(self._home, segment.labels, sid)
             live = int(np.count_nonzero(current))
             mine = home == sid
@@ -688,6 +799,7 @@ class SparseIndex:
                     np.sum(segment.labels, where=current, dtype=np.int64) != np.sum(label_sums, where=mine):
                 raise ValueError(f"sparse segment {sid}'s current postings are not its labels' pairs")
             per_term = np.add.reduceat(current, segment.offsets[:-1], dtype=np.int32).astype(np.int64)
+            segment.dead[:] = np.diff(segment.offsets) - per_term
             held += (np.dot(segment.terms.astype(np.int64), per_term),
                      np.sum(segment.values.view(np.int32), where=current, dtype=np.int64))
             self._segments[sid] = segment
@@ -727,8 +839,14 @@ def _segment(sid: int, labels: np.ndarray, lens: np.ndarray, terms: np.ndarray, 
         cuts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
         held = ordered[np.concatenate([[0], cuts])] if len(ordered) else ordered
         offsets = np.concatenate([[0], cuts, [len(ordered)]])
-    return _Segment(sid, held, offsets.astype(np.int64), np.repeat(labels.astype(np.int32), lens)[order],
-                    values[order])
+    return _segment_of(sid, held, offsets.astype(np.int64), np.repeat(labels.astype(np.int32), lens)[order],
+                       values[order])
+
+
+def _segment_of(sid: int, terms: np.ndarray, offsets: np.ndarray, labels: np.ndarray, values: np.ndarray) -> _Segment:
+    """The segment of these postings (each term's run non-empty), with its per-term peaks: O(postings)."""
+    return _Segment(sid, terms, offsets, labels, values, np.maximum.reduceat(np.abs(values), offsets[:-1]),
+                    np.zeros(len(terms), np.int64))
 
 
 def _tier(n: int, fanout: int) -> int:

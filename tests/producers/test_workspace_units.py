@@ -44,7 +44,8 @@ def test_a_valid_file_parses(tmp_path: Path) -> None:
     (spec,) = ws.collections
     assert spec.name == "notes" and spec.root == (tmp_path / "tree").resolve()
     assert (spec.chunk_size, spec.chunk_overlap) == (300, 50)
-    assert spec.embedder == {"name": "hashing", "version": 1, "dimension": 256, "ngrams": 2, "seed": 0}
+    assert spec.embedder == {"name": "hashing", "version": 1, "dimension": 256, "ngrams": 2, "seed": 0,
+                             "sparse": embedders.BM25Embedder().spec}  # bm25 beside it by default
     assert spec.matches("a/b/c.md") and spec.matches("top.txt") and not spec.matches("sub/x.txt")
     assert not spec.matches("drafts/wip.md") and not spec.matches("a.py")
 

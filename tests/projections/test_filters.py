@@ -459,7 +459,7 @@ ERRORS: list[tuple[Any, str]] = [
     ({"must": [{"has_id": [True]}]}, "filter.must[0].has_id[0]: a boolean is not a point id"),
     ({"must": [{"has_id": [""]}]}, "filter.must[0].has_id[0]: empty string is not a point id"),
     ({"must": [{"has_id": [1.5]}]}, "filter.must[0].has_id[0]: expected an unsigned integer or a string, got float"),
-    ({"must": [{"has_vector": "v"}]}, "filter.must[0].has_vector: the 'has_vector' condition is not supported"),
+    ({"must": [{"has_vector": "v"}]}, "filter.must[0].has_vector: the 'has_vector' condition needs a collection"),
     ({"must": [{"slice": {"total": 2, "index": 0}}]}, "filter.must[0].slice: the 'slice' condition is not supported"),
     ({"must": [{"nested": {"key": "a"}}]}, "filter.must[0].nested: missing required key 'filter'"),
     (

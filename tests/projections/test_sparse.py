@@ -22,9 +22,10 @@ from qdrant_client import QdrantClient, models
 
 from projections.sparse import DEFAULT_TUNING, SparseIndex, Tuning
 
-TINY = Tuning(flush_labels=3, flush_entries=8, fanout=2, rewrite_min=1, stale_min=1, stale_share=0.1, sort_chunk=5)
+TINY = Tuning(flush_labels=3, flush_entries=8, fanout=2, rewrite_min=1, stale_min=1, stale_share=0.1, sort_chunk=5,
+              prune_min=1)
 SMALL = Tuning(flush_labels=8, flush_entries=40, fanout=3, rewrite_min=16, stale_min=32, stale_share=0.25,
-               sort_chunk=64)
+               sort_chunk=64, prune_min=1)
 TUNINGS = {"default": DEFAULT_TUNING, "tiny": TINY, "small": SMALL}
 FORWARD = ("labels", "offsets", "indices", "values")  # the columns of older snapshots
 LABELS = 24
@@ -258,6 +259,75 @@ def test_random_floats_at_a_larger_scale() -> None:
         q, qv = np.arange(0, terms, 7), np.ones(len(np.arange(0, terms, 7)), np.float32)
         for a, b in zip(restored.search(q, qv, 100), index.search(q, qv, 100), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def zipf_rows(rng: np.random.Generator, count: int, terms: int, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``count`` vectors of up to ``size`` distinct indices drawn Zipf-like (index 0 the commonest, in
+    most vectors), values of both signs with a few zeros."""
+    rows = []
+    for _ in range(count):
+        drawn = rng.zipf(1.1, 4 * size) - 1
+        chosen = np.unique(drawn[drawn < terms])[:size]
+        vals = np.round(rng.standard_normal(len(chosen)) + 0.8, 1).astype(np.float32)
+        rows.append((chosen, vals))
+    return rows
+
+
+@pytest.mark.parametrize("idf", [False, True], ids=["dot", "idf"])
+def test_pruned_search_on_skewed_postings_is_the_full_search(idf: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Zipf-skewed postings (the commonest indices in most vectors) across segments, stale
+    postings, pending pairs and a restore, search prunes (MaxScore) and answers bit for bit as the
+    full sum does (an index that never prunes) and as a dense brute force does."""
+    rng = np.random.default_rng(11)
+    terms, count = 2_000, 3_000
+    pruning = Tuning(flush_labels=400, flush_entries=1 << 20, fanout=3, rewrite_min=1 << 30, prune_min=1)
+    index, full = SparseIndex(idf, pruning), SparseIndex(idf, Tuning(prune_min=1 << 62))
+    dense, touched, held = np.zeros((count, terms)), np.zeros((count, terms), bool), np.zeros(count, bool)
+
+    def put(labels: np.ndarray) -> None:
+        rows = zipf_rows(rng, len(labels), terms, 40)
+        for label, (chosen, vals) in zip(labels.tolist(), rows, strict=True):
+            dense[label], touched[label], held[label] = 0, False, True
+            dense[label, chosen], touched[label, chosen] = vals, True
+        offsets = np.concatenate([[0], np.cumsum([len(r[0]) for r in rows])])
+        for target in (index, full):
+            target.put_many(labels, offsets, np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows]))
+
+    taken = []
+    pruned = SparseIndex._pruned  # noqa: SLF001 - the pruned path, observed
+
+    def spy(self: SparseIndex, *args: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        answer = pruned(self, *args)
+        if self is not full:
+            taken.append(answer is not None)
+        return answer
+
+    monkeypatch.setattr(SparseIndex, "_pruned", spy)
+    put(np.arange(count))
+    for round_ in range(3):
+        put(rng.choice(count, 300, replace=False))  # stale postings in the older segments
+        put(rng.choice(count, 7, replace=False))  # pending pairs
+        for label in rng.choice(count, 20, replace=False).tolist():
+            index.remove(label), full.remove(label)
+            dense[label], touched[label], held[label] = 0, False, False
+        if round_ == 2:
+            index = SparseIndex.restore(index.columns(), idf, pruning)
+        for _ in range(8):
+            q, qv = zipf_rows(rng, 1, terms, 30)[0]
+            qv = np.abs(qv) if rng.random() < 0.5 else qv
+            qv = qv if idf else (qv * np.sqrt(q + 1.0)).astype(np.float32)  # the common indices weigh less
+            df = touched[:, q].sum(0)
+            w = qv * np.log((held.sum() - df + 0.5) / (df + 0.5) + 1) if idf else qv.astype(np.float64)
+            want, overlap = dense[:, q] @ w, np.asarray(touched[:, q].any(1))
+            for k in (1, 10, 50, 5_000):
+                got, scores = index.search(q, qv, k)
+                expect = full.search(q, qv, k)
+                assert got.tolist() == expect[0].tolist() and scores.tobytes() == expect[1].tobytes()
+                best = np.sort(want[overlap])[::-1][:k]
+                np.testing.assert_allclose(scores, best, rtol=1e-5, atol=1e-5)
+                np.testing.assert_allclose(scores, want[got], rtol=1e-5, atol=1e-5)
+                assert overlap[got].all()
+    assert len(taken) == 3 * 8 * 4 and sum(taken) >= (40 if idf else 2)  # without IDF the common indices weigh more
 
 
 # Snapshots --------------------------------------------------------------------------------
