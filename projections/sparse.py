@@ -562,12 +562,7 @@ class SparseIndex:
             peak[found] = np.maximum(peak[found], segment.peaks[at])
             df[found] += counts - segment.dead[at]
         if self._pending_entries:
-            pending = self._pending_labels()
-            lens = self._len[pending].astype(np.int64)
-            where = _ranges(self._start[pending], lens)
-            terms = self._terms[where]
-            spot = np.minimum(np.searchsorted(query, terms), len(query) - 1)
-            hit = query[spot] == terms
+            pending, lens, where, spot, hit = self._pending_hits(query)
             held = np.bincount(spot[hit], minlength=len(query))
             cost += held
             df += held
@@ -607,6 +602,17 @@ class SparseIndex:
         """Postings of the query's indices, stale ones included, and the pending pairs (what a gather reads)."""
         return self._pending_entries + sum(int(segment.locate(query)[2].sum()) for segment in self._segments.values())
 
+    def _pending_hits(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The pending labels' pairs against the sorted ``query`` terms: (pending labels, their pair
+        counts, the pairs' positions in the forward store, each pair's query position, whether it is
+        a query term)."""
+        pending = self._pending_labels()
+        lens = self._len[pending].astype(np.int64)
+        where = _ranges(self._start[pending], lens)
+        terms = self._terms[where]
+        spot = np.minimum(np.searchsorted(query, terms), len(query) - 1)
+        return pending, lens, where, spot, query[spot] == terms
+
     def _gather(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every current posting of the sorted query indices: (label, position in ``query``, value).
         A label's postings come in ascending index order (they all sit in one segment, or pending)."""
@@ -624,12 +630,7 @@ class SparseIndex:
             at.append(there)
             values.append(value)
         if self._pending_entries:
-            pending = self._pending_labels()
-            lens = self._len[pending].astype(np.int64)
-            where = _ranges(self._start[pending], lens)
-            terms = self._terms[where]
-            spot = np.minimum(np.searchsorted(query, terms), len(query) - 1)
-            hit = query[spot] == terms
+            pending, lens, where, spot, hit = self._pending_hits(query)
             labels.append(np.repeat(pending, lens)[hit])
             at.append(spot[hit])
             values.append(self._weights[where][hit])
