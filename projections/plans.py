@@ -5,8 +5,9 @@ Semantics follow Qdrant (qdrant-client's local mode is the oracle in the tests):
 - a level's filter applies to it and to every prefetch below it (filters are pushed down, so a
   prefetch's limit counts filtered candidates); a prefetch without ``limit`` takes 10;
 - a vector query above prefetches scores exactly the union of their hits (that match its filter);
-- fusion: RRF scores ``1 / (rank + k)`` per source (rank from 1, ``k`` = 2 unless given, weights
-  dividing the rank), DBSF normalises each source by mean ± 3 standard deviations and sums;
+- fusion: RRF adds ``1 / (k + position)`` per source (positions from 0, ``k`` = 2 unless given,
+  weights dividing ``position + 1``, as qdrant-client computes it), DBSF normalises each source by
+  mean ± 3 standard deviations and sums;
   ties keep first appearance; ``score_threshold`` keeps fused scores at or above it;
 - nearest, recommend, discover and context at the leaves; ``order_by`` and ``sample``.
 Recommend (best score, sum of scores), discover and context score every candidate exactly
