@@ -58,11 +58,14 @@ class CollectionConfig:
         """The sparse vectors, by name: their parameters (``modifier``)."""
         return {} if self.sparse_vectors is None else cast(dict[str, dict[str, Any]], json.loads(self.sparse_vectors))
 
+    def unnamed(self) -> VectorSpec:
+        """The unnamed vector's parameters (``size`` 0: the collection has none)."""
+        return VectorSpec(self.dimension, self.metric, self.m, self.ef_construction, self.ef, self.quantization,
+                          self.on_disk)
+
     def dense(self) -> dict[str, VectorSpec]:
         """Every dense vector by name, the unnamed one as ``""``."""
-        out = {"": VectorSpec(self.dimension, self.metric, self.m, self.ef_construction, self.ef, self.quantization,
-                              self.on_disk)} if self.has_unnamed else {}
-        return {**out, **self.named()}
+        return {**({"": self.unnamed()} if self.has_unnamed else {}), **self.named()}
 
     def widest(self) -> int:
         """The largest dimension among the dense vectors (sizes index segments), at least 1."""
@@ -145,11 +148,8 @@ class CollectionConfig:
                                                                                separators=(",", ":")))
 
     def builds_graphs_like(self, other: CollectionConfig) -> bool:
-        """Whether graphs built under ``other`` are what this config builds."""
-        def placement(c: CollectionConfig) -> bool:  # float32: on disk only if asked; int8: unless refused
-            return c.on_disk is True if c.quantization is None else c.on_disk is not False
-        return ((self.quantization, self.m, self.ef_construction, placement(self))
-                == (other.quantization, other.m, other.ef_construction, placement(other)))
+        """Whether the unnamed vector's graphs built under ``other`` are what this config builds."""
+        return self.unnamed().builds_graphs_like(other.unnamed())
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -168,7 +168,8 @@ class VectorSpec:
     on_disk: bool | None = None
 
     def builds_graphs_like(self, other: VectorSpec) -> bool:
-        def placement(c: VectorSpec) -> bool:
+        """Whether graphs built under ``other`` are what these parameters build."""
+        def placement(c: VectorSpec) -> bool:  # float32: on disk only if asked; int8: unless refused
             return c.on_disk is True if c.quantization is None else c.on_disk is not False
         return ((self.quantization, self.m, self.ef_construction, placement(self))
                 == (other.quantization, other.m, other.ef_construction, placement(other)))
@@ -181,6 +182,21 @@ class VectorSpec:
 def canonical_json(payload: Payload | None) -> str | None:
     return None if payload is None else json.dumps(payload, sort_keys=True, separators=(",", ":"),
                                                    ensure_ascii=False)
+
+
+def vector_record(unnamed: np.ndarray | None, dense: Iterable[tuple[str, np.ndarray]],
+                  sparse: Iterable[tuple[str, np.ndarray, np.ndarray]]) -> bytes:
+    """A point's vectors as the bytes its checksum covers: the unnamed row (stored form), then each
+    named dense row and each sparse vector (indices ascending) by name. With only an unnamed
+    vector, exactly its row."""
+    parts = [] if unnamed is None else [np.ascontiguousarray(unnamed, "<f4").tobytes()]
+    for name, row in sorted(dense, key=lambda item: item[0]):
+        parts += [b"\0" + name.encode() + b"\0", np.ascontiguousarray(row, "<f4").tobytes()]
+    for name, indices, values in sorted(sparse, key=lambda item: item[0]):
+        order = np.argsort(indices, kind="stable")
+        parts += [b"\1" + name.encode() + b"\0", np.asarray(indices[order], "<u4").tobytes(),
+                  np.asarray(values[order], "<f4").tobytes()]
+    return b"".join(parts)
 
 
 def point_checksum(vector: np.ndarray | bytes, payload_json: str | None) -> str:
@@ -381,28 +397,20 @@ class Collection:
         index = self.dense(name)
         return index is not None and bool(index.holds(np.array([label]))[0])
 
-    def drop_vectors(self, label: int, names: Iterable[str] | None = None) -> None:
-        """Remove the named vectors ``names`` (every named one: ``None``) of ``label``."""
-        for name in self.named if names is None else names:
-            if name in self.named:
-                self.named[name].discard(label)
+    def drop_vectors(self, label: int, names: Iterable[str]) -> None:
+        """Remove the vectors ``names`` of ``label`` (``""``: its unnamed vector); names it lacks are skipped."""
+        for name in names:
+            index = self.dense(name)
+            if index is not None:
+                index.discard(label)
             elif name in self.sparse:
                 self.sparse[name].remove(label)
         self.touch(label)
 
     def vector_bytes(self, label: int) -> bytes:
-        """Every vector of ``label`` as bytes, for its checksum: the unnamed row, then each named
-        vector it holds by name (dense rows, sparse indices and values). For a collection with
-        only the unnamed vector, exactly its row."""
+        """Every vector of ``label`` as :func:`vector_record` bytes, read from the indexes."""
         one = np.array([label])
-        parts = [np.ascontiguousarray(self.index.vectors(one)[0], "<f4").tobytes()] \
-            if self.config.has_unnamed and self.index.holds(one)[0] else []
-        for name, index in sorted(self.named.items()):
-            if index.holds(one)[0]:
-                parts += [b"\0" + name.encode() + b"\0", np.ascontiguousarray(index.vectors(one)[0], "<f4").tobytes()]
-        for name, sparse in sorted(self.sparse.items()):
-            held = sparse.get(label)
-            if held is not None:
-                parts += [b"\1" + name.encode() + b"\0", np.asarray(held[0], "<u4").tobytes(),
-                          np.asarray(held[1], "<f4").tobytes()]
-        return b"".join(parts)
+        unnamed = self.index.vectors(one)[0] if self.config.has_unnamed and self.index.holds(one)[0] else None
+        dense = [(name, index.vectors(one)[0]) for name, index in self.named.items() if index.holds(one)[0]]
+        sparse = [(name, *held) for name, index in self.sparse.items() if (held := index.get(label)) is not None]
+        return vector_record(unnamed, dense, sparse)

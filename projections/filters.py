@@ -114,16 +114,6 @@ class Filter:
         return self._predicate(point_id, _EMPTY_PAYLOAD if payload is None else payload)
 
     @classmethod
-    def without(cls, flt: Filter | None, point: PointId) -> Filter:
-        """``flt`` (or no filter) that also leaves out the point ``point``."""
-        exclude = {"has_id": [point]}
-        if flt is None:
-            return cls(lambda pid, _payload: pid != point, frozenset(), {"must_not": [exclude]})
-        inner = flt._predicate  # noqa: SLF001 - the same class
-        return cls(lambda pid, payload: pid != point and inner(pid, payload), flt.referenced_keys,
-                   {"must": [flt.source], "must_not": [exclude]})
-
-    @classmethod
     def all_of(cls, *filters: Filter | None) -> Filter | None:
         """The points every one of ``filters`` matches (``None``s ignored; none at all: ``None``)."""
         given = [f for f in filters if f is not None]

@@ -28,7 +28,7 @@ from projections.filters import Filter
 from projections.index.quantized import QuantizedSearch
 from projections.index.segments import SegmentedIndex, rows_in_chunks
 from projections.payload_index import FieldIndex, members
-from projections.search import Hit, search, sparse_search
+from projections.search import Hit, hits_of, search, sparse_search
 from schemas.ids import PointId, id_order
 
 RRF_K = 2  # qdrant-client's DEFAULT_RANKING_CONSTANT_K
@@ -152,7 +152,7 @@ def _leaf(coll: Collection, plan: Plan, flt: Filter | None, candidates: list[Poi
             hits: list[Hit] = sparse_search(coll, plan.using, *q.sparse, plan.limit, flt=flt, offset=plan.offset)
         else:
             found, scores = coll.sparse[plan.using].search(*q.sparse, need, among)
-            hits = _hits(coll, found, scores)[plan.offset:]
+            hits = hits_of(coll, found, scores)[plan.offset:]
     else:
         assert q.dense is not None
         index = coll.dense(plan.using)
@@ -164,7 +164,7 @@ def _leaf(coll: Collection, plan: Plan, flt: Filter | None, candidates: list[Poi
         else:
             held = among[index.holds(among)] if coll.has_named else among
             found, scores = index.exact(q.dense, held, need)
-            hits = _hits(coll, found, scores)[plan.offset:]
+            hits = hits_of(coll, found, scores)[plan.offset:]
     hits = reads.better_than(hits, plan.score_threshold, higher)
     return [Scored(h.id, h.score) for h in hits]
 
@@ -175,11 +175,6 @@ def _labels_of(coll: Collection, ids: list[PointId], flt: Filter | None) -> np.n
     labels = [label for pid in ids if (label := label_of.get(pid)) is not None
               and (flt is None or flt.matches(pid, payload_of.get(label)))]
     return np.sort(np.asarray(labels, dtype=np.int64))
-
-
-def _hits(coll: Collection, labels: np.ndarray, scores: np.ndarray) -> list[Hit]:
-    id_of = coll.id_of
-    return [Hit(id_of[lbl], lbl, float(s)) for lbl, s in zip(labels.tolist(), scores.tolist(), strict=True)]
 
 
 def _fuse(fusion: Fusion, sources: Sequence[list[Scored]], limit: int) -> list[Scored]:

@@ -66,8 +66,7 @@ def search(coll: Collection, query: np.ndarray, k: int, *, using: str = "", ef: 
         if space.total == 0:
             return []
         labels, scores = _search_locked(space, np.asarray(query, np.float32), need, ef, flt, exact, quantized)
-        hits = [Hit(coll.id_of[lbl], lbl, float(s)) for lbl, s in zip(labels.tolist(), scores.tolist(), strict=True)
-                if lbl in coll.id_of]
+        hits = hits_of(coll, labels, scores)
     return hits[offset:need]
 
 
@@ -80,10 +79,16 @@ def sparse_search(coll: Collection, using: str, indices: np.ndarray, values: np.
         return []
     with coll.lock.read():
         allowed = None if flt is None else matching_labels(coll, flt)
-        labels, scores = coll.sparse[using].search(indices, values, need, allowed)
-        hits = [Hit(coll.id_of[lbl], lbl, float(s)) for lbl, s in zip(labels.tolist(), scores.tolist(), strict=True)
-                if lbl in coll.id_of]
+        hits = hits_of(coll, *coll.sparse[using].search(indices, values, need, allowed))
     return hits[offset:need]
+
+
+def hits_of(coll: Collection, labels: np.ndarray, scores: np.ndarray) -> list[Hit]:
+    """The hits at ``labels`` with their ``scores``, in order (labels of no live point left out);
+    call it under the collection's read lock."""
+    id_of = coll.id_of
+    return [Hit(id_of[lbl], lbl, float(s)) for lbl, s in zip(labels.tolist(), scores.tolist(), strict=True)
+            if lbl in id_of]
 
 
 class _Space:

@@ -27,7 +27,7 @@ from projections.changes import (
     PutCollection,
     PutPoints,
 )
-from projections.collection import Collection, CollectionConfig, canonical_json, point_checksum
+from projections.collection import Collection, CollectionConfig, canonical_json, point_checksum, vector_record
 from projections.errors import Rejected
 from projections.index.segments import DEFAULT_SEGMENT_BYTES, segment_size_for
 from schemas import events as ev
@@ -179,10 +179,10 @@ class ProjectionState:
             if coll.has_named:  # an upsert replaces the whole point: its named vectors go, then the new ones
                 for label in labels[live].tolist():
                     coll.drop_vectors(label, [*coll.named, *coll.sparse])
-                _put_named(coll, labels, event.named, event.sparse)
+                named_rows = _put_named(coll, labels, event.named, event.sparse)
             for label, payload in zip(labels.tolist(), event.payloads, strict=True):
                 coll.set_payload(label, payload)
-        vectors: list[Any] = _upserted_bytes(coll, prepared, event) if coll.has_named else list(prepared)
+        vectors: list[Any] = _upserted_bytes(coll, prepared, named_rows, event) if coll.has_named else list(prepared)
         rows = []
         for pid, label, payload, vector in zip(event.ids, labels.tolist(), event.payloads, vectors, strict=True):
             text = canonical_json(payload)
@@ -217,9 +217,7 @@ class ProjectionState:
         with coll.lock.write():
             present = [(pid, coll.label_of[pid]) for pid in dict.fromkeys(event.ids) if pid in coll.label_of]
             for _pid, label in present:
-                if "" in event.names:
-                    coll.index.discard(label)
-                coll.drop_vectors(label, [name for name in event.names if name])
+                coll.drop_vectors(label, event.names)
         return self._point_rows(coll, present, offset)
 
     @apply.register
@@ -351,39 +349,37 @@ def _check_named(coll: Collection, named: tuple[ev.NamedRows, ...], sparse: tupl
             raise Rejected(str(exc)) from None
 
 
-def _upserted_bytes(coll: Collection, prepared: np.ndarray, event: ev.VectorsUpserted) -> list[bytes]:
-    """Each upserted point's :meth:`Collection.vector_bytes`, from the event (the point holds exactly
-    its vectors now) rather than read back from the indexes: the same bytes, a tenth of the time."""
+def _upserted_bytes(coll: Collection, prepared: np.ndarray, named: dict[str, np.ndarray],
+                    event: ev.VectorsUpserted) -> list[bytes]:
+    """Each upserted point's :func:`vector_record` from the event and the rows as stored (``named``:
+    the prepared rows :func:`_put_named` added), rather than read back from the indexes: the same
+    bytes (the point holds exactly these vectors now), a tenth of the time."""
     n = len(event.ids)
-    parts: list[list[bytes]] = [[row.tobytes()] for row in np.ascontiguousarray(prepared, "<f4")] \
-        if coll.config.has_unnamed else [[] for _ in range(n)]
-    for rows in sorted(event.named, key=lambda r: r.name):
-        index = coll.dense(rows.name)
-        assert index is not None
-        tag = b"\0" + rows.name.encode() + b"\0"
-        for position, row in zip(rows.positions.tolist(), np.ascontiguousarray(index.prepare(rows.vectors), "<f4"),
-                                 strict=True):
-            parts[position] += [tag, row.tobytes()]
-    for block in sorted(event.sparse, key=lambda r: r.name):
-        tag = b"\1" + block.name.encode() + b"\0"
+    dense: list[list[tuple[str, np.ndarray]]] = [[] for _ in range(n)]
+    sparse: list[list[tuple[str, np.ndarray, np.ndarray]]] = [[] for _ in range(n)]
+    for rows in event.named:
+        for position, row in zip(rows.positions.tolist(), named[rows.name], strict=True):
+            dense[position].append((rows.name, row))
+    for block in event.sparse:
         for i, position in enumerate(block.positions.tolist()):
-            indices, values = block.row(i)
-            order = np.argsort(indices, kind="stable")
-            parts[position] += [tag, np.asarray(indices[order], "<u4").tobytes(),
-                                np.asarray(values[order], "<f4").tobytes()]
-    return [b"".join(p) for p in parts]
+            sparse[position].append((block.name, *block.row(i)))
+    return [vector_record(prepared[i] if coll.config.has_unnamed else None, dense[i], sparse[i]) for i in range(n)]
 
 
 def _put_named(coll: Collection, labels: np.ndarray, named: tuple[ev.NamedRows, ...],
-               sparse: tuple[ev.SparseRows, ...]) -> None:
-    """Store the named vectors of a batch whose points hold ``labels`` (checked by :func:`_check_named`)."""
+               sparse: tuple[ev.SparseRows, ...]) -> dict[str, np.ndarray]:
+    """Store the named vectors of a batch whose points hold ``labels`` (checked by :func:`_check_named`);
+    return the dense rows as stored (prepared: normalised for cosine), by name."""
+    stored = {}
     for rows in named:
         index = coll.dense(rows.name)
         assert index is not None
+        stored[rows.name] = index.prepare(rows.vectors) if len(rows.positions) else rows.vectors
         if len(rows.positions):
-            index.add(labels[rows.positions], index.prepare(rows.vectors))
+            index.add(labels[rows.positions], stored[rows.name])
     for block in sparse:
         coll.sparse[block.name].put_many(labels[block.positions], block.offsets, block.indices, block.values)
+    return stored
 
 
 def _without_index(config: CollectionConfig, path: paths.Path) -> CollectionConfig:

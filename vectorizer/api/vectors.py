@@ -100,11 +100,6 @@ class Collector:
         for name, vector in value.items():
             self._named(position, name, vector, f"{path}.{name}" if name else f'{path}[""]')
 
-    def add_column(self, name: str, column: object, path: str) -> None:
-        """One name's vectors for every point of a ``batch`` (``batch.vectors.<name>``)."""
-        for i, vector in enumerate(p.array(column, path)):
-            self._named(i, name, vector, f"{path}[{i}]")
-
     def _named(self, position: int, name: str, value: object, path: str) -> None:
         if name in self.sparse_names:
             if not is_sparse(value):
@@ -201,15 +196,10 @@ def raw_query(value: object) -> tuple[str | None, object]:
     return None, value
 
 
-def names(config: CollectionConfig) -> list[str]:
-    """Every vector name of the collection (``""``: the unnamed one)."""
-    return [*config.dense(), *config.sparse()]
-
-
 def check_name(config: CollectionConfig, name: str) -> str:
     if name not in config.dense() and name not in config.sparse():
         raise not_existing(name)
     return name
 
 
-__all__ = ["Collector", "Vectors", "check_name", "names", "not_existing", "query_vector", "raw_query", "sparse"]
+__all__ = ["Collector", "Vectors", "check_name", "not_existing", "query_vector", "raw_query", "sparse"]
