@@ -31,6 +31,7 @@ Delivery contract:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -215,11 +216,13 @@ class VectorProducer:
 
     def upsert(self, collection: str, ids: Sequence[object], vectors: Any,
                payloads: Sequence[object] | None = None, *, named: Sequence[ev.NamedRows] = (),
-               sparse: Sequence[ev.SparseRows] = (), wait: bool = False,
-               timeout: float | None = None) -> WriteToken:
+               sparse: Sequence[ev.SparseRows] = (), update_mode: ev.UpdateMode = "upsert",
+               update_filter: str | None = None, wait: bool = False, timeout: float | None = None) -> WriteToken:
         """Insert or replace points (whole: a vector not given is removed). ``vectors``: anything
         ``numpy.asarray`` makes ``(n, dim)``, the unnamed vectors, or ``None`` in a collection without
-        one; ``named`` / ``sparse``: the named vectors some of the points carry."""
+        one; ``named`` / ``sparse``: the named vectors some of the points carry. ``update_mode`` and
+        ``update_filter`` (a Qdrant filter as JSON) make it Qdrant's conditional upsert, decided when
+        the projection applies it."""
         self._refuse_wait_in_transaction(wait)
         check.collection_name(collection)
         pids = check.point_ids(ids)
@@ -227,18 +230,25 @@ class VectorProducer:
             check.vectors(vectors, len(pids), self.dimension_of(collection))
         pls = check.payloads(payloads, len(pids))
         named_rows, sparse_rows = _checked_blocks(named, sparse, len(pids))
-        return self._settle(self._publish(list(self._split_upsert(collection, pids, arr, pls, named_rows,
-                                                                  sparse_rows))), wait, timeout)
+        if update_mode not in ev.UPDATE_MODES:
+            raise ValidationError(f"update_mode: expected one of {', '.join(ev.UPDATE_MODES)}, "
+                                        f"got {update_mode!r}")
+        events: list[ev.Event] = [dataclasses.replace(e, update_mode=update_mode, update_filter=update_filter)
+                  if update_mode != "upsert" or update_filter is not None else e
+                  for e in self._split_upsert(collection, pids, arr, pls, named_rows, sparse_rows)]
+        return self._settle(self._publish(events), wait, timeout)
 
     def update_vectors(self, collection: str, ids: Sequence[object], *, named: Sequence[ev.NamedRows] = (),
-                       sparse: Sequence[ev.SparseRows] = (), wait: bool = False,
-                       timeout: float | None = None) -> WriteToken:
-        """Replace some named vectors of existing points (Qdrant's ``update_vectors``; ``""``: the unnamed one)."""
+                       sparse: Sequence[ev.SparseRows] = (), update_filter: str | None = None,
+                       wait: bool = False, timeout: float | None = None) -> WriteToken:
+        """Replace some named vectors of existing points (Qdrant's ``update_vectors``; ``""``: the unnamed
+        one); with ``update_filter`` (a Qdrant filter as JSON) only of the points matching it when applied."""
         self._refuse_wait_in_transaction(wait)
         check.collection_name(collection)
         pids = check.point_ids(ids)
         named_rows, sparse_rows = _checked_blocks(named, sparse, len(pids))
-        token = self._publish([ev.PointVectorsUpdated(self._meta(collection), pids, named_rows, sparse_rows)])
+        token = self._publish([ev.PointVectorsUpdated(self._meta(collection), pids, named_rows, sparse_rows,
+                                                      update_filter)])
         return self._settle(token, wait, timeout)
 
     def delete_vectors(self, collection: str, ids: Sequence[object], names: Sequence[str], *, wait: bool = False,

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import singledispatchmethod
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -28,7 +29,8 @@ from projections.changes import (
     PutPoints,
 )
 from projections.collection import Collection, CollectionConfig, canonical_json, point_checksum, vector_record
-from projections.errors import Rejected
+from projections.errors import InvalidFilter, Rejected
+from projections.filters import parse_filter
 from projections.index.segments import DEFAULT_SEGMENT_BYTES, segment_size_for
 from schemas import events as ev
 from schemas import paths
@@ -164,6 +166,9 @@ class ProjectionState:
         if len(set(event.ids)) != len(event.ids):
             raise Rejected(f"collection {coll.name!r}: duplicate ids in one batch")
         _check_named(coll, event.named, event.sparse, allow_unnamed=False)
+        if event.update_mode != "upsert" or event.update_filter is not None:
+            event = _conditional(coll, event)
+            n = len(event.ids)
         if n == 0:
             return []
         prepared = coll.index.prepare(event.vectors) if coll.config.has_unnamed else event.vectors
@@ -200,6 +205,9 @@ class ProjectionState:
         if missing:
             raise Rejected(f"No point with id {missing[0]} found", 404)
         _check_named(coll, event.named, event.sparse, allow_unnamed=True)
+        if event.update_filter is not None:
+            matches = _update_filter(coll, event.update_filter)
+            event = _selected(event, np.array([matches(pid) for pid in event.ids], dtype=bool))
         labels = np.array([coll.label_of[pid] for pid in event.ids], dtype=np.int64)
         with coll.lock.write():
             _put_named(coll, labels, event.named, event.sparse)
@@ -347,6 +355,60 @@ def _check_named(coll: Collection, named: tuple[ev.NamedRows, ...], sparse: tupl
             check.sparse_rows(block.offsets, block.indices, block.values, field=block.name)
         except ValidationError as exc:
             raise Rejected(str(exc)) from None
+
+
+def _update_filter(coll: Collection, source: str) -> Callable[[PointId], bool]:
+    """Whether an existing point matches an event's ``update_filter`` (checked when its event is applied)."""
+    try:
+        flt = parse_filter(json.loads(source), field="update_filter", has_vector=coll.has_vector)
+    except (ValueError, InvalidFilter) as exc:
+        raise Rejected(f"update_filter: {exc}") from None
+    assert flt is not None
+    return lambda pid: flt.matches(pid, coll.payload_of.get(coll.label_of[pid]))
+
+
+def _conditional(coll: Collection, event: ev.VectorsUpserted) -> ev.VectorsUpserted:
+    """The points of a conditional upsert (Qdrant's ``update_mode`` and ``update_filter``) it writes:
+    ``insert_only`` skips the points that exist, ``update_only`` those that do not, and an existing
+    point not matching ``update_filter`` is left as it is (points that do not exist are inserted
+    regardless of the filter, as Qdrant does)."""
+    exists = np.array([pid in coll.label_of for pid in event.ids], dtype=bool)
+    keep = ~exists if event.update_mode == "insert_only" else exists if event.update_mode == "update_only" \
+        else np.ones(len(event.ids), dtype=bool)
+    if event.update_filter is not None and event.update_mode != "insert_only":
+        matches = _update_filter(coll, event.update_filter)
+        keep &= np.array([not there or matches(pid) for pid, there in zip(event.ids, exists.tolist(), strict=True)],
+                         dtype=bool)
+    return _selected(event, keep)
+
+
+_Selectable = TypeVar("_Selectable", ev.VectorsUpserted, ev.PointVectorsUpdated)
+
+
+def _selected(event: _Selectable, keep: np.ndarray) -> _Selectable:
+    """``event`` with only the points where ``keep`` is true (named and sparse blocks renumbered)."""
+    if keep.all():
+        return event
+    renumbered = np.cumsum(keep) - 1  # a kept point's position in the new event
+    named = []
+    for rows in event.named:
+        kept = keep[rows.positions]
+        named.append(ev.NamedRows(rows.name, renumbered[rows.positions[kept]], rows.vectors[kept]))
+    sparse = []
+    for block in event.sparse:
+        kept = keep[block.positions]
+        lengths = np.diff(block.offsets)[kept]
+        entries = np.repeat(kept, np.diff(block.offsets))  # one per stored (index, value) pair
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        sparse.append(ev.SparseRows(block.name, renumbered[block.positions[kept]], offsets,
+                                    block.indices[entries], block.values[entries]))
+    ids = tuple(pid for pid, wanted in zip(event.ids, keep.tolist(), strict=True) if wanted)
+    if isinstance(event, ev.VectorsUpserted):
+        payloads = tuple(p for p, wanted in zip(event.payloads, keep.tolist(), strict=True) if wanted) \
+            if event.payloads else ()
+        return dataclasses.replace(event, ids=ids, vectors=event.vectors[keep], payloads=payloads,
+                                   named=tuple(named), sparse=tuple(sparse))
+    return dataclasses.replace(event, ids=ids, named=tuple(named), sparse=tuple(sparse))
 
 
 def _upserted_bytes(coll: Collection, prepared: np.ndarray, named: dict[str, np.ndarray],

@@ -79,7 +79,8 @@ def _upserted_out(e: ev.VectorsUpserted) -> dict[str, Any]:
     payloads = list(e.payloads) or [None] * len(e.ids)
     return {"ids": _ids_out(e.ids), "count": vectors.shape[0], "dimension": vectors.shape[1],
             "vectors": vectors.tobytes(), "payloads": [None if p is None else _json(p) for p in payloads],
-            "named": [_named_out(rows) for rows in e.named], "sparse": [_sparse_out(rows) for rows in e.sparse]}
+            "named": [_named_out(rows) for rows in e.named], "sparse": [_sparse_out(rows) for rows in e.sparse],
+            "update_mode": e.update_mode, "update_filter": e.update_filter}
 
 
 def _upserted_in(meta: ev.EventMeta, b: dict[str, Any]) -> ev.VectorsUpserted:
@@ -94,7 +95,11 @@ def _upserted_in(meta: ev.EventMeta, b: dict[str, Any]) -> ev.VectorsUpserted:
     payloads = tuple(_payload_in(p, f"payloads[{i}]") for i, p in enumerate(b["payloads"]))
     named = tuple(_named_in(raw_rows, count, f"named[{i}]") for i, raw_rows in enumerate(b.get("named") or []))
     sparse = tuple(_sparse_in(raw_rows, count, f"sparse[{i}]") for i, raw_rows in enumerate(b.get("sparse") or []))
-    return ev.VectorsUpserted(meta, _ids_in(b["ids"]), vectors, payloads, named, sparse)
+    mode = b.get("update_mode") or "upsert"  # v1, v2: a plain upsert
+    if mode not in ev.UPDATE_MODES:
+        raise InvalidContent(f"update_mode: {mode!r} is not one of {', '.join(ev.UPDATE_MODES)}")
+    return ev.VectorsUpserted(meta, _ids_in(b["ids"]), vectors, payloads, named, sparse,
+                              cast(ev.UpdateMode, mode), b.get("update_filter"))
 
 
 def _named_out(rows: ev.NamedRows) -> dict[str, Any]:
@@ -145,7 +150,7 @@ def _vectors_updated_in(meta: ev.EventMeta, b: dict[str, Any]) -> ev.PointVector
     ids = _ids_in(b["ids"])
     return ev.PointVectorsUpdated(
         meta, ids, tuple(_named_in(r, len(ids), f"named[{i}]") for i, r in enumerate(b["named"])),
-        tuple(_sparse_in(r, len(ids), f"sparse[{i}]") for i, r in enumerate(b["sparse"])))
+        tuple(_sparse_in(r, len(ids), f"sparse[{i}]") for i, r in enumerate(b["sparse"])), b.get("update_filter"))
 
 
 _CODECS: dict[type[ev.Event], tuple[Callable[[Any], dict[str, Any]],
@@ -188,7 +193,7 @@ _CODECS: dict[type[ev.Event], tuple[Callable[[Any], dict[str, Any]],
                              lambda m, b: ev.PayloadIndexDropped(m, b["field_name"])),
     ev.PointVectorsUpdated: (
         lambda e: {"ids": _ids_out(e.ids), "named": [_named_out(r) for r in e.named],
-                   "sparse": [_sparse_out(r) for r in e.sparse]},
+                   "sparse": [_sparse_out(r) for r in e.sparse], "update_filter": e.update_filter},
         _vectors_updated_in,
     ),
     ev.PointVectorsDeleted: (lambda e: {"ids": _ids_out(e.ids), "names": list(e.names)},

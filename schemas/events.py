@@ -17,6 +17,10 @@ from schemas.ids import PointId
 
 Metric = Literal["cosine", "l2", "ip"]
 CollectionKind = Literal["dynamic", "workspace"]
+#: Qdrant's ``update_mode`` of an upsert: ``insert_only`` leaves existing points alone,
+#: ``update_only`` creates no point.
+UpdateMode = Literal["upsert", "insert_only", "update_only"]
+UPDATE_MODES: tuple[str, ...] = ("upsert", "insert_only", "update_only")
 METRICS: tuple[str, ...] = ("cosine", "l2", "ip")
 KINDS: tuple[str, ...] = ("dynamic", "workspace")
 WORKSPACE_PRODUCER = "vectorizer-workspace"  # producer ids of the workspace producer start with this
@@ -135,12 +139,15 @@ class VectorsUpserted(Event):
     payloads: tuple[Payload | None, ...] = field(default=())
     named: tuple[NamedRows, ...] = ()
     sparse: tuple[SparseRows, ...] = ()
+    update_mode: UpdateMode = "upsert"  # schema v3: Qdrant's conditional upsert, decided when applied
+    update_filter: str | None = None  # schema v3: canonical JSON of a Qdrant filter existing points must match
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, VectorsUpserted) and self.meta == other.meta and self.ids == other.ids
                 and self.payloads == other.payloads and self.vectors.shape == other.vectors.shape
                 and np.array_equal(self.vectors, other.vectors) and self.named == other.named
-                and self.sparse == other.sparse)
+                and self.sparse == other.sparse and self.update_mode == other.update_mode
+                and self.update_filter == other.update_filter)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -153,10 +160,12 @@ class PointVectorsUpdated(Event):
     ids: tuple[PointId, ...]
     named: tuple[NamedRows, ...] = ()
     sparse: tuple[SparseRows, ...] = ()
+    update_filter: str | None = None  # schema v2: canonical JSON of a Qdrant filter the points must match
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, PointVectorsUpdated) and self.meta == other.meta and self.ids == other.ids
-                and self.named == other.named and self.sparse == other.sparse)
+                and self.named == other.named and self.sparse == other.sparse
+                and self.update_filter == other.update_filter)
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -1,7 +1,9 @@
 """Vector events keep their meaning across versions, through the real broker and projector:
-CollectionCreated v4 and VectorsUpserted v1 (what producers wrote before named vectors) replay
-exactly as the same operations written now (v5, v2); named dense and sparse vectors, their
-updates and deletions replay, snapshot and reload equal; and the checksums verify."""
+CollectionCreated v4 and VectorsUpserted v1 (what producers wrote before named vectors) and
+VectorsUpserted v2 (before conditional upserts) replay exactly as the same operations written now;
+named dense and sparse vectors, their updates and deletions, and conditional upserts and updates
+(``update_mode``, ``update_filter``: decided when applied) replay, snapshot and reload equal; and
+the checksums verify."""
 
 from __future__ import annotations
 
@@ -42,23 +44,29 @@ def _events(name: str, rng: np.random.Generator) -> list[ev.Event]:
 
 
 def test_previous_versions_replay_as_the_current_ones(settings: Settings, catalog_url: str) -> None:
-    """A topic holding v4/v1 events builds what the same events written as v5/v2 build."""
-    old = [encode(e, schema=VERSIONS[type(e).__name__][4 if isinstance(e, ev.CollectionCreated) else 1])
-           if type(e).__name__ in ("CollectionCreated", "VectorsUpserted") else encode(e)
-           for e in _events("old", np.random.default_rng(3))]
+    """A topic holding v4/v1 (and v5/v2) events builds what the same events written now build."""
+    def written(name: str, created: int, upserted: int) -> list[bytes]:
+        chosen = {"CollectionCreated": created, "VectorsUpserted": upserted}
+        return [encode(e, schema=VERSIONS[type(e).__name__][chosen[type(e).__name__]])
+                if type(e).__name__ in chosen else encode(e) for e in _events(name, np.random.default_rng(3))]
+
+    old, mid = written("old", 4, 1), written("mid", 5, 2)
     new = [encode(e) for e in _events("new", np.random.default_rng(3))]
     assert [decode(v).meta.schema_version for v in old[:3]] == [4, 1, 1]
+    assert [decode(v).meta.schema_version for v in mid[:3]] == [5, 2, 2]
     upserted = latest("VectorsUpserted").version
+    assert upserted > 2
     assert [decode(v).meta.schema_version for v in new[:3]] == [latest("CollectionCreated").version, upserted,
                                                                  upserted]
-    last = _send(settings, old + new)
+    last = _send(settings, old + mid + new)
     with running_projector(settings, Catalog(catalog_url, settings.projection, settings.topic)) as proj:
         proj.wait_for(last.partition, last.offset, 30)
         state, catalog = state_of(proj), catalog_of(proj)
-    assert state["old"]["points"] == state["new"]["points"] and len(state["old"]["points"]) == 6
-    assert {k: v for k, v in state["old"]["config"].items() if k != "name"} == \
-        {k: v for k, v in state["new"]["config"].items() if k != "name"}
-    assert catalog["old"]["points"] == catalog["new"]["points"]  # the same checksums
+    for earlier in ("old", "mid"):
+        assert state[earlier]["points"] == state["new"]["points"] and len(state[earlier]["points"]) == 6
+        assert {k: v for k, v in state[earlier]["config"].items() if k != "name"} == \
+            {k: v for k, v in state["new"]["config"].items() if k != "name"}
+        assert catalog[earlier]["points"] == catalog["new"]["points"]  # the same checksums
 
 
 def _named_events(rng: np.random.Generator) -> list[ev.Event]:
@@ -81,6 +89,20 @@ def _named_events(rng: np.random.Generator) -> list[ev.Event]:
         ev.PointVectorsUpdated(meta(), (99,), (ev.NamedRows("text", np.array([0]), text[:1]),)),  # no such point
         ev.VectorsUpserted(meta(), (6,), np.empty((1, 0), np.float32), (None,),
                            (ev.NamedRows("nope", np.array([0]), text[:1]),)),  # no such vector: rejected
+        ev.VectorsUpserted(meta(), (10, 11), np.empty((2, 0), np.float32), ({"k": 10}, {"k": 11}),
+                           (ev.NamedRows("text", np.array([0, 1]), text[:2]),)),
+        # conditional: 10 exists (left alone), 12 is new (inserted with its sparse vector)
+        ev.VectorsUpserted(meta(), (10, 12), np.empty((2, 0), np.float32), ({"cond": 1}, {"cond": 1}),
+                           (ev.NamedRows("text", np.array([0, 1]), text[:2] * 5),),
+                           (ev.SparseRows("s", np.array([1]), np.array([0, 2]), np.array([1, 2], np.uint32),
+                                          np.array([3.0, 4.0], np.float32)),), update_mode="insert_only"),
+        ev.VectorsUpserted(meta(), (13,), np.empty((1, 0), np.float32), (None,), update_mode="update_only"),
+        # replaced only where the filter matches the point as it is: 10 (k == 10), not 11
+        ev.VectorsUpserted(meta(), (10, 11, 14), np.empty((3, 0), np.float32), ({"cond": 2},) * 3,
+                           (ev.NamedRows("image", np.array([0, 1, 2]), np.ones((3, 2), np.float32)),),
+                           update_filter='{"must":[{"key":"k","match":{"value":10}}]}'),
+        ev.PointVectorsUpdated(meta(), (11, 12), (ev.NamedRows("image", np.array([0, 1]), image * 7),),
+                               update_filter='{"must":[{"key":"k","match":{"value":11}}]}'),
     ]
 
 
@@ -104,6 +126,13 @@ def test_named_and_sparse_vectors_replay_snapshot_and_verify(settings: Settings,
         assert coll.sparse["s"].get(label[4])[0].tolist() == [3, 4, 9]
         assert coll.has_vector(5, "text") and not coll.has_vector(5, "image")  # upserted again, whole
         assert coll.payload_of.get(label[5]) is None
+        assert coll.payload_of[label[12]] == {"cond": 1}  # insert_only: inserted
+        assert coll.sparse["s"].get(label[12])[1].tolist() == [3.0, 4.0] and not coll.has_vector(12, "image")
+        assert 13 not in label  # update_only of a point that does not exist
+        assert coll.payload_of[label[10]] == {"cond": 2} and not coll.has_vector(10, "text")  # matched: replaced
+        assert coll.payload_of[label[14]] == {"cond": 2}  # new: inserted whatever the filter
+        assert coll.payload_of[label[11]] == {"k": 11} and coll.has_vector(11, "text")  # not matched: as it was
+        assert coll.named["image"].vectors(np.array([label[11]]))[0].tolist() == events[-1].named[0].vectors[0].tolist()
         first = state_of(proj), catalog_of(proj)
         snapshot = snapshots.write_snapshot(proj.state, {last.partition: last.offset + 1}, tmp_path / "snaps",
                                             settings.topic)
