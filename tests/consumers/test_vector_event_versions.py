@@ -132,7 +132,9 @@ def test_named_and_sparse_vectors_replay_snapshot_and_verify(settings: Settings,
         assert coll.payload_of[label[10]] == {"cond": 2} and not coll.has_vector(10, "text")  # matched: replaced
         assert coll.payload_of[label[14]] == {"cond": 2}  # new: inserted whatever the filter
         assert coll.payload_of[label[11]] == {"k": 11} and coll.has_vector(11, "text")  # not matched: as it was
-        assert coll.named["image"].vectors(np.array([label[11]]))[0].tolist() == events[-1].named[0].vectors[0].tolist()
+        updated = events[-1]
+        assert isinstance(updated, ev.PointVectorsUpdated)
+        assert coll.named["image"].vectors(np.array([label[11]]))[0].tolist() == updated.named[0].vectors[0].tolist()
         first = state_of(proj), catalog_of(proj)
         snapshot = snapshots.write_snapshot(proj.state, {last.partition: last.offset + 1}, tmp_path / "snaps",
                                             settings.topic)
