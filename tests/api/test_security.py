@@ -85,6 +85,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/collections/{collection_name}/search/text"): {"query": "hello"},
     ("POST", "/collections/{collection_name}/facet"): {"key": "a"},
     ("PUT", "/collections/{collection_name}/index"): {"field_name": "w", "field_schema": "keyword"},
+    ("POST", f"{POINTS}/batch"): {"operations": [{"set_payload": {"payload": {"w": 1}, "points": [1]}}]},
 }
 #: Reads the read-only key passes, answered 400 because of the collection (it has no text embedder,
 #: no index on the faceted field).
