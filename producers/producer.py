@@ -217,12 +217,14 @@ class VectorProducer:
     def upsert(self, collection: str, ids: Sequence[object], vectors: Any,
                payloads: Sequence[object] | None = None, *, named: Sequence[ev.NamedRows] = (),
                sparse: Sequence[ev.SparseRows] = (), update_mode: ev.UpdateMode = "upsert",
-               update_filter: str | None = None, wait: bool = False, timeout: float | None = None) -> WriteToken:
+               update_filter: str | None = None, stored_form: bool = False, wait: bool = False,
+               timeout: float | None = None) -> WriteToken:
         """Insert or replace points (whole: a vector not given is removed). ``vectors``: anything
         ``numpy.asarray`` makes ``(n, dim)``, the unnamed vectors, or ``None`` in a collection without
         one; ``named`` / ``sparse``: the named vectors some of the points carry. ``update_mode`` and
         ``update_filter`` (a Qdrant filter as JSON) make it Qdrant's conditional upsert, decided when
-        the projection applies it."""
+        the projection applies it. ``stored_form``: the rows are as the collection stores them (cosine:
+        already normalised, as a snapshot holds them) and are kept bit for bit."""
         self._refuse_wait_in_transaction(wait)
         check.collection_name(collection)
         pids = check.point_ids(ids)
@@ -233,9 +235,10 @@ class VectorProducer:
         if update_mode not in ev.UPDATE_MODES:
             raise ValidationError(f"update_mode: expected one of {', '.join(ev.UPDATE_MODES)}, "
                                         f"got {update_mode!r}")
-        events: list[ev.Event] = [dataclasses.replace(e, update_mode=update_mode, update_filter=update_filter)
-                  if update_mode != "upsert" or update_filter is not None else e
-                  for e in self._split_upsert(collection, pids, arr, pls, named_rows, sparse_rows)]
+        events: list[ev.Event] = [dataclasses.replace(e, update_mode=update_mode, update_filter=update_filter,
+                                                      stored_form=stored_form)
+                                  if update_mode != "upsert" or update_filter is not None or stored_form else e
+                                  for e in self._split_upsert(collection, pids, arr, pls, named_rows, sparse_rows)]
         return self._settle(self._publish(events), wait, timeout)
 
     def update_vectors(self, collection: str, ids: Sequence[object], *, named: Sequence[ev.NamedRows] = (),

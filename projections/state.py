@@ -171,7 +171,10 @@ class ProjectionState:
             n = len(event.ids)
         if n == 0:
             return []
-        prepared = coll.index.prepare(event.vectors) if coll.config.has_unnamed else event.vectors
+        if event.stored_form:
+            _check_stored_form(coll, event)
+        prepared = coll.index.prepare(event.vectors) if coll.config.has_unnamed and not event.stored_form \
+            else event.vectors
         with coll.lock.write():
             live = [i for i, pid in enumerate(event.ids) if pid in coll.label_of]
             labels = np.fromiter((coll.allocate(pid) for pid in event.ids), dtype=np.int64, count=n)
@@ -184,7 +187,7 @@ class ProjectionState:
             if coll.has_named:  # an upsert replaces the whole point: its named vectors go, then the new ones
                 for label in labels[live].tolist():
                     coll.drop_vectors(label, [*coll.named, *coll.sparse])
-                named_rows = _put_named(coll, labels, event.named, event.sparse)
+                named_rows = _put_named(coll, labels, event.named, event.sparse, stored_form=event.stored_form)
             for label, payload in zip(labels.tolist(), event.payloads, strict=True):
                 coll.set_payload(label, payload)
         vectors: list[Any] = _upserted_bytes(coll, prepared, named_rows, event) if coll.has_named else list(prepared)
@@ -357,6 +360,19 @@ def _check_named(coll: Collection, named: tuple[ev.NamedRows, ...], sparse: tupl
             raise Rejected(str(exc)) from None
 
 
+def _check_stored_form(coll: Collection, event: ev.VectorsUpserted) -> None:
+    """Reject rows said to be as stored that a cosine index could not hold: not unit length (or zero)."""
+    blocks = [("", coll.index if coll.config.has_unnamed else None, event.vectors)]
+    blocks += [(rows.name, coll.dense(rows.name), rows.vectors) for rows in event.named]
+    for name, index, rows in blocks:
+        if index is None or index.metric != "cosine" or not len(rows):
+            continue
+        norms = np.linalg.norm(rows.astype(np.float64), axis=1)
+        if not np.all((np.abs(norms - 1.0) < 1e-4) | (norms == 0)):
+            raise Rejected(f"collection {coll.name!r}: vector {name!r} rows are said to be stored form "
+                           "(normalised) but are not unit length")
+
+
 def _update_filter(coll: Collection, source: str) -> Callable[[PointId], bool]:
     """Whether an existing point matches an event's ``update_filter`` (checked when its event is applied)."""
     try:
@@ -429,14 +445,14 @@ def _upserted_bytes(coll: Collection, prepared: np.ndarray, named: dict[str, np.
 
 
 def _put_named(coll: Collection, labels: np.ndarray, named: tuple[ev.NamedRows, ...],
-               sparse: tuple[ev.SparseRows, ...]) -> dict[str, np.ndarray]:
+               sparse: tuple[ev.SparseRows, ...], *, stored_form: bool = False) -> dict[str, np.ndarray]:
     """Store the named vectors of a batch whose points hold ``labels`` (checked by :func:`_check_named`);
-    return the dense rows as stored (prepared: normalised for cosine), by name."""
+    return the dense rows as stored (prepared: normalised for cosine, unless already ``stored_form``), by name."""
     stored = {}
     for rows in named:
         index = coll.dense(rows.name)
         assert index is not None
-        stored[rows.name] = index.prepare(rows.vectors) if len(rows.positions) else rows.vectors
+        stored[rows.name] = index.prepare(rows.vectors) if len(rows.positions) and not stored_form else rows.vectors
         if len(rows.positions):
             index.add(labels[rows.positions], stored[rows.name])
     for block in sparse:

@@ -80,7 +80,7 @@ def _upserted_out(e: ev.VectorsUpserted) -> dict[str, Any]:
     return {"ids": _ids_out(e.ids), "count": vectors.shape[0], "dimension": vectors.shape[1],
             "vectors": vectors.tobytes(), "payloads": [None if p is None else _json(p) for p in payloads],
             "named": [_named_out(rows) for rows in e.named], "sparse": [_sparse_out(rows) for rows in e.sparse],
-            "update_mode": e.update_mode, "update_filter": e.update_filter}
+            "update_mode": e.update_mode, "update_filter": e.update_filter, "stored_form": e.stored_form}
 
 
 def _upserted_in(meta: ev.EventMeta, b: dict[str, Any]) -> ev.VectorsUpserted:
@@ -99,7 +99,7 @@ def _upserted_in(meta: ev.EventMeta, b: dict[str, Any]) -> ev.VectorsUpserted:
     if mode not in ev.UPDATE_MODES:
         raise InvalidContent(f"update_mode: {mode!r} is not one of {', '.join(ev.UPDATE_MODES)}")
     return ev.VectorsUpserted(meta, _ids_in(b["ids"]), vectors, payloads, named, sparse,
-                              cast(ev.UpdateMode, mode), b.get("update_filter"))
+                              cast(ev.UpdateMode, mode), b.get("update_filter"), bool(b.get("stored_form")))
 
 
 def _named_out(rows: ev.NamedRows) -> dict[str, Any]:

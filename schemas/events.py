@@ -141,13 +141,14 @@ class VectorsUpserted(Event):
     sparse: tuple[SparseRows, ...] = ()
     update_mode: UpdateMode = "upsert"  # schema v3: Qdrant's conditional upsert, decided when applied
     update_filter: str | None = None  # schema v3: canonical JSON of a Qdrant filter existing points must match
+    stored_form: bool = False  # schema v3: rows already as stored (cosine: normalised), kept bit for bit
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, VectorsUpserted) and self.meta == other.meta and self.ids == other.ids
                 and self.payloads == other.payloads and self.vectors.shape == other.vectors.shape
                 and np.array_equal(self.vectors, other.vectors) and self.named == other.named
                 and self.sparse == other.sparse and self.update_mode == other.update_mode
-                and self.update_filter == other.update_filter)
+                and self.update_filter == other.update_filter and self.stored_form == other.stored_form)
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -18,6 +18,7 @@ from consumers import integrity, snapshots
 from infra.kafka.topics import ensure_topics
 from infra.settings import Settings
 from projections.catalog.store import Catalog
+from projections.index.hnsw import normalize
 from schemas import events as ev
 from schemas.codec import decode, encode
 from schemas.registry import VERSIONS, latest
@@ -69,6 +70,10 @@ def test_previous_versions_replay_as_the_current_ones(settings: Settings, catalo
         assert catalog[earlier]["points"] == catalog["new"]["points"]  # the same checksums
 
 
+#: A unit row whose float32 normalisation is not itself (normalising it again changes its bits).
+STORED_ROW = normalize(np.random.default_rng(0).normal(size=(1, 4)).astype(np.float32))
+
+
 def _named_events(rng: np.random.Generator) -> list[ev.Event]:
     meta = lambda: ev.EventMeta.new("h", "p")  # noqa: E731
     text = rng.normal(size=(5, 4)).astype(np.float32)
@@ -103,11 +108,17 @@ def _named_events(rng: np.random.Generator) -> list[ev.Event]:
                            update_filter='{"must":[{"key":"k","match":{"value":10}}]}'),
         ev.PointVectorsUpdated(meta(), (11, 12), (ev.NamedRows("image", np.array([0, 1]), image * 7),),
                                update_filter='{"must":[{"key":"k","match":{"value":11}}]}'),
+        # rows as stored (a snapshot's recovery): kept bit for bit; a cosine row not of unit length is refused
+        ev.VectorsUpserted(meta(), (15,), np.empty((1, 0), np.float32), (None,),
+                           (ev.NamedRows("text", np.array([0]), STORED_ROW),), stored_form=True),
+        ev.VectorsUpserted(meta(), (16,), np.empty((1, 0), np.float32), (None,),
+                           (ev.NamedRows("text", np.array([0]), STORED_ROW * 2),), stored_form=True),
     ]
 
 
 def test_named_and_sparse_vectors_replay_snapshot_and_verify(settings: Settings, tmp_path: Path) -> None:
     events = _named_events(np.random.default_rng(5))
+    assert normalize(STORED_ROW).tobytes() != STORED_ROW.tobytes()  # else stored_form would not be seen
     values = [encode(e) for e in events]
     for value, event in zip(values, events, strict=True):  # every field round-trips, bytes and all
         back = decode(value)
@@ -117,7 +128,7 @@ def test_named_and_sparse_vectors_replay_snapshot_and_verify(settings: Settings,
     with running_projector(settings) as proj:
         proj.wait_for(last.partition, last.offset, 30)
         coll = proj.state.get("h")
-        assert proj.stats.dead_letters == 2  # the update of a missing point, the unknown vector name
+        assert proj.stats.dead_letters == 3  # the update of a missing point, the unknown vector name, 16
         label = coll.label_of
         assert not any(coll.has_vector(1, name) for name in ("text", "image", "s"))  # deleted
         assert coll.has_vector(2, "image") and coll.has_vector(2, "text") and not coll.has_vector(2, "s")
@@ -132,7 +143,9 @@ def test_named_and_sparse_vectors_replay_snapshot_and_verify(settings: Settings,
         assert coll.payload_of[label[10]] == {"cond": 2} and not coll.has_vector(10, "text")  # matched: replaced
         assert coll.payload_of[label[14]] == {"cond": 2}  # new: inserted whatever the filter
         assert coll.payload_of[label[11]] == {"k": 11} and coll.has_vector(11, "text")  # not matched: as it was
-        updated = events[-1]
+        assert coll.named["text"].vectors(np.array([label[15]]))[0].tobytes() == STORED_ROW[0].tobytes()
+        assert 16 not in label
+        updated = events[-3]
         assert isinstance(updated, ev.PointVectorsUpdated)
         assert coll.named["image"].vectors(np.array([label[11]]))[0].tolist() == updated.named[0].vectors[0].tolist()
         first = state_of(proj), catalog_of(proj)
