@@ -57,7 +57,7 @@ _POINTS_SCHEMA = fastavro.parse_schema({
     "type": "record", "name": "SnapshotPoint", "namespace": "vectorizer.collection_snapshot",
     "fields": [{"name": "id", "type": ["long", "string"]}, {"name": "payload", "type": ["null", "string"]}],
 })
-_NAME = re.compile(r"[A-Za-z0-9_.\-]+\.snapshot")
+_NAME = re.compile(r"[A-Za-z0-9_.:\-]+\.snapshot")  # collection names' characters (schemas.validation)
 
 
 class ArtefactInvalid(ConsumerError, ValueError):
@@ -188,11 +188,14 @@ def _write_tar(target: Path, members: list[tuple[str, bytes | Path]], record: di
         with open(tmp, "wb") as raw:
             with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 for member, data in members:
+                    info = tarfile.TarInfo(member)  # always a regular file (hard-linked ones included)
+                    info.mtime, info.mode = int(time.time()), 0o644
                     if isinstance(data, Path):
-                        tar.add(data, arcname=member, recursive=False)
+                        info.size = data.stat().st_size
+                        with open(data, "rb") as f:
+                            tar.addfile(info, f)
                     else:
-                        info = tarfile.TarInfo(member)
-                        info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
+                        info.size = len(data)
                         tar.addfile(info, io.BytesIO(data))
             raw.flush()
             os.fsync(raw.fileno())
