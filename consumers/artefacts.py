@@ -86,11 +86,15 @@ def full_root(data_dir: Path) -> Path:
     return data_dir / "full_snapshots"
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(source: Path | IO[bytes]) -> str:
+    """The SHA-256 (hex) of a file, or of a binary file object read from its start."""
+    if isinstance(source, Path):
+        with open(source, "rb") as f:
+            return sha256_of(f)
+    source.seek(0)
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
+    while chunk := source.read(1 << 22):
+        h.update(chunk)
     return h.hexdigest()
 
 

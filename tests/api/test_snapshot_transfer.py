@@ -137,6 +137,8 @@ def test_recovery_from_a_file_is_confined_to_the_snapshot_directories(server: Ru
     answer = server.http.put(f"/collections/{name}_copy/snapshots/recover",
                              json={"location": inside.as_uri(), "checksum": "ab" * 32})
     assert answer.status_code == 400 and "checksum mismatch" in answer.json()["status"]["error"]
+    # Into an existing collection of another dimension: replaced, checked against the snapshot's dimension.
+    client.create_collection(f"{name}_copy", vectors_config=models.VectorParams(size=5, distance=models.Distance.DOT))
     assert client.recover_snapshot(f"{name}_copy", inside.as_uri(), checksum=made.checksum) is True
     got = client.retrieve(f"{name}_copy", [1], with_vectors=True)
     assert got[0].payload == {"a": 1}

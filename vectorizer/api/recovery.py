@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlparse
 import httpx
 import numpy as np
 
-from consumers.artefacts import CollectionDump
+from consumers.artefacts import CollectionDump, sha256_of
 from producers.producer import WriteToken
 from vectorizer.api.errors import BadRequest, Forbidden
 from vectorizer.api.reader import Publisher
@@ -128,7 +128,7 @@ def located(location: str, api_key: str | None, allowed: list[Path], scratch: Pa
                             f"{str(allowed[0].resolve())!r}")
         if not resolved.is_file():
             raise BadRequest(f"location: {str(path)!r} is not a file")
-        yield resolved, _sha256(resolved)
+        yield resolved, sha256_of(resolved)
         return
     if url.scheme not in ("http", "https"):
         raise BadRequest(f"location: URL {location} with scheme {url.scheme or '(none)'!r} is not supported")
@@ -150,14 +150,6 @@ def located(location: str, api_key: str | None, allowed: list[Path], scratch: Pa
         yield target, digest.hexdigest()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def checked_checksum(value: object, field: str = "checksum") -> str | None:

@@ -15,7 +15,6 @@ deleted. Recovering a full snapshot is not offered: Qdrant does that only at sta
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 from typing import IO
@@ -32,7 +31,8 @@ from vectorizer.api.errors import BadRequest, NotFound, NotReady
 from vectorizer.api.parsing import Body
 
 router = APIRouter(tags=["snapshots"])
-Timeout = timeout_param("Seconds to wait for the snapshot to be written, or the recovery applied")
+Timeout = timeout_param("Seconds to wait for the snapshot to be written, or the recovery applied (default: "
+                        "as long as it takes) and each read of its download")
 Wait = Query(True, description="Answer once the projection applied the recovery (else once it is durable in Kafka)")
 _recording = threading.Lock()  # one read-modify-write of a snapshot's requested_for.json at a time
 
@@ -112,9 +112,6 @@ def delete_snapshot(request: Request, collection_name: str, snapshot_name: str,
             openapi_extra=json_body("Qdrant's SnapshotRecover: location, priority, checksum, api_key"))
 def recover_snapshot(request: Request, collection_name: str, wait: bool = Wait, timeout: float | None = Timeout,
                      b: Body = Depends(body), a: Api = Depends(api)) -> JSONResponse:
-    unknown = sorted(set(b) - {"location", "priority", "checksum", "api_key"})
-    if unknown:
-        raise BadRequest(f"{unknown[0]}: unknown field (expected location, priority, checksum, api_key)")
     if "location" not in b:
         raise BadRequest("location: required (a file:// path inside the snapshots directory, or an http(s) URL)")
     expected = recovery.checked_checksum(b.get("checksum"))
@@ -141,7 +138,7 @@ def upload_snapshot(request: Request, collection_name: str, snapshot: UploadFile
     recovery.checked_priority(priority)
     a.require_producer()
     if expected is not None:
-        got = _sha256_of(snapshot.file)
+        got = artefacts.sha256_of(snapshot.file)
         if got != expected:
             raise BadRequest(f"Checksum mismatch: expected {got}, actual {expected}")
     snapshot.file.seek(0)
@@ -158,21 +155,13 @@ def _recover(request: Request, a: Api, target: str, source: IO[bytes], wait: boo
     token = recovery.publish(producer, target, dump, a.projection.collection(target) is not None)
     if not wait:
         return JSONResponse({"status": "accepted", "time": 0.0}, status_code=202)
-    a.projection.wait_for(token.partition, token.offset, a.timeout(timeout))
+    a.projection.wait_for(token.partition, token.offset, timeout)  # None: as long as it takes, as Qdrant
     a.check_verdict(token)
     return ok(request, True)
 
 
 def _scratch(a: Api) -> Path:
     return a.settings.data_dir / "snapshot_downloads"
-
-
-def _sha256_of(file: IO[bytes]) -> str:
-    file.seek(0)
-    h = hashlib.sha256()
-    while chunk := file.read(1 << 22):
-        h.update(chunk)
-    return h.hexdigest()
 
 
 # Full-storage snapshots -----------------------------------------------------------------
