@@ -17,6 +17,7 @@ from qdrant_client import QdrantClient, models
 
 from consumers import artefacts
 from tests.api.conftest import Running, serving, unique
+from tests.helpers import wait_until
 
 
 def _client(server: Running) -> QdrantClient:
@@ -43,7 +44,8 @@ def _fill(client: QdrantClient, name: str) -> None:
         if i % 2:
             vector["text"] = models.SparseVector(indices=[i, i + 7], values=[0.5, float(i)])
         points.append(models.PointStruct(id=i if i % 4 else str(uuid.UUID(int=i + 1)), vector=vector,
-                                         payload={"kind": "ab"[i % 2], "n": i, "nested": {"x": [i, None]}}
+                                         payload={"kind": "ab"[i % 2], "n": i, "nested": {"x": [i, None]},
+                                                  "pad": "p" * 3000}
                                          if i != 5 else None))
     client.upsert(name, points, wait=True)
     client.update_collection(name, hnsw_config=models.HnswConfigDiff(ef_construct=80))
@@ -93,7 +95,7 @@ def test_a_snapshot_moves_a_collection_to_another_server_through_its_log(
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         assert tar.getnames()[0] == "manifest.json"
 
-    fresh = make_server()
+    fresh = make_server(max_message_bytes=128 * 1024)  # its topic's limit: the points take several events
     target = unique("moved")  # the name in the URL is the target, as Qdrant
     refused = fresh.http.post(f"/collections/{target}/snapshots/upload", params={"checksum": "0" * 64},
                               files={"snapshot": (made.name, data)})
@@ -105,9 +107,13 @@ def test_a_snapshot_moves_a_collection_to_another_server_through_its_log(
     damaged = _tar_with_changed_member(data)
     bad = fresh.http.post(f"/collections/{target}/snapshots/upload", files={"snapshot": ("x.snapshot", damaged)})
     assert bad.status_code == 400 and "points.avro: SHA-256 mismatch" in bad.json()["status"]["error"], bad.text
+    stats = fresh.replica.projector.stats
+    events, units = stats.events_applied, stats.units_applied
     uploaded = fresh.http.post(f"/collections/{target}/snapshots/upload", params={"checksum": made.checksum},
                                files={"snapshot": (made.name, data)})
     assert uploaded.status_code == 200 and uploaded.json()["result"] is True, uploaded.text
+    # create, update (the settings by level), 2 payload indexes, 2+ upserts: applied as one unit
+    assert stats.events_applied - events >= 6 and stats.units_applied - units == 1
     _same(source, name, _client(fresh), target)
 
     # The log is the truth: a server with an empty data dir on the same topic rebuilds the collection.
@@ -145,6 +151,12 @@ def test_recovery_from_a_file_is_confined_to_the_snapshot_directories(server: Ru
     assert np.asarray(got[0].vector, np.float32).tobytes() == np.asarray([0.1, 0.2], np.float32).tobytes()
     before, after = client.get_collection(name).config, client.get_collection(f"{name}_copy").config
     assert (after.params, after.hnsw_config) == (before.params, before.hnsw_config)  # the settings by level too
+
+    accepted = server.http.put(f"/collections/{name}_async/snapshots/recover", params={"wait": "false"},
+                               json={"location": inside.as_uri(), "priority": "snapshot"})
+    assert accepted.status_code == 202 and accepted.json()["status"] == "accepted", accepted.text  # durable in Kafka
+    wait_until(lambda: client.collection_exists(f"{name}_async") and client.count(f"{name}_async").count == 1, 30,
+               message="the recovery applied")
 
     assert client.delete_snapshot(name, made.name) is True
     assert client.list_snapshots(name) == [] and not inside.exists()
