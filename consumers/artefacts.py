@@ -114,17 +114,20 @@ def _stamp(now: float) -> str:
 def write_collection(snapshot: Path, name: str, created_offset: int, directory: Path) -> Path:
     """Cut the collection ``name`` (created at ``created_offset``) out of the projection snapshot
     at ``snapshot`` into ``directory/{name}-{snapshot id}-{date}.snapshot``; return its path,
-    durable when this returns. Raises :class:`~consumers.errors.SnapshotCorrupt` or ``KeyError``
-    (see :func:`consumers.snapshots.load_collection`), ``OSError`` if the snapshot was pruned meanwhile."""
-    coll, source = snapshots.load_collection(snapshot, name, created_offset)
+    durable when this returns (callers serialise calls on one directory). Raises
+    :class:`~consumers.errors.SnapshotCorrupt` or ``KeyError`` (see
+    :func:`consumers.snapshots.load_collection`), ``OSError`` if the snapshot was pruned meanwhile."""
     now = time.time()
+    target = directory / f"{name}-{snapshot.name}-{_stamp(now)}{SUFFIX}"  # the folder's name is the snapshot id
+    if target.exists():  # cut from the same projection snapshot within this second: the same points
+        return target
+    coll, source = snapshots.load_collection(snapshot, name, created_offset)
     members, dense, sparse = _members(coll)
     manifest = {"format": FORMAT, "version": VERSION, "collection": name, "config": coll.config.as_dict(),
                 "payload_indexes": coll.config.payload_schema(), "created_offset": created_offset,
                 "offsets": source["offsets"], "log": source.get("log"), "snapshot_id": source["snapshot_id"],
                 "created_at": now, "count": len(coll), "dense": dense, "sparse": sparse,
                 "members": {member: hashlib.sha256(data).hexdigest() for member, data in members.items()}}
-    target = directory / f"{name}-{source['snapshot_id']}-{_stamp(now)}{SUFFIX}"
     return _write_tar(target, [("manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode()),
                                *members.items()], {"collection": name, "created_offset": created_offset,
                                                    "created_at": now})
@@ -171,7 +174,8 @@ def _npy(array: np.ndarray) -> bytes:
 
 def write_full(snapshot: Path, directory: Path) -> Path:
     """The projection snapshot folder ``snapshot`` as one tar, ``directory/full-snapshot-{date}.snapshot``
-    (Qdrant's name; ``-2``, ``-3``... when one of that second exists); durable when this returns."""
+    (Qdrant's name; ``-2``, ``-3``... when one of that second exists); durable when this returns
+    (callers serialise calls on one directory)."""
     manifest = snapshots.read_manifest(snapshot)
     now = time.time()
     target = directory / f"full-snapshot-{_stamp(now)}{SUFFIX}"

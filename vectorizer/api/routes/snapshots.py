@@ -34,7 +34,7 @@ router = APIRouter(tags=["snapshots"])
 Timeout = timeout_param("Seconds to wait for the snapshot to be written, or the recovery applied (default: "
                         "as long as it takes) and each read of its download")
 Wait = Query(True, description="Answer once the projection applied the recovery (else once it is durable in Kafka)")
-_recording = threading.Lock()  # one read-modify-write of a snapshot's requested_for.json at a time
+_writing = threading.Lock()  # one requested_for.json update, one snapshot file written at a time
 
 
 def _written(a: Api, timeout: float | None) -> Path:
@@ -69,10 +69,10 @@ def create_snapshot(request: Request, collection_name: str, timeout: float | Non
     coll = a.collection(collection_name)
     path = _written(a, timeout)
     try:
-        with _recording:
+        with _writing:
             snapshots.record_request(path, coll.config.name, coll.created_offset)
-        made = artefacts.write_collection(path, coll.config.name, coll.created_offset,
-                                          _collection_dir(a, coll.config.name))
+            made = artefacts.write_collection(path, coll.config.name, coll.created_offset,
+                                              _collection_dir(a, coll.config.name))
     except (FileNotFoundError, SnapshotCorrupt):  # pruned by newer ones in the meantime
         raise _pruned(path.name) from None
     except KeyError:  # deleted (and maybe created again) before the snapshot was written
@@ -170,7 +170,8 @@ def create_full_snapshot(request: Request, timeout: float | None = Timeout, a: A
     a.require_ready()
     path = _written(a, timeout)
     try:
-        made = artefacts.write_full(path, artefacts.full_root(a.settings.data_dir))
+        with _writing:
+            made = artefacts.write_full(path, artefacts.full_root(a.settings.data_dir))
     except (FileNotFoundError, SnapshotCorrupt):
         raise _pruned(path.name) from None
     except OSError as exc:
