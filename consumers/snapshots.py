@@ -427,14 +427,17 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def verify(path: Path) -> list[str]:
-    """Every problem with the snapshot at ``path``, each naming the file; empty when sound."""
+def verify(path: Path, only: str = "") -> list[str]:
+    """Every problem with the snapshot at ``path``, each naming the file; empty when sound
+    (``only``: the files whose names start with it, and the manifest)."""
     try:
         manifest = read_manifest(path)
     except SnapshotCorrupt as exc:
         return [str(exc)]
     problems = []
     for name, expected in manifest["files"].items():
+        if not name.startswith(only):
+            continue
         file = path / name
         if not file.exists():
             problems.append(f"{path.name}/{name}: missing")
@@ -454,32 +457,54 @@ def load(path: Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> LoadedSnapsh
     manifest = read_manifest(path)
     state = ProjectionState(segment_bytes)
     for entry in manifest["collections"]:
-        config = CollectionConfig(**entry["config"])
-        size = entry.get("segment_size") or segment_size_for(config.dimension, segment_bytes)
-        coll = Collection(config, entry["created_offset"], segment_size=size)
-        if "segments" in entry:
-            for seg_entry in entry["segments"]:
-                _load_segment(path, manifest, coll, seg_entry)
-        else:  # formats 1 and 2: one graph for all labels, then segments of the configured size
-            _load_segment(path, manifest, coll, {**entry, "lo": 0, "hi": max(entry["next_label"], 1),
-                                                 "graphs": {"": {"file": entry["index_file"],
-                                                                 "capacity": entry["capacity"]}}}, legacy=True)
-        coll.next_label = entry["next_label"]
-        coll.free_labels = list(entry["free_labels"])
-        if len(coll) != entry["count"]:
-            raise SnapshotCorrupt(f"{path.name}: collection {config.name!r} has {len(coll)} points, the manifest "
-                                  f"says {entry['count']}")
-        for seg_entry in entry.get("segments") or []:
-            _load_named_segment(path, manifest, coll, seg_entry)
-        for name, sparse_entry in (entry.get("sparse") or {}).items():
-            coll.sparse[name] = _load_sparse(path, manifest, coll, name, sparse_entry)
-        coll.index_payloads(_load_payload_indexes(path, manifest, config, entry.get("payload_indexes") or {}))
-        state.collections[config.name] = coll
+        coll = _load_collection(path, manifest, entry, segment_bytes)
+        state.collections[coll.name] = coll
     offsets = {int(p): int(o) for p, o in manifest["offsets"].items()}
     recorded = manifest.get("log")
     return LoadedSnapshot(manifest["snapshot_id"], path, offsets, state, float(manifest["created_at"]),
                           {"cluster_id": recorded.get("cluster_id"), "topic_id": recorded.get("topic_id")}
                           if isinstance(recorded, dict) else None)
+
+
+def load_collection(path: Path, name: str, created_offset: int) -> tuple[Collection, dict[str, Any]]:
+    """The collection ``name`` (the one created at ``created_offset``) of the snapshot at ``path``,
+    and the snapshot's manifest: only that collection's files are verified and read.
+    :class:`SnapshotCorrupt` names what failed; :class:`KeyError` when the snapshot lacks it."""
+    manifest = read_manifest(path)
+    found = [(i, entry) for i, entry in enumerate(manifest["collections"])
+             if entry["config"]["name"] == name and entry["created_offset"] == created_offset]
+    if not found:
+        raise KeyError(f"snapshot {path.name} holds no collection {name!r} created at offset {created_offset}")
+    i, entry = found[0]
+    prefix = f"c{i:04d}." if manifest["format"] == FORMAT else ""  # formats 1 and 2: verify every file
+    problems = verify(path, only=prefix)
+    if problems:
+        raise SnapshotCorrupt("; ".join(problems))
+    return _load_collection(path, manifest, entry, DEFAULT_SEGMENT_BYTES), manifest
+
+
+def _load_collection(path: Path, manifest: dict[str, Any], entry: dict[str, Any], segment_bytes: int) -> Collection:
+    config = CollectionConfig(**entry["config"])
+    size = entry.get("segment_size") or segment_size_for(config.dimension, segment_bytes)
+    coll = Collection(config, entry["created_offset"], segment_size=size)
+    if "segments" in entry:
+        for seg_entry in entry["segments"]:
+            _load_segment(path, manifest, coll, seg_entry)
+    else:  # formats 1 and 2: one graph for all labels, then segments of the configured size
+        _load_segment(path, manifest, coll, {**entry, "lo": 0, "hi": max(entry["next_label"], 1),
+                                             "graphs": {"": {"file": entry["index_file"],
+                                                             "capacity": entry["capacity"]}}}, legacy=True)
+    coll.next_label = entry["next_label"]
+    coll.free_labels = list(entry["free_labels"])
+    if len(coll) != entry["count"]:
+        raise SnapshotCorrupt(f"{path.name}: collection {config.name!r} has {len(coll)} points, the manifest "
+                              f"says {entry['count']}")
+    for seg_entry in entry.get("segments") or []:
+        _load_named_segment(path, manifest, coll, seg_entry)
+    for name, sparse_entry in (entry.get("sparse") or {}).items():
+        coll.sparse[name] = _load_sparse(path, manifest, coll, name, sparse_entry)
+    coll.index_payloads(_load_payload_indexes(path, manifest, config, entry.get("payload_indexes") or {}))
+    return coll
 
 
 def _load_payload_indexes(path: Path, manifest: dict[str, Any], config: CollectionConfig,

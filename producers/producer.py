@@ -194,6 +194,8 @@ class VectorProducer:
                                      *named)
         token = self._publish([event])
         self._known_dims[name] = dimension
+        if getattr(self._in_txn, "active", False):  # the dimension later calls of this transaction check against
+            self._in_txn.created[name] = dimension
         return self._settle(token, wait, timeout)
 
     def update_collection(self, name: str, settings: dict[str, Any], *, wait: bool = False,
@@ -370,6 +372,7 @@ class VectorProducer:
                 raise _publish_failed("starting a transaction failed", exc) from exc
             self._in_txn.active = True
             self._in_txn.frame = _Frame(uuid.uuid4().hex)
+            self._in_txn.created = {}
             try:
                 yield self
                 self._end_frame(kafka, self._in_txn.frame)
@@ -453,7 +456,11 @@ class VectorProducer:
 
     # Plumbing ----------------------------------------------------------------------
     def dimension_of(self, collection: str) -> int | None:
-        """The collection's dimension if known (from the lookup or this producer's creates)."""
+        """The collection's dimension if known: as created in the open transaction, else from the
+        lookup (the projection: it has not seen that creation yet) or this producer's creates."""
+        created = getattr(self._in_txn, "created", {}) if getattr(self._in_txn, "active", False) else {}
+        if collection in created:
+            return int(created[collection])
         if self._dimensions is not None:
             dim = self._dimensions(collection)
             if dim is not None:

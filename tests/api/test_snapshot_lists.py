@@ -39,21 +39,23 @@ def test_a_collection_lists_only_its_own_snapshots(server: Running) -> None:
 
 
 def test_snapshots_without_a_record_are_listed_nowhere_and_still_load(server: Running) -> None:
+    """Projection snapshots (periodic ones, or the one a collection snapshot was cut from) are
+    never listed as a collection's: it lists its own files (as Qdrant)."""
     client = _client(server)
     name = unique("snap_old")
     client.create_collection(name, vectors_config=models.VectorParams(size=2, distance=models.Distance.DOT))
     client.upsert(name, [models.PointStruct(id=7, vector=[0.25, 1.0], payload={"k": "v"})], wait=True)
     made = client.create_snapshot(name, wait=True)
     assert made is not None
-    path = server.settings.snapshot_dir / made.name
-    old = path.with_name(f"{made.name}-copy")  # a folder as older versions wrote it: no requested_for.json
+    path = snapshots.list_snapshots(server.settings.snapshot_dir)[0]  # the one it was cut from
+    old = path.with_name(f"{path.name}-copy")  # a folder as older versions wrote it: no requested_for.json
     shutil.copytree(path, old)
     try:
         (old / snapshots.REQUESTED_FOR).unlink()
         assert snapshots.verify(old) == [] and snapshots.verify(path) == []
         assert snapshots.load(old).state.collections[name].payload_of == \
             snapshots.load(path).state.collections[name].payload_of
-        assert f"{made.name}-copy" not in [s.name for s in client.list_snapshots(name)]
+        assert [s.name for s in client.list_snapshots(name)] == [made.name]
     finally:
         shutil.rmtree(old)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import tarfile
+
 from qdrant_client import QdrantClient, models
 
-from consumers import snapshots
+from consumers import artefacts, snapshots
 from tests.api.conftest import Running, unique
 
 
@@ -16,14 +19,20 @@ def test_snapshot_over_http_is_written_verified_and_listed(server: Running) -> N
                   wait=True)
     before = {p.name for p in snapshots.list_snapshots(server.settings.snapshot_dir)}
     created = client.create_snapshot(name, wait=True)
-    assert created is not None and created.name not in before
-    path = server.settings.snapshot_dir / created.name
-    assert snapshots.verify(path) == []
+    assert created is not None
+    # The answer describes the collection's own file, as Qdrant's: its size and SHA-256.
+    file = artefacts.collections_root(server.settings.data_dir) / name / created.name
+    assert created.size == file.stat().st_size and created.checksum == artefacts.sha256_of(file)
+    # It was cut from a projection snapshot written for the request, verified, holding the collection.
+    with tarfile.open(file) as tar:
+        member = tar.extractfile("manifest.json")
+        assert member is not None
+        cut = json.loads(member.read())
+    path = server.settings.snapshot_dir / cut["snapshot_id"]
+    assert path.name not in before and snapshots.verify(path) == []
     manifest = snapshots.read_manifest(path)
     assert any(c["config"]["name"] == name and c["count"] == 20 for c in manifest["collections"])
-    # The snapshot's own files (the side record of who requested it is not part of it).
-    assert created.size == sum((path / f).stat().st_size for f in ("manifest.json", *manifest["files"]))
-    assert created.size == sum(f.stat().st_size for f in path.iterdir() if f.name != snapshots.REQUESTED_FOR)
+    assert cut["offsets"] == manifest["offsets"] and cut["count"] == 20
     listed = client.list_snapshots(name)
     assert created.name in [s.name for s in listed]
     assert server.http.post("/collections/nope_missing/snapshots").status_code == 404

@@ -47,6 +47,10 @@ class Forbidden(ApiError, PermissionError):
     """The key is valid but does not allow this operation (a write with the read-only key)."""
 
 
+class NotFound(ApiError, LookupError):
+    """What the request names does not exist (a snapshot); the message is Qdrant's ``Not found: ...``."""
+
+
 class PayloadTooLarge(ApiError, ValueError):
     """The request body exceeds ``Settings.max_body_bytes``."""
 
@@ -65,6 +69,7 @@ STATUS: dict[type[BaseException], int] = {
     Forbidden: 403,
     CollectionNotFound: 404,
     PointNotFound: 404,
+    NotFound: 404,
     CollectionExists: 409,
     WriteRejected: 400,  # its own ``status`` (404, 409, 403, 400) wins: see status_for
     PayloadTooLarge: 413,

@@ -16,7 +16,8 @@ from vectorizer.api.errors import Forbidden, response_for
 from vectorizer.api.reader import ProjectionReader
 
 _COLLECTION = re.compile(r"^/collections/([^/]+)(/.*)?$")
-_NOT_WRITES = re.compile(r"^/snapshots/?$")  # writing a snapshot changes no data
+_NOT_WRITES = re.compile(r"^/snapshots(/(?!recover/?$|upload/?$)[^/]+)?/?$")  # writing or deleting a snapshot
+# changes no data (recovering one does)
 
 
 class ReadOnlyCollections:
