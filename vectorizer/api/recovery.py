@@ -6,12 +6,11 @@ creation with the snapshot's config (every named and sparse vector, HNSW and qua
 settings, the settings as set by level when the source was updated), its payload indexes, and
 its points (ids, every vector, payloads) as upserts the producer splits within
 ``max_message_bytes``. Readers see all of it or none; a replay from offset 0 rebuilds the
-recovered collection like any other. Nothing is added to the event schemas.
+recovered collection like any other.
 
-Vectors travel as stored: float32 exact for dot, euclid and manhattan. Cosine rows are stored
-normalised and the projection normalises what it applies, so a recovered cosine row is the
-normalisation of a unit row: equal within float32 rounding (a relative 1e-7), not always
-bit for bit.
+Vectors travel as stored, in upserts marked ``stored_form`` (VectorsUpserted v3): cosine rows,
+stored normalised, are kept as they are instead of being normalised again, so every vector of
+every metric comes back bit for bit.
 """
 
 from __future__ import annotations
@@ -58,7 +57,7 @@ def publish(producer: Publisher, target: str, dump: CollectionDump, exists: bool
             unnamed, lacking = _unnamed(dump)
             tokens.append(producer.upsert(target, ids, unnamed, list(dump.payloads),
                                           named=[rows for rows in dump.dense if rows.name != ""],
-                                          sparse=list(dump.sparse)))
+                                          sparse=list(dump.sparse), stored_form=True))
             if lacking:  # points whose unnamed vector was deleted: an upsert must carry one, so drop it after
                 tokens.append(producer.delete_vectors(target, [ids[i] for i in lacking], [""]))
     return WriteToken.joined(tokens)
