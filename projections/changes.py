@@ -33,8 +33,8 @@ class DropCollection:
 
 @dataclass(frozen=True, slots=True)
 class PutAliases:
-    """Every alias now, ``(alias, collection)`` sorted (after an ``AliasesChanged``): the catalog's
-    aliases are replaced by these. A dropped collection's aliases go with its row (``DropCollection``)."""
+    """Every alias now, ``(alias, collection)`` sorted (after an ``AliasesChanged``, or a
+    ``CollectionDeleted`` whose collection had aliases): the catalog's aliases are replaced by these."""
 
     aliases: tuple[tuple[str, str], ...]
 

@@ -171,9 +171,11 @@ class ProjectionState:
         with coll.lock.write():
             self._replace(event.collection, None)
         aliases = self._working_aliases()
-        if event.collection in aliases.values():  # its aliases go with it (the catalog's with its row)
-            self._replace_aliases({a: c for a, c in aliases.items() if c != event.collection})
-        return [DropCollection(event.collection)]
+        if event.collection not in aliases.values():
+            return [DropCollection(event.collection)]
+        kept = {a: c for a, c in aliases.items() if c != event.collection}  # its aliases go with it
+        self._replace_aliases(kept)
+        return [DropCollection(event.collection), PutAliases(tuple(sorted(kept.items())))]
 
     @apply.register
     def _(self, event: ev.AliasesChanged, offset: int) -> list[Change]:

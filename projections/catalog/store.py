@@ -165,7 +165,6 @@ class Catalog:
         elif isinstance(change, DropCollection):
             conn.execute(points.delete().where(points.c.collection == change.name))
             conn.execute(collections.delete().where(collections.c.name == change.name))
-            conn.execute(aliases.delete().where(aliases.c.collection_name == change.name))
         elif isinstance(change, PutAliases):
             conn.execute(aliases.delete())
             if change.aliases:
@@ -183,9 +182,15 @@ class Catalog:
             return [dict(r) for r in conn.execute(sa.select(collections).order_by(collections.c.name)).mappings()]
 
     def alias_rows(self) -> dict[str, str]:
-        """Every alias, alias name -> collection name."""
-        with self.engine.connect() as conn:
-            return {a: c for a, c in conn.execute(sa.select(aliases.c.alias_name, aliases.c.collection_name))}
+        """Every alias, alias name -> collection name (none in a catalog older than the table, opened
+        without migrating)."""
+        try:
+            with self.engine.connect() as conn:
+                return {a: c for a, c in conn.execute(sa.select(aliases.c.alias_name, aliases.c.collection_name))}
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+            if not sa.inspect(self.engine).has_table(aliases.name):
+                return {}
+            raise CatalogUnavailable(f"catalog {self.safe_url}: {getattr(exc, 'orig', exc)}") from exc
 
     def point_rows(self, collection: str) -> Iterable[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -329,6 +334,11 @@ class Catalog:
                 event, offset = created
                 self._write(conn, PutCollection(event, offset))
                 self._write(conn, PutPoints(name, tuple(rows)))
+
+    def replace_aliases(self, mapping: dict[str, str]) -> None:
+        """Rewrite every alias row (repair), in one transaction."""
+        with self.engine.begin() as conn:
+            self._write(conn, PutAliases(tuple(sorted(mapping.items()))))
 
     def import_rows(self, collection_rows: Sequence[dict[str, Any]], point_rows: Sequence[dict[str, Any]],
                     positions: dict[int, int], rejection_rows: Sequence[dict[str, Any]] = (),
