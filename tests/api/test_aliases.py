@@ -16,7 +16,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as m
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from consumers import integrity
+from consumers import backup, integrity, snapshots
 from infra.settings import Settings
 from producers.errors import WriteRejected
 from projections.catalog.store import Catalog
@@ -146,6 +146,19 @@ def test_mistakes_qdrant_refuses_are_refused_whole(server: Running, clients: tup
     assert _aliases(ours, a) == [(x, a)]
 
 
+def test_a_write_through_an_alias_of_a_workspace_collection_is_refused(server: Running) -> None:
+    """The read-only rule applies to the collection the alias names."""
+    name, alias = unique("alias_ws"), unique("ws")
+    api = server.replica.app.state.api
+    api.await_tokens([api.producer.create_collection(name, 4, kind="workspace")], 30)
+    r = server.http.post("/collections/aliases", json={"actions": [{"create_alias": {"collection_name": name,
+                                                                                     "alias_name": alias}}]})
+    assert r.status_code == 200 and r.json()["result"] is True, r.text
+    r = server.http.put(f"/collections/{alias}/points", json={"points": [{"id": 1, "vector": VECTORS[0]}]})
+    assert r.status_code == 403 and name in r.json()["status"]["error"], r.text
+    assert server.http.get(f"/collections/{alias}").json()["result"]["points_count"] == 0
+
+
 def test_the_projection_rejects_what_became_invalid(server: Running) -> None:
     """A set checked against an older state (here: not checked at all) is the projection's to refuse:
     the verdict has Qdrant's status, and nothing of the set applied."""
@@ -185,11 +198,17 @@ def test_aliases_survive_a_restart_from_a_snapshot_and_a_rebuild_from_the_log(ka
         assert client.count(z, exact=True).count == 2
     report = integrity.verify(settings)
     assert report.ok, report.problems
-    catalog = Catalog.of(settings, create=False)
-    try:
-        assert catalog.alias_rows() == dict(want)
-    finally:
-        catalog.close()
+    restored = settings.replace(data_dir=tmp_path / "restored")
+    backup.backup(settings, tmp_path / "backup")
+    backup.restore(restored, tmp_path / "backup")
+    for where in (settings, restored):  # the catalog's rows, and the backup's snapshot
+        catalog = Catalog.of(where, create=False)
+        try:
+            assert catalog.alias_rows() == dict(want)
+        finally:
+            catalog.close()
+    loaded = snapshots.load_newest(restored.snapshot_dir)
+    assert loaded is not None and loaded.state.aliases == dict(want)
     rebuilt = settings.replace(data_dir=tmp_path / "rebuilt")  # no snapshot, no catalog: the whole log
     with serving(rebuilt) as fresh:
         client = QdrantClient(url=fresh.url, prefer_grpc=False, timeout=60, check_compatibility=False)
