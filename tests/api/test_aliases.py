@@ -86,6 +86,8 @@ def test_aliases_read_write_rename_and_go_with_their_collection(server: Running,
     assert _both(clients, lambda c: c.count(y, exact=True).count) == 3
     _both(clients, lambda c: [(p.id, p.score) for p in c.query_points(x, query=VECTORS[0], limit=3).points])
     _both(clients, lambda c: [p.id for p in c.retrieve(y, ids=[1, 3, 4])])
+    assert _both(clients, lambda c: [(p.id, p.score) for p in c.query_points(  # a body's name resolves too
+        b, query=1, lookup_from=m.LookupLocation(collection=y), limit=2).points]) == [(1, 1.0), (2, 0.0)]
     assert _both(clients, lambda c: c.get_collection(x).points_count) == 3
     assert _both(clients, lambda c: c.collection_exists(x))
     coll = server.replica.projector.state.get(a)
