@@ -57,7 +57,8 @@ REFUSED: list[dict[str, str]] = [
 READS = {("GET", path) for path in ("/", "/health", "/ready", "/metrics", "/collections",
                                     "/collections/{collection_name}", "/collections/{collection_name}/exists",
                                     "/collections/{collection_name}/points/{point_id}",
-                                    "/collections/{collection_name}/snapshots")} | {
+                                    "/collections/{collection_name}/snapshots", "/aliases",
+                                    "/collections/{collection_name}/aliases")} | {
     ("POST", f"/collections/{{collection_name}}/points{tail}")
     for tail in ("", "/scroll", "/count", "/query", "/query/batch", "/query/groups", "/search", "/search/batch",
                  "/search/groups")} | {
@@ -85,6 +86,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/collections/{collection_name}/search/text"): {"query": "hello"},
     ("POST", "/collections/{collection_name}/facet"): {"key": "a"},
     ("PUT", "/collections/{collection_name}/index"): {"field_name": "w", "field_schema": "keyword"},
+    ("POST", "/collections/aliases"): {"actions": [{"delete_alias": {"alias_name": "no_such_alias"}}]},
 }
 #: Reads the read-only key passes, answered 400 because of the collection (it has no text embedder,
 #: no index on the faceted field).
