@@ -238,7 +238,7 @@ class VectorProducer:
             if action.new_alias is not None:
                 check.alias_name(action.new_alias, f"{where}.new_alias_name")
         key = collection or next((a.collection for a in actions if a.collection is not None), "")
-        event = ev.AliasesChanged(self._meta(key or ""), tuple(actions))
+        event = ev.AliasesChanged(self._meta(key), tuple(actions))
         return self._settle(self._publish([event]), wait, timeout)
 
     def upsert(self, collection: str, ids: Sequence[object], vectors: Any,

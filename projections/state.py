@@ -57,11 +57,6 @@ class ProjectionState:
     def get(self, name: str) -> Collection | None:
         return self.collections.get(name)
 
-    def resolve(self, name: str) -> str:
-        """The collection ``name`` stands for: the one an alias of that name names, else ``name`` itself
-        (an alias never shares a collection's name: both are refused)."""
-        return self.aliases.get(name, name)
-
     @contextlib.contextmanager
     def unit(self, names: Iterable[str]) -> Iterator[None]:
         """Apply several events as one step for readers: hold the write locks of the existing

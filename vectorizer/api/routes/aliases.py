@@ -40,9 +40,7 @@ def update_aliases(request: Request, timeout: float | None = Timeout, b: dict[st
         changed_aliases(aliases, a.projection.collections(), actions)
     except Rejected as exc:
         raise {404: CollectionNotFound, 409: CollectionExists}.get(exc.status, BadRequest)(str(exc)) from None
-    key = next((act.collection or aliases.get(act.alias) for act in actions
-                if act.collection or act.alias in aliases), None)
-    token = producer.change_aliases(actions, collection=key)
+    token = producer.change_aliases(actions, collection=_concerned(actions, aliases))
     a.await_tokens([token], a.timeout(timeout))
     a.check_verdict(token)
     return ok(request, True, write_token=str(a.tagged(token)))
@@ -59,6 +57,15 @@ def collection_aliases(request: Request, collection_name: str, a: Api = Depends(
     """As Qdrant: the aliases naming ``collection_name`` (none for a missing collection or an alias: no 404)."""
     a.require_ready()
     return ok(request, _described((alias, c) for alias, c in a.projection.aliases().items() if c == collection_name))
+
+
+def _concerned(actions: list[ev.AliasAction], aliases: dict[str, str]) -> str | None:
+    """The first collection the actions concern: a create's, or the one a deleted or renamed alias names."""
+    for action in actions:
+        target = action.collection or aliases.get(action.alias)
+        if target:
+            return target
+    return None
 
 
 def _described(pairs: Any) -> dict[str, Any]:
