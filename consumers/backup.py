@@ -27,7 +27,7 @@ from infra.kafka.topics import partition_for
 from infra.settings import Settings
 from projections.catalog.store import Catalog, CatalogCut
 
-BACKUP_FORMAT = 2  # 2: catalog.jsonl also holds the projection's rejections (format 1 backups restore as before)
+BACKUP_FORMAT = 3  # 3: catalog.jsonl also holds the aliases; 2: the projection's rejections (1 and 2 restore as before)
 
 
 def backup(settings: Settings, out: Path) -> dict[str, Any]:
@@ -67,6 +67,8 @@ def backup(settings: Settings, out: Path) -> dict[str, Any]:
             f.write(json.dumps({"table": "points", **row}) + "\n")
         for row in cut.rejections:
             f.write(json.dumps({"table": "rejections", **row}) + "\n")
+        for row in cut.aliases:
+            f.write(json.dumps({"table": "aliases", **row}) + "\n")
         for partition, offset in sorted(cut.verdicts_from.items()):
             f.write(json.dumps({"table": "verdicts_from", "partition_id": partition, "from_offset": offset}) + "\n")
     files = {str(p.relative_to(out)): snapshots.file_checksum(p) for p in sorted(out.rglob("*")) if p.is_file()}
@@ -142,14 +144,16 @@ def restore(settings: Settings, source: Path) -> dict[str, Any]:
                               f"{'; '.join(trouble)}. A backup restores onto the log it was taken from; to build "
                               "this data directory from the log as it is, use `vectorizer replay --from-beginning`")
     catalog = Catalog.of(settings, create=True)
-    tables: dict[str, list[dict[str, Any]]] = {"collections": [], "points": [], "rejections": [], "verdicts_from": []}
+    tables: dict[str, list[dict[str, Any]]] = {"collections": [], "points": [], "rejections": [], "verdicts_from": [],
+                                               "aliases": []}
     for line in (source / "catalog.jsonl").read_text().splitlines():
         row = json.loads(line)
         tables[row.pop("table")].append(row)
     marks = ({int(r["partition_id"]): int(r["from_offset"]) for r in tables["verdicts_from"]}
              if tables["verdicts_from"] else None)  # a format-1 backup: verdicts known from its offsets on
     identity = None if recorded is None else (recorded.cluster_id, recorded.topic_id)
-    catalog.import_rows(tables["collections"], tables["points"], offsets, tables["rejections"], marks, identity)
+    catalog.import_rows(tables["collections"], tables["points"], offsets, tables["rejections"], marks, identity,
+                        tables["aliases"])
     settings.snapshot_dir.mkdir(parents=True, exist_ok=True)
     target = settings.snapshot_dir / manifest["snapshot_id"]
     shutil.rmtree(target, ignore_errors=True)

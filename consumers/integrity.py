@@ -172,6 +172,8 @@ def _verify(settings: Settings, catalog: Catalog, position: dict[int, int], expe
         report.problems += problems
         if recall is not None:
             report.checked["recall"][coll_name] = recall
+    if name is None:
+        report.problems += _check_aliases(catalog, expected.state.aliases, served.aliases)
     report.checked["collections"] = [n for n in names if name is None or n == name]
     report.checked["points"] = sum(len(expected.mirror.points.get(n, {})) for n in report.checked["collections"])
     if against is not None:
@@ -188,6 +190,22 @@ def _verify(settings: Settings, catalog: Catalog, position: dict[int, int], expe
             for coll_name in report.checked["collections"]:
                 report.problems += _compare_states(served.get(coll_name), theirs.get(coll_name), coll_name, against)
     return report
+
+
+_ALIASES = "aliases "
+
+
+def _check_aliases(catalog: Catalog, want: dict[str, str], served: dict[str, str]) -> list[Problem]:
+    """The catalog's and the served state's aliases against the log's."""
+    problems = []
+    rows = catalog.alias_rows()
+    if rows != want:
+        problems.append(Problem("catalog", None, f"{_ALIASES}{sorted(rows.items())}, the log says "
+                                                 f"{sorted(want.items())}"))
+    if served != want:
+        problems.append(Problem("index", None, f"{_ALIASES}{sorted(served.items())}, the log says "
+                                               f"{sorted(want.items())}"))
+    return problems
 
 
 def _row_of(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -367,6 +385,8 @@ def repair(settings: Settings, name: str | None = None) -> Report:
 def _mend(settings: Settings, catalog: Catalog, position: dict[int, int], expected: ReplayResult,
           before: Report) -> None:
     damaged = {p.collection for p in before.problems if p.kind == "catalog" and p.collection}
+    if any(p.kind == "catalog" and p.collection is None and p.detail.startswith(_ALIASES) for p in before.problems):
+        catalog.replace_aliases(expected.state.aliases)
     for coll_name in sorted(damaged):
         catalog.replace_collection(coll_name, expected.mirror.collections.get(coll_name),
                                    list(expected.mirror.points.get(coll_name, {}).values()))

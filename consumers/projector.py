@@ -750,6 +750,10 @@ class Projector:
         """Every collection by name, as one published state."""
         return dict(self.state.collections)
 
+    def aliases(self) -> dict[str, str]:
+        """Every collection alias, alias -> collection name, as one published state."""
+        return dict(self.state.aliases)
+
     def wait_for(self, partition: int, offset: int, timeout: float | None) -> None:
         """Block until ``partition:offset`` is applied (``timeout=None``: however long that takes).
 

@@ -6,7 +6,8 @@ segment's graph, hnswlib's own format), ``cNNNN.sJJJJ.ints.npy`` (label and id o
 integer-id points, an int64 column pair that loads in milliseconds) and
 ``cNNNN.sJJJJ.points.avro`` (label, id, payload of its points with a string id or a payload;
 an Avro container). No pickle anywhere. Formats 1 and 2 (one graph per collection) still load.
-The manifest holds the offsets the snapshot covers, the collections' configs, label
+The manifest holds the offsets the snapshot covers, the collections' aliases (``aliases``:
+alias -> collection; a snapshot without the field has none), the collections' configs, label
 allocators and segments (each segment's graphs keyed by vector name, ``""`` for the unnamed
 vector: named vectors add entries ``cNNNN.sJJJJ.vKKK.*`` with a ``labels_file`` of the labels
 holding them, not a format), sparse indexes as their columns (``cNNNN.pKKK.*.npy``: the
@@ -218,7 +219,7 @@ def _write_into(pending: Pending, state: ProjectionState, offsets: dict[int, int
                           "payload_indexes": indexes, **({"sparse": sparse} if sparse else {})})
     manifest: dict[str, Any] = {"format": FORMAT, "snapshot_id": snapshot_id, "created_at": time.time(),
                                 "topic": topic, "offsets": {str(p): o for p, o in sorted(offsets.items())},
-                                "collections": colls, "files": files}
+                                "collections": colls, "files": files, "aliases": dict(sorted(state.aliases.items()))}
     if log_identity is not None:
         manifest["log"] = dict(log_identity)
     return manifest
@@ -459,6 +460,7 @@ def load(path: Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> LoadedSnapsh
     for entry in manifest["collections"]:
         coll = _load_collection(path, manifest, entry, segment_bytes)
         state.collections[coll.name] = coll
+    state.aliases = _aliases(path, manifest, state)
     offsets = {int(p): int(o) for p, o in manifest["offsets"].items()}
     recorded = manifest.get("log")
     return LoadedSnapshot(manifest["snapshot_id"], path, offsets, state, float(manifest["created_at"]),
@@ -505,6 +507,15 @@ def _load_collection(path: Path, manifest: dict[str, Any], entry: dict[str, Any]
         coll.sparse[name] = _load_sparse(path, manifest, coll, name, sparse_entry)
     coll.index_payloads(_load_payload_indexes(path, manifest, config, entry.get("payload_indexes") or {}))
     return coll
+
+
+def _aliases(path: Path, manifest: dict[str, Any], state: ProjectionState) -> dict[str, str]:
+    """The manifest's ``aliases`` (alias -> collection; a snapshot older than the field has none)."""
+    found = manifest.get("aliases") or {}
+    if not isinstance(found, dict) or any(not isinstance(a, str) or c not in state.collections
+                                          for a, c in found.items()):
+        raise SnapshotCorrupt(f"{path.name}/manifest.json: aliases must name collections of the snapshot")
+    return dict(found)
 
 
 def _load_payload_indexes(path: Path, manifest: dict[str, Any], config: CollectionConfig,

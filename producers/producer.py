@@ -216,6 +216,34 @@ class VectorProducer:
         self._known_dims.pop(name, None)
         return self._settle(self._publish([ev.CollectionDeleted(self._meta(name))]), wait, timeout)
 
+    def change_aliases(self, actions: Sequence[ev.AliasAction], *, collection: str | None = None,
+                       wait: bool = False, timeout: float | None = None) -> WriteToken:
+        """Qdrant's ``POST /collections/aliases``: ``actions`` apply in order, all or none (the
+        projection rejects a set that cannot apply whole: an alias to a missing collection, an alias
+        named like a collection, a rename of a missing alias). ``collection``: the record's key, the
+        first collection the actions concern (default: the first ``create``'s), so that they are
+        ordered with that collection's events."""
+        self._refuse_wait_in_transaction(wait)
+        if not actions:
+            raise ValidationError("actions: at least one alias action is needed")
+        for i, action in enumerate(actions):
+            where = f"actions[{i}]"
+            if action.kind not in ("create", "delete", "rename"):
+                raise ValidationError(f"{where}: unknown alias action {action.kind!r}")
+            check.alias_name(action.alias, f"{where}.alias_name" if action.kind != "rename"
+                             else f"{where}.old_alias_name")
+            if (action.collection is not None) != (action.kind == "create"):
+                raise ValidationError(f"{where}: collection_name belongs to create_alias, and only to it")
+            if (action.new_alias is not None) != (action.kind == "rename"):
+                raise ValidationError(f"{where}: new_alias_name belongs to rename_alias, and only to it")
+            if action.collection is not None:
+                check.collection_name(action.collection)
+            if action.new_alias is not None:
+                check.alias_name(action.new_alias, f"{where}.new_alias_name")
+        key = collection or next((a.collection for a in actions if a.collection is not None), "")
+        event = ev.AliasesChanged(self._meta(key), tuple(actions))
+        return self._settle(self._publish([event]), wait, timeout)
+
     def upsert(self, collection: str, ids: Sequence[object], vectors: Any,
                payloads: Sequence[object] | None = None, *, named: Sequence[ev.NamedRows] = (),
                sparse: Sequence[ev.SparseRows] = (), update_mode: ev.UpdateMode = "upsert",

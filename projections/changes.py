@@ -32,6 +32,14 @@ class DropCollection:
 
 
 @dataclass(frozen=True, slots=True)
+class PutAliases:
+    """Every alias now, ``(alias, collection)`` sorted (after an ``AliasesChanged``, or a
+    ``CollectionDeleted`` whose collection had aliases): the catalog's aliases are replaced by these."""
+
+    aliases: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PointRow:
     key: str  # catalog key of the point id
     label: int
@@ -65,4 +73,4 @@ class Rejection:
     producer_id: str | None = None
 
 
-Change = PutCollection | ConfigureCollection | DropCollection | PutPoints | DeletePoints | Rejection
+Change = PutCollection | ConfigureCollection | DropCollection | PutAliases | PutPoints | DeletePoints | Rejection

@@ -13,7 +13,7 @@ import contextlib
 import copy
 import dataclasses
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from functools import singledispatchmethod
 from typing import Any, TypeVar
 
@@ -25,6 +25,7 @@ from projections.changes import (
     DeletePoints,
     DropCollection,
     PointRow,
+    PutAliases,
     PutCollection,
     PutPoints,
 )
@@ -40,18 +41,20 @@ from schemas.ids import PointId, catalog_key
 
 
 class ProjectionState:
-    """Collections by name, and the handlers that change them (the projector's thread only).
+    """Collections by name, their aliases, and the handlers that change them (the projector's thread only).
 
-    Readers see :attr:`collections` change only whole: a handler replaces the dict rather than
-    editing it, and inside :meth:`unit` the new dict is published once, at the end, while the
-    write locks of the collections the unit touches are held. So a reader sees a unit's
-    events all applied or none (see ``consumers.units``).
+    Readers see :attr:`collections` and :attr:`aliases` change only whole: a handler replaces a
+    dict rather than editing it, and inside :meth:`unit` the new dicts are published once, at the
+    end, while the write locks of the collections the unit touches are held. So a reader sees a
+    unit's events all applied or none (see ``consumers.units``).
     """
 
     def __init__(self, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
         self.segment_bytes = segment_bytes  # the size of a new collection's index segments (of vector data)
         self.collections: dict[str, Collection] = {}  # published: readers' view, replaced whole
         self._staged: dict[str, Collection] | None = None  # inside a unit: the handlers' view
+        self.aliases: dict[str, str] = {}  # alias -> collection name; published, replaced whole
+        self._staged_aliases: dict[str, str] | None = None
 
     def get(self, name: str) -> Collection | None:
         return self.collections.get(name)
@@ -66,11 +69,12 @@ class ProjectionState:
                 coll = self.collections.get(name)
                 if coll is not None:
                     held.enter_context(coll.lock.write())
-            self._staged = dict(self.collections)
+            self._staged, self._staged_aliases = dict(self.collections), dict(self.aliases)
             try:
                 yield
             finally:  # what was applied is published, even if the block failed half-way
                 self.collections, self._staged = self._staged, None
+                self.aliases, self._staged_aliases = self._staged_aliases, None
 
     def _working(self) -> dict[str, Collection]:
         return self.collections if self._staged is None else self._staged
@@ -84,6 +88,15 @@ class ProjectionState:
             target[name] = coll
         if self._staged is None:
             self.collections = target
+
+    def _working_aliases(self) -> dict[str, str]:
+        return self.aliases if self._staged_aliases is None else self._staged_aliases
+
+    def _replace_aliases(self, aliases: dict[str, str]) -> None:
+        if self._staged_aliases is None:
+            self.aliases = aliases
+        else:
+            self._staged_aliases = aliases
 
     def _existing(self, event: ev.Event) -> Collection:
         coll = self._working().get(event.collection)
@@ -102,6 +115,9 @@ class ProjectionState:
     def _(self, event: ev.CollectionCreated, offset: int) -> list[Change]:
         if event.collection in self._working():
             raise Rejected(f"collection {event.collection!r} already exists", 409)
+        if event.collection in self._working_aliases():
+            raise Rejected(f"Wrong input: Can't create collection with name {event.collection}. Alias with the same "
+                           "name already exists")
         named = event.vectors is not None or event.sparse_vectors is not None
         if not (0 if named else 1) <= event.dimension <= 65_536 or event.m < 2 or event.ef_construction < 1 \
                 or event.ef < 1:
@@ -151,7 +167,20 @@ class ProjectionState:
         coll = self._existing(event)
         with coll.lock.write():
             self._replace(event.collection, None)
-        return [DropCollection(event.collection)]
+        aliases = self._working_aliases()
+        if event.collection not in aliases.values():
+            return [DropCollection(event.collection)]
+        kept = {a: c for a, c in aliases.items() if c != event.collection}  # its aliases go with it
+        self._replace_aliases(kept)
+        return [DropCollection(event.collection), PutAliases(tuple(sorted(kept.items())))]
+
+    @apply.register
+    def _(self, event: ev.AliasesChanged, offset: int) -> list[Change]:
+        """Qdrant's alias actions, in order, all or none: the first that cannot apply rejects the
+        event before anything changed (Qdrant's status and message)."""
+        aliases = changed_aliases(self._working_aliases(), self._working(), event.actions)
+        self._replace_aliases(aliases)
+        return [PutAliases(tuple(sorted(aliases.items())))]
 
     @apply.register
     def _(self, event: ev.VectorsUpserted, offset: int) -> list[Change]:
@@ -329,6 +358,41 @@ class ProjectionState:
             text = canonical_json(coll.payload_of.get(label))
             rows.append(PointRow(catalog_key(pid), label, text, point_checksum(vector, text), offset))
         return [PutPoints(coll.name, tuple(rows))]
+
+
+def changed_aliases(aliases: Mapping[str, str], collections: Container[str],
+                    actions: Iterable[ev.AliasAction]) -> dict[str, str]:
+    """``aliases`` after Qdrant's alias ``actions``, in order (a new dict); the first that cannot
+    apply raises :class:`Rejected` with Qdrant's status and message, and nothing changed. Shared by
+    the projection and the API's check before publishing. As Qdrant: a create or rename replaces
+    an alias of the same name, deleting a missing alias is no error. As Qdrant's local mode (and
+    unlike its server, which lets a rename take a collection's name and shadow it): no alias takes
+    a collection's name."""
+    out = dict(aliases)
+    for action in actions:
+        try:
+            check.alias_name(action.alias)
+            if action.new_alias is not None:
+                check.alias_name(action.new_alias, "new_alias_name")
+        except ValidationError as exc:
+            raise Rejected(str(exc)) from None
+        if action.kind == "create":
+            if action.collection is None or action.collection not in collections:
+                raise Rejected(f"Not found: Collection `{action.collection}` doesn't exist!", 404)
+            if action.alias in collections:
+                raise Rejected(f"Wrong input: Collection `{action.alias}` already exists!", 409)
+            out[action.alias] = action.collection
+        elif action.kind == "delete":
+            out.pop(action.alias, None)
+        elif action.kind == "rename" and action.new_alias is not None:
+            if action.alias not in out:
+                raise Rejected(f"Not found: Alias {action.alias} does not exists!", 404)
+            if action.new_alias in collections:
+                raise Rejected(f"Wrong input: Collection `{action.new_alias}` already exists!", 409)
+            out[action.new_alias] = out.pop(action.alias)
+        else:
+            raise Rejected(f"alias action {action.kind!r}: not one of create, delete, rename (with new_alias_name)")
+    return out
 
 
 def _check_named(coll: Collection, named: tuple[ev.NamedRows, ...], sparse: tuple[ev.SparseRows, ...], *,

@@ -153,6 +153,11 @@ def _vectors_updated_in(meta: ev.EventMeta, b: dict[str, Any]) -> ev.PointVector
         tuple(_sparse_in(r, len(ids), f"sparse[{i}]") for i, r in enumerate(b["sparse"])), b.get("update_filter"))
 
 
+def _aliases_in(meta: ev.EventMeta, b: dict[str, Any]) -> ev.AliasesChanged:
+    return ev.AliasesChanged(meta, tuple(ev.AliasAction(a["kind"], a["alias_name"], a.get("collection_name"),
+                                                        a.get("new_alias_name")) for a in b["actions"]))
+
+
 _CODECS: dict[type[ev.Event], tuple[Callable[[Any], dict[str, Any]],
                                     Callable[[ev.EventMeta, dict[str, Any]], ev.Event]]] = {
     ev.CollectionCreated: (
@@ -198,6 +203,11 @@ _CODECS: dict[type[ev.Event], tuple[Callable[[Any], dict[str, Any]],
     ),
     ev.PointVectorsDeleted: (lambda e: {"ids": _ids_out(e.ids), "names": list(e.names)},
                              lambda m, b: ev.PointVectorsDeleted(m, _ids_in(b["ids"]), tuple(b["names"]))),
+    ev.AliasesChanged: (
+        lambda e: {"actions": [{"kind": a.kind, "alias_name": a.alias, "collection_name": a.collection,
+                                "new_alias_name": a.new_alias} for a in e.actions]},
+        _aliases_in,
+    ),
 }
 
 

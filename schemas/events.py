@@ -243,8 +243,31 @@ class PayloadIndexDropped(Event):
     field_name: str
 
 
+AliasActionKind = Literal["create", "delete", "rename"]
+
+
+@dataclass(frozen=True, slots=True)
+class AliasAction:
+    """One of Qdrant's alias actions: ``create`` (``alias`` names ``collection``, replacing what it
+    named), ``delete`` (``alias`` is gone, if it was there), ``rename`` (``alias`` is now called
+    ``new_alias``, replacing what that named)."""
+
+    kind: AliasActionKind
+    alias: str
+    collection: str | None = None  # create
+    new_alias: str | None = None  # rename
+
+
+@dataclass(frozen=True, slots=True)
+class AliasesChanged(Event):
+    """Qdrant's ``POST /collections/aliases``: ``actions`` apply in order, all or none. The envelope's
+    ``collection`` is the first collection they concern (the record's key), ``""`` when none."""
+
+    actions: tuple[AliasAction, ...]
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     CollectionCreated, CollectionDeleted, VectorsUpserted, VectorsDeleted,
     PayloadSet, PayloadOverwritten, PayloadKeysDeleted, PayloadCleared, CollectionUpdated,
-    PayloadIndexCreated, PayloadIndexDropped, PointVectorsUpdated, PointVectorsDeleted,
+    PayloadIndexCreated, PayloadIndexDropped, PointVectorsUpdated, PointVectorsDeleted, AliasesChanged,
 )

@@ -48,6 +48,15 @@ def collection_name(name: object) -> str:
     return name
 
 
+def alias_name(name: object, field: str = "alias_name") -> str:
+    """An alias name: the rule of :func:`collection_name` (an alias stands wherever a collection
+    name does, in paths too); the message names ``field``."""
+    try:
+        return collection_name(name)
+    except InvalidCollectionName as exc:
+        raise InvalidCollectionName(f"{field}: {exc}".replace("collection name ", "", 1)) from None
+
+
 def metric(value: object) -> str:
     if value not in METRICS:
         raise UnknownMetric(f"metric {value!r}: expected one of {', '.join(METRICS)}")

@@ -20,6 +20,14 @@ collections = sa.Table(
     sa.Column("created_offset", sa.BigInteger, nullable=False),
 )
 
+# Collection aliases (Qdrant's), alias -> collection: replaced whole by every AliasesChanged; a
+# dropped collection's go with its row.
+aliases = sa.Table(
+    "vz_aliases", metadata,
+    sa.Column("alias_name", sa.String(255), primary_key=True),
+    sa.Column("collection_name", sa.String(255), nullable=False),
+)
+
 points = sa.Table(
     "vz_points", metadata,
     sa.Column("collection", sa.String(255), primary_key=True),

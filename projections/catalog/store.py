@@ -10,7 +10,7 @@ event is never applied to the catalog twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from infra.migrations.tables import collections, log_identity, points, rejections, tracking, verdicts_from
+from infra.migrations.tables import aliases, collections, log_identity, points, rejections, tracking, verdicts_from
 from infra.process import masked_url
 from infra.settings import Settings
 from projections.changes import (
@@ -28,6 +28,7 @@ from projections.changes import (
     ConfigureCollection,
     DeletePoints,
     DropCollection,
+    PutAliases,
     PutCollection,
     PutPoints,
     Rejection,
@@ -47,6 +48,7 @@ class CatalogCut:
     points: list[dict[str, Any]]
     rejections: list[dict[str, Any]]
     verdicts_from: dict[int, int]
+    aliases: list[dict[str, Any]] = field(default_factory=list)  # alias_name, collection_name
 
 
 def make_engine(url: str) -> Engine:
@@ -163,6 +165,10 @@ class Catalog:
         elif isinstance(change, DropCollection):
             conn.execute(points.delete().where(points.c.collection == change.name))
             conn.execute(collections.delete().where(collections.c.name == change.name))
+        elif isinstance(change, PutAliases):
+            conn.execute(aliases.delete())
+            if change.aliases:
+                conn.execute(aliases.insert(), [{"alias_name": a, "collection_name": c} for a, c in change.aliases])
         elif isinstance(change, Rejection):
             stmt = self._insert(rejections).values(
                 topic=self.topic, partition_id=change.partition, record_offset=change.offset,
@@ -174,6 +180,17 @@ class Catalog:
     def collection_rows(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(sa.select(collections).order_by(collections.c.name)).mappings()]
+
+    def alias_rows(self) -> dict[str, str]:
+        """Every alias, alias name -> collection name (none in a catalog older than the table, opened
+        without migrating)."""
+        try:
+            with self.engine.connect() as conn:
+                return {a: c for a, c in conn.execute(sa.select(aliases.c.alias_name, aliases.c.collection_name))}
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+            if not sa.inspect(self.engine).has_table(aliases.name):
+                return {}
+            raise CatalogUnavailable(f"catalog {self.safe_url}: {getattr(exc, 'orig', exc)}") from exc
 
     def point_rows(self, collection: str) -> Iterable[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -297,7 +314,8 @@ class Catalog:
         marks = {int(p): int(o) for p, o in conn.execute(
             sa.select(verdicts_from.c.partition_id, verdicts_from.c.from_offset)
             .where(verdicts_from.c.topic == self.topic))}
-        return CatalogCut(positions, colls, pts, rows, marks)
+        names = [dict(r) for r in conn.execute(sa.select(aliases).order_by(aliases.c.alias_name)).mappings()]
+        return CatalogCut(positions, colls, pts, rows, marks, names)
 
     def has_schema(self) -> bool:
         """Whether the catalog's tables exist (a reader opened with ``create=False`` checks this
@@ -317,22 +335,30 @@ class Catalog:
                 self._write(conn, PutCollection(event, offset))
                 self._write(conn, PutPoints(name, tuple(rows)))
 
+    def replace_aliases(self, mapping: dict[str, str]) -> None:
+        """Rewrite every alias row (repair), in one transaction."""
+        with self.engine.begin() as conn:
+            self._write(conn, PutAliases(tuple(sorted(mapping.items()))))
+
     def import_rows(self, collection_rows: Sequence[dict[str, Any]], point_rows: Sequence[dict[str, Any]],
                     positions: dict[int, int], rejection_rows: Sequence[dict[str, Any]] = (),
                     verdicts_start: dict[int, int] | None = None,
-                    log: tuple[str | None, str | None] | None = None) -> None:
+                    log: tuple[str | None, str | None] | None = None,
+                    alias_rows: Sequence[dict[str, Any]] = ()) -> None:
         """Replace the whole catalog with these rows and set the tracking rows exactly (restore).
 
         ``verdicts_start``: from which offset the rejection rows are complete, per partition;
         None (a backup without them): from the restored position + 1 on. ``log``: the (cluster id,
         topic id) the rows were built from; None (a backup without it): not known, the projector
-        records the log it starts on.
+        records the log it starts on. ``alias_rows``: ``alias_name``, ``collection_name`` (a backup
+        without them: none).
         """
         if verdicts_start is None:
             verdicts_start = {p: o + 1 for p, o in positions.items()}
         with self.engine.begin() as conn:
             conn.execute(points.delete())
             conn.execute(collections.delete())
+            conn.execute(aliases.delete())
             conn.execute(rejections.delete().where(rejections.c.topic == self.topic))
             conn.execute(verdicts_from.delete().where(verdicts_from.c.topic == self.topic))
             for start in range(0, len(rejection_rows), _CHUNK):
@@ -349,6 +375,8 @@ class Catalog:
                                                           cluster_id=log[0], topic_id=log[1]))
             if collection_rows:
                 conn.execute(collections.insert(), list(collection_rows))
+            if alias_rows:
+                conn.execute(aliases.insert(), list(alias_rows))
             for start in range(0, len(point_rows), _CHUNK):
                 conn.execute(points.insert(), list(point_rows[start:start + _CHUNK]))
             for partition, offset in positions.items():

@@ -59,7 +59,8 @@ READS = {("GET", path) for path in ("/", "/health", "/ready", "/metrics", "/coll
                                     "/collections/{collection_name}/points/{point_id}",
                                     "/collections/{collection_name}/snapshots",
                                     "/collections/{collection_name}/snapshots/{snapshot_name}", "/snapshots",
-                                    "/snapshots/{snapshot_name}")} | {
+                                    "/snapshots/{snapshot_name}", "/aliases",
+                                    "/collections/{collection_name}/aliases")} | {
     ("POST", f"/collections/{{collection_name}}/points{tail}")
     for tail in ("", "/scroll", "/count", "/query", "/query/batch", "/query/groups", "/search", "/search/batch",
                  "/search/groups")} | {
@@ -88,6 +89,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/collections/{collection_name}/facet"): {"key": "a"},
     ("PUT", "/collections/{collection_name}/index"): {"field_name": "w", "field_schema": "keyword"},
     ("POST", f"{POINTS}/batch"): {"operations": [{"set_payload": {"payload": {"w": 1}, "points": [1]}}]},
+    ("POST", "/collections/aliases"): {"actions": [{"delete_alias": {"alias_name": "no_such_alias"}}]},
 }
 #: Reads the read-only key passes, answered 400 because of the collection (it has no text embedder,
 #: no index on the faceted field).

@@ -118,10 +118,16 @@ def test_a_snapshot_moves_a_collection_to_another_server_through_its_log(
     with serving(fresh.settings.replace(data_dir=tmp_path / "rebuilt")) as rebuilt:
         _same(source, name, _client(rebuilt), target)
 
-    # Recovery from a URL (another server's download) into an existing collection replaces it.
-    assert _client(fresh).recover_snapshot(target, f"{server.url}/collections/{name}/snapshots/{made.name}",
-                                           checksum=made.checksum, wait=True) is True
-    _same(source, name, _client(fresh), target)
+    # Recovery from a URL (another server's download) into an existing collection replaces it; its
+    # aliases keep naming it.
+    moved = _client(fresh)
+    moved.update_collection_aliases([models.CreateAliasOperation(create_alias=models.CreateAlias(
+        collection_name=target, alias_name=f"{target}_alias"))])
+    assert moved.recover_snapshot(target, f"{server.url}/collections/{name}/snapshots/{made.name}",
+                                  checksum=made.checksum, wait=True) is True
+    _same(source, name, moved, target)
+    assert [(a.alias_name, a.collection_name) for a in moved.get_collection_aliases(target).aliases] == \
+        [(f"{target}_alias", target)]
 
 
 def test_recovery_from_a_file_is_confined_to_the_snapshot_directories(server: Running, tmp_path: Path) -> None:

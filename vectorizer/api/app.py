@@ -1,7 +1,8 @@
 """``create_app``: the FastAPI application over one projector and one producer.
 
 Request path, outermost first: latency metrics (and the request's start time), API keys,
-the body size limit, the read-only rule of workspace collections, then FastAPI's routing.
+the body size limit, alias resolution (``vectorizer.api.aliases``), the read-only rule of
+workspace collections, then FastAPI's routing.
 Every error, expected or not, is answered in Qdrant's envelope by :mod:`vectorizer.api.errors`;
 nothing a client sends stops the server.
 """
@@ -16,6 +17,7 @@ from infra.errors import VectorizerError
 from infra.settings import Settings
 from producers.producer import VectorProducer
 from vectorizer import __version__
+from vectorizer.api.aliases import ResolveAliases
 from vectorizer.api.auth import AuthMiddleware
 from vectorizer.api.context import Api
 from vectorizer.api.errors import handle_error, handle_http_error
@@ -23,7 +25,7 @@ from vectorizer.api.limits import BodyLimitMiddleware
 from vectorizer.api.metrics import LatencyMiddleware, Metrics
 from vectorizer.api.reader import ProjectionReader
 from vectorizer.api.readonly import ReadOnlyCollections
-from vectorizer.api.routes import collections, indexes, points, query, reads, service, snapshots, text
+from vectorizer.api.routes import aliases, collections, indexes, points, query, reads, service, snapshots, text
 
 
 def create_app(settings: Settings, projection: ProjectionReader, producer: VectorProducer | None) -> FastAPI:
@@ -32,8 +34,8 @@ def create_app(settings: Settings, projection: ProjectionReader, producer: Vecto
                   description="A Qdrant-compatible REST subset over an event-sourced vector database.")
     metrics = Metrics(projection)
     app.state.api = Api(settings, projection, producer, metrics)
-    for router in (service.router, collections.router, indexes.router, points.router, reads.router, query.router,
-                   snapshots.router, text.router):
+    for router in (service.router, aliases.router, collections.router, indexes.router, points.router, reads.router,
+                   query.router, snapshots.router, text.router):
         app.include_router(router)
     app.add_exception_handler(HTTPException, handle_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, handle_error)
@@ -41,6 +43,7 @@ def create_app(settings: Settings, projection: ProjectionReader, producer: Vecto
     app.add_exception_handler(Exception, handle_error)  # a bug: logged with its traceback, answered 500
     # add_middleware wraps: the last added runs first.
     app.add_middleware(ReadOnlyCollections, projection=projection)
+    app.add_middleware(ResolveAliases, projection=projection)  # before the read-only rule: the real collection
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, settings=settings)
     app.add_middleware(LatencyMiddleware, metrics=metrics)

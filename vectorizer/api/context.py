@@ -60,7 +60,9 @@ class Api:
         return self.producer
 
     def collection(self, name: str) -> Collection:
-        coll = self.projection.collection(name)
+        """The collection ``name`` names, or an alias of that name does; 404 when neither exists.
+        (Paths arrive resolved: ``vectorizer.api.aliases``; names in bodies resolve here.)"""
+        coll = self.projection.collection(self.projection.aliases().get(name, name))
         if coll is None:
             raise CollectionNotFound(f"Not found: Collection `{name}` doesn't exist!")
         return coll

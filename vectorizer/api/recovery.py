@@ -20,7 +20,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -30,15 +30,19 @@ import numpy as np
 
 from consumers.artefacts import CollectionDump, sha256_of
 from producers.producer import WriteToken
+from schemas import events as ev
 from vectorizer.api.errors import BadRequest, Forbidden
 from vectorizer.api.reader import Publisher
 
 PRIORITIES = ("no_sync", "snapshot", "replica")
 
 
-def publish(producer: Publisher, target: str, dump: CollectionDump, exists: bool) -> WriteToken:
+def publish(producer: Publisher, target: str, dump: CollectionDump, exists: bool,
+            aliases: Sequence[str] = ()) -> WriteToken:
     """Publish the recovery of ``dump`` into the collection ``target`` in one transaction; the
-    token of its last record (a projection that applied it applied all of it)."""
+    token of its last record (a projection that applied it applied all of it). ``aliases``: the
+    target's aliases, which its deletion drops: created again, so they keep naming it (as in Qdrant,
+    where a recovery leaves aliases alone)."""
     config = dump.config
     tokens: list[WriteToken] = []
     ids = list(dump.ids)
@@ -51,6 +55,9 @@ def publish(producer: Publisher, target: str, dump: CollectionDump, exists: bool
             on_disk=config.on_disk, vectors=_json(config.vectors), sparse_vectors=_json(config.sparse_vectors)))
         if config.settings is not None:
             tokens.append(producer.update_collection(target, _levels_diff(dump)))
+        if aliases:
+            tokens.append(producer.change_aliases([ev.AliasAction("create", alias, target) for alias in aliases],
+                                                  collection=target))
         for field_name, schema in sorted(dump.payload_indexes.items()):
             tokens.append(producer.create_payload_index(target, field_name, schema))
         if ids:

@@ -44,6 +44,9 @@ def create_collection(request: Request, collection_name: str, timeout: float | N
     spec = _creation(b)
     if a.projection.collection(collection_name) is not None:
         raise CollectionExists(f"Wrong input: Collection `{collection_name}` already exists!")
+    if collection_name in a.projection.aliases():
+        raise BadRequest(f"Wrong input: Can't create collection with name {collection_name}. Alias with the same "
+                         "name already exists")
     token = producer.create_collection(collection_name, **spec)
     a.await_tokens([token], a.timeout(timeout))
     try:

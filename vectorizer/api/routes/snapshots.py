@@ -152,7 +152,8 @@ def _recover(request: Request, a: Api, target: str, source: IO[bytes], wait: boo
     except ArtefactInvalid as exc:
         raise BadRequest(f"snapshot: {exc}") from None
     producer = a.require_producer()
-    token = recovery.publish(producer, target, dump, a.projection.collection(target) is not None)
+    aliases = sorted(alias for alias, named in a.projection.aliases().items() if named == target)
+    token = recovery.publish(producer, target, dump, a.projection.collection(target) is not None, aliases)
     if not wait:
         return JSONResponse({"status": "accepted", "time": 0.0}, status_code=202)
     a.projection.wait_for(token.partition, token.offset, timeout)  # None: as long as it takes, as Qdrant
