@@ -123,9 +123,12 @@ class Api:
 
         ``wait``: wait for this server to apply the write, at most ``timeout`` seconds when given
         (then ``wait_timeout``: durable in Kafka, not yet applied here, as Qdrant answers), else
-        as long as it takes; a rejected write raises :class:`WriteRejected`. ``token=None``: the
-        write published nothing (an empty id list, a filter matching no point).
+        as long as it takes; a rejected write raises :class:`WriteRejected`. ``wait=None`` (not
+        given) is ``Settings.read_your_writes``. ``token=None``: the write published nothing (an
+        empty id list, a filter matching no point).
         """
+        if wait is None:
+            wait = self.settings.read_your_writes
         published = token is not None
         token = token or self.applied_token(collection)
         status = "acknowledged"
