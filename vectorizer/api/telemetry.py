@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from infra.settings import Settings
 from vectorizer import __version__
 
 if TYPE_CHECKING:
+    from projections.collection import Collection
     from vectorizer.api.metrics import Metrics
     from vectorizer.api.reader import ProjectionReader
 
@@ -55,18 +57,20 @@ def collection_cluster(settings: Settings, points: int) -> dict[str, Any]:
             "remote_shards": [], "shard_transfers": []}
 
 
-def telemetry(settings: Settings, projection: ProjectionReader, metrics: Metrics, details_level: int,
-              anonymize: bool, params_of: Any) -> dict[str, Any]:
+def telemetry(projection: ProjectionReader, metrics: Metrics, details_level: int, anonymize: bool,
+              params_of: Callable[[Collection], dict[str, Any]]) -> dict[str, Any]:
     """Qdrant's ``TelemetryData``: ``id``, ``app``, ``collections`` (per collection from level 1:
     Qdrant's aggregated ``{vectors, optimizers_status, params}``), ``cluster`` and ``requests``.
 
-    ``params_of(collection)`` is the collection's ``config.params`` as collection info shows them.
-    ``anonymize`` drops what could name the data (as Qdrant's anonymizer hides collection names).
+    ``vectors`` counts the dense vectors (sparse ones are not counted). ``params_of(collection)``
+    is the collection's ``config.params`` as collection info shows them; ``anonymize`` hashes the
+    vector names in them (names may say what the data is; Qdrant's anonymizer hides them too).
     """
-    collections: dict[str, Any] = {"number_of_collections": len(projection.collections())}
+    served = sorted(projection.collections().items())
+    collections: dict[str, Any] = {"number_of_collections": len(served)}
     if details_level >= 1:
         entries = []
-        for _name, coll in sorted(projection.collections().items()):
+        for _name, coll in served:
             with coll.lock.read():
                 vectors = sum(len(index) for _, index in coll.dense_spaces())
             params = params_of(coll)

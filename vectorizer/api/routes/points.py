@@ -100,7 +100,7 @@ def update_vectors(request: Request, collection_name: str, opts: WriteOptions = 
     given = collector.vectors(unnamed_required=False)
     with query.reading(coll):
         missing = [pid for pid in ids if pid not in coll.label_of]
-    if missing and opts.wait:  # the projection rejects it too; with wait, say which point
+    if missing and a.waits(opts.wait):  # the projection rejects it too; with wait, say which point
         raise PointNotFound(f"No point with id {missing[0]} found")
     token = producer.update_vectors(collection_name, ids, named=given.named, sparse=given.sparse)
     return ok(request, a.write_result(collection_name, token, opts.wait, opts.timeout))

@@ -74,7 +74,7 @@ def telemetry(request: Request, details_level: int | None = Query(None, ge=0, de
                                                                    "1 and more: per collection"),
               anonymize: bool | None = None, a: Api = Depends(api)) -> JSONResponse:
     a.require_ready()
-    data = t.telemetry(a.settings, a.projection, a.metrics, details_level or 0, bool(anonymize), collection_params)
+    data = t.telemetry(a.projection, a.metrics, details_level or 0, bool(anonymize), collection_params)
     return ok(request, data)
 
 
