@@ -135,6 +135,10 @@ def test_validation_errors_are_qdrants_422(server: Running, client: QdrantClient
     with pytest.raises(UnexpectedResponse) as raised:
         client.query_points(name, query=[1.0, 0.0, 0.0, 0.0], limit=0)
     assert raised.value.status_code == 422
+    assert _refused(http.put(f"{points}/vectors", json={"points": []})) \
+        == (422, "Validation error in JSON body: [points: must specify points to update]")
+    assert _refused(http.post(f"{points}/vectors/delete", json={"points": [1], "vector": []})) \
+        == (422, "Validation error in JSON body: [vector: must specify vector names to delete]")
     # A negative limit cannot be Qdrant's unsigned type: a 400, naming the field.
     status, error = _refused(http.post(f"{points}/scroll", json={"limit": -1}))
     assert status == 400 and "limit" in error

@@ -84,7 +84,7 @@ def update_vectors(request: Request, collection_name: str, opts: WriteOptions = 
     coll = a.collection(collection_name)
     raw = p.array(b.get("points"), "points")
     if not raw:
-        raise Unprocessable("Validation error in JSON body: [points: must contain at least 1 item]")
+        raise Unprocessable("Validation error in JSON body: [points: must specify points to update]")  # Qdrant's
     ids = []
     collector = Collector(coll.config, len(raw))
     for i, item in enumerate(raw):
@@ -115,8 +115,10 @@ def delete_vectors(request: Request, collection_name: str, opts: WriteOptions = 
     config = a.collection(collection_name).config
     names = [check_name(config, p.string(name, f"vector[{i}]") if name != "" else "")
              for i, name in enumerate(p.array(b.get("vector"), "vector"))]
+    if not names:  # Qdrant's validation of DeleteVectors
+        raise Unprocessable("Validation error in JSON body: [vector: must specify vector names to delete]")
     return _publish_selected(request, a, collection_name, b, opts,
-                             (lambda chunk: producer.delete_vectors(collection_name, chunk, names)) if names else None)
+                             lambda chunk: producer.delete_vectors(collection_name, chunk, names))
 
 
 def _points(b: dict[str, Any]) -> tuple[list[PointId], list[Any], list[str], list[Any]]:
