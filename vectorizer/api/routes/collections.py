@@ -505,7 +505,7 @@ def collection_info(coll: Collection, queued: int = 0) -> dict[str, Any]:
 
 
 def collection_params(coll: Collection) -> dict[str, Any]:
-    """Qdrant's ``CollectionParams``: the vectors with their real placement (``on_disk``)."""
+    """Qdrant's ``CollectionParams`` (``on_disk`` as :func:`_on_disk` reports it)."""
     config = coll.config
     levels = config.levels()
     vectors: dict[str, Any] = {"size": config.dimension, "distance": QDRANT_DISTANCE[config.metric]}
