@@ -58,7 +58,7 @@ def test_400_names_the_bad_field(server: Running, coll: str) -> None:
                                                                                          {"gt": "x"}}]}}),
            400, "filter.must[0].range.gt")
     _error(http.post(f"{points}/query", json={"query": [1, 0]}), 400, "query", "dimension")
-    _error(http.post(f"{points}/query", json={"query": [1, 0, 0], "limit": 0}), 400, "limit")
+    _error(http.post(f"{points}/query", json={"query": [1, 0, 0], "limit": 0}), 422, "limit")  # Qdrant's range
     _error(http.post(f"{points}/query/batch", json={"searches": [{"query": [1, 0, 0]}, {"query": "x" * 600}]}),
            400, "searches[1].query")
     _error(http.post(f"{points}/scroll", json={"with_payload": "yes"}), 400, "with_payload")

@@ -54,7 +54,8 @@ REFUSED: list[dict[str, str]] = [
     {"cookie": f"api-key={KEY}"},
 ]
 #: The routes that only read; every other route the OpenAPI document lists is a write.
-READS = {("GET", path) for path in ("/", "/health", "/ready", "/metrics", "/collections",
+READS = {("GET", path) for path in ("/", "/health", "/ready", "/metrics", "/telemetry", "/cluster", "/collections",
+                                    "/collections/{collection_name}/cluster",
                                     "/collections/{collection_name}", "/collections/{collection_name}/exists",
                                     "/collections/{collection_name}/points/{point_id}",
                                     "/collections/{collection_name}/snapshots",

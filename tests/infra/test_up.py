@@ -30,6 +30,7 @@ def test_up_starts_broker_and_server_and_ctrl_c_stops_everything(tmp_path: Path)
     kafka_port, http_port = free_port(), free_port()
     env = dict(os.environ, VECTORIZER_DATA_DIR=str(tmp_path / "data"),
                VECTORIZER_KAFKA_BOOTSTRAP=f"127.0.0.1:{kafka_port}", VECTORIZER_HTTP=f"127.0.0.1:{http_port}")
+    env.pop("VECTORIZER_READ_YOUR_WRITES", None)
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "vectorizer", "up"], cwd=ROOT, env=env,
@@ -49,6 +50,10 @@ def test_up_starts_broker_and_server_and_ctrl_c_stops_everything(tmp_path: Path)
         created = httpx.put(f"http://127.0.0.1:{http_port}/collections/up_check",
                             json={"vectors": {"size": 2, "distance": "Dot"}}, params={"wait": "true"}, timeout=30)
         assert created.status_code == 200, created.text
+        # `up` turns read_your_writes on: a write without `wait` answers once applied.
+        upserted = httpx.put(f"http://127.0.0.1:{http_port}/collections/up_check/points",
+                             json={"points": [{"id": 1, "vector": [1, 0]}]}, timeout=30)
+        assert upserted.json()["result"]["status"] == "completed", upserted.text
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         proc.wait(120)

@@ -2,7 +2,7 @@
 
 Request path, outermost first: latency metrics (and the request's start time), API keys,
 the body size limit, alias resolution (``vectorizer.api.aliases``), the read-only rule of
-workspace collections, then FastAPI's routing.
+workspace collections, Qdrant's checks of the collection name in the path, then FastAPI's routing.
 Every error, expected or not, is answered in Qdrant's envelope by :mod:`vectorizer.api.errors`;
 nothing a client sends stops the server.
 """
@@ -23,6 +23,7 @@ from vectorizer.api.context import Api
 from vectorizer.api.errors import handle_error, handle_http_error
 from vectorizer.api.limits import BodyLimitMiddleware
 from vectorizer.api.metrics import LatencyMiddleware, Metrics
+from vectorizer.api.paths import CollectionPaths
 from vectorizer.api.reader import ProjectionReader
 from vectorizer.api.readonly import ReadOnlyCollections
 from vectorizer.api.routes import aliases, collections, indexes, points, query, reads, service, snapshots, text
@@ -42,6 +43,7 @@ def create_app(settings: Settings, projection: ProjectionReader, producer: Vecto
     app.add_exception_handler(VectorizerError, handle_error)  # every expected error, answered here
     app.add_exception_handler(Exception, handle_error)  # a bug: logged with its traceback, answered 500
     # add_middleware wraps: the last added runs first.
+    app.add_middleware(CollectionPaths)
     app.add_middleware(ReadOnlyCollections, projection=projection)
     app.add_middleware(ResolveAliases, projection=projection)  # before the read-only rule: the real collection
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -119,15 +119,22 @@ class Api:
         return WriteToken(partition, max(0, self.projection.positions().get(partition, 0)))
 
     # Writes --------------------------------------------------------------------------
+    def waits(self, wait: bool | None) -> bool:
+        """Whether a write waits to be applied: its ``wait`` parameter, else (not given)
+        ``Settings.read_your_writes``."""
+        return self.settings.read_your_writes if wait is None else wait
+
     def write_result(self, collection: str, token: WriteToken | None, wait: bool | None,
                      timeout: float | None) -> dict[str, Any]:
         """Qdrant's ``UpdateResult`` plus ``write_token``.
 
         ``wait``: wait for this server to apply the write, at most ``timeout`` seconds when given
         (then ``wait_timeout``: durable in Kafka, not yet applied here, as Qdrant answers), else
-        as long as it takes; a rejected write raises :class:`WriteRejected`. ``token=None``: the
-        write published nothing (an empty id list, a filter matching no point).
+        as long as it takes; a rejected write raises :class:`WriteRejected`. ``wait=None`` (not
+        given) is ``Settings.read_your_writes``. ``token=None``: the write published nothing (an
+        empty id list, a filter matching no point).
         """
+        wait = self.waits(wait)
         published = token is not None
         token = token or self.applied_token(collection)
         status = "acknowledged"

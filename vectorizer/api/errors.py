@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -105,6 +106,8 @@ def error_response(status: int, message: str, started: float | None = None) -> J
 
 def response_for(exc: BaseException, started: float | None = None) -> JSONResponse:
     """The answer for ``exc``; unknown exceptions are logged with their traceback and answer 500."""
+    if isinstance(exc, RequestValidationError):
+        return error_response(*_request_validation(exc), started)
     status = status_for(exc)
     if status is None:
         log.error("unexpected %s while serving a request", type(exc).__name__, exc_info=exc)
@@ -113,17 +116,50 @@ def response_for(exc: BaseException, started: float | None = None) -> JSONRespon
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, RequestValidationError):
-        return "; ".join(_describe(e) for e in exc.errors()[:5]) or "invalid request"
     return str(exc) or type(exc).__name__
 
 
-def _describe(error: object) -> str:
-    if not isinstance(error, dict):
-        return str(error)
+_PLACES = {"query": "query parameters", "path": "path parameters", "body": "JSON body", "header": "headers"}
+_RANGES = {"greater_than_equal": ("ge", "must be {} or larger"), "greater_than": ("gt", "must be larger than {}"),
+           "less_than_equal": ("le", "must be {} or smaller"), "less_than": ("lt", "must be smaller than {}")}
+
+
+def _request_validation(exc: RequestValidationError) -> tuple[int, str]:
+    """FastAPI's parameter checks as Qdrant's actix validation answers them: a number out of its
+    declared range is a 422 ``Validation error in query parameters: [field: value V invalid, must
+    be ...]``; a value that does not parse (or a negative one, which Qdrant's unsigned fields cannot
+    hold) is a 400 ``Deserialize error in query parameters: field: reason``."""
+    errors = [e for e in exc.errors() if isinstance(e, dict)][:5]
+    if not errors:
+        return 400, "invalid request"
+    place = _PLACES.get(str(errors[0].get("loc", ("query",))[0]), "request")
+    ranges = [_range_problem(e) for e in errors]
+    if all(r is not None for r in ranges):
+        return 422, f"Validation error in {place}: [{'; '.join(r for r in ranges if r is not None)}]"
+    return 400, f"Deserialize error in {place}: " + "; ".join(f"{_field(e)}: {e.get('msg', 'invalid')}"
+                                                              for e in errors)
+
+
+def _range_problem(error: dict[str, Any]) -> str | None:
+    """``field: value V invalid, must be ...`` for a well-formed non-negative number out of range."""
+    bound = _RANGES.get(str(error.get("type")))
+    ctx = error.get("ctx") or {}
+    if bound is None or bound[0] not in ctx:
+        return None
+    try:
+        value = float(error.get("input"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if value < 0:
+        return None
+    limit = ctx[bound[0]]
+    limit = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
+    return f"{_field(error)}: value {error.get('input')} invalid, {bound[1].format(limit)}"
+
+
+def _field(error: dict[str, Any]) -> str:
     loc = error.get("loc", ())
-    where = ".".join(str(part) for part in loc if part not in ("query", "path", "header", "body")) or "request"
-    return f"{where}: {error.get('msg', 'invalid')}"
+    return ".".join(str(part) for part in loc if part not in _PLACES) or "request"
 
 
 def _started(request: Request) -> float | None:

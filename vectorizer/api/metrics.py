@@ -2,20 +2,32 @@
 
 Each app owns its :class:`~prometheus_client.CollectorRegistry` (several apps may live in
 one process, as in tests). Projection figures are read at scrape time, not pushed.
+
+Beside Vectorizer's own ``vectorizer_*`` families, the families of Qdrant's ``/metrics``
+(``src/common/metrics.rs``) whose meaning this server shares carry Qdrant's names and labels,
+so Qdrant dashboards work: ``app_info``, ``collections_total``, ``collections_vector_total``,
+``collection_points``, ``collection_vectors``, ``cluster_enabled``, and the ``rest_responses_*``
+families by ``method``, ``endpoint`` (the route template) and ``status`` (timings of 200s only,
+as Qdrant). ``rest_responses_fail_total`` (4xx and 5xx answers) is from earlier Qdrant releases.
 """
 
 from __future__ import annotations
 
+import datetime
+import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consumers import snapshots
+from vectorizer import __version__
 from vectorizer.api.reader import ProjectionReader
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -23,15 +35,90 @@ _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 
 
 class Metrics:
+    """One server's metrics; also what ``/telemetry`` reports of it (``instance_id``, ``startup``,
+    ``requests``)."""
+
     def __init__(self, projection: ProjectionReader) -> None:
+        self.instance_id = str(uuid.uuid4())  # Qdrant's telemetry id: one per process
+        self.startup = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         self.registry = CollectorRegistry()
         self.latency = Histogram("vectorizer_http_request_duration_seconds", "HTTP request latency by route",
                                  ("method", "route", "status"), registry=self.registry, buckets=_BUCKETS)
+        labels = ("method", "endpoint", "status")
+        self.responses = Counter("rest_responses", "total number of responses", labels, registry=self.registry)
+        self.failures = Counter("rest_responses_fail", "total number of error responses (4xx, 5xx)", labels,
+                                registry=self.registry)
+        self.durations = Histogram("rest_responses_duration_seconds", "response duration histogram", labels,
+                                   registry=self.registry, buckets=_BUCKETS)
+        self.requests = RequestStats()
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, cpu, fds
         self.registry.register(ProjectionCollector(projection))
+        self.registry.register(self.requests)
+
+    def observe(self, method: str, template: str, status: int, seconds: float) -> None:
+        """One answered request: Vectorizer's latency histogram and Qdrant's ``rest_responses_*``."""
+        self.latency.labels(method, template, str(status)).observe(seconds)
+        self.responses.labels(method, template, str(status)).inc()
+        if status >= 400:
+            self.failures.labels(method, template, str(status)).inc()
+        if status == 200:
+            self.durations.labels(method, template, "200").observe(seconds)
+        self.requests.add(f"{method} {template}", status, seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+@dataclass
+class _Durations:
+    count: int = 0
+    total: float = 0.0
+    least: float = float("inf")
+    most: float = 0.0
+
+
+class RequestStats(Collector):
+    """Count and durations per ``"METHOD template"`` and status: Qdrant's telemetry
+    ``requests.rest.responses`` and its ``rest_responses_{avg,min,max}_duration_seconds`` gauges."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stats: dict[tuple[str, int], _Durations] = {}
+
+    def add(self, endpoint: str, status: int, seconds: float) -> None:
+        with self._lock:
+            d = self._stats.setdefault((endpoint, status), _Durations())
+            d.count, d.total = d.count + 1, d.total + seconds
+            d.least, d.most = min(d.least, seconds), max(d.most, seconds)
+
+    def _copy(self) -> dict[tuple[str, int], _Durations]:
+        with self._lock:
+            return {key: _Durations(d.count, d.total, d.least, d.most) for key, d in self._stats.items()}
+
+    def telemetry(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """``{"GET /collections": {"200": {count, avg_duration_micros, ...}}}`` (Qdrant's
+        ``OperationDurationStatistics``; ``fail_count`` is not filled: the status says it)."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for (endpoint, status), d in sorted(self._copy().items()):
+            out.setdefault(endpoint, {})[str(status)] = {
+                "count": d.count, "avg_duration_micros": d.total / d.count * 1e6,
+                "min_duration_micros": d.least * 1e6, "max_duration_micros": d.most * 1e6,
+                "total_duration_micros": int(d.total * 1e6)}
+        return out
+
+    def collect(self) -> Iterator[Metric]:
+        families = {name: GaugeMetricFamily(f"rest_responses_{name}_duration_seconds", f"{doc} response duration",
+                                            labels=["method", "endpoint", "status"])
+                    for name, doc in (("avg", "average"), ("min", "minimum"), ("max", "maximum"))}
+        for (endpoint, status), d in sorted(self._copy().items()):
+            if status != 200:  # as Qdrant: timings of successful answers only
+                continue
+            method, _, template = endpoint.partition(" ")
+            labels = [method, template, str(status)]
+            families["avg"].add_metric(labels, d.total / d.count)
+            families["min"].add_metric(labels, d.least)
+            families["max"].add_metric(labels, d.most)
+        yield from families.values()
 
 
 class ProjectionCollector(Collector):
@@ -86,17 +173,41 @@ class ProjectionCollector(Collector):
         if age is not None:
             yield _gauge("vectorizer_snapshot_age_seconds", "Age of the newest snapshot", age)
         points = GaugeMetricFamily("vectorizer_collection_points", "Points per collection", labels=["collection"])
-        for name, coll in sorted(p.collections().items()):
-            points.add_metric([name], coll.count())
+        # Qdrant's families of the same meaning, with its names and labels.
+        qdrant_points = GaugeMetricFamily("collection_points", "approximate amount of points per collection",
+                                          labels=["id"])
+        by_name = GaugeMetricFamily("collection_vectors", "amount of vectors grouped by vector name",
+                                    labels=["collection", "vector"])
+        total_vectors = 0
+        collections = sorted(p.collections().items())
+        for name, coll in collections:
+            count = coll.count()
+            points.add_metric([name], count)
+            qdrant_points.add_metric([name], count)
+            with coll.lock.read():
+                counts = [(vector, len(index)) for vector, index in coll.dense_spaces()]
+            for vector, n in counts:
+                by_name.add_metric([name, vector], n)
+                total_vectors += n
         yield points
+        yield _gauge("app_info", "information about the server", 1.0, {"name": "vectorizer", "version": __version__})
+        yield _gauge("collections_total", "number of collections", len(collections))
+        yield _gauge("collections_vector_total", "total number of vectors in all collections", total_vectors)
+        yield qdrant_points
+        yield by_name
+        yield _gauge("cluster_enabled", "is cluster support enabled", 0.0)
 
 
 def _counter(name: str, doc: str, value: float) -> Metric:
     return CounterMetricFamily(name, doc, value=value)
 
 
-def _gauge(name: str, doc: str, value: float) -> Metric:
-    return GaugeMetricFamily(name, doc, value=value)
+def _gauge(name: str, doc: str, value: float, labels: Mapping[str, str] | None = None) -> Metric:
+    if not labels:
+        return GaugeMetricFamily(name, doc, value=value)
+    family = GaugeMetricFamily(name, doc, labels=list(labels))
+    family.add_metric(list(labels.values()), value)
+    return family
 
 
 def _per_partition(name: str, doc: str, values: Mapping[int, float]) -> Metric:
@@ -134,5 +245,4 @@ class LatencyMiddleware:
         finally:
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.latency.labels(scope["method"], template, str(status["code"])).observe(
-                time.perf_counter() - started)
+            self.metrics.observe(scope["method"], template, status["code"], time.perf_counter() - started)

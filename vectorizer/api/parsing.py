@@ -21,7 +21,7 @@ from projections.filters import Filter, parse_filter
 from schemas import validation as check
 from schemas.errors import ValidationError
 from schemas.ids import PointId, storable_point_id
-from vectorizer.api.errors import BadRequest
+from vectorizer.api.errors import BadRequest, Unprocessable
 
 Body = dict[str, Any]
 
@@ -215,8 +215,17 @@ def payload(value: object, path: str) -> dict[str, Any] | None:
 
 
 def limit(body: Mapping[str, Any], path: str, default: int) -> int:
+    """``limit`` (``default`` when absent); 0 is Qdrant's 422 (``range(min = 1)`` on every limit)."""
     value = body.get("limit")
-    return default if value is None else integer(value, f"{path}limit", minimum=1)
+    return default if value is None else at_least_one(value, f"{path}limit")
+
+
+def at_least_one(value: object, path: str, maximum: int = MAX_RESULTS) -> int:
+    """A count Qdrant declares ``range(min = 1)``: 0 is its 422 ``Validation error in JSON body``;
+    a negative number or a non-integer cannot be its unsigned type, a 400."""
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+        raise Unprocessable(f"Validation error in JSON body: [{path}: value 0 invalid, must be 1 or larger]")
+    return integer(value, path, minimum=1, maximum=maximum)
 
 
 def offset(body: Mapping[str, Any], path: str) -> int:

@@ -11,7 +11,7 @@ import typer
 
 from infra.errors import BrokerError
 from infra.kafka.launcher import broker_answers
-from infra.settings import Settings
+from infra.settings import ENV_PREFIX, Settings
 from vectorizer.cli.context import cli_context, fail
 from vectorizer.cli.kafka import local_broker
 from vectorizer.datadir import hold
@@ -25,8 +25,12 @@ def up(ctx: typer.Context) -> None:
     """Start a local broker unless the configured one answers, then serve; Ctrl-C stops all.
 
     Holds the data directory's lock from before the broker starts until everything stopped.
+    Turns on ``read_your_writes`` (a write without ``wait`` waits until it is applied) unless
+    ``VECTORIZER_READ_YOUR_WRITES`` says otherwise: one server serves what it was just sent.
     """
     settings = cli_context(ctx).settings
+    if not os.environ.get(ENV_PREFIX + "READ_YOUR_WRITES"):
+        settings = settings.replace(read_your_writes=True)
     with hold(settings.data_dir, "vectorizer up"):
         _up(settings)
 

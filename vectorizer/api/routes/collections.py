@@ -12,6 +12,7 @@ from typing import Any, cast
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
 
+from infra.kafka.topics import partition_for
 from producers.errors import WriteRejected
 from projections import query
 from projections.collection import Collection, CollectionConfig, VectorSpec
@@ -25,6 +26,7 @@ from vectorizer.api.errors import BadRequest, Unprocessable
 router = APIRouter(tags=["collections"])
 
 DISTANCES = {"Cosine": "cosine", "Euclid": "l2", "Dot": "ip"}
+_MAX_SIZE = 65_536
 QDRANT_DISTANCE = {metric: name for name, metric in DISTANCES.items()}
 Timeout = timeout_param("Seconds to wait for this server to apply the change, or for `consistency`")
 
@@ -80,7 +82,15 @@ def get_collection(request: Request, collection_name: str, consistency: str | No
                    timeout: float | None = Timeout, a: Api = Depends(api)) -> JSONResponse:
     a.require_ready()
     a.await_tokens(p.consistency_tokens(consistency), a.timeout(timeout))
-    return ok(request, collection_info(a.collection(collection_name)))
+    coll = a.collection(collection_name)
+    return ok(request, collection_info(coll, _queued(a, collection_name)))
+
+
+def _queued(a: Api, collection: str) -> int:
+    """Records of ``collection``'s partition not yet applied here (other collections' records on
+    that partition included: they are applied first)."""
+    partitions = a.projection.partitions() or [0]
+    return a.projection.lag().get(partitions[partition_for(collection, len(partitions))], 0)
 
 
 @router.get("/collections/{collection_name}/exists", summary="Whether the collection exists")
@@ -193,7 +203,11 @@ def _vector_params(vectors: dict[str, Any], path: str, quantization: dict[str, A
         raise BadRequest(f"{path}.datatype: only float32 is supported, got {p.show(vectors['datatype'])}")
     if "size" not in vectors:
         raise BadRequest(f"{path}.size: required")
-    size = p.integer(vectors["size"], f"{path}.size", minimum=1, maximum=65_536)
+    size = vectors["size"]
+    if isinstance(size, int) and not isinstance(size, bool) and size > _MAX_SIZE:  # Qdrant's validator range
+        raise Unprocessable(f"Validation error in JSON body: [{path}.size: value {size} invalid, must be from 1 "
+                            f"to {_MAX_SIZE}]")
+    size = p.integer(size, f"{path}.size", minimum=1, maximum=_MAX_SIZE)  # 0: not Qdrant's NonZeroU64, a 400
     distance = vectors.get("distance")
     metric = DISTANCES.get(distance) if isinstance(distance, str) else None
     if metric is None:
@@ -452,10 +466,50 @@ def _quantization(value: object, path: str) -> dict[str, Any] | None:
     return None if canonical is None else cast(dict[str, Any], json.loads(canonical))
 
 
-def collection_info(coll: Collection) -> dict[str, Any]:
-    """Qdrant's ``CollectionInfo``: the fields qdrant-client requires, with this server's values."""
+#: Qdrant's defaults of the optimizer knobs this server accepts and ignores (it has no optimizer:
+#: every vector goes into its HNSW graph as it is applied, nothing is vacuumed or merged).
+#: ``max_segment_size`` is not among them: it is this server's real segment size.
+OPTIMIZER_DEFAULTS: dict[str, Any] = {"deleted_threshold": 0.2, "vacuum_min_vector_number": 1000,
+                                      "default_segment_number": 0, "memmap_threshold": None,
+                                      "indexing_threshold": 10000, "flush_interval_sec": 5,
+                                      "max_optimization_threads": None, "prevent_unoptimized": None}
+#: Qdrant's default WAL settings, accepted and ignored: Kafka is this server's write-ahead log.
+WAL_DEFAULTS: dict[str, int] = {"wal_capacity_mb": 32, "wal_segments_ahead": 0, "wal_retain_closed": 1}
+
+
+def collection_info(coll: Collection, queued: int = 0) -> dict[str, Any]:
+    """Qdrant's ``CollectionInfo`` (the shape of Qdrant 1.16+) with this server's values.
+
+    ``queued``: Qdrant's ``update_queue.length``, records of the collection's partition published
+    and not yet applied here. ``warnings`` is left out, as Qdrant leaves out an empty list: none of
+    Qdrant's warnings (an ignored ``inline_storage``) can arise, the flag not being kept.
+    """
     config = coll.config
     count = coll.count()
+    hnsw = config.levels()["hnsw_config"]
+    return {
+        "status": "green",
+        "optimizer_status": "ok",
+        "indexed_vectors_count": count,  # every vector is in a graph once applied
+        "points_count": count,
+        "segments_count": max(1, len(coll.index.segments)),
+        "config": {
+            "params": collection_params(coll),
+            "hnsw_config": {"m": hnsw.get("m", config.m),
+                            "ef_construct": hnsw.get("ef_construct", config.ef_construction),
+                            "full_scan_threshold": 0, "max_indexing_threads": 0, "on_disk": False, "ef": config.ef},
+            "optimizer_config": {**OPTIMIZER_DEFAULTS, "max_segment_size": _segment_kb(coll)},
+            "wal_config": dict(WAL_DEFAULTS),
+            "quantization_config": config.levels()["quantization_config"],
+        },
+        "payload_schema": payload_schema(coll),
+        "update_queue": {"length": queued},
+    }
+
+
+def collection_params(coll: Collection) -> dict[str, Any]:
+    """Qdrant's ``CollectionParams`` (``on_disk`` as :func:`_on_disk` reports it)."""
+    config = coll.config
     levels = config.levels()
     vectors: dict[str, Any] = {"size": config.dimension, "distance": QDRANT_DISTANCE[config.metric]}
     vector = levels["vector"]
@@ -463,34 +517,32 @@ def collection_info(coll: Collection) -> dict[str, Any]:
         vectors["hnsw_config"] = vector["hnsw_config"]
     if vector.get("quantization_config") is not None:
         vectors["quantization_config"] = vector["quantization_config"]
-    if config.on_disk is not None:
-        vectors["on_disk"] = config.on_disk
-    if not config.has_unnamed:
+    if config.has_unnamed:
+        if (on_disk := _on_disk(config.unnamed())) is not None:
+            vectors["on_disk"] = on_disk
+    else:
         vectors = {name: _named_params(spec) for name, spec in config.named().items()}
-    hnsw = levels["hnsw_config"]
-    return {
-        "status": "green",
-        "optimizer_status": "ok",
-        "indexed_vectors_count": count,
-        "points_count": count,
-        "segments_count": max(1, len(coll.index.segments)),
-        "config": {
-            "params": {"vectors": vectors,
-                       **({"sparse_vectors": {name: ({"modifier": "idf"} if params.get("modifier") == "idf" else {})
-                                              for name, params in config.sparse().items()}}
-                          if config.sparse() else {}),
-                       "shard_number": 1, "replication_factor": 1, "write_consistency_factor": 1,
-                       "on_disk_payload": False},
-            "hnsw_config": {"m": hnsw.get("m", config.m),
-                            "ef_construct": hnsw.get("ef_construct", config.ef_construction),
-                            "full_scan_threshold": 0, "max_indexing_threads": 0, "on_disk": False, "ef": config.ef},
-            "optimizer_config": {"deleted_threshold": 0.2, "vacuum_min_vector_number": 1000,
-                                 "default_segment_number": 1, "flush_interval_sec": 5},
-            "wal_config": None,
-            "quantization_config": levels["quantization_config"],
-        },
-        "payload_schema": payload_schema(coll),
-    }
+    return {"vectors": vectors,
+            **({"sparse_vectors": {name: ({"modifier": "idf"} if params.get("modifier") == "idf" else {})
+                                   for name, params in config.sparse().items()}}
+               if config.sparse() else {}),
+            "shard_number": 1, "replication_factor": 1, "write_consistency_factor": 1,
+            "on_disk_payload": False}
+
+
+def _on_disk(spec: VectorSpec) -> bool | None:
+    """``on_disk`` as Qdrant reports it: as given, and absent when not given (Qdrant's default, in
+    memory); but ``true`` for int8-quantized vectors created without it, whose original rows this
+    server keeps on disk (float32 rows are in memory unless ``on_disk: true`` was asked)."""
+    if spec.on_disk is None and spec.quantization is not None:
+        return True
+    return spec.on_disk
+
+
+def _segment_kb(coll: Collection) -> int:
+    """Qdrant's ``max_segment_size`` (kilobytes of vector data per segment): this server's segment
+    size, in labels of the collection's widest vector, as kilobytes of float32 rows."""
+    return coll.index.segment_size * 4 * max(1, coll.config.widest()) // 1024
 
 
 def _named_params(spec: VectorSpec) -> dict[str, Any]:
@@ -499,8 +551,8 @@ def _named_params(spec: VectorSpec) -> dict[str, Any]:
                            "hnsw_config": {"m": spec.m, "ef_construct": spec.ef_construction}}
     if spec.quantization is not None:
         out["quantization_config"] = json.loads(spec.quantization)
-    if spec.on_disk is not None:
-        out["on_disk"] = spec.on_disk
+    if (on_disk := _on_disk(spec)) is not None:
+        out["on_disk"] = on_disk
     return out
 
 

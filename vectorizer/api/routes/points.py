@@ -140,7 +140,7 @@ def prepare_update_vectors(a: Api, collection_name: str, b: dict[str, Any], know
     condition = _update_filter(coll, b)
     raw = p.array(b.get("points"), "points")
     if not raw:
-        raise Unprocessable("Validation error in JSON body: [points: must contain at least 1 item]")
+        raise Unprocessable("Validation error in JSON body: [points: must specify points to update]")  # Qdrant's
     ids = []
     collector = Collector(coll.config, len(raw))
     for i, item in enumerate(raw):
@@ -155,7 +155,7 @@ def prepare_update_vectors(a: Api, collection_name: str, b: dict[str, Any], know
         raise BadRequest("points: an id is given twice")
     given = collector.vectors(unnamed_required=False)
     missing = known.missing(ids)
-    if missing and wait:  # the projection rejects it too; with wait, say which point
+    if missing and a.waits(wait):  # the projection rejects it too; with wait, say which point
         raise PointNotFound(f"No point with id {missing[0]} found")
     return lambda: producer.update_vectors(collection_name, ids, named=given.named, sparse=given.sparse,
                                            update_filter=condition)
@@ -175,8 +175,9 @@ def prepare_delete_vectors(a: Api, collection_name: str, b: dict[str, Any]) -> P
     config = a.collection(collection_name).config
     names = [check_name(config, p.string(name, f"vector[{i}]") if name != "" else "")
              for i, name in enumerate(p.array(b.get("vector"), "vector"))]
-    return _selected(a, collection_name, b,
-                     (lambda chunk: producer.delete_vectors(collection_name, chunk, names)) if names else None)
+    if not names:  # Qdrant's validation of DeleteVectors
+        raise Unprocessable("Validation error in JSON body: [vector: must specify vector names to delete]")
+    return _selected(a, collection_name, b, lambda chunk: producer.delete_vectors(collection_name, chunk, names))
 
 
 def _points(b: dict[str, Any]) -> tuple[list[PointId], list[Any], list[str], list[Any]]:

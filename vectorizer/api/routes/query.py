@@ -230,7 +230,7 @@ def _query(coll: Collection, raw: object, path: str, using: str, source: _Source
             return plans.Fusion(value)
         spec = p.obj(value, where)
         p.fields(spec, where, ("k", "weights"))
-        k = plans.RRF_K if spec.get("k") is None else p.integer(spec["k"], f"{where}.k", minimum=1)
+        k = plans.RRF_K if spec.get("k") is None else p.at_least_one(spec["k"], f"{where}.k")
         weights = None if spec.get("weights") is None else tuple(
             p.number(w, f"{where}.weights[{i}]") for i, w in enumerate(p.array(spec["weights"], f"{where}.weights")))
         return plans.Fusion("rrf", k, weights)
@@ -410,7 +410,7 @@ def grouped(coll: Collection, q: Parsed, b: dict[str, Any], lookup: Lookup) -> l
     best hit; ``with_lookup``: each group's id looked up in another collection."""
     key = p.string(b.get("group_by"), "group_by")
     path = paths.parse(key, field="group_by")
-    size = 3 if b.get("group_size") is None else p.integer(b["group_size"], "group_size", minimum=1)
+    size = 3 if b.get("group_size") is None else p.at_least_one(b["group_size"], "group_size")
     groups_wanted = q.plan.limit
     # Qdrant asks for more hits than groups x size and repeats while groups are short; a generous
     # single pass over the candidates, bounded, is what local mode's answer amounts to here.
