@@ -23,7 +23,7 @@ from vectorizer.api.limits import BodyLimitMiddleware
 from vectorizer.api.metrics import LatencyMiddleware, Metrics
 from vectorizer.api.reader import ProjectionReader
 from vectorizer.api.readonly import ReadOnlyCollections
-from vectorizer.api.routes import collections, indexes, points, query, reads, service, snapshots, text
+from vectorizer.api.routes import collections, indexes, matrix, points, query, reads, service, snapshots, text
 
 
 def create_app(settings: Settings, projection: ProjectionReader, producer: VectorProducer | None) -> FastAPI:
@@ -33,7 +33,7 @@ def create_app(settings: Settings, projection: ProjectionReader, producer: Vecto
     metrics = Metrics(projection)
     app.state.api = Api(settings, projection, producer, metrics)
     for router in (service.router, collections.router, indexes.router, points.router, reads.router, query.router,
-                   snapshots.router, text.router):
+                   matrix.router, snapshots.router, text.router):
         app.include_router(router)
     app.add_exception_handler(HTTPException, handle_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, handle_error)
