@@ -15,9 +15,9 @@ import numpy as np
 
 from schemas.ids import PointId
 
-Metric = Literal["cosine", "l2", "ip"]
+Metric = Literal["cosine", "l2", "ip", "manhattan"]
 CollectionKind = Literal["dynamic", "workspace"]
-METRICS: tuple[str, ...] = ("cosine", "l2", "ip")
+METRICS: tuple[str, ...] = ("cosine", "l2", "ip", "manhattan")
 KINDS: tuple[str, ...] = ("dynamic", "workspace")
 WORKSPACE_PRODUCER = "vectorizer-workspace"  # producer ids of the workspace producer start with this
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Local mode performs exact:UserWa
 
 N = 40
 TOL = 1e-4
-DISTANCES = (m.Distance.COSINE, m.Distance.EUCLID, m.Distance.DOT)
+DISTANCES = (m.Distance.COSINE, m.Distance.EUCLID, m.Distance.DOT, m.Distance.MANHATTAN)
 
 
 @pytest.fixture(scope="module")
