@@ -98,6 +98,21 @@ def test_recommend_matches_local_mode(clients: tuple[QdrantClient, QdrantClient]
     _same(ours.query_points(small, query=query, limit=8).points, local.query_points(small, query=query, limit=8).points)
 
 
+def test_discover_and_context_match_local_mode(clients: tuple[QdrantClient, QdrantClient], small: str) -> None:
+    ours, local = clients  # both score by Qdrant's internal similarity, -L1
+    pairs = [m.ContextPair(positive=1, negative=2), m.ContextPair(positive=4, negative=8)]
+    for query in (m.DiscoverQuery(discover=m.DiscoverInput(target=11, context=pairs)),
+                  m.ContextQuery(context=pairs)):
+        got, want = ours.query_points(small, query=query, limit=N).points, \
+            local.query_points(small, query=query, limit=N).points
+        assert np.allclose([p.score for p in got], [p.score for p in want], atol=TOL)
+        # context scores tie (0 for every point inside the context), discover's ranks too: within a run
+        # of equal scores the order is unspecified, so runs are compared as sets (limit N: none is cut)
+        starts = [0] + [i for i in range(1, len(want)) if abs(want[i].score - want[i - 1].score) > TOL] + [len(want)]
+        for a, b in zip(starts[:-1], starts[1:], strict=True):
+            assert {p.id for p in got[a:b]} == {p.id for p in want[a:b]}
+
+
 def test_named_manhattan_vector_matches_local_mode(clients: tuple[QdrantClient, QdrantClient]) -> None:
     ours, local = clients
     name = unique("l1named")

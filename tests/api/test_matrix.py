@@ -124,6 +124,14 @@ def test_sample_is_random_and_bounded(clients: tuple[QdrantClient, QdrantClient]
     assert lonely.pairs == []  # one point: no matrix, as Qdrant
 
 
+def test_a_matrix_waits_for_its_consistency_token(server: Running, small: str) -> None:
+    r = server.http.put(f"/collections/{small}/points", json={"points": [{"id": 99, "vector": [5, 5]}]})
+    token = r.json()["result"]["write_token"]  # acknowledged, maybe not applied yet
+    got = server.http.post(f"/collections/{small}/points/search/matrix/offsets", params={"consistency": token},
+                           json={"sample": 100, "limit": 1}).json()["result"]
+    assert 99 in got["ids"] and len(got["ids"]) == 5
+
+
 @pytest.fixture(scope="module")
 def small(clients: tuple[QdrantClient, QdrantClient]) -> str:
     return _both(clients, m.VectorParams(size=2, distance=m.Distance.DOT), _points(3, 2)[:4])

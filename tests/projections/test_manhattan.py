@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from consumers import integrity
 from projections.errors import Rejected
 from projections.index.quantized import TRAIN_AT, QuantizedGraph, QuantizedSearch
 from projections.search import search
@@ -24,15 +25,22 @@ def _meta() -> ev.EventMeta:
     return ev.EventMeta.new("m", "t")
 
 
-def test_l1_graphs_over_segments_answer_with_exact_l1_scores() -> None:
-    n = 2 * TRAIN_AT + 500  # two segments of TRAIN_AT + 250 labels, both trained
+N = 2 * TRAIN_AT + 500  # two segments of TRAIN_AT + 250 labels, both trained
+
+
+def _loaded() -> tuple[ProjectionState, np.ndarray]:
     state = ProjectionState(segment_bytes=(TRAIN_AT + 250) * DIM * 4)
     state.apply(ev.CollectionCreated(_meta(), DIM, "manhattan", 16, 100, 64), 0)
-    rows = np.random.default_rng(1).normal(size=(n, DIM)).astype(np.float32)
-    state.apply(ev.VectorsUpserted(_meta(), tuple(range(n)), rows, (None,) * n), 1)
+    rows = np.random.default_rng(1).normal(size=(N, DIM)).astype(np.float32)
+    state.apply(ev.VectorsUpserted(_meta(), tuple(range(N)), rows, (None,) * N), 1)
     state.apply(ev.VectorsDeleted(_meta(), (0, 1, 2)), 2)
     rows[5] = rows[9] + 0.001
     state.apply(ev.VectorsUpserted(_meta(), (5,), rows[5:6], (None,)), 3)
+    return state, rows
+
+
+def test_l1_graphs_over_segments_answer_with_exact_l1_scores() -> None:
+    state, rows = _loaded()
     coll = state.collections["m"]
     graphs = [seg.graph for seg in coll.index.segments]
     assert len(graphs) == 2 and all(isinstance(g, QuantizedGraph) and g.engine == "faiss-flat"
@@ -53,6 +61,12 @@ def test_l1_graphs_over_segments_answer_with_exact_l1_scores() -> None:
         assert [h.id for h in ignored] == [h.id for h in exact]
     assert found >= 0.95 * 300
     assert search(coll, rows[9], 2, exact=True)[1].id == 5  # the updated row is found, its old one gone
+
+
+def test_verify_samples_the_recall_of_l1_graphs() -> None:
+    (served, _), (fresh, _) = _loaded(), _loaded()
+    problems, recall = integrity._check_recall(served.collections["m"], fresh.collections["m"], "m", 30)  # noqa: SLF001
+    assert problems == [] and recall is not None and recall["served"] >= 0.95
 
 
 @pytest.mark.parametrize("event", [
