@@ -213,10 +213,12 @@ def _normalised(scores: list[float]) -> list[float]:
 # Exact scans: recommend's best score and sum of scores, discover, context ----------------------
 def _core(index: SegmentedIndex, example: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Qdrant's internal similarity of the stored rows to ``example`` (higher is closer): cosine and
-    dot products as they are, negated squared distance for Euclid."""
+    dot products as they are, negated squared distance for Euclid, negated L1 distance for Manhattan."""
     q = index.prepare(example.reshape(1, -1))[0]
     if index.metric == "l2":
         return -np.square(rows - q, dtype=np.float32).sum(axis=1, dtype=np.float32)
+    if index.metric == "manhattan":
+        return -np.abs(rows - q, dtype=np.float32).sum(axis=1, dtype=np.float32)
     return (rows @ q).astype(np.float32)
 
 

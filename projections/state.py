@@ -127,6 +127,7 @@ class ProjectionState:
             check.named_vectors(config.vectors, config.sparse_vectors)
         except ValidationError as exc:
             raise Rejected(f"collection {event.collection!r}: {exc}") from None
+        _buildable(event.collection, config)
         self._replace(event.collection, Collection(config, offset,
                                                  segment_size=segment_size_for(config.widest(), self.segment_bytes)))
         return [PutCollection(event, offset)]
@@ -149,6 +150,7 @@ class ProjectionState:
         if "vector" in diff and not coll.config.has_unnamed:
             raise Rejected("Wrong input: Not existing vector name error: ")
         config = coll.config.updated(diff).with_named(diff)
+        _buildable(coll.name, config)
         with coll.lock.write():
             if coll.config.has_unnamed and not config.builds_graphs_like(coll.config):
                 coll.index = coll.index.rebuilt(config.m, config.ef_construction, config.quantization, config.on_disk)
@@ -584,3 +586,12 @@ def _legacy_delete_path(payload: dict[str, Any], parts: list[str]) -> None:
         for item in child:
             if isinstance(item, dict):
                 _legacy_delete_path(item, parts[1:])
+
+
+def _buildable(name: str, config: CollectionConfig) -> None:
+    """Reject settings no graph here can be built with: scalar quantization of a Manhattan vector
+    (faiss's scalar quantizer has no L1 metric; docs/decisions/0008)."""
+    for vector, spec in config.dense().items():
+        if spec.metric == "manhattan" and spec.quantization is not None:
+            raise Rejected(f"collection {name!r}: vector {vector!r}: scalar quantization is not supported with the "
+                           f"Manhattan distance by this server")

@@ -15,13 +15,13 @@ import numpy as np
 
 from schemas.ids import PointId
 
-Metric = Literal["cosine", "l2", "ip"]
+Metric = Literal["cosine", "l2", "ip", "manhattan"]
 CollectionKind = Literal["dynamic", "workspace"]
 #: Qdrant's ``update_mode`` of an upsert: ``insert_only`` leaves existing points alone,
 #: ``update_only`` creates no point.
 UpdateMode = Literal["upsert", "insert_only", "update_only"]
 UPDATE_MODES: tuple[str, ...] = ("upsert", "insert_only", "update_only")
-METRICS: tuple[str, ...] = ("cosine", "l2", "ip")
+METRICS: tuple[str, ...] = ("cosine", "l2", "ip", "manhattan")
 KINDS: tuple[str, ...] = ("dynamic", "workspace")
 WORKSPACE_PRODUCER = "vectorizer-workspace"  # producer ids of the workspace producer start with this
 

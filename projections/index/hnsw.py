@@ -5,7 +5,7 @@ be below the graph's capacity (a segment holds a range of a collection's labels)
 collections store unit vectors in an inner-product space: the bytes hnswlib holds are
 exactly the normalised float32 the caller computed, so checksums over them are stable.
 Scores: cosine similarity and dot product (higher is better), Euclidean distance
-(lower is better).
+(lower is better). hnswlib has no L1 space: Manhattan collections use faiss graphs (``quantized``).
 
 Thread-safety: hnswlib allows concurrent queries, but not queries concurrent with
 ``add``/``resize``/``mark_deleted``; the caller serialises writers against readers.

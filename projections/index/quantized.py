@@ -43,9 +43,11 @@ class _OnFirstUse:
 faiss: Any = _OnFirstUse()
 
 TRAIN_AT = 2048
-#: The codes a graph walks, by snapshot engine name: int8 (Qdrant's scalar quantization), or
-#: float16 for float32 collections with ``on_disk: true`` (rows on disk, scores from them).
-ENGINES = {"faiss-sq8": "QT_8bit", "faiss-fp16": "QT_fp16"}
+#: The codes a graph walks, by snapshot engine name: int8 (Qdrant's scalar quantization),
+#: float16 for float32 collections with ``on_disk: true`` (rows on disk, scores from them), or
+#: float32 for Manhattan collections (``faiss-flat``: ``IndexHNSWFlat`` with ``METRIC_L1``, which
+#: hnswlib and faiss's scalar quantizer lack; docs/decisions/0008).
+ENGINES = {"faiss-sq8": "QT_8bit", "faiss-fp16": "QT_fp16", "faiss-flat": None}
 DEFAULT_OVERSAMPLING = 2.0  # measured: rescoring 2k candidates gives recall@10 >= 0.99 (docs/decisions/0003)
 
 
@@ -179,7 +181,9 @@ class QuantizedGraph:
 
     ``engine`` names the codes (:data:`ENGINES`): ``faiss-sq8`` for an int8 collection, whose
     searches follow Qdrant's ``params.quantization``; ``faiss-fp16`` for a float32 collection whose
-    vectors are ``on_disk``: its searches always rescore from the rows, as a float32 graph would score."""
+    vectors are ``on_disk``: its searches always rescore from the rows, as a float32 graph would score;
+    ``faiss-flat`` for a Manhattan collection: the graph holds the float32 rows and its distances are
+    the scores (L1), never rescored."""
 
     def __init__(self, dimension: int, metric: str, m: int, ef_construction: int, ef: int, lo: int, hi: int,
                  on_disk: bool = True, engine: str = "faiss-sq8") -> None:
@@ -219,8 +223,13 @@ class QuantizedGraph:
 
     def _train(self, live: np.ndarray) -> None:
         rows = self.full.get(live)
-        space = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
-        index = faiss.IndexHNSWSQ(self.dimension, getattr(faiss.ScalarQuantizer, ENGINES[self.engine]), self.m, space)
+        space = {"l2": faiss.METRIC_L2, "manhattan": faiss.METRIC_L1}.get(self.metric, faiss.METRIC_INNER_PRODUCT)
+        if self.engine == "faiss-flat":
+            index = faiss.IndexHNSWFlat(self.dimension, self.m, space)
+        else:  # faiss's scalar quantizer knows L2 and inner product only (it aborts the process on L1)
+            codes = ENGINES[self.engine]
+            assert codes is not None
+            index = faiss.IndexHNSWSQ(self.dimension, getattr(faiss.ScalarQuantizer, codes), self.m, space)
         index.hnsw.efConstruction = self.ef_construction
         index.train(rows)
         self.index = index
@@ -269,7 +278,9 @@ class QuantizedGraph:
     def knn_prepared(self, q: np.ndarray, k: int, ef: int | None = None,
                      allowed: Callable[[int], bool] | None = None,
                      search: QuantizedSearch | None = None) -> tuple[np.ndarray, np.ndarray]:
-        if search is None or self.engine != "faiss-sq8":
+        if self.engine == "faiss-flat":  # float32 codes: faiss's distances are the scores
+            search = QuantizedSearch(ignore=search is not None and search.ignore, rescore=False)
+        elif search is None or self.engine != "faiss-sq8":
             search = QuantizedSearch()
         if self.index is None or search.ignore:
             live = np.flatnonzero(self.internal_of != -1) + self.lo
@@ -291,15 +302,16 @@ class QuantizedGraph:
         if search.rescore:
             return self._exact(q[0], labels, k)
         kept = dist[0][ids[0] >= 0]
-        scores = np.sqrt(np.maximum(kept, 0)) if self.metric == "l2" else kept
+        scores = np.sqrt(np.maximum(kept, 0)) if self.metric == "l2" else kept  # faiss's L1 is not squared
         return labels[:k], scores[:k].astype(np.float32)
 
     def _exact(self, q: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if not len(labels):
             return np.empty(0, np.int64), np.empty(0, np.float32)
         rows = self.full.get(labels)
-        if self.metric == "l2":
-            dist = np.sqrt(np.maximum(((rows - q) ** 2).sum(axis=1), 0))
+        if self.metric in ("l2", "manhattan"):
+            dist = np.sqrt(np.maximum(((rows - q) ** 2).sum(axis=1), 0)) if self.metric == "l2" \
+                else np.abs(rows - q).sum(axis=1)
             order = np.argsort(dist, kind="stable")[:k]
             return labels[order], dist[order].astype(np.float32)
         scores = rows @ q

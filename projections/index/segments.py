@@ -76,7 +76,12 @@ class SegmentedIndex:
         self.on_disk = on_disk is not False  # faiss graphs: full-precision rows read from disk, else in RAM
         # float32 graphs are hnswlib's (the vectors inside them, in RAM), unless on_disk is true:
         # then faiss graphs over float16 codes, the float32 rows on disk (quantized.py)
-        self.engine = "faiss-sq8" if quantization is not None else "faiss-fp16" if on_disk is True else "hnswlib"
+        # Manhattan graphs are faiss's over float32 rows whatever on_disk says (hnswlib has no L1
+        # space, faiss's scalar quantizer no L1 metric: docs/decisions/0008)
+        if metric == "manhattan" and quantization is not None:
+            raise ValueError("scalar quantization is not supported with the Manhattan distance")
+        self.engine = "faiss-flat" if metric == "manhattan" else "faiss-sq8" if quantization is not None \
+            else "faiss-fp16" if on_disk is True else "hnswlib"
         self.ef_construction, self.default_ef = ef_construction, ef
         self.segment_size = segment_size or segment_size_for(dimension)
         self.segments: list[Segment] = []
@@ -274,7 +279,8 @@ class SegmentedIndex:
         return exact_search(self, query, labels, k)
 
     def higher_is_better(self) -> bool:
-        return self.metric != "l2"
+        """Similarities (cosine, dot product) are better higher, distances (Euclid, Manhattan) lower."""
+        return self.metric not in ("l2", "manhattan")
 
 
 def _best(scores: np.ndarray, k: int) -> np.ndarray:
@@ -297,6 +303,8 @@ def exact_search(index: SegmentedIndex, query: np.ndarray, labels: np.ndarray,
     for chunk, data in rows_in_chunks(index, labels):
         if index.metric == "l2":
             s = -np.sqrt(np.maximum(((data - q) ** 2).sum(axis=1), 0))
+        elif index.metric == "manhattan":
+            s = -np.abs(data - q).sum(axis=1)
         else:
             s = data @ q
         top = _best(s, k)
@@ -307,7 +315,7 @@ def exact_search(index: SegmentedIndex, query: np.ndarray, labels: np.ndarray,
     all_labels, all_scores = np.concatenate(best_labels), np.concatenate(best_scores)
     order = np.argsort(-all_scores, kind="stable")[:k]
     scores = all_scores[order]
-    return all_labels[order].astype(np.int64), (-scores if index.metric == "l2" else scores).astype(np.float32)
+    return all_labels[order].astype(np.int64), (scores if index.higher_is_better() else -scores).astype(np.float32)
 
 
 _CHUNK = 65_536

@@ -48,8 +48,8 @@ def test_400_names_the_bad_field(server: Running, coll: str) -> None:
     _error(http.put(points, json={"points": [{"id": 1, "vector": [1, 0, 0], "payload": [1]}]}),
            400, "points[0].payload")
     _error(http.put(points, json={"pints": []}), 400, "pints")
-    _error(http.put(f"/collections/{unique('new')}", json={"vectors": {"size": 3, "distance": "Manhattan"}}),
-           400, "vectors.distance", "Manhattan")
+    _error(http.put(f"/collections/{unique('new')}", json={"vectors": {"size": 3, "distance": "Hamming"}}),
+           400, "vectors.distance", "Hamming")
     _error(http.put(f"/collections/{unique('new')}", json={"vectors": {"size": 0, "distance": "Dot"}}),
            400, "vectors.size")
     _error(http.put("/collections/bad%20name", json={"vectors": {"size": 3, "distance": "Dot"}}),

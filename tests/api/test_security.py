@@ -64,7 +64,7 @@ READS = {("GET", path) for path in ("/", "/health", "/ready", "/metrics", "/tele
                                     "/collections/{collection_name}/aliases")} | {
     ("POST", f"/collections/{{collection_name}}/points{tail}")
     for tail in ("", "/scroll", "/count", "/query", "/query/batch", "/query/groups", "/search", "/search/batch",
-                 "/search/groups")} | {
+                 "/search/groups", "/search/matrix/pairs", "/search/matrix/offsets")} | {
     ("POST", "/collections/{collection_name}/search/text"), ("POST", "/collections/{collection_name}/facet")}
 POINTS = "/collections/{collection_name}/points"
 BODIES: dict[tuple[str, str], Any] = {
@@ -84,6 +84,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", f"{POINTS}/search/batch"): {"searches": [{"vector": [1, 0], "limit": 1}]},
     ("POST", f"{POINTS}/query/groups"): {"query": [1, 0], "group_by": "a"},
     ("POST", f"{POINTS}/search/groups"): {"vector": [1, 0], "group_by": "a"},
+    ("POST", f"{POINTS}/search/matrix/pairs"): {"sample": 2, "limit": 1},
+    ("POST", f"{POINTS}/search/matrix/offsets"): {"sample": 2, "limit": 1},
     ("PUT", f"{POINTS}/vectors"): {"points": [{"id": 1, "vector": [1, 0]}]},
     ("POST", f"{POINTS}/vectors/delete"): {"points": [3], "vector": [""]},
     ("POST", "/collections/{collection_name}/search/text"): {"query": "hello"},

@@ -73,7 +73,7 @@ def test_dangerous_existing_topic_is_reported(settings: Settings, caplog: pytest
 
 
 @pytest.mark.parametrize(("call", "error", "names"), [
-    (lambda p: p.create_collection("c", 4, "manhattan"), UnknownMetric, "manhattan"),
+    (lambda p: p.create_collection("c", 4, "hamming"), UnknownMetric, "hamming"),
     (lambda p: p.create_collection("bad/name", 4), InvalidCollectionName, "bad/name"),
     (lambda p: p.upsert("dims", [1, 2], np.ones((2, 5))), DimensionMismatch, "dimension 5"),
     (lambda p: p.upsert("dims", [1, 2], [[1, 2, 3, 4], [1, math.nan, 3, 4]]), InvalidVector, "vectors[1]"),

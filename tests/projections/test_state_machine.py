@@ -104,6 +104,7 @@ class ModelCollection:
     metric: str
     kind: str
     points: dict[PointId, tuple[np.ndarray, Payload | None]] = field(default_factory=dict)
+    quantized: tuple[bool, bool] = (False, False)  # int8 asked for at the collection's level, the vector's
 
     def prepared(self, vector: np.ndarray) -> np.ndarray:
         """What the index should hold for ``vector`` (float64): unit length for cosine, else as is."""
@@ -116,8 +117,17 @@ class ModelCollection:
         out = {}
         for pid, (vector, _) in self.points.items():
             v = self.prepared(vector)
-            out[pid] = float(np.sqrt(((v - q) ** 2).sum())) if self.metric == "l2" else float(v @ q)
+            out[pid] = float(np.sqrt(((v - q) ** 2).sum())) if self.metric == "l2" \
+                else float(np.abs(v - q).sum()) if self.metric == "manhattan" else float(v @ q)
         return out
+
+    def settings_after(self, diff: dict[str, Any]) -> tuple[bool, bool]:
+        """Which levels ask for int8 after a ``CollectionUpdated`` diff ("Disabled" clears a level)."""
+        levels = list(self.quantized)
+        for at, change in enumerate((diff, diff.get("vector", {}))):
+            if "quantization_config" in change:
+                levels[at] = change["quantization_config"] != "Disabled"
+        return levels[0], levels[1]
 
 
 def merged(dest: Payload, src: Payload) -> Payload:
@@ -172,8 +182,11 @@ class Model:
             return coll
         if isinstance(event, ev.CollectionDeleted):
             del self.collections[event.collection]
-        elif isinstance(event, ev.CollectionUpdated):
-            pass  # new index settings: the same points, searched the same way
+        elif isinstance(event, ev.CollectionUpdated):  # new index settings: the same points, searched the same way
+            quantized = coll.settings_after(json.loads(event.diff))
+            if coll.metric == "manhattan" and any(quantized):
+                return 400  # no L1 scalar quantizer: refused
+            coll.quantized = quantized
         elif isinstance(event, ev.VectorsUpserted):
             n, dim = event.vectors.shape
             ids = [canon(p) for p in event.ids]
@@ -275,7 +288,7 @@ def close(a: float, b: float) -> bool:
 
 
 def at_least_as_good(score: float, than: float, metric: str) -> bool:
-    return close(score, than) or (score < than if metric == "l2" else score > than)
+    return close(score, than) or (score < than if metric in ("l2", "manhattan") else score > than)
 
 
 # --------------------------------------------------------------------------- the machine
@@ -569,7 +582,7 @@ class ProjectionMachine(RuleBasedStateMachine):
             recalls = []
             for query in queries:
                 brute = mc.scores(query)
-                best = sorted(brute.values(), reverse=mc.metric != "l2")[:want]
+                best = sorted(brute.values(), reverse=mc.metric not in ("l2", "manhattan"))[:want]
                 for exact in (True, False):
                     hits = search(coll, query, K, exact=exact)
                     ids = [h.id for h in hits]
@@ -580,7 +593,7 @@ class ProjectionMachine(RuleBasedStateMachine):
                         assert h.label == coll.label_of[h.id]
                         assert close(h.score, brute[h.id]), f"{name}/{h.id!r}: score {h.score}, brute {brute[h.id]}"
                     if exact:
-                        got = sorted((brute[i] for i in ids), reverse=mc.metric != "l2")
+                        got = sorted((brute[i] for i in ids), reverse=mc.metric not in ("l2", "manhattan"))
                         assert all(close(a, b) for a, b in zip(got, best, strict=True)), f"{name}: {got} != {best}"
                     else:
                         found = sum(at_least_as_good(brute[i], best[-1], mc.metric) for i in ids)

@@ -84,7 +84,7 @@ def test_crc64_avro_matches_fastavro() -> None:
 
 def test_a_v1_record_decodes_under_the_newest_reader_with_the_defaults() -> None:
     v1 = VERSIONS["CollectionCreated"][1]
-    assert latest("CollectionCreated").version == 5
+    assert latest("CollectionCreated").version == 6
     event = ev.CollectionCreated(ev.EventMeta.new("docs", "old-producer"), 384, "ip", 8, 100, 50, "workspace",
                                  embedder='{"will": "be dropped by v1"}')
     data = encode(event, schema=v1)
@@ -117,6 +117,19 @@ def test_a_v3_record_decodes_as_before_and_v4_carries_on_disk() -> None:
     assert old.quantization == event.quantization and old.on_disk is None
     new = decode(encode(event, schema=VERSIONS["CollectionCreated"][4]))
     assert isinstance(new, ev.CollectionCreated) and new.meta.schema_version == 4 and new.on_disk is False
+
+
+def test_a_v5_record_decodes_as_before_and_v6_carries_manhattan() -> None:
+    v5 = VERSIONS["CollectionCreated"][5]
+    event = ev.CollectionCreated(ev.EventMeta.new("docs", "p"), 8, "l2", vectors='{"a":{"metric":"ip","size":2}}')
+    old = decode(encode(event, schema=v5))
+    assert isinstance(old, ev.CollectionCreated) and old.meta.schema_version == 5
+    assert (old.metric, old.vectors) == ("l2", event.vectors)
+    manhattan = ev.CollectionCreated(ev.EventMeta.new("docs", "p"), 8, "manhattan")
+    with pytest.raises(ValueError, match="manhattan"):  # v5's enum has no such symbol
+        encode(manhattan, schema=v5)
+    new = decode(encode(manhattan))
+    assert isinstance(new, ev.CollectionCreated) and new.meta.schema_version == 6 and new.metric == "manhattan"
 
 
 def test_collection_updated_round_trips_its_settings() -> None:

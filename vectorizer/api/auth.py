@@ -22,7 +22,7 @@ from infra.settings import Settings
 from vectorizer.api.errors import Forbidden, Unauthorized, response_for
 
 _READ_POST = re.compile(r"^/collections/[^/]+/(points(/scroll|/count|/query|/query/batch|/query/groups|/search"
-                        r"|/search/batch|/search/groups)?|search/text|facet)/?$")
+                        r"|/search/batch|/search/groups|/search/matrix/pairs|/search/matrix/offsets)?|search/text|facet)/?$")
 
 
 def is_read(method: str, path: str) -> bool:

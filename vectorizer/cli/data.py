@@ -103,7 +103,7 @@ def settle(c: CliContext, producer: VectorProducer, tokens: list[WriteToken], wa
 @collections_app.command("create")
 def create(ctx: typer.Context, name: str,
            dim: int = typer.Option(..., "--dim", help="Vector dimension"),
-           metric: str = typer.Option("cosine", help="cosine | l2 | ip"),
+           metric: str = typer.Option("cosine", help="cosine | l2 | ip | manhattan"),
            m: int = typer.Option(16, "--m", help="HNSW links per node"),
            ef_construction: int = typer.Option(200, help="HNSW build-time candidate list"),
            ef: int = typer.Option(64, help="Default search-time candidate list"),

@@ -25,7 +25,7 @@ from vectorizer.api.errors import BadRequest, Unprocessable
 
 router = APIRouter(tags=["collections"])
 
-DISTANCES = {"Cosine": "cosine", "Euclid": "l2", "Dot": "ip"}
+DISTANCES = {"Cosine": "cosine", "Euclid": "l2", "Dot": "ip", "Manhattan": "manhattan"}
 _MAX_SIZE = 65_536
 QDRANT_DISTANCE = {metric: name for name, metric in DISTANCES.items()}
 Timeout = timeout_param("Seconds to wait for this server to apply the change, or for `consistency`")
@@ -218,6 +218,9 @@ def _vector_params(vectors: dict[str, Any], path: str, quantization: dict[str, A
     if vectors.get("on_disk") is not None:
         spec["on_disk"] = vectors["on_disk"]
     if quantization is not None:
+        if metric == "manhattan":
+            raise BadRequest(f"{path}: scalar quantization is not supported with the Manhattan distance by this "
+                             f"server (faiss's scalar quantizer has no L1 metric)")
         spec["quantization"] = quantization
     return spec
 

@@ -3,7 +3,7 @@ older ``/points/search`` (``/search/batch``, ``/search/groups``).
 
 A request becomes a :class:`projections.plans.Plan` (prefetches, each level's query, ``using``,
 filter, limit, threshold), executed against one state of the collection. Scores are Qdrant's:
-cosine similarity and dot product (higher is better), Euclidean distance (lower is better);
+cosine similarity and dot product (higher is better), Euclidean and Manhattan distance (lower is better);
 sparse vectors score by dot product. A query given as a point id searches with that point's
 vector (of ``using``, or of ``lookup_from``) and leaves the point itself out, as Qdrant does.
 Without ``query``, points come in id order with score 1. ``score_threshold`` keeps hits strictly
