@@ -19,7 +19,7 @@ def _table() -> dict[tuple[str, str], str]:
     text = SPEC.read_text()
     start = text.index("\n### Routes\n")
     rows = {}
-    for line in text[start:].splitlines()[1:]:
+    for line in text[start:].splitlines()[2:]:
         if line.startswith("#"):
             break
         match = ROW.match(line)
