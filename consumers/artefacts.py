@@ -98,14 +98,6 @@ def sha256_of(source: Path | IO[bytes]) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _stamp(now: float) -> str:
     return datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d-%H-%M-%S")
 
@@ -218,7 +210,7 @@ def _write_tar(target: Path, members: list[tuple[str, bytes | Path]], record: di
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(target.parent)
+    snapshots.fsync(target.parent)
     return target
 
 
@@ -274,7 +266,7 @@ def delete(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         _side(path).unlink()
     path.unlink()
-    _fsync_dir(path.parent)
+    snapshots.fsync(path.parent)
 
 
 # Reading ------------------------------------------------------------------------------

@@ -90,7 +90,8 @@ def _manifest_checksum(manifest: dict[str, Any]) -> str:
     return xxhash.xxh3_64_hexdigest(json.dumps(body, sort_keys=True).encode())
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """fsync a file or a directory."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -154,7 +155,7 @@ class Pending:
         try:
             files = self.manifest["files"]
             for seg, kind, version, name in self.written:
-                _fsync(self.tmp / name)
+                fsync(self.tmp / name)
                 files[name] = file_checksum(self.tmp / name)
                 if kind:
                     seg.saved[kind] = (self.final / name, files[name], version)
@@ -162,13 +163,13 @@ class Pending:
                 seg.saved[kind] = (self.final / name, files[name], version)
             self.manifest["manifest_checksum"] = _manifest_checksum(self.manifest)
             (self.tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=1, sort_keys=True))
-            _fsync(self.tmp / "manifest.json")
-            _fsync(self.tmp)
+            fsync(self.tmp / "manifest.json")
+            fsync(self.tmp)
             self.tmp.rename(self.final)
         except BaseException:
             self.abandon()
             raise
-        _fsync(self.final.parent)
+        fsync(self.final.parent)
         prune(self.final.parent, self.keep)
         return self.final
 
@@ -392,7 +393,7 @@ def record_request(path: Path, name: str, created_offset: int) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path / REQUESTED_FOR)
-    _fsync(path)
+    fsync(path)
 
 
 def requested_for(path: Path) -> list[dict[str, Any]]:

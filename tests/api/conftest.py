@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from qdrant_client import QdrantClient
 
 from infra.settings import Settings
 from tests.conftest import free_port
@@ -80,6 +81,17 @@ def make_server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
             return stack.enter_context(serving(settings))
 
         yield make
+
+
+@pytest.fixture(scope="module")
+def clients(server: Running) -> Iterator[tuple[QdrantClient, QdrantClient]]:
+    """qdrant-client on the module's server, and qdrant-client's local mode (Qdrant's behaviour, in
+    process), for differential tests: the same calls on both, the answers compared."""
+    ours = QdrantClient(url=server.url, prefer_grpc=False, timeout=60, check_compatibility=False)
+    local = QdrantClient(":memory:")
+    yield ours, local
+    ours.close()
+    local.close()
 
 
 def unique(prefix: str) -> str:

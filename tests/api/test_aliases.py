@@ -43,12 +43,6 @@ def _aliases(client: QdrantClient, collection: str | None = None) -> list[tuple[
     return sorted((a.alias_name, a.collection_name) for a in found.aliases)
 
 
-@pytest.fixture(scope="module")
-def clients(server: Running) -> tuple[QdrantClient, QdrantClient]:
-    return (QdrantClient(url=server.url, prefer_grpc=False, timeout=60, check_compatibility=False),
-            QdrantClient(":memory:"))
-
-
 def _both(clients: tuple[QdrantClient, QdrantClient], call: Callable[[QdrantClient], Any]) -> Any:
     """``call`` on both; the answers must be equal (the server's is returned)."""
     ours, local = (call(c) for c in clients)

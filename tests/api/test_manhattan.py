@@ -11,7 +11,6 @@ and by ``PATCH``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +31,6 @@ BIG = TRAIN_AT + 400  # past the training size: the segment's faiss graph is bui
 TOL = 1e-4
 L1 = m.Distance.MANHATTAN
 INT8 = m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8))
-
-
-@pytest.fixture(scope="module")
-def clients(server: Running) -> Iterator[tuple[QdrantClient, QdrantClient]]:
-    ours = QdrantClient(url=server.url, prefer_grpc=False, timeout=60, check_compatibility=False)
-    local = QdrantClient(":memory:")
-    yield ours, local
-    ours.close()
-    local.close()
 
 
 def _rows(n: int, seed: int, dim: int = DIM) -> np.ndarray:

@@ -8,7 +8,6 @@ the status codes Qdrant's REST API gives (``SearchMatrixRequestInternal``'s vali
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,15 +22,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Local mode performs exact:UserWa
 N = 40
 TOL = 1e-4
 DISTANCES = (m.Distance.COSINE, m.Distance.EUCLID, m.Distance.DOT, m.Distance.MANHATTAN)
-
-
-@pytest.fixture(scope="module")
-def clients(server: Running) -> Iterator[tuple[QdrantClient, QdrantClient]]:
-    ours = QdrantClient(url=server.url, prefer_grpc=False, timeout=60, check_compatibility=False)
-    local = QdrantClient(":memory:")
-    yield ours, local
-    ours.close()
-    local.close()
 
 
 def _id(i: int) -> int | str:
