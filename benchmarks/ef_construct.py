@@ -2,14 +2,17 @@
 alone (M 16, one thread), on the clustered benchmark data and on Gaussian vectors (the hard case).
 
 Command: ``python -m benchmarks.ef_construct [--n 100000] [--gaussian-n 50000]``. Both values are
-built in the same process on the same data, so their ratio is what to read.
+built in the same process on the same data, so their ratio is what to read; the result goes to
+``benchmarks/results/ef-construct.json`` for ``benchmarks.report``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from pathlib import Path
 
 import hnswlib
 import numpy as np
@@ -17,6 +20,7 @@ import numpy as np
 from benchmarks.data import dataset, exact_topk
 
 DIM = 128
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def compare(base: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> dict[str, dict[str, float]]:
@@ -45,9 +49,14 @@ def main() -> None:
     rng = np.random.default_rng(3)
     g_base = rng.standard_normal((args.gaussian_n, DIM), dtype=np.float32)
     g_queries = rng.standard_normal((500, DIM), dtype=np.float32)
-    print(json.dumps({f"clustered {args.n} x {DIM}": compare(base, queries, truth),
-                      f"gaussian {args.gaussian_n} x {DIM}": compare(g_base, g_queries,
-                                                                     exact_topk(g_base, g_queries, 10))}, indent=2))
+    out = {"command": f"python -m benchmarks.ef_construct --n {args.n} --gaussian-n {args.gaussian_n}",
+           "load_average": os.getloadavg(),
+           "results": {f"clustered {args.n:,} × {DIM}": compare(base, queries, truth),
+                       f"Gaussian {args.gaussian_n:,} × {DIM}": compare(g_base, g_queries,
+                                                                         exact_topk(g_base, g_queries, 10))}}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ef-construct.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

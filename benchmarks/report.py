@@ -208,6 +208,36 @@ def hybrid_sections(runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def write_wait_section(r: dict[str, Any]) -> list[str]:
+    """The lines for a ``benchmarks.write_wait`` result (issue 19: what ``read_your_writes`` costs)."""
+    lines = [f"## Read-your-writes: acknowledged against applied upserts, {r['dim']}-d (issue 19)", "",
+             f"Command: `{r['command']}`. Upserts through REST into one cosine collection, alternating "
+             "`wait=false` (answered once Kafka acknowledged) and `wait=true` (once this server applied it: what "
+             "`VECTORIZER_READ_YOUR_WRITES` makes the default of a write without `wait`); each write is applied "
+             f"before the next is timed. Load average during the run: {r['load_average'][0]:.1f}.", "",
+             "| upsert | acknowledged p50 / p95 / p99 | applied p50 / p95 / p99 | cost of waiting (p50) |",
+             "|---|---|---|---|"]
+    for size, q in r["results"].items():
+        ack, applied = q["acknowledged"], q["applied"]
+        lines.append(f"| {size} | {ack['p50_ms']:,.1f} / {ack['p95_ms']:,.1f} / {ack['p99_ms']:,.1f} ms | "
+                     f"{applied['p50_ms']:,.1f} / {applied['p95_ms']:,.1f} / {applied['p99_ms']:,.1f} ms | "
+                     f"{applied['p50_ms'] - ack['p50_ms']:+,.1f} ms |")
+    return [*lines, ""]
+
+
+def ef_construct_section(r: dict[str, Any]) -> list[str]:
+    """The lines for a ``benchmarks.ef_construct`` result (issue 19: Qdrant's default 100 against this server's 200)."""
+    lines = ["## ef_construct 100 (Qdrant's default) against 200 (this server's default) (issue 19)", "",
+             f"Command: `{r['command']}` (hnswlib alone, M 16, one thread, both built in the same process on the "
+             f"same data). Load average during the run: {r['load_average'][0]:.1f}.", "",
+             "| data | ef_construct | build | recall@10 at ef 64 / 128 |", "|---|---|---|---|"]
+    for data, by_efc in r["results"].items():
+        for efc, row in by_efc.items():
+            lines.append(f"| {data} | {efc.split()[-1]} | {row['build_points_per_s']:,.0f} points/s | "
+                         f"{row['recall@10_ef64']:.4f} / {row['recall@10_ef128']:.4f} |")
+    return [*lines, ""]
+
+
 def filtered_section(r: dict[str, Any]) -> list[str]:
     """The lines for one ``benchmarks.filtered`` result (issue 17's measures)."""
     ip = r["in_process"]
@@ -358,6 +388,10 @@ def render(results: Path = RESULTS, docs: Path = DOC.parent) -> str:
     for path in sorted(results.glob("filtered-*.json"), key=lambda p: json.loads(p.read_text())["n"]):
         lines += filtered_section(json.loads(path.read_text()))
     lines += hybrid_sections([json.loads(p.read_text()) for p in sorted(results.glob("hybrid-*.json"))])
+    for path in sorted(results.glob("write-wait-*.json")):
+        lines += write_wait_section(json.loads(path.read_text()))
+    if (results / "ef-construct.json").exists():
+        lines += ef_construct_section(json.loads((results / "ef-construct.json").read_text()))
     runs = sorted((json.loads(p.read_text()) for p in results.glob("ingest-*.json")), key=lambda r: r["n"])
     if len(runs) >= 2 and plot_scaling(runs, docs / "img" / "scaling.png"):
         lines += ["## Scaling", "", "![ingest rate, query p99 and memory ratio against collection size]"

@@ -3,7 +3,8 @@ applied (``wait=true``, what ``Settings.read_your_writes`` makes the default), o
 1,000 points, through the real server over REST.
 
 Command: ``python -m benchmarks.write_wait [--dim 128] [--rounds 40]`` (uses the broker at
-``VECTORIZER_KAFKA_BOOTSTRAP`` or starts a local one). The two kinds alternate within one run, so
+``VECTORIZER_KAFKA_BOOTSTRAP`` or starts a local one); the result goes to
+``benchmarks/results/write-wait-<dim>.json`` for ``benchmarks.report``. The two kinds alternate within one run, so
 they share the machine's state; each write is applied before the next is timed. The difference of
 their medians is the apply latency a write waits.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 import uuid
@@ -23,6 +25,8 @@ import numpy as np
 
 from benchmarks.ingest import ensure_broker, percentiles, serve_until_ready
 from infra.settings import Settings
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def measure(http: httpx.Client, collection: str, size: int, dim: int, rounds: int) -> dict[str, Any]:
@@ -67,7 +71,11 @@ def main() -> None:
         thread.join(60)
         if broker is not None:
             broker.stop()
-    print(json.dumps({"dim": args.dim, "rounds": args.rounds, **results}, indent=2))
+    out = {"command": f"python -m benchmarks.write_wait --dim {args.dim} --rounds {args.rounds}", "dim": args.dim,
+           "rounds": args.rounds, "load_average": os.getloadavg(), "results": results}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"write-wait-{args.dim}.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
