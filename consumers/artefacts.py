@@ -47,6 +47,8 @@ import numpy as np
 from consumers import snapshots
 from consumers.errors import ConsumerError
 from projections.collection import Collection, CollectionConfig, canonical_json
+from projections.errors import Rejected
+from projections.state import check_config, check_named, check_stored_rows
 from schemas import events as ev
 from schemas.ids import PointId
 
@@ -273,7 +275,15 @@ def delete(path: Path) -> None:
 def read_collection(source: IO[bytes]) -> CollectionDump:
     """Read and verify a collection snapshot (a seekable binary file); :class:`ArtefactInvalid`
     names what is wrong: not a tar, another format or version, a member missing, extra or
-    damaged (its SHA-256), arrays of the wrong shape or type."""
+    damaged (its SHA-256), arrays of the wrong shape or type, settings or vectors the projection
+    would refuse (so that a recovery is refused before anything of it is published)."""
+    try:
+        return _read_collection(source)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a manifest of the wrong shape
+        raise ArtefactInvalid(f"manifest.json: {type(exc).__name__}: {exc}") from None
+
+
+def _read_collection(source: IO[bytes]) -> CollectionDump:
     data = _read_members(source)
     manifest = _manifest(data.pop("manifest.json", None))
     expected = manifest["members"]
@@ -286,8 +296,14 @@ def read_collection(source: IO[bytes]) -> CollectionDump:
             raise ArtefactInvalid(f"snapshot member {member}: SHA-256 mismatch (the file is damaged)")
     try:
         config = CollectionConfig(**manifest["config"])
+        check_config(config)
     except TypeError as exc:
         raise ArtefactInvalid(f"manifest.json: config: {exc}") from None
+    except Rejected as exc:
+        raise ArtefactInvalid(f"manifest.json: config: {exc}") from None
+    if config.kind != "dynamic":
+        raise ArtefactInvalid(f"manifest.json: a {config.kind} collection: only its own producer writes it, so it "
+                              "is not recovered through the API (its source files rebuild it)")
     ids, payloads = _points(data["points.avro"])
     n = len(ids)
     if n != manifest["count"]:
@@ -315,6 +331,12 @@ def read_collection(source: IO[bytes]) -> CollectionDump:
                 or len(indices) != len(values) or np.any(np.diff(offsets) < 0):
             raise ArtefactInvalid(f"{stem}: offsets, indices and values do not match the positions")
         sparse.append(ev.SparseRows(vector, positions, offsets, indices, values))
+    scratch = Collection(config, 0)  # the checks the projection makes of the upserts, made now
+    try:
+        check_named(scratch, tuple(rows for rows in dense if rows.name), tuple(sparse), allow_unnamed=False)
+        check_stored_rows(scratch, [(rows.name, rows.vectors) for rows in dense])
+    except Rejected as exc:
+        raise ArtefactInvalid(f"snapshot vectors: {exc}") from None
     return CollectionDump(config, dict(manifest["payload_indexes"]), ids, payloads, tuple(dense), tuple(sparse),
                           manifest)
 

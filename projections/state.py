@@ -118,16 +118,8 @@ class ProjectionState:
         if event.collection in self._working_aliases():
             raise Rejected(f"Wrong input: Can't create collection with name {event.collection}. Alias with the same "
                            "name already exists")
-        named = event.vectors is not None or event.sparse_vectors is not None
-        if not (0 if named else 1) <= event.dimension <= 65_536 or event.m < 2 or event.ef_construction < 1 \
-                or event.ef < 1:
-            raise Rejected(f"collection {event.collection!r}: invalid HNSW parameters or dimension")
         config = CollectionConfig.from_event(event)
-        try:
-            check.named_vectors(config.vectors, config.sparse_vectors)
-        except ValidationError as exc:
-            raise Rejected(f"collection {event.collection!r}: {exc}") from None
-        _buildable(event.collection, config)
+        check_config(config)
         self._replace(event.collection, Collection(config, offset,
                                                  segment_size=segment_size_for(config.widest(), self.segment_bytes)))
         return [PutCollection(event, offset)]
@@ -196,7 +188,7 @@ class ProjectionState:
             raise Rejected(f"collection {coll.name!r}: vectors hold NaN or infinity")
         if len(set(event.ids)) != len(event.ids):
             raise Rejected(f"collection {coll.name!r}: duplicate ids in one batch")
-        _check_named(coll, event.named, event.sparse, allow_unnamed=False)
+        check_named(coll, event.named, event.sparse, allow_unnamed=False)
         if event.update_mode != "upsert" or event.update_filter is not None:
             event = _conditional(coll, event)
             n = len(event.ids)
@@ -238,7 +230,7 @@ class ProjectionState:
         missing = [pid for pid in event.ids if pid not in coll.label_of]
         if missing:
             raise Rejected(f"No point with id {missing[0]} found", 404)
-        _check_named(coll, event.named, event.sparse, allow_unnamed=True)
+        check_named(coll, event.named, event.sparse, allow_unnamed=True)
         if event.update_filter is not None:
             matches = _update_filter(coll, event.update_filter)
             event = _selected(event, np.array([matches(pid) for pid in event.ids], dtype=bool))
@@ -397,7 +389,7 @@ def changed_aliases(aliases: Mapping[str, str], collections: Container[str],
     return out
 
 
-def _check_named(coll: Collection, named: tuple[ev.NamedRows, ...], sparse: tuple[ev.SparseRows, ...], *,
+def check_named(coll: Collection, named: tuple[ev.NamedRows, ...], sparse: tuple[ev.SparseRows, ...], *,
                  allow_unnamed: bool) -> None:
     """Reject named vectors the collection does not have, of the wrong size, not finite, or
     sparse vectors with a repeated index (before anything is applied)."""
@@ -426,12 +418,35 @@ def _check_named(coll: Collection, named: tuple[ev.NamedRows, ...], sparse: tupl
             raise Rejected(str(exc)) from None
 
 
+def check_config(config: CollectionConfig) -> None:
+    """Reject settings of a new collection the projection cannot hold (:class:`Rejected`): the
+    dimension, HNSW parameters, named and sparse vectors, and what no graph here can be built with."""
+    named = config.vectors is not None or config.sparse_vectors is not None
+    if not (0 if named else 1) <= config.dimension <= 65_536 or config.m < 2 or config.ef_construction < 1 \
+            or config.ef < 1:
+        raise Rejected(f"collection {config.name!r}: invalid HNSW parameters or dimension")
+    try:
+        check.named_vectors(config.vectors, config.sparse_vectors)
+    except ValidationError as exc:
+        raise Rejected(f"collection {config.name!r}: {exc}") from None
+    _buildable(config.name, config)
+
+
 def _check_stored_form(coll: Collection, event: ev.VectorsUpserted) -> None:
-    """Reject rows said to be as stored that a cosine index could not hold: not unit length (or zero)."""
-    blocks = [("", coll.index if coll.config.has_unnamed else None, event.vectors)]
-    blocks += [(rows.name, coll.dense(rows.name), rows.vectors) for rows in event.named]
-    for name, index, rows in blocks:
-        if index is None or index.metric != "cosine" or not len(rows):
+    check_stored_rows(coll, [("", event.vectors), *((rows.name, rows.vectors) for rows in event.named)])
+
+
+def check_stored_rows(coll: Collection, blocks: Iterable[tuple[str, np.ndarray]]) -> None:
+    """Reject rows said to be as stored (``(vector name, rows)``; ``""`` the unnamed vector) that the
+    collection could not hold so: of another dimension, or, for a cosine vector, not unit length (or zero)."""
+    for name, rows in blocks:
+        index = coll.dense(name)
+        if index is None or not len(rows):
+            continue
+        if rows.shape[1] != index.dimension:
+            raise Rejected(f"Wrong input: Vector dimension error: expected dim: {index.dimension}, "
+                           f"got {rows.shape[1]} (vector {name!r})")
+        if index.metric != "cosine":
             continue
         norms = np.linalg.norm(rows.astype(np.float64), axis=1)
         if not np.all((np.abs(norms - 1.0) < 1e-4) | (norms == 0)):

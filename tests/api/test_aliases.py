@@ -86,6 +86,8 @@ def test_aliases_read_write_rename_and_go_with_their_collection(server: Running,
     assert _both(clients, lambda c: c.collection_exists(x))
     coll = server.replica.projector.state.get(a)
     assert coll is not None and len(coll) == 3 and server.replica.projector.state.get(x) is None
+    metrics = server.http.get("/metrics").text  # requests through an alias count under their route
+    assert 'endpoint="unmatched"' not in metrics and 'endpoint="/collections/{collection_name}/points/query"' in metrics
 
     # in order, all at once: a swap of z from b to a, a rename (replacing nothing)
     assert _both(clients, lambda c: c.update_collection_aliases([delete(z), create(z, a), rename(y, w)]))

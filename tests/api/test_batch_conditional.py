@@ -153,7 +153,10 @@ def test_batch_with_an_invalid_third_operation_changes_nothing(remote: QdrantCli
         {"delete": {"points": [1]}}, {"upsert": {"points": [{"id": 2, "vector": [1.0] * DIM}]}},
         {"bogus": {}}]})
     assert answer.status_code == 400 and "operations[2]" in answer.json()["status"]["error"]
-    assert _state(remote, name) == before
+    missing = server.http.post(f"/collections/{name}/points/batch", params={"wait": "false"}, json={"operations": [
+        {"delete": {"points": [1]}}, {"update_vectors": {"points": [{"id": 99, "vector": [1.0] * DIM}]}}]})
+    assert missing.status_code == 404 and "99" in missing.json()["status"]["error"]  # waiting or not
+    assert _same(remote, local, name) == before
 
 
 def test_bad_update_mode_and_filter_are_refused(server: Running, remote: QdrantClient) -> None:
@@ -161,6 +164,9 @@ def test_bad_update_mode_and_filter_are_refused(server: Running, remote: QdrantC
     point = {"id": 1, "vector": [1.0] * DIM}
     bad_mode = server.http.put(f"/collections/{name}/points", json={"points": [point], "update_mode": "replace"})
     assert bad_mode.status_code == 400 and "update_mode" in bad_mode.json()["status"]["error"]
+    for mode in (False, "", 0):
+        wrong = server.http.put(f"/collections/{name}/points", json={"points": [point], "update_mode": mode})
+        assert wrong.status_code == 400 and "update_mode" in wrong.json()["status"]["error"], mode
     bad_filter = server.http.put(f"/collections/{name}/points", json={"points": [point], "update_filter": {"must": 3}})
     assert bad_filter.status_code == 400 and "update_filter" in bad_filter.json()["status"]["error"]
     assert remote.count(name).count == 0

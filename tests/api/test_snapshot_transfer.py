@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tarfile
 import uuid
 from collections.abc import Callable
@@ -118,6 +119,24 @@ def test_a_snapshot_moves_a_collection_to_another_server_through_its_log(
     with serving(fresh.settings.replace(data_dir=tmp_path / "rebuilt")) as rebuilt:
         _same(source, name, _client(rebuilt), target)
 
+    # A file that verifies but holds what the projection refuses is refused before anything is
+    # published: the collection it would replace stays as it is.
+    def scaled_cosine_row(manifest: dict[str, Any], members: dict[str, bytes]) -> None:
+        stem = manifest["dense"]["cos"]
+        rows = np.load(io.BytesIO(members[f"{stem}.vectors.npy"]))
+        rows[0] *= 5
+        out = io.BytesIO()
+        np.save(out, rows)
+        members[f"{stem}.vectors.npy"] = out.getvalue()
+
+    for change, why in ((scaled_cosine_row, "not unit length"),
+                        (lambda manifest, _: manifest["config"].update(kind="workspace"), "workspace"),
+                        (lambda manifest, _: manifest["config"].update(m="x"), "manifest.json")):
+        bad = fresh.http.post(f"/collections/{target}/snapshots/upload",
+                              files={"snapshot": ("x.snapshot", _resealed(data, change))})
+        assert bad.status_code == 400 and why in bad.json()["status"]["error"], bad.text
+    _same(source, name, _client(fresh), target)
+
     # Recovery from a URL (another server's download) into an existing collection replaces it; its
     # aliases keep naming it.
     moved = _client(fresh)
@@ -194,6 +213,17 @@ def _tar(members: dict[str, bytes]) -> bytes:
             info.size = len(body)
             tar.addfile(info, io.BytesIO(body))
     return out.getvalue()
+
+
+def _resealed(data: bytes, change: Callable[[dict[str, Any], dict[str, bytes]], None]) -> bytes:
+    """The snapshot ``data`` after ``change(manifest, members)``, its checksums made right again:
+    a file that passes every integrity check but says something the projection refuses."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    manifest = json.loads(members.pop("manifest.json"))
+    change(manifest, members)
+    manifest["members"] = {name: hashlib.sha256(body).hexdigest() for name, body in members.items()}
+    return _tar({"manifest.json": json.dumps(manifest).encode(), **members})
 
 
 def _tar_with_changed_member(data: bytes) -> bytes:

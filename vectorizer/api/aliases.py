@@ -52,5 +52,5 @@ class ResolveAliases:
                 parts = raw.split(b"/", 3) if isinstance(raw, bytes) else []
                 raw_path = (b"/".join([*parts[:2], quote(target, safe=":").encode(), *parts[3:]])
                             if len(parts) >= 3 else path.encode())
-                scope = {**scope, "path": path, "raw_path": raw_path}
+                scope["path"], scope["raw_path"] = path, raw_path  # in place: outer middlewares read the route
         await self.app(scope, receive, send)

@@ -87,7 +87,7 @@ def prepare_upsert(a: Api, collection_name: str, b: dict[str, Any], known: Known
     p.unsupported(b, "shard_key")
     coll = a.collection(collection_name)
     config = coll.config
-    mode = b.get("update_mode") or "upsert"
+    mode = "upsert" if b.get("update_mode") is None else b["update_mode"]
     if mode not in UPDATE_MODES:
         raise BadRequest(f"update_mode: expected one of {', '.join(UPDATE_MODES)}, got {p.show(mode)}")
     mode = cast(UpdateMode, mode)
@@ -348,8 +348,9 @@ def batch(request: Request, collection_name: str, opts: WriteOptions = Depends(w
             raise BadRequest(f"operations[{i}]: expected an object with one of {', '.join(_BATCHED)}, "
                              f"got {p.show(sorted(op))}")
         kind, given = next(iter(op.items()))
-        try:
-            writes.append(_BATCHED[kind](a, collection_name, p.obj(given, kind), known, opts.wait))
+        given = p.obj(given, f"operations[{i}].{kind}")
+        try:  # update vectors of a missing point: refused now, waiting or not (the batch is all or none)
+            writes.append(_BATCHED[kind](a, collection_name, given, known, True))
         except VectorizerError as exc:
             raise _in_operation(exc, f"operations[{i}].{kind}") from None
     tokens: list[WriteToken | None] = []
