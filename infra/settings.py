@@ -78,8 +78,8 @@ class Settings:
     # Read-your-writes: a write that does not say ``wait`` waits for this server's projection to
     # apply it, as ``wait=true`` does (``wait=false`` still answers once Kafka acknowledged). Off
     # by default, as Qdrant's ``wait`` defaults to false; ``vectorizer up`` turns it on. Its cost:
-    # one apply latency per write (docs/benchmarks.md, "Read-your-writes": about 3 ms for one point,
-    # 0.8 s for 1,000 x 128-d points on a loaded 2-core machine).
+    # one apply latency per write (docs/benchmarks.md, "Read-your-writes": at the median about 6 ms
+    # for one point, 0.3 s for 1,000 x 128-d points on the 2-core machine).
     read_your_writes: bool = False
 
     def __post_init__(self) -> None:
