@@ -189,11 +189,13 @@ def test_aliases_survive_a_restart_from_a_snapshot_and_a_rebuild_from_the_log(ka
         client.delete_collection(b)  # y and the new x go with it
         want = _aliases(client)
         assert want == [(z, a)]
+        client.close()
     with serving(settings) as restarted:  # from the snapshot, then the log after it
         client = QdrantClient(url=restarted.url, prefer_grpc=False, timeout=60, check_compatibility=False)
         assert restarted.replica.projector.stats.loaded_snapshot is not None
         assert _aliases(client) == want
         assert client.count(z, exact=True).count == 2
+        client.close()
     report = integrity.verify(settings)
     assert report.ok, report.problems
     restored = settings.replace(data_dir=tmp_path / "restored")
@@ -213,3 +215,4 @@ def test_aliases_survive_a_restart_from_a_snapshot_and_a_rebuild_from_the_log(ka
         assert fresh.replica.projector.stats.loaded_snapshot is None
         assert _aliases(client) == want
         assert [p.id for p in client.query_points(z, query=VECTORS[0], limit=1).points] == [1]
+        client.close()

@@ -16,18 +16,18 @@ from urllib.parse import quote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from vectorizer.api.paths import collection_path
 from vectorizer.api.reader import ProjectionReader
 
-_COLLECTION = re.compile(r"^/collections/([^/]+)(/.*)?$")
 _NOT_RESOLVED = re.compile(r"^/aliases/?$")
 
 
 def resolved_path(method: str, path: str, aliases: dict[str, str]) -> tuple[str, str] | None:
     """(alias, collection) when ``path`` names an alias in a place Qdrant resolves it; else None."""
-    found = _COLLECTION.match(path)
+    found = collection_path(path)
     if found is None:
         return None
-    name, rest = found.group(1), found.group(2) or ""
+    name, rest = found
     if rest in ("", "/") and method not in ("GET", "HEAD", "PATCH"):
         return None  # create or delete the name itself (and POST /collections/aliases)
     if _NOT_RESOLVED.match(rest):

@@ -14,6 +14,7 @@ segment and answers those cases as Qdrant does, before routing:
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -21,6 +22,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from vectorizer.api.errors import Unprocessable, response_for
 
 _PREFIX = b"/collections/"
+_COLLECTION = re.compile(r"^/collections/([^/]+)(/.*)?$")
+
+
+def collection_path(path: str) -> tuple[str, str] | None:
+    """``(name, rest)`` of a decoded ``/collections/{name}{rest}`` path (``rest`` may be ``""``); else None."""
+    found = _COLLECTION.match(path)
+    return None if found is None else (found.group(1), found.group(2) or "")
+
 _LEGACY = ("/", "\0")
 _STRICT = ("<", ">", '"', "/", "\\", "|", "?", "*", "\0", "\x1f")
 

@@ -13,9 +13,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vectorizer.api.auth import is_read
 from vectorizer.api.errors import Forbidden, response_for
+from vectorizer.api.paths import collection_path
 from vectorizer.api.reader import ProjectionReader
 
-_COLLECTION = re.compile(r"^/collections/([^/]+)(/.*)?$")
 _NOT_WRITES = re.compile(r"^/snapshots(/(?!recover/?$|upload/?$)[^/]+)?/?$")  # writing or deleting a snapshot
 # changes no data (recovering one does)
 
@@ -30,9 +30,9 @@ class ReadOnlyCollections:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not is_read(scope["method"], scope["path"]):
-            found = _COLLECTION.match(scope["path"])
-            if found and not _NOT_WRITES.match(found.group(2) or ""):
-                coll = self.projection.collection(found.group(1))
+            found = collection_path(scope["path"])
+            if found and not _NOT_WRITES.match(found[1]):
+                coll = self.projection.collection(found[0])
                 if coll is not None and coll.config.kind == "workspace":
                     error = Forbidden(f"collection {coll.name!r} is a workspace collection and is read-only: it "
                                       "follows its files through `vectorizer workspace sync|watch`")
