@@ -297,9 +297,7 @@ def _read_collection(source: IO[bytes]) -> CollectionDump:
     try:
         config = CollectionConfig(**manifest["config"])
         check_config(config)
-    except TypeError as exc:
-        raise ArtefactInvalid(f"manifest.json: config: {exc}") from None
-    except Rejected as exc:
+    except (TypeError, Rejected) as exc:
         raise ArtefactInvalid(f"manifest.json: config: {exc}") from None
     if config.kind != "dynamic":
         raise ArtefactInvalid(f"manifest.json: a {config.kind} collection: only its own producer writes it, so it "

@@ -22,6 +22,7 @@ import numpy as np
 from projections import query as reads
 from projections.collection import Collection
 from projections.filters import Filter
+from projections.index.segments import similarities
 from projections.payload_index import members
 from projections.search import Hit, hits_of
 from schemas.ids import PointId, id_order
@@ -76,19 +77,13 @@ def nearest_rows(metric: str, rows: np.ndarray, limit: int) -> list[list[tuple[i
     position; scores as searches give them (similarities, or distances for Euclid and Manhattan)."""
     n = len(rows)
     block = max(1, min(n, (1 << 22) // max(1, n * rows.shape[1])))  # rows scored at once: ~16 MiB of work
-    distance = metric in ("l2", "manhattan")
+    sign = -1.0 if metric in ("l2", "manhattan") else 1.0  # scores are distances for these: smaller is nearer
     out: list[list[tuple[int, float]]] = []
     for start in range(0, n, block):
         part = rows[start:start + block]
-        if metric == "l2":
-            scores = np.sqrt(np.maximum(np.square(part[:, None, :] - rows[None, :, :]).sum(axis=2), 0))
-        elif metric == "manhattan":
-            scores = np.abs(part[:, None, :] - rows[None, :, :]).sum(axis=2)
-        else:
-            scores = part @ rows.T
-        keyed = scores if distance else -scores  # smaller is nearer
+        keyed = -similarities(metric, part, rows)  # smaller is nearer
         keyed[np.arange(len(part)), np.arange(start, start + len(part))] = np.inf  # not its own neighbour
         for i in range(len(part)):
             order = np.argsort(keyed[i], kind="stable")[:min(limit, n - 1)]
-            out.append([(int(j), float(scores[i, j])) for j in order.tolist()])
+            out.append([(int(j), float(-sign * keyed[i, j])) for j in order.tolist()])
     return out

@@ -195,7 +195,7 @@ class ProjectionState:
         if n == 0:
             return []
         if event.stored_form:
-            _check_stored_form(coll, event)
+            check_stored_rows(coll, [("", event.vectors), *((rows.name, rows.vectors) for rows in event.named)])
         prepared = coll.index.prepare(event.vectors) if coll.config.has_unnamed and not event.stored_form \
             else event.vectors
         with coll.lock.write():
@@ -432,10 +432,6 @@ def check_config(config: CollectionConfig) -> None:
     _buildable(config.name, config)
 
 
-def _check_stored_form(coll: Collection, event: ev.VectorsUpserted) -> None:
-    check_stored_rows(coll, [("", event.vectors), *((rows.name, rows.vectors) for rows in event.named)])
-
-
 def check_stored_rows(coll: Collection, blocks: Iterable[tuple[str, np.ndarray]]) -> None:
     """Reject rows said to be as stored (``(vector name, rows)``; ``""`` the unnamed vector) that the
     collection could not hold so: of another dimension, or, for a cosine vector, not unit length (or zero)."""
@@ -527,7 +523,7 @@ def _upserted_bytes(coll: Collection, prepared: np.ndarray, named: dict[str, np.
 
 def _put_named(coll: Collection, labels: np.ndarray, named: tuple[ev.NamedRows, ...],
                sparse: tuple[ev.SparseRows, ...], *, stored_form: bool = False) -> dict[str, np.ndarray]:
-    """Store the named vectors of a batch whose points hold ``labels`` (checked by :func:`_check_named`);
+    """Store the named vectors of a batch whose points hold ``labels`` (checked by :func:`check_named`);
     return the dense rows as stored (prepared: normalised for cosine, unless already ``stored_form``), by name."""
     stored = {}
     for rows in named:

@@ -301,12 +301,7 @@ def exact_search(index: SegmentedIndex, query: np.ndarray, labels: np.ndarray,
     best_labels: list[np.ndarray] = []
     best_scores: list[np.ndarray] = []
     for chunk, data in rows_in_chunks(index, labels):
-        if index.metric == "l2":
-            s = -np.sqrt(np.maximum(((data - q) ** 2).sum(axis=1), 0))
-        elif index.metric == "manhattan":
-            s = -np.abs(data - q).sum(axis=1)
-        else:
-            s = data @ q
+        s = similarities(index.metric, q[None, :], data)[0]
         top = _best(s, k)
         best_labels.append(chunk[top])
         best_scores.append(s[top])
@@ -316,6 +311,18 @@ def exact_search(index: SegmentedIndex, query: np.ndarray, labels: np.ndarray,
     order = np.argsort(-all_scores, kind="stable")[:k]
     scores = all_scores[order]
     return all_labels[order].astype(np.int64), (scores if index.higher_is_better() else -scores).astype(np.float32)
+
+
+def similarities(metric: str, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``(len(queries), len(rows))`` exact scores, higher is nearer: the similarity (cosine rows
+    prepared, dot product) or the negated distance (Euclid, Manhattan)."""
+    if metric == "l2":
+        return -np.sqrt(np.maximum(np.square(queries[:, None, :] - rows[None, :, :]).sum(axis=2), 0))
+    if metric == "manhattan":
+        return -np.abs(queries[:, None, :] - rows[None, :, :]).sum(axis=2)
+    if len(queries) == 1:  # one query: a matrix-vector product, as exact search always summed it
+        return (rows @ queries[0])[None, :]
+    return queries @ rows.T
 
 
 _CHUNK = 65_536

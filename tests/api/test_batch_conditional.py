@@ -135,6 +135,11 @@ def test_batch_applies_every_operation_as_qdrant(remote: QdrantClient, server: R
     raw = server.http.post(f"/collections/{name}/points/batch", params={"wait": "true"}, json={"operations": [
         {"set_payload": {"payload": {"raw": 1}, "points": [1]}}, {"clear_payload": {"points": [3]}}]}).json()
     assert raw["atomic"] is True and [r["status"] for r in raw["result"]] == ["completed", "completed"]
+    inserted = server.http.post(f"/collections/{name}/points/batch", params={"wait": "true"}, json={"operations": [
+        {"upsert": {"points": [{"id": 40, "vector": [1.0] * DIM}], "update_mode": "insert_only"}},
+        {"update_vectors": {"points": [{"id": 40, "vector": [2.0] * DIM}]}}]})  # 40 exists once the first applies
+    assert inserted.status_code == 200, inserted.text
+    assert remote.retrieve(name, [40], with_vectors=True)[0].vector == [2.0] * DIM
     assert {"write_token", "operation_id"} <= raw["result"][0].keys()
 
 

@@ -19,7 +19,14 @@ from starlette.responses import JSONResponse
 
 from infra.errors import InfrastructureError, VectorizerError
 from producers.errors import PublishFailed, WriteRejected
-from projections.errors import CollectionExists, CollectionNotFound, ConsistencyTimeout, InvalidFilter, PointNotFound
+from projections.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    ConsistencyTimeout,
+    InvalidFilter,
+    PointNotFound,
+    Rejected,
+)
 from schemas.errors import SchemaError
 
 log = logging.getLogger(__name__)
@@ -73,6 +80,7 @@ STATUS: dict[type[BaseException], int] = {
     NotFound: 404,
     CollectionExists: 409,
     WriteRejected: 400,  # its own ``status`` (404, 409, 403, 400) wins: see status_for
+    Rejected: 400,  # the same: a projection's check made before publishing
     PayloadTooLarge: 413,
     NotReady: 503,
     PublishFailed: 503,
@@ -84,10 +92,10 @@ STATUS: dict[type[BaseException], int] = {
 def status_for(exc: BaseException) -> int | None:
     """The status of the nearest class of ``exc`` in :data:`STATUS`, or ``None`` (a bug).
 
-    A :class:`WriteRejected` carries the status of the mistake the projection found (the one an
-    early check would have answered), so it answers that.
+    A :class:`WriteRejected` (and a :class:`Rejected` raised by a projection check the API runs
+    before publishing) carries the status of the mistake the projection found, so it answers that.
     """
-    if isinstance(exc, WriteRejected) and 400 <= exc.status < 600:
+    if isinstance(exc, (WriteRejected, Rejected)) and 400 <= exc.status < 600:
         return exc.status
     for cls in type(exc).__mro__:
         status = STATUS.get(cls)

@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlparse
 import httpx
 import numpy as np
 
-from consumers.artefacts import CollectionDump, sha256_of
+from consumers.artefacts import CollectionDump
 from producers.producer import WriteToken
 from schemas import events as ev
 from vectorizer.api.errors import BadRequest, Forbidden
@@ -112,8 +112,9 @@ def _levels_diff(dump: CollectionDump) -> dict[str, Any]:
 # Where a snapshot comes from ------------------------------------------------------------
 @contextlib.contextmanager
 def located(location: str, api_key: str | None, allowed: list[Path], scratch: Path,
-            timeout: float) -> Iterator[tuple[Path, str]]:
-    """The snapshot file ``location`` names and its SHA-256, for the block's duration.
+            timeout: float) -> Iterator[tuple[Path, str | None]]:
+    """The snapshot file ``location`` names and its SHA-256 when known without reading it again
+    (a download's; ``None`` for a local file), for the block's duration.
 
     ``file://``: a file inside one of the ``allowed`` directories (symlinks and ``..`` resolved),
     else :class:`Forbidden`, as Qdrant restricts it. ``http(s)://``: downloaded into ``scratch``
@@ -134,7 +135,7 @@ def located(location: str, api_key: str | None, allowed: list[Path], scratch: Pa
                             f"{str(allowed[0].resolve())!r}")
         if not resolved.is_file():
             raise BadRequest(f"location: {str(path)!r} is not a file")
-        yield resolved, sha256_of(resolved)
+        yield resolved, None
         return
     if url.scheme not in ("http", "https"):
         raise BadRequest(f"location: URL {location} with scheme {url.scheme or '(none)'!r} is not supported")

@@ -14,7 +14,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
 
-from projections.errors import CollectionExists, CollectionNotFound, Rejected
 from projections.state import changed_aliases
 from schemas import events as ev
 from vectorizer.api import parsing as p
@@ -36,10 +35,7 @@ def update_aliases(request: Request, timeout: float | None = Timeout, b: dict[st
     producer = a.require_producer()
     actions = alias_actions(b)
     aliases = a.projection.aliases()
-    try:
-        changed_aliases(aliases, a.projection.collections(), actions)
-    except Rejected as exc:
-        raise {404: CollectionNotFound, 409: CollectionExists}.get(exc.status, BadRequest)(str(exc)) from None
+    changed_aliases(aliases, a.projection.collections(), actions)  # Rejected: answered with its status
     token = producer.change_aliases(actions, collection=_concerned(actions, aliases))
     a.await_tokens([token], a.timeout(timeout))
     a.check_verdict(token)

@@ -106,8 +106,8 @@ def prepare_upsert(a: Api, collection_name: str, b: dict[str, Any], known: Known
     if len(last) < len(ids):
         ids, rows = [ids[i] for i in last], [rows[i] for i in last]
         row_paths, payloads = [row_paths[i] for i in last], [payloads[i] for i in last]
-    if mode == "upsert" and condition is None:
-        known.upserted(ids)  # a conditional upsert may leave points out: later checks do not count on them
+    if mode != "update_only":
+        known.upserted(ids)  # they exist afterwards, inserted or kept (update_only creates none)
     if config.named() or config.sparse() or not all(isinstance(row, list) for row in rows):
         collector = Collector(config, len(ids))
         for i, (row, path) in enumerate(zip(rows, row_paths, strict=True)):

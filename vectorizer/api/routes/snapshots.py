@@ -123,7 +123,7 @@ def recover_snapshot(request: Request, collection_name: str, wait: bool = Wait, 
     allowed = [artefacts.collections_root(a.settings.data_dir), artefacts.full_root(a.settings.data_dir),
                a.settings.snapshot_dir]
     with recovery.located(b["location"], api_key, allowed, _scratch(a), a.timeout(timeout)) as (path, checksum):
-        if expected is not None and checksum != expected:
+        if expected is not None and (checksum := checksum or artefacts.sha256_of(path)) != expected:
             raise BadRequest(f"Wrong input: Snapshot checksum mismatch: expected {expected}, got {checksum}")
         with open(path, "rb") as source:
             return _recover(request, a, collection_name, source, wait, timeout)
