@@ -26,7 +26,19 @@ from vectorizer.api.metrics import LatencyMiddleware, Metrics
 from vectorizer.api.paths import CollectionPaths
 from vectorizer.api.reader import ProjectionReader
 from vectorizer.api.readonly import ReadOnlyCollections
-from vectorizer.api.routes import aliases, collections, indexes, matrix, points, query, reads, service, snapshots, text
+from vectorizer.api.routes import (
+    aliases,
+    collections,
+    indexes,
+    matrix,
+    ops,
+    points,
+    query,
+    reads,
+    service,
+    snapshots,
+    text,
+)
 
 
 def create_app(settings: Settings, projection: ProjectionReader, producer: VectorProducer | None) -> FastAPI:
@@ -36,7 +48,7 @@ def create_app(settings: Settings, projection: ProjectionReader, producer: Vecto
     metrics = Metrics(projection)
     app.state.api = Api(settings, projection, producer, metrics)
     for router in (service.router, aliases.router, collections.router, indexes.router, points.router, reads.router,
-                   query.router, matrix.router, snapshots.router, text.router):
+                   query.router, matrix.router, snapshots.router, text.router, ops.router):
         app.include_router(router)
     app.add_exception_handler(HTTPException, handle_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, handle_error)
