@@ -91,6 +91,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", f"{POINTS}/vectors"): {"points": [{"id": 1, "vector": [1, 0]}]},
     ("POST", f"{POINTS}/vectors/delete"): {"points": [3], "vector": [""]},
     ("POST", "/collections/{collection_name}/search/text"): {"query": "hello"},
+    ("PUT", f"{POINTS}/text"): {"points": [{"id": 5, "text": "hello"}]},
     ("POST", "/collections/{collection_name}/facet"): {"key": "a"},
     ("PUT", "/collections/{collection_name}/index"): {"field_name": "w", "field_schema": "keyword"},
     ("POST", f"{POINTS}/batch"): {"operations": [{"set_payload": {"payload": {"w": 1}, "points": [1]}}]},
@@ -135,7 +136,8 @@ def _fill(template: str, collection: str) -> str:
 SNAPSHOT_FILES = ("/collections/{collection_name}/snapshots/{snapshot_name}", "/snapshots/{snapshot_name}")
 NOT_THE_KEY = {**{(m, p): 404 for m in ("GET", "DELETE") for p in SNAPSHOT_FILES},
                ("PUT", "/collections/{collection_name}/snapshots/recover"): 400,
-               ("POST", "/collections/{collection_name}/snapshots/upload"): 400}
+               ("POST", "/collections/{collection_name}/snapshots/upload"): 400,
+               ("PUT", f"{POINTS}/text"): 400}  # the victim has no embedder: a 400 about the collection
 
 
 def _routes(http: httpx.Client) -> list[tuple[str, str]]:

@@ -1,6 +1,7 @@
 """``create_app``: the FastAPI application over one projector and one producer.
 
-Request path, outermost first: latency metrics (and the request's start time), API keys,
+Beside the REST routes, ``/mcp`` serves the MCP tools (``vectorizer.mcp``), whose session manager
+runs for the app's lifespan. Request path, outermost first: latency metrics (and the request's start time), API keys,
 the body size limit, alias resolution (``vectorizer.api.aliases``), the read-only rule of
 workspace collections, Qdrant's checks of the collection name in the path, then FastAPI's routing.
 Every error, expected or not, is answered in Qdrant's envelope by :mod:`vectorizer.api.errors`;
@@ -39,6 +40,7 @@ from vectorizer.api.routes import (
     snapshots,
     text,
 )
+from vectorizer.mcp.http import McpEndpoint
 
 
 def create_app(settings: Settings, projection: ProjectionReader, producer: VectorProducer | None) -> FastAPI:
@@ -61,4 +63,7 @@ def create_app(settings: Settings, projection: ProjectionReader, producer: Vecto
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, settings=settings)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
+    mcp = McpEndpoint(app, settings)  # its tools call this app, through every middleware above
+    app.router.routes.append(mcp.route)
+    app.router.lifespan_context = lambda _app: mcp.lifespan()
     return app

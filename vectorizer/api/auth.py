@@ -14,6 +14,7 @@ With neither key set the API is open: it listens on loopback by default, and
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,8 +26,10 @@ _READ_POST = re.compile(r"^/collections/[^/]+/(points(/scroll|/count|/query|/que
                         r"|/search/batch|/search/groups|/search/matrix/pairs|/search/matrix/offsets)?|search/text|facet)/?$")
 
 
-#: POST routes outside collections that only read: the integrity check changes nothing.
-_READ_POST_PATHS = frozenset({"/vectorizer/verify"})
+#: POST routes outside collections the read-only key may call: the integrity check changes nothing, and
+#: the MCP endpoint's tools call the REST routes with the caller's key, which decide per tool (a write
+#: tool called with the read-only key is the 403 of the route it writes through).
+_READ_POST_PATHS = frozenset({"/vectorizer/verify", "/mcp"})
 
 
 def is_read(method: str, path: str) -> bool:
@@ -76,3 +79,14 @@ def _presented_key(scope: Scope) -> bytes | None:
         if name == b"authorization" and value[:7].lower() == b"bearer ":
             return bytes(value[7:].strip())
     return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is reachable from this machine only."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False

@@ -32,6 +32,11 @@ from schemas.errors import SchemaError
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 1
+#: On the answer to a write the projection refused after Kafka acknowledged it: the refused record's
+#: ``partition:offset`` and the refusal's reason code (the body is the usual error envelope). A write
+#: refused before publishing answers the same status without them: nothing reached the log.
+REJECTED_HEADER = "x-vectorizer-rejected"
+REASON_HEADER = "x-vectorizer-reason"
 
 
 class ApiError(VectorizerError):
@@ -125,7 +130,11 @@ def response_for(exc: BaseException, started: float | None = None) -> JSONRespon
     if status is None:
         log.error("unexpected %s while serving a request", type(exc).__name__, exc_info=exc)
         return error_response(500, f"internal error ({type(exc).__name__}); see the server log", started)
-    return error_response(status, _message(exc), started)
+    response = error_response(status, _message(exc), started)
+    if isinstance(exc, WriteRejected):  # published, then refused: which record, and why (clients, MCP tools)
+        response.headers[REJECTED_HEADER] = exc.offset
+        response.headers[REASON_HEADER] = exc.reason
+    return response
 
 
 def _message(exc: BaseException) -> str:

@@ -13,7 +13,6 @@ an address beyond loopback with no API key set is logged as a warning at start-u
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from infra import process
 from infra.settings import Settings
 from producers.producer import VectorProducer
 from vectorizer.api.app import create_app
+from vectorizer.api.auth import is_loopback
 from vectorizer.api.limits import json_error_protocol
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Replica:
         self.app = create_app(settings, self.projector, None)
         self.stop_event = threading.Event()
         self.failure: BaseException | None = None
-        config = uvicorn.Config(self.app, host=settings.http_host, port=settings.http_port, lifespan="off",
+        config = uvicorn.Config(self.app, host=settings.http_host, port=settings.http_port, lifespan="on",
                                 access_log=False, timeout_graceful_shutdown=_SHUTDOWN_GRACE_SECONDS,
                                 log_level="info", http=json_error_protocol())
         self.http = uvicorn.Server(config)
@@ -121,17 +121,6 @@ def run_server(settings: Settings) -> None:
     replica.serve()
     if replica.failure is not None:
         raise replica.failure
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address or ``localhost``) is reachable from this machine only."""
-    host = host.strip("[]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
 
 
 def exposure_warning(settings: Settings) -> str | None:

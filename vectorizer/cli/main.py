@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 from infra.errors import VectorizerError
 from infra.settings import Settings
 from vectorizer import __version__
-from vectorizer.cli import data, dlq, kafka, lifecycle, ops, run, serve, workspace
+from vectorizer.cli import data, dlq, kafka, lifecycle, mcp, ops, run, serve, workspace
 from vectorizer.cli.context import CliContext, fail
 
 
@@ -61,6 +61,7 @@ app.command()(data.upsert)
 app.command()(data.delete)
 app.command()(data.search)
 app.command()(serve.serve)
+app.command()(mcp.mcp)
 app.command()(run.project)
 app.command()(run.status)
 for _command in (ops.replay, ops.verify, ops.repair, ops.backup, ops.restore, ops.snapshot, ops.bench):

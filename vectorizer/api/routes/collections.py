@@ -12,6 +12,7 @@ from typing import Any, cast
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import JSONResponse
 
+from infra.errors import ConfigurationError
 from infra.kafka.topics import partition_for
 from producers.errors import WriteRejected
 from projections import query
@@ -19,6 +20,7 @@ from projections.collection import Collection, CollectionConfig, VectorSpec
 from projections.errors import CollectionExists
 from schemas import validation as check
 from schemas.errors import ValidationError
+from vectorizer import embedders
 from vectorizer.api import parsing as p
 from vectorizer.api.context import Api, api, body, json_body, ok, timeout_param
 from vectorizer.api.errors import BadRequest, Unprocessable
@@ -136,7 +138,7 @@ def _creation(b: dict[str, Any]) -> dict[str, Any]:
     collection holds nor what it answers, and its info shows this server's actual values.
     """
     p.fields(b, "", ("vectors", "hnsw_config", "quantization_config", "sparse_vectors", "init_from", "metadata",
-                     "sharding_method"),
+                     "sharding_method", "embedder"),
              ignored=("shard_number", "replication_factor", "write_consistency_factor", "on_disk_payload",
                       "payload", "id_tracker", "optimizers_config", "wal_config", "strict_mode_config"))
     p.unsupported(b, "init_from", "metadata", "sharding_method")
@@ -161,7 +163,13 @@ def _creation(b: dict[str, Any]) -> dict[str, Any]:
     sparse = _sparse_vectors(b.get("sparse_vectors"))
     if "size" in vectors or not vectors and not sparse:  # one unnamed vector
         spec = _vector_params(vectors, "vectors", quantization, collection_hnsw)
-        return {"dimension": spec.pop("size"), **spec, **({"sparse_vectors": sparse} if sparse else {})}
+        dimension = spec.pop("size")
+        embedder = _embedder(b.get("embedder"), dimension)
+        return {"dimension": dimension, **spec, **({"sparse_vectors": sparse} if sparse else {}),
+                **({"embedder": embedder} if embedder is not None else {})}
+    if b.get("embedder") is not None:
+        raise BadRequest("embedder: an embedder fills the unnamed vector: give vectors as {\"size\": N, \"distance\": "
+                         "...} with N its dimension")
     named = {}
     for name, params in vectors.items():
         if name == "":
@@ -184,6 +192,25 @@ def _creation(b: dict[str, Any]) -> dict[str, Any]:
     if sparse:
         out["sparse_vectors"] = sparse
     return out
+
+
+def _embedder(raw: Any, dimension: int) -> dict[str, Any] | None:
+    """The extension field ``embedder`` (e.g. ``{"name": "hashing", "dimension": 64}``): the embedder
+    that fills the unnamed vector from texts (``points/text``, ``search/text``, the MCP text tools).
+    Its dimension must be the vector's size; a sparse embedder is for workspace collections only."""
+    if raw is None:
+        return None
+    spec = p.obj(raw, "embedder")
+    if "sparse" in spec:
+        raise BadRequest("embedder.sparse: not supported here (workspace collections only: embedding.sparse)")
+    try:
+        built = embedders.build(spec)
+    except ConfigurationError as exc:
+        raise BadRequest(str(exc)) from None
+    if built.dimension != dimension:
+        raise BadRequest(f"embedder: its dimension is {built.dimension}, the vector's size {dimension}: they must "
+                         f"be equal")
+    return built.spec
 
 
 def _vector_params(vectors: dict[str, Any], path: str, quantization: dict[str, Any] | None,

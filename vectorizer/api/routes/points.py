@@ -72,7 +72,7 @@ class Known:
         self.added.difference_update(ids)
 
 
-def _known(a: Api, collection: str) -> Known:
+def known_points(a: Api, collection: str) -> Known:
     """The points of ``collection`` as this server has them; 503 first when it serves nothing (a write
     to a server that is not ready is refused as not ready, whatever the collection)."""
     a.require_producer()
@@ -84,7 +84,7 @@ def _known(a: Api, collection: str) -> Known:
                                     "update_mode: upsert|insert_only|update_only; update_filter"))
 def upsert(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
            b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
-    write = prepare_upsert(a, collection_name, b, _known(a, collection_name))
+    write = prepare_upsert(a, collection_name, b, known_points(a, collection_name))
     return ok(request, a.write_result(collection_name, write(), opts.wait, opts.timeout))
 
 
@@ -134,7 +134,7 @@ def update_vectors(request: Request, collection_name: str, opts: WriteOptions = 
                    b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
     """Qdrant's ``update_vectors``: the vectors given replace the points' vectors of those names; the
     others and the payload stay. A point that does not exist is Qdrant's 404 (with ``wait``)."""
-    write = prepare_update_vectors(a, collection_name, b, _known(a, collection_name), opts.wait)
+    write = prepare_update_vectors(a, collection_name, b, known_points(a, collection_name), opts.wait)
     return ok(request, a.write_result(collection_name, write(), opts.wait, opts.timeout))
 
 
@@ -262,7 +262,7 @@ def _selected(a: Api, collection: str, b: dict[str, Any], publish: Callable[[lis
              openapi_extra=json_body("points: [ids] or filter"))
 def delete_points(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
                   b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
-    write = prepare_delete(a, collection_name, b, _known(a, collection_name))
+    write = prepare_delete(a, collection_name, b, known_points(a, collection_name))
     return ok(request, a.write_result(collection_name, write(), opts.wait, opts.timeout))
 
 

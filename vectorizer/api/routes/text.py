@@ -15,6 +15,7 @@ from vectorizer import embedders
 from vectorizer.api import parsing as p
 from vectorizer.api.context import Api, api, body, json_body, ok
 from vectorizer.api.errors import BadRequest
+from vectorizer.api.routes.points import WriteOptions, known_points, prepare_upsert, write_options
 from vectorizer.api.routes.query import parse_query, run
 from vectorizer.api.routes.reads import ReadOptions, read_options, readable
 
@@ -70,6 +71,31 @@ def search_text(request: Request, collection_name: str, opts: ReadOptions = Depe
     with query.reading(coll):
         points = run(coll, q)
     return ok(request, {"points": points})
+
+
+@router.put("/collections/{collection_name}/points/text", summary="Upsert points from texts (embedded here)",
+             openapi_extra=json_body("points: [{id, text, payload}]: each text embedded with the collection's "
+                                     "embedder and kept in the payload under 'text' (unless the payload has one)"))
+def upsert_texts(request: Request, collection_name: str, opts: WriteOptions = Depends(write_options),
+                 b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    known = known_points(a, collection_name)
+    embedder = embedder_of(known.coll)
+    p.fields(b, "", ("points",))
+    points = p.array(b.get("points"), "points")
+    texts, rest = [], []
+    for i, raw in enumerate(points):
+        point = p.obj(raw, f"points[{i}]")
+        p.fields(point, f"points[{i}]", ("id", "text", "payload"))
+        text = point.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise BadRequest(f"points[{i}].text: expected a non-empty text")
+        payload = p.payload(point.get("payload"), f"points[{i}].payload") or {}
+        texts.append(text)
+        rest.append({"id": point.get("id"), "payload": {"text": text, **payload}})
+    rows: list[Any] = list(embedder.embed(texts)) if texts else []
+    upsert = {"points": [{**point, "vector": row.tolist()} for point, row in zip(rest, rows, strict=True)]}
+    write = prepare_upsert(a, collection_name, upsert, known)
+    return ok(request, a.write_result(collection_name, write(), opts.wait, opts.timeout))
 
 
 def sparse_embedder_of(coll: Collection, *, required: bool) -> embedders.BM25Embedder | None:
