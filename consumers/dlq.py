@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
@@ -77,6 +78,12 @@ class StoredLetter:
     producer_id: str | None
     time: str | None  # when it was dead-lettered; None for letters written before that header existed
     value: bytes | None
+
+    def row(self) -> dict[str, Any]:
+        """The letter as ``vectorizer dlq list --json`` and ``GET /vectorizer/dead_letters`` show it."""
+        return {"offset": f"{self.source_partition}:{self.source_offset}", "collection": self.collection,
+                "reason": self.reason, "status": self.status, "producer": self.producer_id, "time": self.time,
+                "detail": self.detail}
 
 
 class DeadLetters:
@@ -144,6 +151,19 @@ def read_letters(settings: Settings) -> list[StoredLetter]:
     for letter in _read(settings, tail=None, seconds=_LIST_SECONDS):
         seen.setdefault((letter.source_partition, letter.source_offset), letter)
     return [seen[k] for k in sorted(seen)]
+
+
+def recent_letters(settings: Settings, limit: int, seconds: float = 30.0) -> tuple[list[StoredLetter], bool]:
+    """The newest ``limit`` dead letters or fewer (newest first), and whether older ones were left unread.
+
+    Reads only the last ``limit`` records of each DLQ partition, so its cost is bounded by
+    ``limit``, never by how many letters the topic holds."""
+    truncated = [False]
+    seen: dict[tuple[int, int], StoredLetter] = {}
+    for letter in _read(settings, tail=limit, seconds=seconds, truncated=truncated):
+        seen.setdefault((letter.source_partition, letter.source_offset), letter)
+    newest = sorted(seen.values(), key=lambda letter: (letter.time or "", letter.source_offset), reverse=True)
+    return newest[:limit], truncated[0] or len(newest) > limit
 
 
 def _read(settings: Settings, tail: int | None, seconds: float,

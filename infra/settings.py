@@ -81,9 +81,13 @@ class Settings:
     # one apply latency per write (docs/benchmarks.md, "Read-your-writes": at the median about 6 ms
     # for one point, 0.3 s for 1,000 x 128-d points on the 2-core machine).
     read_your_writes: bool = False
+    # The workspace file ``POST /vectorizer/workspace/sync`` (and the MCP tool ``workspace_sync``)
+    # syncs, relative to the server's working directory: only this file, never one a request names,
+    # so an API key never lets a caller index arbitrary files of the server's machine.
+    workspace_file: Path = Path("vectorize-workspace.yml")
 
     def __post_init__(self) -> None:
-        for name in ("data_dir", "cache_dir"):
+        for name in ("data_dir", "cache_dir", "workspace_file"):
             if not isinstance(getattr(self, name), Path):
                 object.__setattr__(self, name, Path(getattr(self, name)))
 

@@ -33,6 +33,7 @@ from vectorizer.api.routes import (
     docs,
     indexes,
     matrix,
+    ops,
     points,
     query,
     reads,
@@ -46,11 +47,11 @@ def create_app(settings: Settings, projection: ProjectionReader, producer: Vecto
     """The HTTP API. ``producer`` may be ``None`` until Kafka answers: set ``app.state.api.producer`` then."""
     app = FastAPI(title="vectorizer", version=__version__, docs_url=None, redoc_url=None,
                   description="A Qdrant-compatible REST subset over an event-sourced vector database.")
-    # The verify route keeps its last result on the Api (``last_verify``); read at scrape time.
-    metrics = Metrics(projection, last_verify=lambda: getattr(app.state.api, "last_verify", None))
+    # POST /vectorizer/verify keeps its last result on the Api; the verify gauges read it at scrape time.
+    metrics = Metrics(projection, last_verify=lambda: app.state.api.ops.last_verify)
     app.state.api = Api(settings, projection, producer, metrics)
     for router in (service.router, aliases.router, collections.router, indexes.router, points.router, reads.router,
-                   query.router, matrix.router, snapshots.router, text.router, docs.router):
+                   query.router, matrix.router, snapshots.router, text.router, ops.router, docs.router):
         app.include_router(router)
     install_openapi(app, settings)
     app.add_exception_handler(HTTPException, handle_http_error)  # type: ignore[arg-type]

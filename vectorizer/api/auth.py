@@ -29,14 +29,17 @@ _READ_POST = re.compile(r"^/collections/[^/]+/(points(/scroll|/count|/query|/que
                         r"|/search/batch|/search/groups|/search/matrix/pairs|/search/matrix/offsets)?|search/text|facet)/?$")
 
 
+#: POST routes outside collections that only read: the integrity check changes nothing.
+_READ_POST_PATHS = frozenset({"/vectorizer/verify"})
 #: Swagger UI: served to anyone (GET, HEAD), exact paths only.
 PUBLIC = frozenset({"/docs", "/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/docs/favicon.png",
                     "/docs/init.js"})
 
 
 def is_read(method: str, path: str) -> bool:
-    """Whether a request only reads: GET/HEAD/OPTIONS, and the POST routes that retrieve or search."""
-    return method in ("GET", "HEAD", "OPTIONS") or (method == "POST" and _READ_POST.match(path) is not None)
+    """Whether a request only reads: GET/HEAD/OPTIONS, and the POST routes that retrieve, search or verify."""
+    return method in ("GET", "HEAD", "OPTIONS") or (
+        method == "POST" and (_READ_POST.match(path) is not None or path.rstrip("/") in _READ_POST_PATHS))
 
 
 class AuthMiddleware:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Query, Request
@@ -30,6 +30,7 @@ from projections.errors import CollectionNotFound, ConsistencyTimeout
 from schemas.ids import PointId
 from vectorizer.api.errors import BadRequest, NotReady
 from vectorizer.api.metrics import Metrics
+from vectorizer.api.operations import Operations
 from vectorizer.api.parsing import MAX_TIMEOUT_SECONDS, Body, load_body
 from vectorizer.api.reader import ProjectionReader, Publisher
 
@@ -44,6 +45,7 @@ class Api:
     projection: ProjectionReader
     producer: Publisher | None
     metrics: Metrics
+    ops: Operations = field(default_factory=Operations)  # the operations routes' state (last verify, ...)
 
     # Guards --------------------------------------------------------------------------
     def require_ready(self) -> None:

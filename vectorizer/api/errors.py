@@ -67,6 +67,10 @@ class NotReady(ApiError, RuntimeError):
     """Recovery has not caught up yet, or the server has no connection to Kafka yet."""
 
 
+class Busy(ApiError, RuntimeError):
+    """The same long operation (a verify, a workspace sync) is already running on this server."""
+
+
 STATUS: dict[type[BaseException], int] = {
     BadRequest: 400,
     SchemaError: 400,  # ValidationError and its subclasses, InvalidPointId, decoding errors
@@ -79,6 +83,7 @@ STATUS: dict[type[BaseException], int] = {
     PointNotFound: 404,
     NotFound: 404,
     CollectionExists: 409,
+    Busy: 409,
     WriteRejected: 400,  # its own ``status`` (404, 409, 403, 400) wins: see status_for
     Rejected: 400,  # the same: a projection's check made before publishing
     PayloadTooLarge: 413,

@@ -99,13 +99,17 @@ _READ_BODIES = {"PointRequest", "ScrollRequest", "CountRequest", "FacetRequest",
                 "SearchRequestBatch", "SearchGroupsRequest"}
 
 #: Routes that answer without the projection being ready (no 503).
-_ALWAYS_SERVED = {("GET", "/"), ("GET", "/health"), ("GET", "/metrics"), ("GET", "/cluster")}
-#: Routes that create what may exist already (409).
-_CREATES = {("PUT", _C), ("POST", "/collections/aliases")}
+_ALWAYS_SERVED = {("GET", "/"), ("GET", "/health"), ("GET", "/metrics"), ("GET", "/cluster"),
+                  ("GET", "/vectorizer/status"), ("GET", "/vectorizer/snapshots"), ("GET", "/vectorizer/verify")}
+#: Routes that create what may exist already, or run what may be running already (409).
+_CONFLICTS = {("PUT", _C), ("POST", "/collections/aliases"), ("POST", "/vectorizer/verify"),
+              ("POST", "/vectorizer/snapshots"), ("POST", "/vectorizer/workspace/sync")}
+#: Routes without a path parameter that may not find what they name (404).
+_FINDS = {("POST", "/vectorizer/verify"), ("POST", "/vectorizer/workspace/sync")}
 #: Routes that answer a missing collection without a 404 (``false``).
 _NO_404 = {("GET", f"{_C}/exists"), ("DELETE", _C)}
 #: Writes that wait for the projector and may give up (504); other writes answer ``wait_timeout``.
-_WAITING_WRITES = {("POST", f"{_C}/snapshots"), ("POST", "/snapshots")}
+_WAITING_WRITES = {("POST", f"{_C}/snapshots"), ("POST", "/snapshots"), ("POST", "/vectorizer/snapshots")}
 
 _ERRORS = {
     400: "Bad request: a body, path or query value that does not parse, or a mistake the projection "
@@ -113,7 +117,7 @@ _ERRORS = {
     401: "Missing or wrong API key (when the server has one)",
     403: "The read-only API key on a write, or a write to a read-only (workspace) collection",
     404: "Not found: the collection (or point, snapshot, index) does not exist",
-    409: "It already exists",
+    409: "It already exists, or the same operation is already running on this server",
     413: "The request body exceeds the server's limit (VECTORIZER_MAX_BODY_BYTES)",
     422: "Validation error: a value out of its range (query, path or body), as Qdrant answers",
     500: "A bug: see the server log",
@@ -140,7 +144,9 @@ def error_statuses(method: str, path: str, operation: dict[str, Any]) -> list[in
             statuses.add(404)
     if (method, path) not in _ALWAYS_SERVED:
         statuses.add(503)
-    if (method, path) in _CREATES:
+    if (method, path) in _FINDS:
+        statuses.add(404)
+    if (method, path) in _CONFLICTS:
         statuses.add(409)
     reads = is_read(method, sample)
     if (reads and ("consistency" in params or has_body)) or (method, path) in _WAITING_WRITES:

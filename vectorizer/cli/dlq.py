@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from consumers.dlq import StoredLetter, read_letters
+from consumers.dlq import read_letters
 from schemas import events as ev
 from schemas.codec import decode
 from schemas.errors import DecodeError
@@ -18,17 +18,11 @@ from vectorizer.cli.context import cli_context, fail
 app = typer.Typer(help="Dead letters: records the projection refused, and why.", no_args_is_help=True)
 
 
-def _row(letter: StoredLetter) -> dict[str, Any]:
-    return {"offset": f"{letter.source_partition}:{letter.source_offset}", "collection": letter.collection,
-            "reason": letter.reason, "status": letter.status, "producer": letter.producer_id, "time": letter.time,
-            "detail": letter.detail}
-
-
 @app.command("list")
 def list_letters(ctx: typer.Context) -> None:
     """One line per dead letter: offset, collection, reason, producer, time, detail."""
     c = cli_context(ctx)
-    rows = [_row(letter) for letter in read_letters(c.settings)]
+    rows = [letter.row() for letter in read_letters(c.settings)]
     if c.json_output:
         c.emit(rows)
         return
@@ -52,7 +46,7 @@ def show(ctx: typer.Context, offset: str = typer.Argument(..., help="The source 
         raise fail(f"offset {offset!r}: expected PARTITION:OFFSET, e.g. 0:17")
     for letter in read_letters(c.settings):
         if (letter.source_partition, letter.source_offset) == (int(part), int(off)):
-            row = _row(letter)
+            row = letter.row()
             row["event"] = _event(letter.value)
             c.emit(row, json.dumps(row, indent=2, default=str))
             return
