@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 import qdrant_client.http.models as qm
 from fastapi.routing import APIRoute
 
 from tests.api.conftest import Running, _settings, serving, unique
-from vectorizer.api.auth import PUBLIC
+from vectorizer.api.auth import PUBLIC, is_read
 from vectorizer.api.context import body
 from vectorizer.api.openapi import BODIES, VECTORIZER_SCHEMAS, referenced
 from vectorizer.api.qdrant_schemas import BODIES as QDRANT_BODIES
@@ -84,13 +85,14 @@ def test_every_json_body_has_its_real_schema(secured: Running, doc: dict[str, An
             target = components[name]
             assert target not in ({}, {"type": "object"}), (method, path, name)
             assert set(target) & {"properties", "anyOf", "oneOf", "allOf"}, (method, path, name, target)
-    assert components["ScrollRequest"]["properties"]["limit"]["type"] == "integer"  # Qdrant's, not a stub
+    assert components["ScrollRequest"]["properties"]["limit"]["type"] == ["integer", "null"]  # Qdrant's, not a stub
     assert "consistency" in components["VectorizerReadOptions"]["properties"]
 
 
 def test_nothing_refers_to_what_the_server_never_answers(doc: dict[str, Any]) -> None:
     text = json.dumps(doc)
     assert "HTTPValidationError" not in text and '"ValidationError"' not in text
+    assert '"nullable"' not in text  # OpenAPI 3.0's keyword, written as JSON Schema's null type (3.1)
     assert set(referenced(doc)) <= set(doc["components"]["schemas"]), "dangling $ref"
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
@@ -136,6 +138,58 @@ def test_bad_requests_answer_a_status_their_route_documents(secured: Running, do
         assert set(r.json()) == {"status", "time"}, r.text
         seen.add(r.status_code)
     assert {400, 401, 403, 404, 409, 413, 422, 504} <= seen, seen  # each documented status met for real
+
+
+def _validator(doc: dict[str, Any], method: str, path: str) -> jsonschema.protocols.Validator:
+    """A JSON Schema 2020-12 validator of the body ``method path`` documents."""
+    schema = _operation(doc, method, path)["requestBody"]["content"]["application/json"]["schema"]
+    validator: jsonschema.protocols.Validator = jsonschema.Draft202012Validator(
+        {**schema, "components": doc["components"]})
+    return validator
+
+
+def test_what_the_server_takes_the_document_allows_and_the_reverse(secured: Running, doc: dict[str, Any]) -> None:
+    """Real bodies, differentially: each one the server answers 200 validates against its documented
+    schema; each one the documented schema refuses, the server refuses too (400 or 422)."""
+    name = unique("oa")
+    c, at = "/collections/{collection_name}", f"/collections/{name}"
+    taken = [
+        ("PUT", c, {"vectors": {"size": 3, "distance": "Cosine"}, "hnsw_config": {"m": 8}}),
+        ("PUT", f"{c}/points", {"points": [{"id": 1, "vector": [1.0, 0.0, 0.0], "payload": {"city": "Oslo"}},
+                                           {"id": "7f1c0a8e-8a4a-4a7e-9f35-3f3a3c1e2b10", "vector": [0.0, 1.0, 0.0]}]}),
+        ("PUT", f"{c}/points", {"batch": {"ids": [2, 3], "vectors": [[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]}}),
+        ("PUT", f"{c}/index", {"field_name": "city", "field_schema": "keyword"}),
+        ("POST", f"{c}/points/payload", {"payload": {"rank": 1}, "points": [1]}),
+        ("POST", f"{c}/points/query", {"query": [1.0, 0.0, 0.0], "limit": 2, "with_payload": True,
+                                       "filter": {"must": [{"key": "city", "match": {"value": "Oslo"}}]}}),
+        ("POST", f"{c}/points/search", {"vector": [1.0, 0.0, 0.0], "limit": 2, "consistency": "majority"}),
+        ("POST", f"{c}/points/scroll", {"limit": 2, "with_vector": True}),
+        ("POST", f"{c}/points/count", {"exact": True}),
+        ("POST", f"{c}/points", {"ids": [1, 2], "with_payload": ["city"]}),
+        ("POST", f"{c}/points/delete", {"filter": {"must": [{"key": "rank", "match": {"value": 1}}]}}),
+        ("POST", "/collections/aliases", {"actions": [{"create_alias": {"collection_name": name,
+                                                                        "alias_name": f"{name}_a"}}]}),
+    ]
+    for method, path, payload in taken:
+        r = secured.http.request(method, path.replace(c, at) if path.startswith(c) else path, json=payload,
+                                 params={"wait": "true"} if not is_read(method, path) else None)
+        assert r.status_code == 200, (method, path, r.text)
+        errors = [e.message for e in _validator(doc, method, path).iter_errors(payload)]
+        assert errors == [], (method, path, errors)
+    refused = [
+        ("PUT", c, {"vectors": {"size": "three", "distance": "Cosine"}}),
+        ("PUT", c, {"vectors": {"size": 3, "distance": "Cosine"}, "hnsw_config": {"m": -1}}),
+        ("POST", f"{c}/points/scroll", {"limit": "ten"}),
+        ("POST", f"{c}/points/query", {"query": [1.0, 0.0, 0.0], "limit": -5}),
+        ("POST", f"{c}/points/count", {"exact": "yes"}),
+        ("PUT", f"{c}/index", {"field_schema": "keyword"}),
+    ]
+    for method, path, payload in refused:
+        assert not _validator(doc, method, path).is_valid(payload), (method, path, payload)
+        target = f"/collections/{unique('oa')}" if (method, path) == ("PUT", c) else path.replace(c, at)
+        r = secured.http.request(method, target, json=payload)
+        assert r.status_code in (400, 422), (method, path, r.status_code, r.text)
+        assert r.status_code in _documented(doc, method, path)
 
 
 def test_the_committed_qdrant_schemas_agree_with_qdrant_client() -> None:

@@ -12,6 +12,8 @@ Regenerate (from a clone or a bare git directory of Qdrant)::
 
     python -m vectorizer.api.qdrant_schemas /path/to/qdrant > vectorizer/api/qdrant_schemas.json
 
+Qdrant's document is OpenAPI 3.0 (``"nullable": true``); the server's is 3.1 (JSON Schema 2020-12),
+so :func:`to_openapi_31` writes each nullable as a ``null`` type, the one change made to them.
 ``tests/api/test_openapi.py`` checks the committed file against qdrant-client's models.
 """
 
@@ -70,6 +72,25 @@ def closure(roots: Iterable[str], master: dict[str, Any], older: dict[str, Any])
     return dict(sorted(out.items()))
 
 
+def to_openapi_31(node: Any) -> Any:
+    """``node`` with OpenAPI 3.0's ``nullable`` written as JSON Schema's ``null`` type."""
+    if isinstance(node, list):
+        return [to_openapi_31(value) for value in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: to_openapi_31(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable") is not True:
+        return out
+    if not out:
+        return {"type": "null"}
+    if isinstance(out.get("type"), str):
+        out["type"] = [out["type"], "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+        return out
+    return {"anyOf": [out, {"type": "null"}]}
+
+
 def _document(repo: str, release: str) -> dict[str, Any]:
     text = subprocess.run(["git", "-C", repo, "show", f"HEAD:docs/redoc/{release}/openapi.json"],
                           check=True, capture_output=True, text=True).stdout
@@ -82,7 +103,7 @@ def main(repo: str) -> None:
     older = _document(repo, _OLDER_RELEASE)["components"]["schemas"]
     commit = subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], check=True, capture_output=True,
                             text=True).stdout.strip()
-    taken = closure(BODIES, master, older)
+    taken = to_openapi_31(closure(BODIES, master, older))
     from_older = sorted(n for n in taken if n in _OLDER or n not in master)
     source = {"repository": "qdrant/qdrant", "commit": commit, "document": "docs/redoc/master/openapi.json",
               "older": {"document": f"docs/redoc/{_OLDER_RELEASE}/openapi.json", "schemas": from_older}}
