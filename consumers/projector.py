@@ -557,8 +557,8 @@ class Projector:
         self._events_since_trim += count
 
     def _note_timestamps(self, parts: dict[int, _Applied]) -> None:
-        """Just published: each partition's newest record time, and (once ready: recovery has its
-        own figure) how old each record was when readers could first see it."""
+        """Just published: each partition's newest record time and, once ready (recovery replays
+        records of any age), how old each record was when readers could first see it."""
         now_ms = time.time() * 1000
         for p, done in parts.items():
             stamps = [t for t in done.timestamps if t >= 0]  # -1: a record without a timestamp

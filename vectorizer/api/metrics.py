@@ -128,7 +128,8 @@ class RequestStats(Collector):
 
 
 class ProjectionCollector(Collector):
-    """Events applied, offsets and lag per partition, snapshot age, points per collection."""
+    """Events applied, offsets and lag (records, seconds) per partition, apply latency, snapshots,
+    points per collection."""
 
     def __init__(self, projection: ProjectionReader) -> None:
         self.projection = projection
@@ -225,10 +226,10 @@ class VerifyCollector(Collector):
         yield _gauge("vectorizer_verify_problems", "Problems the last integrity check found",
                      float(len(result.get("problems") or ())))
         seconds = result.get("seconds")
-        if isinstance(seconds, (int, float)):
+        if isinstance(seconds, (int, float)):  # absent or null: not known
             yield _gauge("vectorizer_verify_duration_seconds", "How long the last integrity check took", seconds)
-        finished = _epoch_seconds(result.get("finished"))
-        if finished is not None:
+        finished = result.get("finished")  # Unix time
+        if isinstance(finished, (int, float)):
             yield _gauge("vectorizer_verify_last_timestamp_seconds", "When the last integrity check finished "
                          "(Unix time)", finished)
 
@@ -243,21 +244,6 @@ def lag_seconds(lag: Mapping[int, int], applied_at: Mapping[int, float], now: fl
         elif partition in applied_at:
             out[partition] = max(0.0, now - applied_at[partition])
     return out
-
-
-def _epoch_seconds(value: object) -> float | None:
-    """A Unix time from a number or an ISO 8601 string (naive: UTC), else ``None``."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).timestamp()
-    return None
 
 
 def _histogram(name: str, doc: str, durations: Durations) -> Metric:
