@@ -40,6 +40,7 @@ from consumers import logid, snapshots, stall
 from consumers.dlq import DeadLetter, DeadLetters, SentLetters
 from consumers.errors import LogChanged, ProjectorError
 from consumers.logid import LogIdentity, current_identity
+from consumers.timings import APPLY_BUCKETS, SNAPSHOT_BUCKETS, Durations
 from consumers.units import Units
 from infra.kafka import clients
 from infra.kafka.topics import ensure_topics
@@ -89,6 +90,11 @@ class ProjectorStats:
     recovery_seconds: float | None = None
     units_applied: int = 0  # transactions (with what they held back) applied as one step for readers
     units_split: int = 0    # times held transaction records were applied one by one (bounds passed)
+    # Per partition: the Kafka timestamp (seconds) of the last record applied (vectorizer_lag_seconds).
+    applied_timestamps: dict[int, float] = field(default_factory=dict)
+    # Once ready: per record, its Kafka timestamp to the moment readers see it.
+    apply_latency: Durations = field(default_factory=lambda: Durations(APPLY_BUCKETS))
+    snapshot_durations: Durations = field(default_factory=lambda: Durations(SNAPSHOT_BUCKETS))
 
 
 @dataclass
@@ -109,6 +115,7 @@ class _Applied:
     count: int = 0
     vectors: float = 0.0  # inserted into graphs, in 128-dimension equivalents (see Settings.snapshot_every_vectors)
     bytes: int = 0  # of record values
+    timestamps: list[int] = field(default_factory=list)  # Kafka's, in ms, of the records applied
     changes: list[Change] = field(default_factory=list)
     letters: list[DeadLetter] = field(default_factory=list)
     refused: list[Rejection] = field(default_factory=list)
@@ -485,6 +492,7 @@ class Projector:
             done.count += 1
             done.last = rec.offset
             done.bytes += len(rec.value or b"")
+            done.timestamps.append(rec.timestamp)
             first_time = rec.offset > catalog_at
             decoded = self._decoded(rec) if events is None else events[i]
             if decoded is None:
@@ -541,11 +549,24 @@ class Projector:
                 self._remember(p, done.refused)
                 self.offsets.applied[p] = done.last
             self._cond.notify_all()
+        self._note_timestamps(parts)
         count = sum(done.count for done in parts.values())
         self._events_since_snapshot += count
         self._vectors_since_snapshot += sum(done.vectors for done in parts.values())
         self._bytes_since_snapshot += sum(done.bytes for done in parts.values())
         self._events_since_trim += count
+
+    def _note_timestamps(self, parts: dict[int, _Applied]) -> None:
+        """Just published: each partition's newest record time and, once ready (recovery replays
+        records of any age), how old each record was when readers could first see it."""
+        now_ms = time.time() * 1000
+        for p, done in parts.items():
+            stamps = [t for t in done.timestamps if t >= 0]  # -1: a record without a timestamp
+            if not stamps:
+                continue
+            self.stats.applied_timestamps[p] = stamps[-1] / 1000
+            if self.ready.is_set():
+                self.stats.apply_latency.observe_many([(now_ms - t) / 1000 for t in stamps])
 
     def _commit_catalog(self, changes: list[Change], positions: dict[int, int],
                         stop: threading.Event | None) -> None:
@@ -680,6 +701,7 @@ class Projector:
         self.stats.last_snapshot_error = None
         self._snapshot_backoff, self._snapshot_retry_at = 0.0, 0.0
         self.stats.last_snapshot_seconds = time.monotonic() - started
+        self.stats.snapshot_durations.observe(self.stats.last_snapshot_seconds)
         self.stats.last_snapshot_written_bytes = snapshots.written_bytes(path)
         return path.name
 

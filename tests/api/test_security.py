@@ -43,7 +43,7 @@ READ_ONLY_KEY = f"ro-{secrets.token_hex(12)}"
 WRONG_KEY = f"typo-{KEY[4:-1]}"  # what a client might send by mistake: a secret all the same
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 #: Paths the OpenAPI document leaves out, and paths no route answers.
-UNLISTED = ("/healthz", "/livez", "/readyz", "/openapi.json", "/docs", "/redoc", "/no/such/route",
+UNLISTED = ("/healthz", "/livez", "/readyz", "/openapi.json", "/docs/", "/docs/x.js", "/redoc", "/no/such/route",
             "/collections/{collection_name}/points/a%2Fb", "/collections/{collection_name}/nothing")
 #: Credentials that must all be refused (on every route below, the first four).
 REFUSED: list[dict[str, str]] = [

@@ -11,8 +11,8 @@ from tests.api.conftest import Running
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "SPEC.md"
 ROW = re.compile(r"^\| `(GET|PUT|POST|PATCH|DELETE) (/[^`]*)` \| (.+) \|$")
-#: Qdrant's probes: answered, left out of the OpenAPI document (as the SPEC says).
-PROBES = {("GET", "/healthz"), ("GET", "/livez"), ("GET", "/readyz"), ("GET", "/openapi.json")}
+#: Qdrant's probes and Swagger UI: answered, left out of the OpenAPI document (as the SPEC says).
+PROBES = {("GET", "/healthz"), ("GET", "/livez"), ("GET", "/readyz"), ("GET", "/openapi.json"), ("GET", "/docs")}
 
 
 def _table() -> dict[tuple[str, str], str]:

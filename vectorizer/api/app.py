@@ -24,12 +24,14 @@ from vectorizer.api.context import Api
 from vectorizer.api.errors import handle_error, handle_http_error
 from vectorizer.api.limits import BodyLimitMiddleware
 from vectorizer.api.metrics import LatencyMiddleware, Metrics
+from vectorizer.api.openapi import install as install_openapi
 from vectorizer.api.paths import CollectionPaths
 from vectorizer.api.reader import ProjectionReader
 from vectorizer.api.readonly import ReadOnlyCollections
 from vectorizer.api.routes import (
     aliases,
     collections,
+    docs,
     indexes,
     matrix,
     ops,
@@ -47,11 +49,13 @@ def create_app(settings: Settings, projection: ProjectionReader, producer: Vecto
     """The HTTP API. ``producer`` may be ``None`` until Kafka answers: set ``app.state.api.producer`` then."""
     app = FastAPI(title="vectorizer", version=__version__, docs_url=None, redoc_url=None,
                   description="A Qdrant-compatible REST subset over an event-sourced vector database.")
-    metrics = Metrics(projection)
+    # POST /vectorizer/verify keeps its last result on the Api; the verify gauges read it at scrape time.
+    metrics = Metrics(projection, last_verify=lambda: app.state.api.ops.last_verify)
     app.state.api = Api(settings, projection, producer, metrics)
     for router in (service.router, aliases.router, collections.router, indexes.router, points.router, reads.router,
-                   query.router, matrix.router, snapshots.router, text.router, ops.router):
+                   query.router, matrix.router, snapshots.router, text.router, ops.router, docs.router):
         app.include_router(router)
+    install_openapi(app, settings)
     app.add_exception_handler(HTTPException, handle_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, handle_error)
     app.add_exception_handler(VectorizerError, handle_error)  # every expected error, answered here

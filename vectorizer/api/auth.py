@@ -7,6 +7,10 @@ the probes (``/``, ``/health``, ``/ready``, Qdrant's ``/healthz``, ``/livez``, `
 server (not even its version or whether it is up) is told to a client without a key.
 ``Settings.read_only_api_key`` allows every read (:func:`is_read`), probes included, so
 orchestrators and monitoring can use it; a write with it is a 403.
+The one exception: Swagger UI's page and files (:data:`PUBLIC`, exact paths, GET and HEAD)
+load without a key, since a browser cannot send a header with a page load; they are the same
+for every server and carry no data: the page then fetches ``/openapi.json`` and calls the API
+with the key the user gives it (``vectorizer.api.routes.docs``).
 With neither key set the API is open: it listens on loopback by default, and
 :mod:`vectorizer.api.server` warns loudly when it binds anything else without a key.
 """
@@ -30,6 +34,9 @@ _READ_POST = re.compile(r"^/collections/[^/]+/(points(/scroll|/count|/query|/que
 #: the MCP endpoint's tools call the REST routes with the caller's key, which decide per tool (a write
 #: tool called with the read-only key is the 403 of the route it writes through).
 _READ_POST_PATHS = frozenset({"/vectorizer/verify", "/mcp"})
+#: Swagger UI: served to anyone (GET, HEAD), exact paths only.
+PUBLIC = frozenset({"/docs", "/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/docs/favicon.png",
+                    "/docs/init.js"})
 
 
 def is_read(method: str, path: str) -> bool:
@@ -58,6 +65,8 @@ class AuthMiddleware:
 
     def _refusal(self, scope: Scope) -> Exception | None:
         """Why the request may not proceed (401, 403), or ``None`` when its key allows it."""
+        if scope["path"] in PUBLIC and scope.get("method") in ("GET", "HEAD"):
+            return None
         given = _presented_key(scope)
         if given is not None and self.key is not None and hmac.compare_digest(given, self.key):
             return None

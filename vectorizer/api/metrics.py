@@ -17,16 +17,17 @@ import datetime
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consumers import snapshots
+from consumers.timings import Durations
 from vectorizer import __version__
 from vectorizer.api.reader import ProjectionReader
 
@@ -34,11 +35,15 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+#: The last integrity check's result (``{ok, problems, seconds, finished}``), or ``None`` before the first.
+LastVerify = Callable[[], Mapping[str, Any] | None]
+
+
 class Metrics:
     """One server's metrics; also what ``/telemetry`` reports of it (``instance_id``, ``startup``,
-    ``requests``)."""
+    ``requests``). ``last_verify`` reads the last ``POST /vectorizer/verify`` result at scrape time."""
 
-    def __init__(self, projection: ProjectionReader) -> None:
+    def __init__(self, projection: ProjectionReader, last_verify: LastVerify = lambda: None) -> None:
         self.instance_id = str(uuid.uuid4())  # Qdrant's telemetry id: one per process
         self.startup = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         self.registry = CollectorRegistry()
@@ -53,6 +58,7 @@ class Metrics:
         self.requests = RequestStats()
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, cpu, fds
         self.registry.register(ProjectionCollector(projection))
+        self.registry.register(VerifyCollector(last_verify))
         self.registry.register(self.requests)
 
     def observe(self, method: str, template: str, status: int, seconds: float) -> None:
@@ -122,7 +128,8 @@ class RequestStats(Collector):
 
 
 class ProjectionCollector(Collector):
-    """Events applied, offsets and lag per partition, snapshot age, points per collection."""
+    """Events applied, offsets and lag (records, seconds) per partition, apply latency, snapshots,
+    points per collection."""
 
     def __init__(self, projection: ProjectionReader) -> None:
         self.projection = projection
@@ -148,6 +155,8 @@ class ProjectionCollector(Collector):
                          stats.last_snapshot_stall_seconds or 0.0)
             yield _gauge("vectorizer_snapshot_written_bytes", "What the last snapshot wrote (files it shares "
                          "with earlier snapshots excluded)", float(stats.last_snapshot_written_bytes or 0))
+        yield _histogram("vectorizer_snapshots_duration_seconds", "How long snapshots took, until durable",
+                         stats.snapshot_durations)
         yield _gauge("vectorizer_snapshot_failing", "1 while the last snapshot attempt failed",
                      float(stats.last_snapshot_error is not None))
         yield _counter("vectorizer_catalog_failures", "Catalog commits that failed and were retried",
@@ -155,8 +164,12 @@ class ProjectionCollector(Collector):
         yield _gauge("vectorizer_ready", "1 once recovery caught up with the log", float(p.serving()))
         yield _per_partition("vectorizer_applied_offset", "Last offset applied", p.positions())
         yield _per_partition("vectorizer_log_end_offset", "Log end offset last seen", dict(stats.log_end))
-        yield _per_partition("vectorizer_lag_records", "Records between the read position and the log end",
-                             p.lag())
+        lag = p.lag()
+        yield _per_partition("vectorizer_lag_records", "Records between the read position and the log end", lag)
+        yield _per_partition("vectorizer_lag_seconds", "0 when caught up, else now minus the Kafka timestamp of "
+                             "the last record applied", lag_seconds(lag, dict(stats.applied_timestamps), time.time()))
+        yield _histogram("vectorizer_apply_latency_seconds", "From a record's Kafka timestamp to the moment "
+                         "readers see it (records applied once ready)", stats.apply_latency)
         # An open transaction (a producer killed inside one, until the broker aborts it) holds the
         # last stable offset below the high watermark: 0 on every partition where nothing is held.
         held, now = dict(stats.lso_held), time.time()
@@ -196,6 +209,48 @@ class ProjectionCollector(Collector):
         yield qdrant_points
         yield by_name
         yield _gauge("cluster_enabled", "is cluster support enabled", 0.0)
+
+
+class VerifyCollector(Collector):
+    """The last integrity check (``POST /vectorizer/verify``): nothing until one ran."""
+
+    def __init__(self, last_verify: LastVerify) -> None:
+        self.last_verify = last_verify
+
+    def collect(self) -> Iterator[Metric]:
+        result = self.last_verify()
+        if not result:
+            return
+        yield _gauge("vectorizer_verify_ok", "1 when the last integrity check found no problem", float(bool(
+            result.get("ok"))))
+        yield _gauge("vectorizer_verify_problems", "Problems the last integrity check found",
+                     float(len(result.get("problems") or ())))
+        seconds = result.get("seconds")
+        if isinstance(seconds, (int, float)):  # absent or null: not known
+            yield _gauge("vectorizer_verify_duration_seconds", "How long the last integrity check took", seconds)
+        finished = result.get("finished")  # Unix time
+        if isinstance(finished, (int, float)):
+            yield _gauge("vectorizer_verify_last_timestamp_seconds", "When the last integrity check finished "
+                         "(Unix time)", finished)
+
+
+def lag_seconds(lag: Mapping[int, int], applied_at: Mapping[int, float], now: float) -> dict[int, float]:
+    """Per partition: 0 when nothing is left to read, else how old the last applied record is
+    (``now`` minus its Kafka timestamp). A partition behind with nothing applied yet has no figure."""
+    out = {}
+    for partition, records in lag.items():
+        if records == 0:
+            out[partition] = 0.0
+        elif partition in applied_at:
+            out[partition] = max(0.0, now - applied_at[partition])
+    return out
+
+
+def _histogram(name: str, doc: str, durations: Durations) -> Metric:
+    view = durations.copy()
+    family = HistogramMetricFamily(name, doc, labels=[])
+    family.add_metric([], view.cumulative(), view.total)
+    return family
 
 
 def _counter(name: str, doc: str, value: float) -> Metric:
