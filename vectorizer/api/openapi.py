@@ -35,7 +35,7 @@ _C = "/collections/{collection_name}"
 
 #: The body of each route that reads one: a Qdrant schema name, or one of :data:`VECTORIZER_SCHEMAS`.
 BODIES: dict[tuple[str, str], str] = {
-    ("PUT", _C): "CreateCollection",
+    ("PUT", _C): "VectorizerCreateCollection",
     ("PATCH", _C): "UpdateCollection",
     ("POST", "/collections/aliases"): "ChangeAliasesOperation",
     ("PUT", f"{_C}/index"): "CreateFieldIndex",
@@ -62,6 +62,7 @@ BODIES: dict[tuple[str, str], str] = {
     ("POST", f"{_C}/points/count"): "CountRequest",
     ("PUT", f"{_C}/snapshots/recover"): "SnapshotRecover",
     ("POST", f"{_C}/search/text"): "VectorizerTextSearch",
+    ("PUT", f"{_C}/points/text"): "VectorizerTextUpsert",
 }
 
 _CONSISTENCY = {"description": "Vectorizer: a write token (a write's write_token, '<partition>:<offset>') that "
@@ -72,6 +73,26 @@ _CONSISTENCY = {"description": "Vectorizer: a write token (a write's write_token
 
 #: Vectorizer's own body schemas (beside Qdrant's).
 VECTORIZER_SCHEMAS: dict[str, Any] = {
+    "VectorizerCreateCollection": {
+        "description": "Qdrant's CreateCollection, plus Vectorizer's embedder for text collections",
+        "allOf": [{"$ref": f"{_REF}CreateCollection"}, {
+            "type": "object", "properties": {"embedder": {
+                "type": "object", "required": ["name"],
+                "description": "Fills the unnamed vector from texts (points/text, search/text, the MCP text "
+                               "tools); its dimension must be the vector's size",
+                "properties": {"name": {"type": "string", "enum": ["hashing", "all-minilm-l6-v2"]},
+                               "dimension": {"type": "integer", "minimum": 8, "maximum": 65536},
+                               "ngrams": {"type": "integer", "minimum": 1, "maximum": 3},
+                               "seed": {"type": "integer", "minimum": 0},
+                               "version": {"type": "integer", "enum": [1]}}}}}]},
+    "VectorizerTextUpsert": {
+        "description": "Points from texts, each embedded with the collection's embedder and kept in its payload "
+                       "under 'text' (unless the payload has one)",
+        "type": "object", "required": ["points"],
+        "properties": {"points": {"type": "array", "items": {
+            "type": "object", "required": ["id", "text"],
+            "properties": {"id": {"$ref": f"{_REF}ExtendedPointId"}, "text": {"type": "string", "minLength": 1},
+                           "payload": {"$ref": f"{_REF}Payload"}}}}}},
     "VectorizerReadOptions": {
         "description": "Vectorizer's field of every read body, beside Qdrant's",
         "type": "object", "properties": {"consistency": _CONSISTENCY}},
