@@ -66,7 +66,8 @@ READS = {("GET", path) for path in ("/", "/health", "/ready", "/metrics", "/tele
     for tail in ("", "/scroll", "/count", "/query", "/query/batch", "/query/groups", "/search", "/search/batch",
                  "/search/groups", "/search/matrix/pairs", "/search/matrix/offsets")} | {
     ("POST", "/collections/{collection_name}/search/text"), ("POST", "/collections/{collection_name}/facet")} | {
-    ("GET", f"/vectorizer/{tail}") for tail in ("status", "collections", "snapshots", "verify", "dead_letters")} | {
+    ("GET", f"/vectorizer/{tail}") for tail in ("status", "collections", "snapshots", "verify", "dead_letters",
+                                                     "latency")} | {
     ("POST", "/vectorizer/verify")}
 POINTS = "/collections/{collection_name}/points"
 BODIES: dict[tuple[str, str], Any] = {

@@ -11,8 +11,10 @@ from tests.api.conftest import Running
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "SPEC.md"
 ROW = re.compile(r"^\| `(GET|PUT|POST|PATCH|DELETE) (/[^`]*)` \| (.+) \|$")
-#: Qdrant's probes and Swagger UI: answered, left out of the OpenAPI document (as the SPEC says).
-PROBES = {("GET", "/healthz"), ("GET", "/livez"), ("GET", "/readyz"), ("GET", "/openapi.json"), ("GET", "/docs")}
+#: Qdrant's probes, Swagger UI, the dashboard and the MCP endpoint: answered, left out of the OpenAPI
+#: document (as the SPEC says).
+PROBES = {("GET", "/healthz"), ("GET", "/livez"), ("GET", "/readyz"), ("GET", "/openapi.json"), ("GET", "/docs"),
+          ("GET", "/dashboard"), ("POST", "/mcp")}
 
 
 def _table() -> dict[tuple[str, str], str]:
@@ -37,5 +39,5 @@ def test_the_spec_lists_every_route_the_server_answers(server: Running) -> None:
     assert table.keys() - served - PROBES == set(), "docs/SPEC.md lists routes the server does not serve"
     for (method, path), behaviour in table.items():
         assert re.search(r"as Qdrant|differs|extension|Vectorizer's|the OpenAPI document", behaviour), (method, path)
-    for method, path in PROBES - {("GET", "/openapi.json")}:
+    for method, path in PROBES - {("GET", "/openapi.json"), ("POST", "/mcp")}:  # /mcp: tests/api/test_mcp.py
         assert server.http.request(method, path).status_code in (200, 503), path

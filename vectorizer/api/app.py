@@ -31,6 +31,7 @@ from vectorizer.api.readonly import ReadOnlyCollections
 from vectorizer.api.routes import (
     aliases,
     collections,
+    dashboard,
     docs,
     indexes,
     matrix,
@@ -53,7 +54,8 @@ def create_app(settings: Settings, projection: ProjectionReader, producer: Vecto
     metrics = Metrics(projection, last_verify=lambda: app.state.api.ops.last_verify)
     app.state.api = Api(settings, projection, producer, metrics)
     for router in (service.router, aliases.router, collections.router, indexes.router, points.router, reads.router,
-                   query.router, matrix.router, snapshots.router, text.router, ops.router, docs.router):
+                   query.router, matrix.router, snapshots.router, text.router, ops.router, docs.router,
+                   dashboard.router):
         app.include_router(router)
     install_openapi(app, settings)
     app.add_exception_handler(HTTPException, handle_http_error)  # type: ignore[arg-type]

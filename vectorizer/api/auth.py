@@ -7,7 +7,7 @@ the probes (``/``, ``/health``, ``/ready``, Qdrant's ``/healthz``, ``/livez``, `
 server (not even its version or whether it is up) is told to a client without a key.
 ``Settings.read_only_api_key`` allows every read (:func:`is_read`), probes included, so
 orchestrators and monitoring can use it; a write with it is a 403.
-The one exception: Swagger UI's page and files (:data:`PUBLIC`, exact paths, GET and HEAD)
+The one exception: Swagger UI's and the dashboard's page and files (:data:`PUBLIC`, exact paths, GET and HEAD)
 load without a key, since a browser cannot send a header with a page load; they are the same
 for every server and carry no data: the page then fetches ``/openapi.json`` and calls the API
 with the key the user gives it (``vectorizer.api.routes.docs``).
@@ -34,9 +34,9 @@ _READ_POST = re.compile(r"^/collections/[^/]+/(points(/scroll|/count|/query|/que
 #: the MCP endpoint's tools call the REST routes with the caller's key, which decide per tool (a write
 #: tool called with the read-only key is the 403 of the route it writes through).
 _READ_POST_PATHS = frozenset({"/vectorizer/verify", "/mcp"})
-#: Swagger UI: served to anyone (GET, HEAD), exact paths only.
+#: Swagger UI's and the dashboard's page and files: served to anyone (GET, HEAD), exact paths only.
 PUBLIC = frozenset({"/docs", "/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/docs/favicon.png",
-                    "/docs/init.js"})
+                    "/docs/init.js", "/dashboard", "/dashboard/app.js", "/dashboard/style.css"})
 
 
 def is_read(method: str, path: str) -> bool:

@@ -23,6 +23,7 @@ from consumers.errors import SnapshotCorrupt
 from projections.collection import Collection
 from vectorizer.api.context import Api, api, ok
 from vectorizer.api.errors import Busy, NotFound
+from vectorizer.api.metrics import BUCKETS, lag_seconds
 from vectorizer.api.routes.collections import QDRANT_DISTANCE
 
 router = APIRouter(prefix="/vectorizer", tags=["operations"])
@@ -40,8 +41,9 @@ def status_of(a: Api) -> dict[str, Any]:
     """What ``vectorizer status`` tells, of this server's projection (no point is read)."""
     p, stats = a.projection, a.projection.stats
     positions, lag, ends = p.positions(), p.lag(), dict(stats.log_end)
-    partitions = [{"partition": q, "applied": positions.get(q), "log_end": ends.get(q), "lag": lag.get(q, 0)}
-                  for q in sorted(set(positions) | set(ends))]
+    behind = lag_seconds(lag, dict(stats.applied_timestamps), time.time())
+    partitions = [{"partition": q, "applied": positions.get(q), "log_end": ends.get(q), "lag": lag.get(q, 0),
+                   "lag_seconds": behind.get(q)} for q in sorted(set(positions) | set(ends))]
     colls = p.collections()
     try:
         age = snapshots.age_seconds(p.settings.snapshot_dir)
@@ -53,6 +55,7 @@ def status_of(a: Api) -> dict[str, Any]:
         "problem": p.log_problem,
         "partitions": partitions,
         "lag": sum(lag.values()),
+        "lag_seconds": max(behind.values(), default=0.0),
         "events_applied": stats.events_applied,
         "vectors_applied": stats.vectors_applied,
         "dead_letters": stats.dead_letters,
@@ -64,6 +67,23 @@ def status_of(a: Api) -> dict[str, Any]:
                      "failing": stats.last_snapshot_error is not None, "error": stats.last_snapshot_error},
         "verify": a.ops.last_verify,
     }
+
+
+#: The dashboard's latency charts: which requests count as searches and as upserts.
+_SEARCH_TAILS = ("/points/search", "/points/search/batch", "/points/search/groups", "/points/query",
+                 "/points/query/batch", "/points/query/groups", "/search/text")
+LATENCY_GROUPS = {
+    "search": lambda method, route: method == "POST" and route.endswith(_SEARCH_TAILS),
+    "upsert": lambda method, route: ((method == "PUT" and route.endswith(("/points", "/points/text")))
+                                     or (method == "POST" and route.endswith("/points/batch"))),
+}
+
+
+@router.get("/latency", summary="Request latency histograms of searches and upserts (cumulative bucket counts)")
+def latency(request: Request, a: Api = Depends(api)) -> JSONResponse:
+    """``{buckets: [upper bounds in seconds], groups: {search: [...], upsert: [...]}}``: cumulative
+    counts per bucket since the server started (the last count is ``+Inf``, all requests)."""
+    return ok(request, {"buckets": list(BUCKETS), "groups": a.metrics.latency_buckets(LATENCY_GROUPS)})
 
 
 @router.get("/collections", summary="Collections a page at a time: kind, points, vectors, quantization, indexes")
