@@ -117,6 +117,17 @@ def test_every_page_collections_paging_lag_chart_and_search(server: Running, pag
     top = _rows(page, "hits")[0]
     assert top[1] == "17" and json.loads(top[3]) == {"n": 17}
     _shot(page, "search")
+    # Traffic while the overview is open: its charts draw it (the README's screenshot).
+    page.goto(f"{server.url}/dashboard#overview")
+    for round_ in range(4):
+        drawn = int(page.get_attribute("#chart-search", "data-points") or 0)
+        with VectorProducer(server.settings) as producer:
+            producer.upsert(names[2], list(range(round_ * 100, round_ * 100 + 100)), rng.random((100, 8), np.float32))
+        for q in vectors[:10]:
+            assert server.http.post(f"/collections/{names[0]}/points/query",
+                                    json={"query": q.tolist(), "limit": 5}).status_code == 200
+        page.wait_for_function(f"Number(document.getElementById('chart-search').dataset.points) > {drawn}")
+    _shot(page, "overview-with-traffic")
     assert page.problems == []  # type: ignore[attr-defined]
 
 

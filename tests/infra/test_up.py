@@ -54,6 +54,16 @@ def test_up_starts_broker_and_server_and_ctrl_c_stops_everything(tmp_path: Path)
         upserted = httpx.put(f"http://127.0.0.1:{http_port}/collections/up_check/points",
                              json={"points": [{"id": 1, "vector": [1, 0]}]}, timeout=30)
         assert upserted.json()["result"]["status"] == "completed", upserted.text
+        # The other two ways in come with it: the dashboard, and the MCP tools at /mcp.
+        page = httpx.get(f"http://127.0.0.1:{http_port}/dashboard", timeout=30)
+        assert page.status_code == 200 and "/dashboard/app.js" in page.text
+        listed = httpx.post(f"http://127.0.0.1:{http_port}/mcp", timeout=30,
+                            json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                  "params": {"name": "list_collections", "arguments": {"prefix": "up_"}}},
+                            headers={"accept": "application/json, text/event-stream",
+                                     "mcp-protocol-version": "2025-06-18"})
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["result"]["structuredContent"]["collections"][0]["name"] == "up_check", listed.text
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         proc.wait(120)

@@ -4,7 +4,7 @@ The files load without an API key (:data:`vectorizer.api.auth.PUBLIC`): a browse
 header with a page load, and they hold no data, the same for every server. The page asks for the
 key when the server wants one, keeps it in the tab's sessionStorage and sends it in the
 ``api-key`` header of every data call (``/vectorizer/*``, the search routes), which the key rules
-guard as any call. No CDN, no framework: plain JavaScript and SVG (docs/decisions/0011).
+guard as any call. No CDN, no framework: plain JavaScript and SVG (docs/decisions/0009).
 """
 
 from __future__ import annotations

@@ -70,6 +70,7 @@
     const label = (text, x, y) => {
       const t = document.createElementNS(ns, "text");
       t.setAttribute("x", x); t.setAttribute("y", y); t.textContent = text; svg.appendChild(t);
+      return t;
     };
     label(top >= 100 ? top.toFixed(0) : top.toPrecision(3), 2, 12);
     label("0", 2, height - bottom);
@@ -82,7 +83,7 @@
       line.setAttribute("stroke", COLORS[i % COLORS.length]);
       line.setAttribute("stroke-width", "1.5");
       svg.appendChild(line);
-      if (series.length > 1) label(s.name, left + 8 + i * 40, 12);
+      if (series.length > 1) label(s.name, left + 8 + i * 40, 12).style.fill = COLORS[i % COLORS.length];
     });
     const first = series[0].values;
     svg.dataset.points = String(first.length);
