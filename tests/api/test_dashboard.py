@@ -83,7 +83,7 @@ def test_every_page_collections_paging_lag_chart_and_search(server: Running, pag
 
     page.goto(f"{server.url}/dashboard#collections")
     page.fill("#c-prefix", prefix)
-    page.wait_for_function(f"document.getElementById('c-range').textContent === '1–50 of 60'")
+    page.wait_for_function("document.getElementById('c-range').textContent === '1–50 of 60'")
     rows = _rows(page, "c-table")
     assert [r[0] for r in rows] == names[:50]
     assert rows[0][1:5] == ["dynamic", "200", "8", "Euclid"]
