@@ -76,7 +76,8 @@ def test_every_page_collections_paging_lag_chart_and_search(server: Running, pag
     with VectorProducer(server.settings) as producer:
         producer.wait_applied(producer.upsert(names[1], [1, 2], vectors[:2]), timeout=60)
     drawn = int(page.get_attribute("#chart-lag", "data-points") or 0)
-    page.wait_for_function(f"Number(document.querySelector('#partitions tbody td:nth-child(2)').textContent) > {applied}")
+    shown = "Number(document.querySelector('#partitions tbody td:nth-child(2)').textContent)"
+    page.wait_for_function(f"{shown} > {applied}")
     page.wait_for_function(f"Number(document.getElementById('chart-lag').dataset.points) > {drawn}")
     page.wait_for_function("Number(document.getElementById('chart-ingest').dataset.points) >= 1")
     _shot(page, "overview")
