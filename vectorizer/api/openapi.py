@@ -121,10 +121,11 @@ _READ_BODIES = {"PointRequest", "ScrollRequest", "CountRequest", "FacetRequest",
 
 #: Routes that answer without the projection being ready (no 503).
 _ALWAYS_SERVED = {("GET", "/"), ("GET", "/health"), ("GET", "/metrics"), ("GET", "/cluster"),
-                  ("GET", "/vectorizer/status"), ("GET", "/vectorizer/snapshots"), ("GET", "/vectorizer/verify")}
+                  ("GET", "/vectorizer/status"), ("GET", "/vectorizer/snapshots"), ("GET", "/vectorizer/verify"),
+                  ("GET", "/vectorizer/latency")}
 #: Routes that create what may exist already, or run what may be running already (409).
 _CONFLICTS = {("PUT", _C), ("POST", "/collections/aliases"), ("POST", "/vectorizer/verify"),
-              ("POST", "/vectorizer/snapshots"), ("POST", "/vectorizer/workspace/sync")}
+              ("POST", "/vectorizer/workspace/sync")}
 #: Routes without a path parameter that may not find what they name (404).
 _FINDS = {("POST", "/vectorizer/verify"), ("POST", "/vectorizer/workspace/sync")}
 #: Routes that answer a missing collection without a 404 (``false``).

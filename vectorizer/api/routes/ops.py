@@ -20,9 +20,10 @@ from starlette.responses import JSONResponse
 
 from consumers import integrity, snapshots
 from consumers.errors import SnapshotCorrupt
+from infra.errors import InfrastructureError
 from projections.collection import Collection
 from vectorizer.api.context import Api, api, ok
-from vectorizer.api.errors import Busy, NotFound
+from vectorizer.api.errors import NotFound
 from vectorizer.api.metrics import BUCKETS, lag_seconds
 from vectorizer.api.routes.collections import QDRANT_DISTANCE
 
@@ -140,7 +141,8 @@ def take_snapshot(request: Request, a: Api = Depends(api)) -> JSONResponse:
     a.require_ready()
     name = a.projection.request_snapshot(_SNAPSHOT_TIMEOUT_SECONDS)
     if name is None:
-        raise Busy(f"the snapshot failed: {a.projection.stats.last_snapshot_error or 'see the server log'}")
+        why = a.projection.stats.last_snapshot_error or "see the server log"
+        raise InfrastructureError(f"the snapshot failed: {why}")  # 503: the disk, not the request
     manifest = snapshots.read_manifest(a.settings.snapshot_dir / name)
     return ok(request, {"name": name, "offsets": manifest.get("offsets", {})})
 
