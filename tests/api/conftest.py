@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 from qdrant_client import QdrantClient
 
 from infra.settings import Settings
@@ -96,3 +98,32 @@ def clients(server: Running) -> Iterator[tuple[QdrantClient, QdrantClient]]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def end_offset(settings: Settings, topic: str | None = None) -> int:
+    """The sum of the end offsets of ``topic``'s partitions (the events topic by default)."""
+    topic = topic or settings.topic
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        return sum(consumer.end_offsets(tps).values()) if tps else 0
+    finally:
+        consumer.close()
+
+
+@contextmanager
+def held_projector(running: Running) -> Iterator[threading.Event]:
+    """The projector applies nothing until the yielded event is set (set on exit in any case)."""
+    projector = running.replica.projector
+    original = projector.process
+    gate = threading.Event()
+
+    def gated(*args: Any, **kwargs: Any) -> None:
+        gate.wait(120)
+        original(*args, **kwargs)
+
+    with patch.object(projector, "process", gated):
+        try:
+            yield gate
+        finally:
+            gate.set()

@@ -17,8 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
 from producers import VectorProducer
-from tests.api.conftest import Running, unique
-from tests.api.test_write_verdicts import _end_offset, held_projector
+from tests.api.conftest import Running, end_offset, held_projector, unique
 from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +121,7 @@ def test_over_http_with_workspace_refusal_rejection_and_the_other_tools(
         assert missing.startswith("refused (HTTP 404)") and "doesn't exist" in missing
 
         # Valid when checked, rejected when applied: the collection is deleted in between.
-        before = _end_offset(server.settings)
+        before = end_offset(server.settings)
         with held_projector(server) as gate:
             with VectorProducer(server.settings) as rival:
                 rival.delete_collection(doomed)
@@ -135,7 +134,7 @@ def test_over_http_with_workspace_refusal_rejection_and_the_other_tools(
 
                 tasks.start_soon(upsert)
                 await anyio.to_thread.run_sync(lambda: wait_until(
-                    lambda: _end_offset(server.settings) >= before + 2, 60, message="both writes on the log"))
+                    lambda: end_offset(server.settings) >= before + 2, 60, message="both writes on the log"))
                 gate.set()
         rejected = out["r"]
         assert rejected.is_error and _text(rejected).removeprefix("Error executing tool upsert_vectors: ").startswith(

@@ -14,15 +14,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
-from unittest.mock import patch
 
 import httpx
 import numpy as np
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
@@ -33,7 +30,7 @@ from infra.settings import Settings
 from producers import VectorProducer, WriteToken
 from producers.errors import VerdictUnknown, WriteNotApplied, WriteRejected
 from schemas.events import WORKSPACE_PRODUCER
-from tests.api.conftest import Running, serving, unique
+from tests.api.conftest import Running, end_offset, held_projector, serving, unique
 from tests.helpers import run_cli, wait_until
 
 DIM = 4
@@ -41,34 +38,6 @@ DIM = 4
 
 def _client(running: Running) -> QdrantClient:
     return QdrantClient(url=running.url, prefer_grpc=False, timeout=60, check_compatibility=False)
-
-
-def _end_offset(settings: Settings, topic: str | None = None) -> int:
-    topic = topic or settings.topic
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        return sum(consumer.end_offsets(tps).values()) if tps else 0
-    finally:
-        consumer.close()
-
-
-@contextmanager
-def held_projector(running: Running) -> Iterator[threading.Event]:
-    """The projector applies nothing until the yielded event is set (set on exit in any case)."""
-    projector = running.replica.projector
-    original = projector.process
-    gate = threading.Event()
-
-    def gated(*args: Any, **kwargs: Any) -> None:
-        gate.wait(120)
-        original(*args, **kwargs)
-
-    with patch.object(projector, "process", gated):
-        try:
-            yield gate
-        finally:
-            gate.set()
 
 
 def _in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
@@ -103,11 +72,11 @@ def test_wait_true_reports_a_write_the_projection_rejected(make_server: Callable
     client = _client(running)
     rival = VectorProducer(running.settings)
     try:
-        before = _end_offset(running.settings)
+        before = end_offset(running.settings)
         with held_projector(running) as gate:
             rival.delete_collection(name)  # published first; the server has not applied it yet
             thread, out = _in_thread(lambda: client.upsert(name, _points(3), wait=True))
-            wait_until(lambda: _end_offset(running.settings) >= before + 2, 30, message="both writes on the log")
+            wait_until(lambda: end_offset(running.settings) >= before + 2, 30, message="both writes on the log")
             assert thread.is_alive()  # the answer waits for the projection's verdict
             gate.set()
             thread.join(60)
@@ -130,7 +99,7 @@ def test_raced_create_and_rejected_payload_write_are_errors(make_server: Callabl
             rival.create_collection(name, DIM, "ip")
             thread, out = _in_thread(lambda: running.http.put(
                 f"/collections/{name}", json={"vectors": {"size": 8, "distance": "Cosine"}}))
-            wait_until(lambda: _end_offset(running.settings) >= 2, 30, message="both creates on the log")
+            wait_until(lambda: end_offset(running.settings) >= 2, 30, message="both creates on the log")
             gate.set()
             thread.join(60)
         r = out[0]
@@ -141,13 +110,13 @@ def test_raced_create_and_rejected_payload_write_are_errors(make_server: Callabl
         # A write the API would accept, refused because a rival deleted the collection first:
         running.http.put(f"/collections/{name}/points", params={"wait": "true"},
                          json={"points": [{"id": 1, "vector": [0.1] * DIM}]}).raise_for_status()
-        before = _end_offset(running.settings)
+        before = end_offset(running.settings)
         with held_projector(running) as gate:
             rival.delete_collection(name)
             thread, out = _in_thread(lambda: running.http.post(
                 f"/collections/{name}/points/payload", params={"wait": "true"},
                 json={"payload": {"k": 1}, "points": [1]}))
-            wait_until(lambda: _end_offset(running.settings) >= before + 2, 30, message="both writes on the log")
+            wait_until(lambda: end_offset(running.settings) >= before + 2, 30, message="both writes on the log")
             gate.set()
             thread.join(60)
         r = out[0]
@@ -162,11 +131,11 @@ def test_wait_without_timeout_waits_past_the_default(make_server: Callable[..., 
     name = unique("slow")
     _create(running.http, name)
     client = _client(running)
-    before = _end_offset(running.settings)
+    before = end_offset(running.settings)
     with held_projector(running) as gate:
         started = time.monotonic()
         thread, out = _in_thread(lambda: client.upsert(name, _points(5), wait=True))
-        wait_until(lambda: _end_offset(running.settings) > before, 30, message="the write on the log")
+        wait_until(lambda: end_offset(running.settings) > before, 30, message="the write on the log")
         # Past the server's default timeout, the answer still waits for the projection.
         wait_until(lambda: time.monotonic() - started > 2.5 or not thread.is_alive(), 10, message="2.5 s")
         assert thread.is_alive(), out
@@ -274,7 +243,7 @@ def test_verdicts_survive_restarts_and_dead_letters_are_sent_once(kafka_bootstra
             assert [r.status for r in projector.verdict(missing.partition, [missing.offset, again.offset])] == \
                    [404, 409]
             assert projector.stats.dead_letters == 3
-    assert _end_offset(settings, settings.dlq_topic) == 3
+    assert end_offset(settings, settings.dlq_topic) == 3
 
 
 def test_cli_writes_report_the_verdict_and_dlq_lists_it(make_server: Callable[..., Running]) -> None:
@@ -290,11 +259,11 @@ def test_cli_writes_report_the_verdict_and_dlq_lists_it(make_server: Callable[..
     other = unique("cli")
     rival = VectorProducer(s)
     try:
-        before = _end_offset(s)
+        before = end_offset(s)
         with held_projector(running) as gate:
             rival.create_collection(other, DIM, "ip")
             thread, out = _in_thread(lambda: run_cli(s, "collections", "create", other, "--dim", "384"))
-            wait_until(lambda: _end_offset(s) >= before + 2, 60, message="both creates on the log")
+            wait_until(lambda: end_offset(s) >= before + 2, 60, message="both creates on the log")
             gate.set()
             thread.join(120)
         code, output = out[0]
