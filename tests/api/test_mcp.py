@@ -3,6 +3,7 @@ streamable HTTP (``/mcp``), against a real server on the real broker."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from mcp_types import CallToolResult
 from producers import VectorProducer
 from tests.api.conftest import Running, end_offset, held_projector, unique
 from tests.helpers import wait_until
+from vectorizer.mcp.tools import InProcessBackend, build
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = {"list_collections", "describe_collection", "create_collection", "delete_collection", "upsert_vectors",
@@ -188,3 +190,17 @@ def test_the_read_only_key_reads_and_writes_nothing(make_server: Callable[..., R
 
     _run(_http(running, READ_ONLY_KEY), session)
     assert running.http.get(f"/collections/{name}", headers={"api-key": KEY}).status_code == 200
+
+
+def test_building_the_tools_leaves_the_process_logging_alone() -> None:
+    """MCPServer's constructor configures logging when the root logger has no handler; ours undoes it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers[:] = []  # as in a process that has not set up its logging (pytest's own handlers aside)
+    root.setLevel(logging.WARNING)
+    try:
+        build(InProcessBackend(lambda scope, receive, send: None))  # type: ignore[arg-type, return-value]
+        assert root.handlers == [] and root.level == logging.WARNING
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)

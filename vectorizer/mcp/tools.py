@@ -15,7 +15,9 @@ which forwards the key the MCP client presented).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal, Protocol
 
 import httpx
@@ -140,9 +142,24 @@ class Records(BaseModel):
 
 
 # The tools -------------------------------------------------------------------------
+@contextmanager
+def _logging_kept() -> Iterator[None]:
+    """The root logger's handlers and level as they were: ``MCPServer()`` calls ``logging.basicConfig``
+    (a RichHandler, level INFO) whenever the root logger has no handler yet, and the process's logging
+    is the application's to set (``infra.process.setup_logging``), not the SDK's."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def build(backend: Backend) -> MCPServer:
     """The MCP server: every tool over ``backend``'s REST API."""
-    server: MCPServer = MCPServer("vectorizer", version=__version__, instructions=INSTRUCTIONS)
+    with _logging_kept():
+        server: MCPServer = MCPServer("vectorizer", version=__version__, instructions=INSTRUCTIONS)
     reads, writes = ToolAnnotations(read_only_hint=True), ToolAnnotations(read_only_hint=False)
 
     async def call(ctx: Context[Any, Any], method: str, path: str, *, json: Any = None,
