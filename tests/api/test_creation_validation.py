@@ -99,3 +99,44 @@ def test_product_and_binary_quantization_are_refused_naming_the_field_not_droppe
     name, status, error = _create(server, {"strict_mode_config": {"enabled": True, "max_query_limit": 10}})
     assert status == 400 and error.startswith("strict_mode_config: not supported")
     assert _create(server, {"quantization_config": None, "strict_mode_config": {"enabled": False}})[1] == 200
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"vectors": {"size": 64, "distance": "Cosine"}, "embedder": {"name": "hashing", "dimension": 32}},
+     "embedder: its dimension is 32, the vector's size 64"),
+    ({"vectors": {"size": 64, "distance": "Cosine"}, "embedder": {"name": "word2vec"}}, "unknown model 'word2vec'"),
+    ({"vectors": {"size": 64, "distance": "Cosine"}, "embedder": {"name": "hashing", "dimension": 64,
+                                                                    "sparse": {"name": "bm25"}}},
+     "embedder.sparse: not supported here"),
+    ({"vectors": {"a": {"size": 64, "distance": "Cosine"}}, "embedder": {"name": "hashing", "dimension": 64}},
+     "embedder: an embedder fills the unnamed vector"),
+    ({"vectors": {"size": 64, "distance": "Cosine"}, "embedder": "hashing"}, "embedder"),
+])
+def test_an_embedder_that_cannot_fill_the_vector_is_refused(server: Running, body: dict[str, Any],
+                                                            message: str) -> None:
+    name = unique("emb")
+    r = server.http.put(f"/collections/{name}", json=body)
+    assert r.status_code == 400 and message in r.json()["status"]["error"], r.text
+    assert server.http.get(f"/collections/{name}/exists").json()["result"]["exists"] is False
+
+
+def test_texts_are_embedded_and_kept_in_the_payload(server: Running) -> None:
+    name = unique("emb")
+    assert server.http.put(f"/collections/{name}", json={"vectors": {"size": 512, "distance": "Cosine"},
+                                                         "embedder": {"name": "hashing", "dimension": 512}}
+                           ).status_code == 200
+    r = server.http.put(f"/collections/{name}/points/text", params={"wait": "true"}, json={"points": [
+        {"id": 1, "text": "the log is the source of truth"},
+        {"id": 2, "text": "snapshots bound recovery", "payload": {"text": "own text wins", "n": 2}}]})
+    assert r.status_code == 200 and r.json()["result"]["status"] == "completed", r.text
+    got = server.http.post(f"/collections/{name}/points", json={"ids": [1, 2], "with_vector": True}).json()["result"]
+    assert [p["payload"] for p in got] == [{"text": "the log is the source of truth"},
+                                           {"text": "own text wins", "n": 2}]
+    assert len(got[0]["vector"]) == 512
+    hits = server.http.post(f"/collections/{name}/search/text", json={"query": "source of truth", "limit": 1})
+    assert hits.json()["result"]["points"][0]["id"] == 1
+    for body, message in (({"points": [{"id": 3, "text": "  "}]}, "points[0].text: expected a non-empty text"),
+                          ({"points": [{"id": 3, "text": "x", "vector": [1]}]}, "points[0]"),
+                          ({"points": [{"text": "no id"}]}, "points[0].id")):
+        r = server.http.put(f"/collections/{name}/points/text", json=body)
+        assert r.status_code == 400 and message in r.json()["status"]["error"], (body, r.text)
