@@ -29,7 +29,8 @@ class McpEndpoint:
     """The ``/mcp`` route's parts: the session manager to run, the route to add."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        server = build(InProcessBackend(app))
+        self.backend = InProcessBackend(app)
+        server = build(self.backend)
         loopback = is_loopback(settings.http_host)
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=loopback,
@@ -42,5 +43,8 @@ class McpEndpoint:
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
-        async with self.manager.run():
-            yield
+        try:
+            async with self.manager.run():
+                yield
+        finally:
+            await self.backend.client.aclose()
