@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +30,25 @@ TOOLS = {"list_collections", "describe_collection", "create_collection", "delete
 KEY, READ_ONLY_KEY = "mcp-full-key-0123456789", "mcp-read-only-key-0123456789"
 
 
-def _http(server: Running, key: str | None = None) -> Client:
-    headers = {"api-key": key} if key else {}
-    return Client(streamable_http_client(f"{server.url}/mcp", http_client=httpx2.AsyncClient(headers=headers,
-                                                                                              timeout=60)))
+def _http(server: Running, key: str | None = None) -> Callable[[AsyncExitStack], Client]:
+    def connect(stack: AsyncExitStack) -> Client:
+        http = httpx2.AsyncClient(headers={"api-key": key} if key else {}, timeout=60)
+        stack.push_async_callback(http.aclose)  # the transport leaves a client it was given open
+        return Client(streamable_http_client(f"{server.url}/mcp", http_client=http))
+
+    return connect
 
 
-def _stdio(server: Running) -> Client:
-    return Client(StdioServerParameters(command=sys.executable, args=["-m", "vectorizer", "mcp", "--url", server.url],
-                                        cwd=str(ROOT)))
+def _stdio(server: Running) -> Callable[[AsyncExitStack], Client]:
+    return lambda _stack: Client(StdioServerParameters(
+        command=sys.executable, args=["-m", "vectorizer", "mcp", "--url", server.url], cwd=str(ROOT)))
 
 
-def _run(client: Client, session: Callable[[Client], Awaitable[None]]) -> None:
+def _run(connect: Callable[[AsyncExitStack], Client], session: Callable[[Client], Awaitable[None]]) -> None:
     async def main() -> None:
         with anyio.fail_after(120):
-            async with client:
+            async with AsyncExitStack() as stack:
+                client = await stack.enter_async_context(connect(stack))
                 await session(client)
 
     anyio.run(main)
