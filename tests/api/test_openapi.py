@@ -26,9 +26,9 @@ from fastapi.routing import APIRoute
 from tests.api.conftest import Running, _settings, serving, unique
 from vectorizer.api.auth import PUBLIC, is_read
 from vectorizer.api.context import body
-from vectorizer.api.openapi import BODIES, VECTORIZER_SCHEMAS, referenced
+from vectorizer.api.openapi import BODIES, VECTORIZER_SCHEMAS
 from vectorizer.api.qdrant_schemas import BODIES as QDRANT_BODIES
-from vectorizer.api.qdrant_schemas import schemas
+from vectorizer.api.qdrant_schemas import referenced, schemas
 from vectorizer.api.routes.dashboard import FILES as DASHBOARD_FILES
 from vectorizer.api.routes.docs import ASSETS
 

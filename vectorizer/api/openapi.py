@@ -20,7 +20,6 @@ which ``tests/api/test_openapi.py`` refuses.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI
@@ -220,16 +219,3 @@ def install(app: FastAPI, settings: Settings) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def referenced(node: Any) -> Iterable[str]:
-    """Every ``#/components/schemas/NAME`` that ``node`` references (for tests and tools)."""
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith(_REF):
-            yield ref[len(_REF):]
-        for value in node.values():
-            yield from referenced(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from referenced(value)

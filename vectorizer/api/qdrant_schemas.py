@@ -46,16 +46,17 @@ def schemas() -> dict[str, Any]:
     return loaded["schemas"]
 
 
-def _refs(node: Any) -> Iterator[str]:
+def referenced(node: Any) -> Iterator[str]:
+    """Every ``#/components/schemas/NAME`` that ``node`` references (NAME, in document order)."""
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith(_REF):
             yield ref[len(_REF):]
         for value in node.values():
-            yield from _refs(value)
+            yield from referenced(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _refs(value)
+            yield from referenced(value)
 
 
 def closure(roots: Iterable[str], master: dict[str, Any], older: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def closure(roots: Iterable[str], master: dict[str, Any], older: dict[str, Any])
         if name in out:
             continue
         out[name] = master[name] if name in master and name not in _OLDER else older[name]
-        todo.extend(_refs(out[name]))
+        todo.extend(referenced(out[name]))
     return dict(sorted(out.items()))
 
 
