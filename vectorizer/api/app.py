@@ -70,6 +70,6 @@ def create_app(settings: Settings, projection: ProjectionReader, producer: Vecto
     app.add_middleware(AuthMiddleware, settings=settings)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     mcp = McpEndpoint(app, settings)  # its tools call this app, through every middleware above
-    app.router.routes.append(mcp.route)
+    app.router.routes.extend(mcp.routes)
     app.router.lifespan_context = lambda _app: mcp.lifespan()
     return app

@@ -13,9 +13,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from infra.settings import Settings
@@ -26,20 +25,19 @@ PATH = "/mcp"
 
 
 class McpEndpoint:
-    """The ``/mcp`` route's parts: the session manager to run, the route to add."""
+    """The ``/mcp`` route's parts: the session manager to run, the routes to add."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.backend = InProcessBackend(app)
         server = build(self.backend)
-        loopback = is_loopback(settings.http_host)
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=loopback,
-            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"] if loopback else [],
-            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"] if loopback else [])
-        self.manager = StreamableHTTPSessionManager(app=server._lowlevel_server,  # noqa: SLF001 - the SDK's seam
-                                                    json_response=True, stateless=True, security_settings=security,
-                                                    max_request_body_size=settings.max_body_bytes)
-        self.route = Route(PATH, endpoint=StreamableHTTPASGIApp(self.manager), methods=["GET", "POST", "DELETE"])
+        # On loopback the SDK turns its DNS-rebinding protection on by itself (``host``); beyond it, off.
+        security = None if is_loopback(settings.http_host) else TransportSecuritySettings(
+            enable_dns_rebinding_protection=False)
+        routes = server.streamable_http_app(streamable_http_path=PATH, json_response=True, stateless_http=True,
+                                            max_request_body_size=settings.max_body_bytes,
+                                            transport_security=security, host=settings.http_host).routes
+        self.routes: list[BaseRoute] = list(routes)
+        self.manager = server.session_manager
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:

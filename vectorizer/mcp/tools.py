@@ -19,6 +19,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal, Protocol
+from urllib.parse import quote
 
 import httpx
 from mcp.server.mcpserver import Context, MCPServer
@@ -304,7 +305,7 @@ def build(backend: Backend) -> MCPServer:
 
 def _segment(name: str) -> str:
     """A collection name as one path segment (a name with '/' must not reach another route)."""
-    return httpx.URL(path=name.replace("/", "%2F")).raw_path.decode()
+    return quote(name, safe="")
 
 
 def _refusal(response: httpx.Response) -> str:
