@@ -28,6 +28,7 @@ class Settings:
     cache_dir: Path = Path.home() / ".cache" / "vectorizer"  # fetched broker jars
     catalog_url: str = field(default="", repr=False)  # empty: sqlite:///<data_dir>/catalog.db (may hold a password)
     http: str = "127.0.0.1:15002"
+    grpc: str = "127.0.0.1:6334"  # Qdrant's gRPC API; "off": none
     projection: str = "default"
     api_key: str | None = field(default=None, repr=False)
     read_only_api_key: str | None = field(default=None, repr=False)
@@ -155,6 +156,8 @@ class Settings:
             raise ConfigurationError(f"VECTORIZER_HTTP: expected host:port, got {self.http!r}")
         if not self.http.rpartition(":")[2].isdigit():
             raise ConfigurationError(f"VECTORIZER_HTTP: port is not a number in {self.http!r}")
+        if self.grpc != "off" and (":" not in self.grpc or not self.grpc.rpartition(":")[2].isdigit()):
+            raise ConfigurationError(f"VECTORIZER_GRPC: expected host:port or 'off', got {self.grpc!r}")
         if not self.topic:
             raise ConfigurationError("VECTORIZER_TOPIC: must not be empty")
         if not self.projection.replace("-", "").replace("_", "").isalnum():

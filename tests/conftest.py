@@ -33,6 +33,10 @@ LOCAL_PG = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres"
 
 INFRA: list[str] = []
 
+# Servers started by tests, in process or as subprocesses (which inherit the environment), serve
+# gRPC on a free port: never Qdrant's 6334, which two servers at once (or a developer's) would share.
+os.environ.setdefault("VECTORIZER_GRPC", "127.0.0.1:0")
+
 # In CI every run tries the same examples (a new random find must not block a merge); locally
 # hypothesis explores and remembers failures as usual.
 hypothesis_settings.register_profile("ci", derandomize=True, database=None)

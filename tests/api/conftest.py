@@ -33,6 +33,12 @@ class Running:
     def url(self) -> str:
         return f"http://{self.settings.http}"
 
+    @property
+    def grpc_port(self) -> int:
+        """The port the server's gRPC API listens on (a free one, bound at start)."""
+        assert self.replica.grpc is not None
+        return self.replica.grpc.port
+
 
 @contextmanager
 def serving(settings: Settings, wait_ready: bool = True) -> Iterator[Running]:
@@ -41,7 +47,8 @@ def serving(settings: Settings, wait_ready: bool = True) -> Iterator[Running]:
 
     ``Running.http`` sends the API key (else the read-only key) when the settings have one.
     """
-    settings = settings.replace(http=f"127.0.0.1:{free_port()}")
+    settings = settings.replace(http=f"127.0.0.1:{free_port()}",
+                                grpc="off" if settings.grpc == "off" else "127.0.0.1:0")  # Replica.grpc.port
     replica = Replica(settings)
     thread = threading.Thread(target=replica.serve, name="test-server", daemon=True)
     thread.start()

@@ -1,4 +1,5 @@
-"""qdrant-client (REST) against this server and against its own local mode, same operations.
+"""qdrant-client against this server, over REST and over gRPC (``prefer_grpc=True``), and against
+its own local mode, same operations.
 
 Every answer is compared: collection info, counts, scroll pages, retrieved payloads and
 vectors, and filtered query results (ids, and scores within 1e-4). The data is small and
@@ -26,11 +27,13 @@ N = 150
 SCORE_TOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def remote(server: Running) -> Iterator[QdrantClient]:
+@pytest.fixture(scope="module", params=["rest", "grpc"])
+def remote(request: pytest.FixtureRequest, server: Running) -> Iterator[QdrantClient]:
+    """qdrant-client on the server, unmodified: REST, or gRPC for every call it makes over gRPC."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. the version check's "incompatible server" warning
-        client = QdrantClient(url=server.url, prefer_grpc=False, timeout=60, check_compatibility=False)
+        client = QdrantClient(host="127.0.0.1", port=server.settings.http_port, grpc_port=server.grpc_port,
+                              prefer_grpc=request.param == "grpc", timeout=60, check_compatibility=False)
     yield client
     client.close()
 
@@ -124,10 +127,16 @@ def _records(records: list[Any]) -> list[tuple[Any, Any, Any]]:
     return [(r.id, r.payload, r.vector) for r in records]
 
 
-def assert_same_records(ours: list[Any], theirs: list[Any]) -> None:
+def over_grpc(client: QdrantClient) -> bool:
+    return bool(client.init_options.get("prefer_grpc"))
+
+
+def assert_same_records(ours: list[Any], theirs: list[Any], grpc: bool = False) -> None:
+    """``grpc``: qdrant-client reads a record's empty payload map as ``{}`` (from Qdrant too), where
+    local mode and REST say ``None`` for a payload not asked for."""
     assert [r.id for r in ours] == [r.id for r in theirs]
     for a, b in zip(ours, theirs, strict=True):
-        assert a.payload == b.payload, a.id
+        assert a.payload == ({} if grpc and b.payload is None else b.payload), a.id
         if b.vector is None:
             assert a.vector is None
         else:
@@ -135,8 +144,9 @@ def assert_same_records(ours: list[Any], theirs: list[Any]) -> None:
                                        err_msg=str(a.id))
 
 
-def assert_same_hits(ours: list[m.ScoredPoint], theirs: list[m.ScoredPoint]) -> None:
-    """Same ids in the same order (neighbours whose scores tie may swap), same scores and payloads."""
+def assert_same_hits(ours: list[m.ScoredPoint], theirs: list[m.ScoredPoint], grpc: bool = False) -> None:
+    """Same ids in the same order (neighbours whose scores tie may swap), same scores and payloads.
+    ``grpc``: qdrant-client reads a hit's empty payload map as ``None`` (from Qdrant too)."""
     assert len(ours) == len(theirs), ([h.id for h in ours], [h.id for h in theirs])
     for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         assert abs(a.score - b.score) <= SCORE_TOL, (i, a, b)
@@ -145,7 +155,8 @@ def assert_same_hits(ours: list[m.ScoredPoint], theirs: list[m.ScoredPoint]) -> 
             assert a.id in tied, (i, [h.id for h in ours], [h.id for h in theirs])
     by_id = {h.id: h for h in theirs}
     for a in ours:
-        assert a.payload == by_id[a.id].payload, a.id
+        expected = by_id[a.id].payload
+        assert a.payload == (None if grpc and expected == {} else expected), a.id
 
 
 def test_collection_info_and_counts(pair: tuple[QdrantClient, QdrantClient, str]) -> None:
@@ -170,7 +181,7 @@ def test_scroll_pages(pair: tuple[QdrantClient, QdrantClient, str]) -> None:
                                             with_vectors=with_vectors)
             theirs, next_theirs = local.scroll(name, scroll_filter=flt, limit=7, offset=offsets[1],
                                                with_vectors=with_vectors)
-            assert_same_records(ours, theirs)
+            assert_same_records(ours, theirs, over_grpc(remote))
             assert next_ours == next_theirs
             pages += 1
             if next_ours is None:
@@ -187,7 +198,7 @@ def test_retrieve_payloads_and_vectors(pair: tuple[QdrantClient, QdrantClient, s
                                                                                         with_vectors=True))
     for selector in (["group", "meta.color"], m.PayloadSelectorExclude(exclude=["tags", "meta.size"]), False):
         assert_same_records(remote.retrieve(name, wanted, with_payload=selector),
-                            local.retrieve(name, wanted, with_payload=selector))
+                            local.retrieve(name, wanted, with_payload=selector), over_grpc(remote))
 
 
 def test_filtered_queries(pair: tuple[QdrantClient, QdrantClient, str]) -> None:
@@ -199,13 +210,13 @@ def test_filtered_queries(pair: tuple[QdrantClient, QdrantClient, str]) -> None:
             kwargs: dict[str, Any] = {"query": q.tolist(), "query_filter": flt, "limit": 10, "with_payload": True}
             ours = remote.query_points(name, search_params=exact_hnsw, **kwargs).points
             theirs = local.query_points(name, **kwargs).points
-            assert_same_hits(ours, theirs)
+            assert_same_hits(ours, theirs, over_grpc(remote))
             if len(theirs) > 5:
                 threshold = (theirs[4].score + theirs[5].score) / 2
                 paged: dict[str, Any] = {"offset": 2, "score_threshold": threshold}
                 assert_same_hits(remote.query_points(name, search_params=m.SearchParams(exact=True),
                                                      **kwargs, **paged).points,
-                                 local.query_points(name, **kwargs, **paged).points)
+                                 local.query_points(name, **kwargs, **paged).points, over_grpc(remote))
 
 
 @pytest.mark.filterwarnings("ignore:Local mode performs exact")
@@ -214,7 +225,7 @@ def test_query_by_point_id_and_batch(pair: tuple[QdrantClient, QdrantClient, str
     ids = _ids()
     for pid in (ids[1], ids[141]):
         assert_same_hits(remote.query_points(name, query=pid, limit=5, search_params=m.SearchParams(exact=True)).points,
-                         local.query_points(name, query=pid, limit=5).points)
+                         local.query_points(name, query=pid, limit=5).points, over_grpc(remote))
     requests = [m.QueryRequest(query=np.ones(DIM).tolist(), limit=3, filter=FILTERS[2], with_payload=True,
                                params=m.SearchParams(hnsw_ef=512)),
                 m.QueryRequest(query=m.NearestQuery(nearest=np.arange(DIM, dtype=float).tolist()), limit=4,
@@ -222,12 +233,13 @@ def test_query_by_point_id_and_batch(pair: tuple[QdrantClient, QdrantClient, str
     ours, theirs = remote.query_batch_points(name, requests), local.query_batch_points(name, requests)
     assert len(ours) == len(theirs) == 2
     for a, b in zip(ours, theirs, strict=True):
-        assert_same_hits(a.points, b.points)
+        assert_same_hits(a.points, b.points, over_grpc(remote))
         for x, y in zip(a.points, b.points, strict=True):
             if y.vector is not None:
                 np.testing.assert_allclose(np.asarray(x.vector), np.asarray(y.vector), atol=SCORE_TOL)
     no_query: dict[str, Any] = {"limit": 5, "offset": 2, "query_filter": FILTERS[1], "with_payload": True}
-    assert_same_hits(remote.query_points(name, **no_query).points, local.query_points(name, **no_query).points)
+    assert_same_hits(remote.query_points(name, **no_query).points, local.query_points(name, **no_query).points,
+                     over_grpc(remote))
 
 
 def test_delete_collection(remote: QdrantClient) -> None:

@@ -282,6 +282,7 @@ def _serve(tmp: Path, kafka_bootstrap: str, env: dict[str, str], *, debug: bool 
     ``debug``: with the root logger at DEBUG (there is no flag for it), through the same CLI.
     """
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VECTORIZER_")}
+    clean["VECTORIZER_GRPC"] = "127.0.0.1:0"  # a free port: never Qdrant's 6334, which others may hold
     clean.update(VECTORIZER_KAFKA_BOOTSTRAP=kafka_bootstrap, VECTORIZER_TOPIC=f"t.sec_{uuid.uuid4().hex[:10]}",
                  VECTORIZER_DATA_DIR=str(tmp / "data"), **env)
     code = ("import logging, sys\n"
@@ -323,6 +324,7 @@ def test_listens_on_loopback_only_by_default(tmp_path: Path, kafka_bootstrap: st
     defaults = Settings()
     assert defaults.http == "127.0.0.1:15002" and defaults.http_host == "127.0.0.1"
     assert Settings.load(environ={}).http_host == "127.0.0.1"
+    assert Settings.load(environ={}).grpc == "127.0.0.1:6334"  # Qdrant's gRPC port, on loopback
     assert defaults.kafka_bootstrap.startswith("127.0.0.1:")
     node = NodeSpec(port=free_port(), controller_port=free_port())
     broker = LocalBroker(tmp_path / "broker", defaults.cache_dir, node)

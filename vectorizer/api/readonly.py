@@ -31,11 +31,17 @@ class ReadOnlyCollections:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not is_read(scope["method"], scope["path"]):
             found = collection_path(scope["path"])
-            if found and not _NOT_WRITES.match(found[1]):
-                coll = self.projection.collection(found[0])
-                if coll is not None and coll.config.kind == "workspace":
-                    error = Forbidden(f"collection {coll.name!r} is a workspace collection and is read-only: it "
-                                      "follows its files through `vectorizer workspace sync|watch`")
-                    await response_for(error, scope.get("state", {}).get("started"))(scope, receive, send)
-                    return
+            error = refusal(self.projection, found[0]) if found and not _NOT_WRITES.match(found[1]) else None
+            if error is not None:
+                await response_for(error, scope.get("state", {}).get("started"))(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+
+def refusal(projection: ProjectionReader, collection: str) -> Forbidden | None:
+    """The 403 of a write to ``collection`` when it is a workspace collection, else ``None``."""
+    coll = projection.collection(collection)
+    if coll is None or coll.config.kind != "workspace":
+        return None
+    return Forbidden(f"collection {coll.name!r} is a workspace collection and is read-only: it follows its files "
+                     "through `vectorizer workspace sync|watch`")

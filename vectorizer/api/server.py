@@ -1,4 +1,4 @@
-"""``run_server``: one read replica — a projector thread and the HTTP API in one process.
+"""``run_server``: one read replica — a projector thread, the HTTP API and Qdrant's gRPC API in one process.
 
 Start-up never blocks the HTTP port: ``/health`` answers at once, ``/ready`` and the data
 routes answer 503 (with ``Retry-After``) until Kafka answered and recovery caught up.
@@ -27,6 +27,7 @@ from producers.producer import VectorProducer
 from vectorizer.api.app import create_app
 from vectorizer.api.auth import is_loopback
 from vectorizer.api.limits import json_error_protocol
+from vectorizer.grpc_api.server import GrpcServer
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +53,20 @@ class Replica:
                                 access_log=False, timeout_graceful_shutdown=_SHUTDOWN_GRACE_SECONDS,
                                 log_level="info", http=json_error_protocol())
         self.http = uvicorn.Server(config)
+        self.grpc = None if settings.grpc == "off" else GrpcServer(settings, self.app.state.api)
         self._backend = threading.Thread(target=self._follow_log, name="vectorizer-projector", daemon=True)
 
     def serve(self) -> None:
         """Run until :meth:`request_stop` or a signal; returns after the final snapshot."""
+        if self.grpc is not None:
+            self.grpc.start()  # before the projector: a port in use fails the start, nothing begun
         self._backend.start()
         try:
             self.http.run()
         finally:
             self.request_stop()
+            if self.grpc is not None:
+                self.grpc.stop(_SHUTDOWN_GRACE_SECONDS)
             self._backend.join()
             producer = self.app.state.api.producer
             if producer is not None:
@@ -116,18 +122,22 @@ def run_server(settings: Settings) -> None:
     # uvicorn replaces these while serving and re-raises a caught signal afterwards: landing
     # here, that is harmless, and the final snapshot is not interrupted.
     process.on_stop(replica.request_stop)
-    log.info("serving http://%s:%d (topic %s, projection %s, catalog %s)", settings.http_host, settings.http_port,
-             settings.topic, settings.projection, process.masked_url(settings.resolved_catalog_url))
+    log.info("serving http://%s:%d, gRPC %s (topic %s, projection %s, catalog %s)", settings.http_host,
+             settings.http_port, settings.grpc, settings.topic, settings.projection,
+             process.masked_url(settings.resolved_catalog_url))
     replica.serve()
     if replica.failure is not None:
         raise replica.failure
 
 
 def exposure_warning(settings: Settings) -> str | None:
-    """The warning for an HTTP address beyond loopback with no API key, else ``None``."""
-    if settings.api_key or settings.read_only_api_key or is_loopback(settings.http_host):
+    """The warning for an HTTP or gRPC address beyond loopback with no API key, else ``None``."""
+    if settings.api_key or settings.read_only_api_key:
         return None
-    return (f"SECURITY WARNING: serving on {settings.http_host}:{settings.http_port}, beyond loopback, with no API "
+    exposed = [address for address in (settings.http, settings.grpc)
+               if address != "off" and not is_loopback(address.rpartition(":")[0] or "127.0.0.1")]
+    if not exposed:
+        return None
+    return (f"SECURITY WARNING: serving on {' and '.join(exposed)}, beyond loopback, with no API "
             f"key: anyone who reaches this address can read, overwrite and delete every collection. Set "
             f"VECTORIZER_API_KEY (and VECTORIZER_READ_ONLY_API_KEY), or serve on 127.0.0.1.")
-

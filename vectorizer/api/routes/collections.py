@@ -35,15 +35,24 @@ Timeout = timeout_param("Seconds to wait for this server to apply the change, or
 
 @router.get("/collections", summary="List collections")
 def list_collections(request: Request, a: Api = Depends(api)) -> JSONResponse:
+    return ok(request, {"collections": [{"name": name} for name in names(a)]})
+
+
+def names(a: Api) -> list[str]:
     a.require_ready()
-    names = sorted(a.projection.collections())
-    return ok(request, {"collections": [{"name": name} for name in names]})
+    return sorted(a.projection.collections())
 
 
 @router.put("/collections/{collection_name}", summary="Create a collection",
             openapi_extra=json_body("vectors {size, distance}, optional hnsw_config {m, ef_construct}"))
 def create_collection(request: Request, collection_name: str, timeout: float | None = Timeout,
                       b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    return _bool_answer(request, True, create(a, collection_name, b, timeout))
+
+
+def create(a: Api, collection_name: str, b: dict[str, Any], timeout: float | None) -> str:
+    """Create the collection Qdrant's ``CreateCollection`` body describes, once applied here; its
+    write token (REST and gRPC). 409 if it exists, a 400 if an alias has the name."""
     producer = a.require_producer()
     spec = _creation(b)
     if a.projection.collection(collection_name) is not None:
@@ -59,7 +68,7 @@ def create_collection(request: Request, collection_name: str, timeout: float | N
         if exc.status == 409:  # a concurrent create won the race
             raise CollectionExists(f"Wrong input: Collection `{collection_name}` already exists!") from None
         raise
-    return _bool_answer(request, True, str(a.tagged(token)))
+    return str(a.tagged(token))
 
 
 @router.patch("/collections/{collection_name}", summary="Change a collection's index settings",
@@ -82,10 +91,15 @@ def update_collection(request: Request, collection_name: str, timeout: float | N
 @router.get("/collections/{collection_name}", summary="Collection info, points_count included")
 def get_collection(request: Request, collection_name: str, consistency: str | None = None,
                    timeout: float | None = Timeout, a: Api = Depends(api)) -> JSONResponse:
+    return ok(request, info(a, collection_name, consistency, timeout))
+
+
+def info(a: Api, collection_name: str, consistency: str | None, timeout: float | None) -> dict[str, Any]:
+    """Qdrant's ``CollectionInfo`` once this server applied the ``consistency`` tokens (REST and gRPC)."""
     a.require_ready()
     a.await_tokens(p.consistency_tokens(consistency), a.timeout(timeout))
     coll = a.collection(collection_name)
-    return ok(request, collection_info(coll, _queued(a, collection_name)))
+    return collection_info(coll, _queued(a, collection_name))
 
 
 def _queued(a: Api, collection: str) -> int:
@@ -98,26 +112,36 @@ def _queued(a: Api, collection: str) -> int:
 @router.get("/collections/{collection_name}/exists", summary="Whether the collection exists")
 def collection_exists(request: Request, collection_name: str, consistency: str | None = None,
                       timeout: float | None = Timeout, a: Api = Depends(api)) -> JSONResponse:
+    return ok(request, {"exists": exists(a, collection_name, consistency, timeout)})
+
+
+def exists(a: Api, collection_name: str, consistency: str | None, timeout: float | None) -> bool:
     a.require_ready()
     a.await_tokens(p.consistency_tokens(consistency), a.timeout(timeout))
-    return ok(request, {"exists": a.projection.collection(collection_name) is not None})
+    return a.projection.collection(collection_name) is not None
 
 
 @router.delete("/collections/{collection_name}", summary="Delete a collection (false if it did not exist)")
 def delete_collection(request: Request, collection_name: str, timeout: float | None = Timeout,
                       a: Api = Depends(api)) -> JSONResponse:
+    return _bool_answer(request, *delete(a, collection_name, timeout))
+
+
+def delete(a: Api, collection_name: str, timeout: float | None) -> tuple[bool, str | None]:
+    """Delete the collection, once applied here: whether it existed, and the write token (``None``
+    when nothing was published; REST and gRPC)."""
     producer = a.require_producer()
     if a.projection.collection(collection_name) is None:
-        return _bool_answer(request, False, None)
+        return False, None
     token = producer.delete_collection(collection_name)
     a.await_tokens([token], a.timeout(timeout))
     try:
         a.check_verdict(token)
     except WriteRejected as exc:
         if exc.status == 404:  # a concurrent delete came first: this one deleted nothing
-            return _bool_answer(request, False, str(a.tagged(token)))
+            return False, str(a.tagged(token))
         raise
-    return _bool_answer(request, True, str(a.tagged(token)))
+    return True, str(a.tagged(token))
 
 
 def _bool_answer(request: Request, result: bool, token: str | None) -> JSONResponse:

@@ -63,18 +63,27 @@ class Parsed:
                                      "consistency"))
 def query(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
           b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    return ok(request, query_page(a, collection_name, opts, b))
+
+
+def query_page(a: Api, collection_name: str, opts: ReadOptions, b: dict[str, Any]) -> dict[str, Any]:
+    """``{"points": hits}`` of one query request (REST and gRPC)."""
     coll = readable(a, collection_name, opts, b)
     with reads.reading(coll):  # one state for the query points, the hits and their records
-        points = run(coll, parse_query(coll, b, "", a.collection))
-    return ok(request, {"points": points})
+        return {"points": run(coll, parse_query(coll, b, "", a.collection))}
 
 
 @router.post("/collections/{collection_name}/points/query/batch", summary="Several queries at once",
              openapi_extra=json_body("searches: [query requests], consistency"))
 def query_batch(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
                 b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
-    return _batch(request, a, collection_name, opts, b,
-                  lambda coll, one, path: parse_query(coll, one, path, a.collection), lambda hits: {"points": hits})
+    return ok(request, query_batch_pages(a, collection_name, opts, b))
+
+
+def query_batch_pages(a: Api, collection_name: str, opts: ReadOptions, b: dict[str, Any]) -> list[Any]:
+    """``[{"points": hits}]``, one per query of ``searches`` (REST and gRPC)."""
+    return batched(a, collection_name, opts, b, lambda coll, one, path: parse_query(coll, one, path, a.collection),
+                   lambda hits: {"points": hits})
 
 
 @router.post("/collections/{collection_name}/points/query/groups", summary="Query points, grouped by a payload key",
@@ -89,17 +98,21 @@ def query_groups(request: Request, collection_name: str, opts: ReadOptions = Dep
                                      "score_threshold, params, consistency"))
 def search_points(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
                   b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    return ok(request, search_hits(a, collection_name, opts, b))
+
+
+def search_hits(a: Api, collection_name: str, opts: ReadOptions, b: dict[str, Any]) -> list[dict[str, Any]]:
+    """The hits of one search request (the older API; REST and gRPC)."""
     coll = readable(a, collection_name, opts, b)
     with reads.reading(coll):
-        hits = run(coll, parse_search(coll, b, ""))
-    return ok(request, hits)
+        return run(coll, parse_search(coll, b, ""))
 
 
 @router.post("/collections/{collection_name}/points/search/batch", summary="Several searches at once (older API)",
              openapi_extra=json_body("searches: [search requests], consistency"))
 def search_batch(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
                  b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
-    return _batch(request, a, collection_name, opts, b, parse_search, lambda hits: hits)
+    return ok(request, batched(a, collection_name, opts, b, parse_search, lambda hits: hits))
 
 
 @router.post("/collections/{collection_name}/points/search/groups", summary="Search, grouped by a payload key",
@@ -109,16 +122,16 @@ def search_groups(request: Request, collection_name: str, opts: ReadOptions = De
     return _groups(request, a, collection_name, opts, b, lambda coll, rest: parse_search(coll, rest, ""))
 
 
-def _batch(request: Request, a: Api, collection_name: str, opts: ReadOptions, b: dict[str, Any],
-           parse: Callable[[Collection, dict[str, Any], str], Parsed],
-           answer: Callable[[list[dict[str, Any]]], Any]) -> JSONResponse:
+def batched(a: Api, collection_name: str, opts: ReadOptions, b: dict[str, Any],
+            parse: Callable[[Collection, dict[str, Any], str], Parsed],
+            answer: Callable[[list[dict[str, Any]]], Any]) -> list[Any]:
     """``searches``: each parsed and run against one state of the collection."""
     p.fields(b, "", ("searches", "consistency"))
     coll = readable(a, collection_name, opts, b)
     searches = p.array(b.get("searches"), "searches")
     with reads.reading(coll):
         parsed = [parse(coll, p.obj(s, f"searches[{i}]"), f"searches[{i}].") for i, s in enumerate(searches)]
-        return ok(request, [answer(run(coll, q)) for q in parsed])
+        return [answer(run(coll, q)) for q in parsed]
 
 
 def _groups(request: Request, a: Api, collection_name: str, opts: ReadOptions, b: dict[str, Any],

@@ -80,18 +80,28 @@ def get_point(request: Request, collection_name: str, point_id: str, opts: ReadO
              openapi_extra=json_body("ids, with_payload, with_vector, consistency"))
 def get_points(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
                b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    return ok(request, retrieve(a, collection_name, opts, b))
+
+
+def retrieve(a: Api, collection_name: str, opts: ReadOptions, b: dict[str, Any]) -> list[dict[str, Any]]:
+    """The points ``ids`` names, those that exist, in the order given (REST and gRPC)."""
     p.fields(b, "", ("ids", "with_payload", "with_vector", "shard_key", "consistency"))
     p.unsupported(b, "shard_key")
     coll = readable(a, collection_name, opts, b)
     ids = p.point_ids(b.get("ids"), "ids")
     view = payload_view(b.get("with_payload"), "with_payload", default=True)
-    return ok(request, records(coll, ids, view, wants_vector(b.get("with_vector"), "with_vector")))
+    return records(coll, ids, view, wants_vector(b.get("with_vector"), "with_vector"))
 
 
 @router.post("/collections/{collection_name}/points/scroll", summary="Page through points in id order",
              openapi_extra=json_body("offset, limit, filter, with_payload, with_vector, consistency"))
 def scroll(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
            b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    return ok(request, scroll_page(a, collection_name, opts, b))
+
+
+def scroll_page(a: Api, collection_name: str, opts: ReadOptions, b: dict[str, Any]) -> dict[str, Any]:
+    """One page of points in id order (or ``order_by``) and ``next_page_offset`` (REST and gRPC)."""
     p.fields(b, "", ("offset", "limit", "filter", "with_payload", "with_vector", "order_by", "shard_key",
                      "consistency"))
     p.unsupported(b, "shard_key")
@@ -107,13 +117,12 @@ def scroll(request: Request, collection_name: str, opts: ReadOptions = Depends(r
     view = payload_view(b.get("with_payload"), "with_payload", default=True)
     with_vector = wants_vector(b.get("with_vector"), "with_vector")
     if order is not None:
-        return ok(request, {"points": _ordered_page(coll, order, flt, size, view, with_vector),
-                            "next_page_offset": None})
+        return {"points": _ordered_page(coll, order, flt, size, view, with_vector), "next_page_offset": None}
     with query.reading(coll):  # the page and its records from one state
         page = query.first_by_id(coll, flt, size + 1, start)
         points = records(coll, page[:size], view, with_vector)
     following = page[size] if len(page) > size else None
-    return ok(request, {"points": points, "next_page_offset": following})
+    return {"points": points, "next_page_offset": following}
 
 
 @dataclass(frozen=True)
@@ -173,10 +182,15 @@ def range_index(coll: Collection, order: OrderBy) -> FieldIndex:
              openapi_extra=json_body("filter, exact, consistency"))
 def count(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
           b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
+    return ok(request, count_points(a, collection_name, opts, b))
+
+
+def count_points(a: Api, collection_name: str, opts: ReadOptions, b: dict[str, Any]) -> dict[str, int]:
+    """``{"count": n}`` of the points ``filter`` matches (all of them without one; REST and gRPC)."""
     p.fields(b, "", ("filter", "exact", "shard_key", "consistency"))
     p.unsupported(b, "shard_key")
     if b.get("exact") is not None:
         p.boolean(b["exact"], "exact")  # counts are always exact here
     coll = readable(a, collection_name, opts, b)
     flt = p.filter_of(b.get("filter"), coll=coll)
-    return ok(request, {"count": query.count(coll, flt)})
+    return {"count": query.count(coll, flt)}

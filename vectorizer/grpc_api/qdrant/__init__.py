@@ -1,0 +1,1 @@
+"""Generated from Qdrant's .proto files by vectorizer.grpc_api.generate."""

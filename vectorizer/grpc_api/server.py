@@ -1,0 +1,108 @@
+"""The gRPC server: Qdrant's services on ``Settings.grpc`` (127.0.0.1:6334 by default), beside HTTP.
+
+It shares the HTTP API's :class:`~vectorizer.api.context.Api` (projection, producer, settings),
+so both answer from the same projection and publish through the same producer. Calls run on
+grpcio's thread pool; a search holds the GIL only around hnswlib's C++ search, as over REST.
+
+API keys as over REST (``vectorizer.api.auth``): with ``Settings.api_key`` or
+``Settings.read_only_api_key`` set, every call carries ``api-key`` metadata (as qdrant-client
+sends it) or ``authorization: Bearer <key>``; none or a wrong one is UNAUTHENTICATED, a write
+with the read-only key PERMISSION_DENIED.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+
+from infra.errors import ConfigurationError
+from infra.settings import Settings
+from vectorizer.api.context import Api
+from vectorizer.grpc_api.qdrant import collections_service_pb2_grpc as cgrpc
+from vectorizer.grpc_api.qdrant import points_service_pb2_grpc as pgrpc
+from vectorizer.grpc_api.qdrant import qdrant_pb2_grpc as qgrpc
+from vectorizer.grpc_api.services import Collections, Points, Qdrant
+
+log = logging.getLogger(__name__)
+
+#: Calls the read-only key may make: everything that only reads.
+READS = frozenset({
+    "/qdrant.Qdrant/HealthCheck",
+    *(f"/qdrant.Collections/{m}" for m in ("Get", "List", "CollectionExists", "ListAliases",
+                                           "ListCollectionAliases", "CollectionClusterInfo", "ListShardKeys")),
+    *(f"/qdrant.Points/{m}" for m in ("Get", "Scroll", "Count", "Search", "SearchBatch", "SearchGroups", "Query",
+                                      "QueryBatch", "QueryGroups", "Recommend", "RecommendBatch", "RecommendGroups",
+                                      "Discover", "DiscoverBatch", "Facet", "SearchMatrixPairs",
+                                      "SearchMatrixOffsets")),
+})
+_WORKERS = 8  # threads serving calls; a call waiting for a write token holds one
+
+
+class _Keys(grpc.ServerInterceptor):
+    def __init__(self, settings: Settings) -> None:
+        self.key = (settings.api_key or "").encode() or None
+        self.read_only_key = (settings.read_only_api_key or "").encode() or None
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        if self.key is None and self.read_only_key is None:
+            return continuation(details)
+        given = _presented_key(details.invocation_metadata)
+        if given is not None and self.key is not None and hmac.compare_digest(given, self.key):
+            return continuation(details)
+        if given is not None and self.read_only_key is not None and hmac.compare_digest(given, self.read_only_key):
+            if details.method in READS:
+                return continuation(details)
+            return _refusal(grpc.StatusCode.PERMISSION_DENIED, "this API key allows reads only")
+        return _refusal(grpc.StatusCode.UNAUTHENTICATED,
+                        "missing or wrong API key (send it in the 'api-key' metadata)")
+
+
+def _presented_key(metadata: Any) -> bytes | None:
+    for name, value in metadata or ():
+        raw = value.encode() if isinstance(value, str) else bytes(value)
+        if name == "api-key":
+            return raw
+        if name == "authorization" and raw[:7].lower() == b"bearer ":
+            return raw[7:].strip()
+    return None
+
+
+def _refusal(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+    def refuse(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(code, message)
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+class GrpcServer:
+    """Qdrant's gRPC API over ``api``; :meth:`start` binds, :meth:`stop` drains."""
+
+    def __init__(self, settings: Settings, api: Api) -> None:
+        self.address = settings.grpc
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="vectorizer-grpc"),
+            interceptors=[_Keys(settings)],
+            options=[("grpc.max_receive_message_length", settings.max_body_bytes),
+                     ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
+        cgrpc.add_CollectionsServicer_to_server(Collections(api), self.server)
+        pgrpc.add_PointsServicer_to_server(Points(api), self.server)
+        qgrpc.add_QdrantServicer_to_server(Qdrant(), self.server)
+        self.port = 0
+
+    def start(self) -> int:
+        """Bind and serve; the port bound (the one asked, or a free one for port 0)."""
+        try:
+            self.port = self.server.add_insecure_port(self.address)
+        except RuntimeError as exc:
+            raise ConfigurationError(f"VECTORIZER_GRPC: cannot listen on {self.address} ({exc}); set another "
+                                     "host:port, or 'off'") from None
+        self.server.start()
+        log.info("serving gRPC on %s:%d", self.address.rpartition(":")[0], self.port)
+        return self.port
+
+    def stop(self, grace: float) -> None:
+        self.server.stop(grace).wait()
