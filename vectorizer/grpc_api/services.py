@@ -36,6 +36,7 @@ from producers.errors import WriteRejected
 from vectorizer.api import telemetry
 from vectorizer.api.context import Api
 from vectorizer.api.errors import REASON_HEADER, REJECTED_HEADER, Unprocessable, status_for
+from vectorizer.api.parsing import MAX_TIMEOUT_SECONDS
 from vectorizer.api.paths import name_problem
 from vectorizer.api.readonly import refusal
 from vectorizer.api.routes import collections, points, query, reads
@@ -123,10 +124,12 @@ class _Service:
 
     @staticmethod
     def timeout(request: Message, context: grpc.ServicerContext) -> float | None:
-        """The request's ``timeout`` (seconds) if given, else what is left of the call's deadline."""
+        """The request's ``timeout`` (seconds) if given, else what is left of the call's deadline (``None``:
+        no deadline, the server's default), at most REST's largest ``timeout``."""
         if "timeout" in request.DESCRIPTOR.fields_by_name and request.HasField("timeout"):
-            return float(request.timeout)
-        return context.time_remaining()
+            return min(float(request.timeout), MAX_TIMEOUT_SECONDS)
+        remaining = context.time_remaining()
+        return None if remaining is None or remaining > MAX_TIMEOUT_SECONDS else max(0.0, remaining)
 
     def read_options(self, request: Message, context: grpc.ServicerContext) -> ReadOptions:
         token = next((str(value) for key, value in context.invocation_metadata() if key == CONSISTENCY_HEADER), None)
