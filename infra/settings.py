@@ -29,6 +29,10 @@ class Settings:
     catalog_url: str = field(default="", repr=False)  # empty: sqlite:///<data_dir>/catalog.db (may hold a password)
     http: str = "127.0.0.1:15002"
     grpc: str = "127.0.0.1:6334"  # Qdrant's gRPC API; "off": none
+    # Serving processes: each holds its own projection (its own data directory under
+    # <data_dir>/workers/) and answers on the same ports (SO_REUSEPORT), so reads use every core.
+    workers: int = 1
+    reuse_port: bool = False  # set for a worker: it shares the HTTP and gRPC ports with its siblings
     projection: str = "default"
     api_key: str | None = field(default=None, repr=False)
     read_only_api_key: str | None = field(default=None, repr=False)
@@ -170,7 +174,13 @@ class Settings:
         if self.max_transaction_bytes < self.max_message_bytes:
             raise ConfigurationError("VECTORIZER_MAX_TRANSACTION_BYTES: must be at least max_message_bytes "
                                      f"({self.max_message_bytes}), got {self.max_transaction_bytes}")
-        for name in ("partitions", "replication_factor", "snapshot_every_events", "snapshot_every_vectors",
+        if self.workers > 1 and (self.http_port == 0 or self.grpc.endswith(":0")):
+            raise ConfigurationError("VECTORIZER_WORKERS: workers share their ports; give VECTORIZER_HTTP and "
+                                     "VECTORIZER_GRPC a port other than 0")
+        if self.workers > 1 and self.catalog_url:
+            raise ConfigurationError("VECTORIZER_WORKERS: each worker keeps its own SQLite catalog in its data "
+                                     "directory; leave VECTORIZER_CATALOG_URL unset to run more than one")
+        for name in ("partitions", "replication_factor", "workers", "snapshot_every_events", "snapshot_every_vectors",
                      "snapshot_every_bytes", "snapshots_keep", "poll_max_records", "segment_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name}: must be at least 1")

@@ -2,7 +2,7 @@
 
 They were run that way (a server from ``vectorizer up``, then every block in turn); these checks
 keep the properties that made that possible: the reader is told how ``vectorizer`` gets on
-``PATH``, no two examples create the same collection, and a second server gets its own port.
+``PATH``, no two examples create the same collection, and a second server gets its own ports (HTTP and gRPC).
 """
 
 from __future__ import annotations
@@ -42,4 +42,4 @@ def test_a_second_server_in_the_examples_gets_its_own_port() -> None:
         for line in block.splitlines():
             command = line.split("#")[0]
             if re.search(r"\bvectorizer\b.*--data-dir\b.*\bserve\b", command):
-                assert "--http" in command, line
+                assert "--http" in command and "--grpc" in command, line

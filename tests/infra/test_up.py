@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+from qdrant_client import QdrantClient
 
 from infra.kafka.launcher import port_is_free
 from tests.conftest import free_port
@@ -27,9 +28,10 @@ def _alive(pid: int) -> bool:
 
 
 def test_up_starts_broker_and_server_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    kafka_port, http_port = free_port(), free_port()
+    kafka_port, http_port, grpc_port = free_port(), free_port(), free_port()
     env = dict(os.environ, VECTORIZER_DATA_DIR=str(tmp_path / "data"),
-               VECTORIZER_KAFKA_BOOTSTRAP=f"127.0.0.1:{kafka_port}", VECTORIZER_HTTP=f"127.0.0.1:{http_port}")
+               VECTORIZER_KAFKA_BOOTSTRAP=f"127.0.0.1:{kafka_port}", VECTORIZER_HTTP=f"127.0.0.1:{http_port}",
+               VECTORIZER_GRPC=f"127.0.0.1:{grpc_port}")
     env.pop("VECTORIZER_READ_YOUR_WRITES", None)
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
@@ -64,10 +66,16 @@ def test_up_starts_broker_and_server_and_ctrl_c_stops_everything(tmp_path: Path)
                                      "mcp-protocol-version": "2025-06-18"})
         assert listed.status_code == 200, listed.text
         assert listed.json()["result"]["structuredContent"]["collections"][0]["name"] == "up_check", listed.text
+        # And Qdrant's gRPC API, for qdrant-client's prefer_grpc=True.
+        grpc_client = QdrantClient(host="127.0.0.1", port=http_port, grpc_port=grpc_port, prefer_grpc=True,
+                                   check_compatibility=False)
+        assert grpc_client.count("up_check", exact=True).count == 1
+        assert grpc_client.info().title == "vectorizer"
+        grpc_client.close()
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         proc.wait(120)
     assert proc.returncode == 0, log.read_text()[-3000:]
     wait_until(lambda: not _alive(broker_pid), 30, message="the broker to exit")
-    assert port_is_free(kafka_port) and port_is_free(http_port)
+    assert port_is_free(kafka_port) and port_is_free(http_port) and port_is_free(grpc_port)
     assert not broker_pid_file.exists()

@@ -14,6 +14,7 @@ an address beyond loopback with no API key set is logged as a warning at start-u
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -27,6 +28,7 @@ from producers.producer import VectorProducer
 from vectorizer.api.app import create_app
 from vectorizer.api.auth import is_loopback
 from vectorizer.api.limits import json_error_protocol
+from vectorizer.api.workers import Workers
 from vectorizer.grpc_api.server import GrpcServer
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ class Replica:
             self.grpc.start()  # before the projector: a port in use fails the start, nothing begun
         self._backend.start()
         try:
-            self.http.run()
+            self.http.run(sockets=[shared_socket(self.settings)] if self.settings.reuse_port else None)
         finally:
             self.request_stop()
             if self.grpc is not None:
@@ -115,19 +117,48 @@ class Replica:
 def run_server(settings: Settings) -> None:
     """Serve ``settings.http`` (127.0.0.1:15002 by default) until SIGINT/SIGTERM. Blocks.
 
-    Raises the projector's exception if it failed, so the process exits non-zero.
+    With ``settings.workers`` > 1 this process is worker 0 and starts the others
+    (:mod:`vectorizer.api.workers`), all on the same ports. Raises the projector's exception if it
+    failed (a worker's exit, as a :class:`RuntimeError`), so the process exits non-zero.
     """
     process.setup_logging()
+    if settings.workers > 1:
+        settings = settings.replace(reuse_port=True)
     replica = Replica(settings)
+    workers = None
+    if settings.workers > 1:
+        def worker_exited(why: str) -> None:
+            log.critical("%s; stopping the server", why)
+            replica.failure = replica.failure or RuntimeError(why)
+            replica.request_stop()
+
+        workers = Workers(settings, worker_exited)
     # uvicorn replaces these while serving and re-raises a caught signal afterwards: landing
     # here, that is harmless, and the final snapshot is not interrupted.
     process.on_stop(replica.request_stop)
-    log.info("serving http://%s:%d, gRPC %s (topic %s, projection %s, catalog %s)", settings.http_host,
+    log.info("serving http://%s:%d, gRPC %s (topic %s, projection %s, catalog %s%s)", settings.http_host,
              settings.http_port, settings.grpc, settings.topic, settings.projection,
-             process.masked_url(settings.resolved_catalog_url))
-    replica.serve()
+             process.masked_url(settings.resolved_catalog_url),
+             f", {settings.workers} workers" if workers is not None else "")
+    try:
+        if workers is not None:
+            workers.start()
+        replica.serve()
+    finally:
+        if workers is not None:
+            workers.stop()
     if replica.failure is not None:
         raise replica.failure
+
+
+def shared_socket(settings: Settings) -> socket.socket:
+    """The HTTP listening socket with ``SO_REUSEPORT``: the workers of one server all bind it."""
+    host = settings.http_host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, settings.http_port))
+    return sock
 
 
 def exposure_warning(settings: Settings) -> str | None:

@@ -76,6 +76,7 @@ def root(
     data_dir: Optional[Path] = typer.Option(None, help="Data directory [VECTORIZER_DATA_DIR]"),
     catalog_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the catalog [VECTORIZER_CATALOG_URL]"),
     http: Optional[str] = typer.Option(None, help="HTTP host:port [VECTORIZER_HTTP]"),
+    grpc: Optional[str] = typer.Option(None, help="gRPC host:port, or off [VECTORIZER_GRPC]"),
     projection: Optional[str] = typer.Option(None, help="Projection name [VECTORIZER_PROJECTION]"),
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output"),
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
@@ -83,7 +84,8 @@ def root(
 ) -> None:
     try:
         settings = Settings.load({"kafka_bootstrap": kafka_bootstrap, "topic": topic, "data_dir": data_dir,
-                                  "catalog_url": catalog_url, "http": http, "projection": projection})
+                                  "catalog_url": catalog_url, "http": http, "grpc": grpc,
+                                  "projection": projection})
     except VectorizerError as exc:
         raise fail(str(exc), 2) from None
     ctx.obj = CliContext(settings=settings, json_output=json_output)

@@ -87,7 +87,8 @@ class GrpcServer:
             futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="vectorizer-grpc"),
             interceptors=[_Keys(settings)],
             options=[("grpc.max_receive_message_length", settings.max_body_bytes),
-                     ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
+                     ("grpc.max_send_message_length", -1),
+                     ("grpc.so_reuseport", 1 if settings.reuse_port else 0)])  # workers share the port
         cgrpc.add_CollectionsServicer_to_server(Collections(api), self.server)
         pgrpc.add_PointsServicer_to_server(Points(api), self.server)
         qgrpc.add_QdrantServicer_to_server(Qdrant(), self.server)
