@@ -343,7 +343,8 @@ def test_listens_on_loopback_only_by_default(tmp_path: Path, kafka_bootstrap: st
         listening = [s for s in sockets if s.status == psutil.CONN_LISTEN
                      or (s.type == socket.SOCK_DGRAM and not s.raddr)]
         assert port in [s.laddr.port for s in listening], sockets
-        beyond = [s for s in listening if s.laddr.ip not in ("127.0.0.1", "::1")]
+        # gRPC's listener is an IPv6 socket bound to the IPv4 loopback, as ::ffff:127.0.0.1.
+        beyond = [s for s in listening if s.laddr.ip not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")]
         assert not beyond, beyond
     finally:
         assert _stop(proc) == 0, (tmp_path / "serve.log").read_text(errors="replace")[-3000:]
