@@ -81,6 +81,14 @@ def test_errors_are_grpc_statuses_with_the_rest_messages(server: Running, stubs:
         (lambda: stubs.points.Upsert(ppb.UpsertPoints(collection_name=name, points=[_point(1, [1.0, 2.0, 3.0])])),
          grpc.StatusCode.INVALID_ARGUMENT,
          lambda: server.http.put(f"/collections/{name}/points", json={"points": [{"id": 1, "vector": [1, 2, 3]}]})),
+        (lambda: stubs.points.Query(ppb.QueryPoints(collection_name=name, query=ppb.Query(nearest=ppb.VectorInput(
+            dense=ppb.DenseVector(data=[1.0, 2.0, 3.0]))))),
+         grpc.StatusCode.INVALID_ARGUMENT,
+         lambda: server.http.post(f"/collections/{name}/points/query", json={"query": {"nearest": [1, 2, 3]}})),
+        (lambda: stubs.points.Search(ppb.SearchPoints(collection_name=name, vector=[1.0, float("nan")], limit=1)),
+         grpc.StatusCode.INVALID_ARGUMENT,
+         lambda: server.http.post(f"/collections/{name}/points/search", content=b'{"vector": [1.0, NaN], "limit": 1}',
+                                  headers={"content-type": "application/json"})),
         (lambda: stubs.points.Query(ppb.QueryPoints(collection_name=missing)),
          grpc.StatusCode.NOT_FOUND, lambda: server.http.post(f"/collections/{missing}/points/query", json={})),
         (lambda: stubs.points.Count(ppb.CountPoints(collection_name=name, filter=common.Filter(must=[common.Condition(

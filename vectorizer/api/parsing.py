@@ -191,6 +191,8 @@ def vectors(rows: list[object], paths: list[str], dimension: int) -> np.ndarray:
 
 
 def _row(value: object, path: str) -> object:
+    if isinstance(value, np.ndarray) and value.dtype == np.float32:  # decoded typed (gRPC): numbers already
+        return value
     if not isinstance(value, list):
         raise BadRequest(f"{path}: expected an array of numbers, got {show(value)}")
     for i, x in enumerate(value):

@@ -183,8 +183,8 @@ def query_vector(config: CollectionConfig, using: str, value: object, path: str)
                          f"'{using}' ({path})")
     if is_multi(value):
         raise BadRequest(f"{path}: multivector queries are not supported by this server")
-    if isinstance(value, list) and _numbers(value) and len(value) != spec.size:
-        raise _dimension_error(spec.size, len(value), path)
+    if (isinstance(value, np.ndarray) or _numbers(value)) and len(value) != spec.size:  # type: ignore[arg-type]
+        raise _dimension_error(spec.size, len(value), path)  # type: ignore[arg-type]
     return "dense", p.vector(value, path, spec.size)
 
 

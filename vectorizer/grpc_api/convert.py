@@ -16,6 +16,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 from google.protobuf.message import Message
 
 from vectorizer.api.errors import BadRequest
@@ -75,12 +76,24 @@ def vectors(v: ppb.Vectors) -> Json:
     return _vector(v.vector)
 
 
+def dense(v: ppb.DenseVector) -> np.ndarray:
+    """``data`` as float32, read from the message's wire form (packed little-endian floats) without a
+    Python float per element; the routes take such an array as a vector of numbers, checked once."""
+    raw = v.SerializeToString()
+    if not raw:
+        return np.empty(0, np.float32)
+    start = 1  # the tag byte of field 1, then the length as a varint
+    while raw[start] & 0x80:
+        start += 1
+    return np.frombuffer(raw, "<f4", offset=start + 1)
+
+
 def vector_input(v: ppb.VectorInput) -> Json:
     kind = v.WhichOneof("variant")
     if kind == "id":
         return point_id(v.id)
     if kind == "dense":
-        return list(v.dense.data)
+        return dense(v.dense)
     if kind == "sparse":
         return {"indices": list(v.sparse.indices), "values": list(v.sparse.values)}
     if kind == "multi_dense":
@@ -338,9 +351,9 @@ def query_points(req: ppb.QueryPoints) -> dict[str, Json]:
 
 
 def search_points(req: ppb.SearchPoints) -> dict[str, Json]:
-    vector: Json = list(req.vector)
+    vector: Json = dense(ppb.DenseVector(data=req.vector))
     if req.HasField("sparse_indices"):
-        vector = {"indices": list(req.sparse_indices.data), "values": vector}
+        vector = {"indices": list(req.sparse_indices.data), "values": list(req.vector)}
     out: dict[str, Json] = {"vector": {"name": req.vector_name, "vector": vector}
                             if req.HasField("vector_name") else vector, "limit": req.limit}
     out.update(_set(req, ("score_threshold", "offset")))
