@@ -21,6 +21,7 @@ from qdrant_client import models as m
 
 from producers.producer import VectorProducer
 from tests.api.conftest import Running, end_offset, held_projector, unique
+from tests.api.test_qdrant_compat import assert_same_hits
 from tests.helpers import wait_until
 from vectorizer.grpc_api import convert, generate
 from vectorizer.grpc_api.qdrant import collections_pb2 as cpb
@@ -250,3 +251,30 @@ def test_generated_code_is_what_the_protos_give(tmp_path: Path) -> None:
     for path in [*written, tmp_path / "__init__.py"]:
         assert path.read_text() == (generate.OUT / path.name).read_text(), path.name
     assert sorted(p.name for p in generate.OUT.glob("*.py")) == sorted(p.name for p in tmp_path.glob("*.py"))
+
+
+@pytest.mark.filterwarnings("ignore:Local mode performs exact")
+def test_named_and_sparse_vectors_over_grpc_as_in_local_mode(server: Running) -> None:
+    """Named dense and sparse vectors through qdrant-client's gRPC conversions, against its local mode."""
+    client, local = _client(server), QdrantClient(":memory:")
+    name = unique("grpcnamed")
+    rng = np.random.default_rng(11)
+    for c in (client, local):
+        c.create_collection(name, vectors_config={"a": m.VectorParams(size=3, distance=m.Distance.DOT)},
+                            sparse_vectors_config={"s": m.SparseVectorParams()})
+        c.upsert(name, [m.PointStruct(id=i, vector={"a": rng.normal(size=3).tolist(), "s": m.SparseVector(
+            indices=[i % 5, 5 + i % 3], values=[1.0 + i / 7, 0.5 + i / 10])}, payload={"i": i}) for i in range(12)])
+        rng = np.random.default_rng(11)  # the same points for both
+    dense_q, sparse_q = [0.3, -1.0, 0.5], m.SparseVector(indices=[1, 6], values=[1.0, 2.0])
+    for using, q in (("a", dense_q), ("s", sparse_q)):
+        ours = client.query_points(name, query=q, using=using, limit=5, with_vectors=True,
+                                   search_params=m.SearchParams(exact=True)).points
+        theirs = local.query_points(name, query=q, using=using, limit=5, with_vectors=True).points
+        assert_same_hits(ours, theirs, grpc=True)  # ties may swap
+        by_id = {p.id: p for p in theirs}
+        for a in ours:
+            if a.id in by_id:
+                assert np.allclose(a.vector["a"], by_id[a.id].vector["a"], atol=1e-6)
+                assert a.vector["s"].indices == by_id[a.id].vector["s"].indices
+    client.close()
+    local.close()

@@ -10,7 +10,7 @@ A collection holds its unnamed vector (``""``), named dense vectors and sparse v
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -30,7 +30,7 @@ def _dimension_error(expected: int, got: int, path: str) -> BadRequest:
     return BadRequest(f"Wrong input: Vector dimension error: expected dim: {expected}, got {got} ({path})")
 
 
-def _numbers(value: object) -> bool:
+def _numbers(value: object) -> TypeGuard[list[Any]]:
     return isinstance(value, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
 
 
@@ -91,7 +91,7 @@ class Collector:
 
     def add(self, position: int, value: object, path: str) -> None:
         """The vectors of the point at ``position`` (Qdrant's ``VectorStruct``)."""
-        if isinstance(value, list):
+        if isinstance(value, (list, np.ndarray)):
             self._named(position, "", value, path)
             return
         if not isinstance(value, dict):
@@ -156,7 +156,7 @@ class Collector:
     @staticmethod
     def _rows(block: _Dense, dimension: int) -> np.ndarray:
         for row, path in zip(block.rows, block.paths, strict=True):
-            if isinstance(row, list) and _numbers(row) and len(row) != dimension:
+            if (isinstance(row, np.ndarray) or _numbers(row)) and len(row) != dimension:
                 raise _dimension_error(dimension, len(row), path)
         return p.vectors(block.rows, block.paths, dimension)
 
@@ -183,8 +183,8 @@ def query_vector(config: CollectionConfig, using: str, value: object, path: str)
                          f"'{using}' ({path})")
     if is_multi(value):
         raise BadRequest(f"{path}: multivector queries are not supported by this server")
-    if (isinstance(value, np.ndarray) or _numbers(value)) and len(value) != spec.size:  # type: ignore[arg-type]
-        raise _dimension_error(spec.size, len(value), path)  # type: ignore[arg-type]
+    if (isinstance(value, np.ndarray) or _numbers(value)) and len(value) != spec.size:
+        raise _dimension_error(spec.size, len(value), path)
     return "dense", p.vector(value, path, spec.size)
 
 

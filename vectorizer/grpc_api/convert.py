@@ -54,7 +54,7 @@ def payload(fields: Mapping[str, jpb.Value]) -> dict[str, Json]:
 def _vector(v: ppb.Vector | ppb.VectorOutput) -> Json:
     kind = v.WhichOneof("vector")
     if kind == "dense":
-        return list(v.dense.data)
+        return dense(v.dense)
     if kind == "sparse":
         return {"indices": list(v.sparse.indices), "values": list(v.sparse.values)}
     if kind == "multi_dense":
@@ -104,7 +104,8 @@ def vector_input(v: ppb.VectorInput) -> Json:
 
 
 def point(ps: ppb.PointStruct) -> dict[str, Json]:
-    out: dict[str, Json] = {"id": point_id(ps.id), "payload": payload(ps.payload)}
+    """A point; an empty payload map is no payload (gRPC cannot tell them apart, nor can Qdrant)."""
+    out: dict[str, Json] = {"id": point_id(ps.id), "payload": payload(ps.payload) if ps.payload else None}
     if ps.HasField("vectors"):
         out["vector"] = vectors(ps.vectors)
     return out

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import JSONResponse
 
@@ -108,7 +109,7 @@ def prepare_upsert(a: Api, collection_name: str, b: dict[str, Any], known: Known
         row_paths, payloads = [row_paths[i] for i in last], [payloads[i] for i in last]
     if mode != "update_only":
         known.upserted(ids)  # they exist afterwards, inserted or kept (update_only creates none)
-    if config.named() or config.sparse() or not all(isinstance(row, list) for row in rows):
+    if config.named() or config.sparse() or not all(isinstance(row, (list, np.ndarray)) for row in rows):
         collector = Collector(config, len(ids))
         for i, (row, path) in enumerate(zip(rows, row_paths, strict=True)):
             collector.add(i, row, path)
