@@ -65,7 +65,9 @@ def _dense(values: list[float]) -> ppb.Vectors:
 
 
 def _point(pid: int, values: list[float], **payload: Any) -> ppb.PointStruct:
-    return ppb.PointStruct(id=common.PointId(num=pid), vectors=_dense(values), payload=convert.to_payload(payload))
+    ps = ppb.PointStruct(id=common.PointId(num=pid), vectors=_dense(values))
+    convert.fill_payload(ps.payload, payload)
+    return ps
 
 
 def test_errors_are_grpc_statuses_with_the_rest_messages(server: Running, stubs: Stubs) -> None:

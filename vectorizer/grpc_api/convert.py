@@ -470,26 +470,31 @@ def to_point_id(pid: int | str) -> common.PointId:
     return common.PointId(num=pid) if isinstance(pid, int) else common.PointId(uuid=pid)
 
 
-def to_value(v: Json) -> jpb.Value:
+def fill_value(out: jpb.Value, v: Json) -> None:
+    """Write ``v`` into ``out`` in place (building a ``Value`` and copying it in costs 3x)."""
     if v is None:
-        return jpb.Value(null_value=jpb.NULL_VALUE)
-    if isinstance(v, bool):
-        return jpb.Value(bool_value=v)
-    if isinstance(v, int) and -(2 ** 63) <= v < 2 ** 63:
-        return jpb.Value(integer_value=v)
-    if isinstance(v, (int, float)):
-        return jpb.Value(double_value=float(v))
-    if isinstance(v, str):
-        return jpb.Value(string_value=v)
-    if isinstance(v, dict):
-        return jpb.Value(struct_value=jpb.Struct(fields=to_payload(v)))
-    if isinstance(v, (list, tuple)):
-        return jpb.Value(list_value=jpb.ListValue(values=[to_value(item) for item in v]))
-    return jpb.Value(double_value=float(v))  # numpy scalars
+        out.null_value = jpb.NULL_VALUE
+    elif isinstance(v, bool):
+        out.bool_value = v
+    elif isinstance(v, int) and -(2 ** 63) <= v < 2 ** 63:
+        out.integer_value = v
+    elif isinstance(v, str):
+        out.string_value = v
+    elif isinstance(v, dict):
+        fill_payload(out.struct_value.fields, v)
+        out.struct_value.SetInParent()  # an empty object is still an object
+    elif isinstance(v, (list, tuple)):
+        values = out.list_value.values
+        for item in v:
+            fill_value(values.add(), item)
+        out.list_value.SetInParent()
+    else:
+        out.double_value = float(v)  # floats, numpy scalars
 
 
-def to_payload(d: Mapping[str, Json] | None) -> dict[str, jpb.Value]:
-    return {} if not d else {key: to_value(v) for key, v in d.items()}
+def fill_payload(fields: Any, d: Mapping[str, Json] | None) -> None:
+    for key, v in (d or {}).items():
+        fill_value(fields[key], v)
 
 
 def _to_vector(v: Json) -> ppb.VectorOutput:
@@ -511,22 +516,28 @@ def _order_value(v: Json) -> ppb.OrderValue:
     return ppb.OrderValue(int=v) if isinstance(v, int) else ppb.OrderValue(float=float(v))
 
 
-def to_scored(d: Mapping[str, Json]) -> ppb.ScoredPoint:
-    sp = ppb.ScoredPoint(id=to_point_id(d["id"]), payload=to_payload(d.get("payload")), score=d["score"],
-                         version=d.get("version") or 0)
+def _fill_point(out: ppb.ScoredPoint | ppb.RetrievedPoint, d: Mapping[str, Json]) -> None:
+    pid = d["id"]
+    if isinstance(pid, int):
+        out.id.num = pid
+    else:
+        out.id.uuid = pid
+    fill_payload(out.payload, d.get("payload"))
     if d.get("vector") is not None:
-        sp.vectors.CopyFrom(to_vectors(d["vector"]))
+        out.vectors.CopyFrom(to_vectors(d["vector"]))
     if d.get("order_value") is not None:
-        sp.order_value.CopyFrom(_order_value(d["order_value"]))
+        out.order_value.CopyFrom(_order_value(d["order_value"]))
+
+
+def to_scored(d: Mapping[str, Json]) -> ppb.ScoredPoint:
+    sp = ppb.ScoredPoint(score=d["score"], version=d.get("version") or 0)
+    _fill_point(sp, d)
     return sp
 
 
 def to_retrieved(d: Mapping[str, Json]) -> ppb.RetrievedPoint:
-    rp = ppb.RetrievedPoint(id=to_point_id(d["id"]), payload=to_payload(d.get("payload")))
-    if d.get("vector") is not None:
-        rp.vectors.CopyFrom(to_vectors(d["vector"]))
-    if d.get("order_value") is not None:
-        rp.order_value.CopyFrom(_order_value(d["order_value"]))
+    rp = ppb.RetrievedPoint()
+    _fill_point(rp, d)
     return rp
 
 
