@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up down test install lint bench bench-recovery bench-10m reliability clean
+.PHONY: up down test install lint bench bench-recovery bench-fastpath bench-10m reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ bench: $(STAMP)
 # kill -9 right after a bulk load through qdrant-client, restart to correct answers (docs/benchmarks.md).
 bench-recovery: $(STAMP)
 	$(BIN)/python -m benchmarks.recovery --n 1000000 --dim 128
+
+# The client's fast path (issue 21): qdrant-client over REST and gRPC against hnswlib alone, 100K then 1M
+# (every ingest mode at 100K, the batch upsert at 1M), then docs/benchmarks.md.
+bench-fastpath: $(STAMP)
+	$(BIN)/python -m benchmarks.fastpath --n 100000 --dim 128 --grpc
+	$(BIN)/python -m benchmarks.fastpath --n 1000000 --dim 128 --grpc
+	$(BIN)/python -m benchmarks.report
 
 # 10M x 128 in one collection (about 20 GB of RAM at its peak, hours on two cores; not in CI).
 bench-10m: $(STAMP)

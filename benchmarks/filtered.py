@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ import hnswlib
 import numpy as np
 
 from benchmarks.data import dataset, exact_topk
-from benchmarks.ingest import EF, EF_C, M, ensure_broker, percentiles, recall, serve_until_ready
+from benchmarks.ingest import EF, EF_C, M, commit, ensure_broker, percentiles, recall, serve_until_ready
 from consumers import snapshots
 from infra.settings import Settings
 from projections.filters import parse_filter
@@ -230,9 +229,7 @@ def main() -> None:
     base, queries, _ = dataset(args.n, args.dim, 1000)
     queries = queries[: args.queries]
     command = "python -m benchmarks.filtered " + " ".join(sys.argv[1:])
-    code = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                          text=True, check=False).stdout.strip()
-    result: dict[str, Any] = {"command": command, "code": code, "n": args.n, "dim": args.dim,
+    result: dict[str, Any] = {"command": command, "code": commit(), "n": args.n, "dim": args.dim,
                               "queries": len(queries), "k": 10, "in_process": in_process(base, queries, args.hnswlib)}
     print(json.dumps(result, indent=2), flush=True)
     if args.http:

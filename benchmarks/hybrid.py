@@ -35,12 +35,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import importlib.metadata
 import json
 import os
-import platform
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -55,8 +51,20 @@ import numpy as np
 import psutil
 
 from benchmarks.data import dataset
-from benchmarks.ingest import EF, EF_C, M, ensure_broker, hnswlib_queries, http_floor, percentiles, recall
-from benchmarks.recovery import start_server, wait_ready
+from benchmarks.ingest import (
+    EF,
+    EF_C,
+    M,
+    commit,
+    ensure_broker,
+    free_port,
+    hnswlib_queries,
+    http_floor,
+    machine,
+    percentiles,
+    recall,
+)
+from benchmarks.recovery import start_server, stop_server, wait_ready
 from infra.settings import Settings
 from projections import plans
 from projections import query as reads
@@ -374,7 +382,7 @@ def over_http(work: Workload, workdir: Path) -> dict[str, Any]:
     from qdrant_client import QdrantClient, models
 
     n, dim = work.base.shape
-    port = _free_port()
+    port = free_port()
     settings = Settings.load().replace(topic=f"bench.hybrid.{n}x{dim}.{int(time.time())}", data_dir=workdir / "data",
                                        catalog_url="", http=f"127.0.0.1:{port}")
     broker = ensure_broker(settings, workdir)
@@ -437,13 +445,7 @@ def over_http(work: Workload, workdir: Path) -> dict[str, Any]:
         out["memory"]["server_rss_after_queries_bytes"] = psutil.Process(proc.pid).memory_info().rss
         http.close()
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(600)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(60)
+        stop_server(proc)
         if broker is not None:
             broker.stop()
     return out
@@ -463,25 +465,6 @@ def _requests(work: Workload, models: Any) -> dict[str, list[dict[str, Any]]]:
         for kind, fusion in (("rrf", models.Fusion.RRF), ("dbsf", models.Fusion.DBSF)):
             out[kind].append({"prefetch": prefetch, "query": models.FusionQuery(fusion=fusion), "limit": K})
     return out
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-# Results ----------------------------------------------------------------------------------
-def _machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_bytes": psutil.virtual_memory().total,
-            "platform": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
-            "hnswlib": importlib.metadata.version("hnswlib"),
-            "qdrant_client": importlib.metadata.version("qdrant-client"),
-            "load_average_at_start": os.getloadavg(), "shared": NOTE}
 
 
 def _table(result: dict[str, Any]) -> str:
@@ -510,12 +493,10 @@ def main() -> None:
     args = parser.parse_args()
     if not 200 <= args.queries <= 1000:
         parser.error("--queries: 200 to 1000")
-    code = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                          text=True, check=False).stdout.strip()
-    result: dict[str, Any] = {"command": "python -m benchmarks.hybrid " + " ".join(sys.argv[1:]), "code": code,
+    result: dict[str, Any] = {"command": "python -m benchmarks.hybrid " + " ".join(sys.argv[1:]), "code": commit(),
                               "n": args.n, "dim": args.dim, "queries": args.queries, "k": K,
                               "prefetch_limit": PREFETCH, "threads": THREADS, "m": M, "ef_construction": EF_C,
-                              "ef": EF, "machine": _machine()}
+                              "ef": EF, "machine": machine(NOTE)}
     print(f"[{args.n}x{args.dim}] data and references", flush=True)
     work = Workload(args.n, args.dim, args.queries)
     result["data"] = work.facts

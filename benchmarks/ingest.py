@@ -11,6 +11,7 @@ into ``docs/benchmarks.md``.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -35,12 +36,14 @@ from infra.kafka.launcher import LocalBroker, broker_answers
 from infra.settings import Settings
 from producers import VectorProducer
 from projections.catalog.store import Catalog
+from projections.collection import VectorSpec
 from projections.filters import Filter
 from schemas.ids import PointId
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-M, EF_C, EF = 16, 200, 64
+_DEFAULTS = VectorSpec(0, "cosine")  # what a collection created without HNSW settings gets
+M, EF_C, EF = _DEFAULTS.m, _DEFAULTS.ef_construction, _DEFAULTS.ef
 BATCH = 1000
 
 
@@ -58,7 +61,7 @@ def serve_until_ready(settings: Settings) -> tuple:  # type: ignore[type-arg]
     """Start the real server (projector + HTTP) in a thread; return it once /ready is 200, with the seconds."""
     from vectorizer.api.server import Replica
 
-    serving = settings.replace(http=f"127.0.0.1:{_free_port()}")
+    serving = settings.replace(http=f"127.0.0.1:{free_port()}")
     t = time.monotonic()
     replica = Replica(serving)
     server = threading.Thread(target=replica.serve, daemon=True)
@@ -143,12 +146,31 @@ def http_floor(http: httpx.Client, count: int = 500) -> dict[str, Any]:
     return percentiles(lat)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def commit() -> str:
+    """The short git commit of the code being measured ("" outside a git checkout)."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=False).stdout.strip()
+
+
+def machine(note: str) -> dict[str, Any]:
+    """What a result needs to be read against: CPU, memory, library versions, the load when it started,
+    and ``note`` (what else shared the machine)."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_bytes": psutil.virtual_memory().total,
+            "platform": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
+            "hnswlib": importlib.metadata.version("hnswlib"),
+            "qdrant_client": importlib.metadata.version("qdrant-client"),
+            "load_average_at_start": os.getloadavg(), "shared": note}
 
 
 def http_queries(http: httpx.Client, queries: np.ndarray, truth: np.ndarray) -> dict[str, Any]:

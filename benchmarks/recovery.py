@@ -15,6 +15,7 @@ Writes ``benchmarks/results/recovery-<n>x<dim>.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -32,7 +33,17 @@ import psutil
 from qdrant_client import QdrantClient, models
 
 from benchmarks.data import dataset
-from benchmarks.ingest import EF, EF_C, M, ensure_broker, hnswlib_alone_rss, hnswlib_queries, percentiles, recall
+from benchmarks.ingest import (
+    EF,
+    EF_C,
+    M,
+    ensure_broker,
+    free_port,
+    hnswlib_alone_rss,
+    hnswlib_queries,
+    percentiles,
+    recall,
+)
 from consumers import snapshots
 from infra.settings import Settings
 
@@ -42,20 +53,33 @@ BATCH = 1000
 CHECK_QUERIES = 200
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(settings: Settings, log: Path, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     env = dict(os.environ, VECTORIZER_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VECTORIZER_TOPIC=settings.topic,
-               VECTORIZER_DATA_DIR=str(settings.data_dir), VECTORIZER_HTTP=settings.http,
+               VECTORIZER_DATA_DIR=str(settings.data_dir), VECTORIZER_HTTP=settings.http, VECTORIZER_GRPC=settings.grpc,
                VECTORIZER_PROJECTION=settings.projection, **(extra or {}))
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "vectorizer", "serve"], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop_server(proc: subprocess.Popen[bytes], timeout: float = 600) -> None:
+    """SIGTERM (a clean stop: final snapshot), SIGKILL after ``timeout`` s; then any process the server
+    started that outlived it is killed, so no run leaves one behind."""
+    if proc.poll() is not None:
+        return
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(60)
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
 
 
 def wait_ready(http: httpx.Client, proc: subprocess.Popen[bytes], timeout: float = 3600) -> None:
@@ -91,7 +115,7 @@ def run(n: int, dim: int, results: Path = RESULTS, quantization: str | None = No
         baseline: bool = True) -> dict[str, Any]:
     base, queries, truth = dataset(n, dim, CHECK_QUERIES)
     workdir = Path(tempfile.mkdtemp(prefix="vz-recovery-"))
-    port = _free_port()
+    port = free_port()
     settings = Settings.load().replace(topic=f"bench.recovery.{n}x{dim}.{int(time.time())}",
                                        data_dir=workdir / "data", catalog_url="", http=f"127.0.0.1:{port}")
     broker = ensure_broker(settings, workdir)

@@ -277,6 +277,84 @@ def filtered_section(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+# Issue 21's figures from before its work (k=10, qdrant-client over REST), by collection size.
+FASTPATH_BEFORE: dict[int, dict[str, str]] = {
+    100_000: {"query": "1.06 / 2.72 ms", "qps": "1,125 q/s"},
+    1_000_000: {"qps": "987 q/s", "batch": "6,639 vectors/s (hnswlib add_items 10,204: 0.65×)"}}
+FASTPATH_HEALTH_BEFORE = "0.68 ms p50"
+FASTPATH_TARGET_N = 1_000_000  # the query targets are set at 1M; the ingest one at every size
+
+
+def _verdicts(checks: list[tuple[str, bool, str]]) -> str:
+    """One verdict per interface measured: ``REST met (…); gRPC **missed** (…)``."""
+    return "; ".join(f"{who} {_verdict(ok, detail)}" for who, ok, detail in checks)
+
+
+def fastpath_section(r: dict[str, Any]) -> list[str]:
+    """The lines for one ``benchmarks.fastpath`` result (issue 21): REST against gRPC against hnswlib alone
+    against the figures from before the issue, with the issue's targets."""
+    n, h, q, server, ingest, run_on = r["n"], r["hnswlib"], r["query"], r["server"], r["ingest"], r["machine"]
+    before = FASTPATH_BEFORE.get(n, {})
+    at_target_n = n == FASTPATH_TARGET_N
+    names = {"rest": "REST", "grpc": "gRPC"}
+
+    def each(fmt: Any) -> list[str]:  # a measure's REST and gRPC cells
+        return [fmt(q[i]) if i in q else "not run" for i in names]
+
+    def row(*cells: str) -> None:
+        lines.append("| " + " | ".join(cells) + " |")
+
+    workers = f", {r['workers']} workers" if r.get("workers") else ""
+    threads = q["rest"]["threads"]
+    lines = [f"## The client's fast path: {n:,} × {r['dim']}-d through qdrant-client, REST and gRPC{workers} "
+             "(issue 21)", "",
+             f"Command: `{r['command']}`" + (f" (code {r['code']})" if r.get("code") else "") + ". The server in its "
+             f"own process; every ingest into its own new cosine collection with the server's default HNSW settings "
+             f"(m {r['m']}, ef_construct {r['ef_construction']}, ef {r['ef']}: hnswlib alone uses the same), timed "
+             "from the first request to the exact count (every point searchable), each collection deleted once "
+             f"measured. Queries: `query_points`, k={r['k']}, on the first ingest's collection, one client after "
+             f"{r['warm_up']} warm-up queries; throughput with {threads} client threads, each its own client, for "
+             f"{q['rest']['throughput_s']:.0f} s. The query targets are set at {FASTPATH_TARGET_N:,}. Before: issue "
+             f"21's figures (qdrant-client over REST). Machine: {run_on['shared']}; load average "
+             f"{run_on['load_average_at_start'][0]:.1f} at the start, {run_on['load_average_at_end'][0]:.1f} at the "
+             "end.", "",
+             "| measure | REST | gRPC | hnswlib alone | before | target | verdict |", "|---|---|---|---|---|---|---|"]
+    p50_limits = {"rest": 0.6, "grpc": 0.5}
+    row(f"query, one client, p50 / p99 ({q['rest']['queries']:,} queries)",
+        *each(lambda x: f"{x['p50_ms']:.2f} / {x['p99_ms']:.2f} ms"),
+        f"{h['query']['p50_ms']:.3f} / {h['query']['p99_ms']:.3f} ms (in process, one thread)",
+        before.get("query", ""), "p50 ≤ 0.6 ms REST, ≤ 0.5 ms gRPC" if at_target_n else "",
+        _verdicts([(names[i], q[i]["p50_ms"] <= p50_limits[i], f"{q[i]['p50_ms']:.2f} ms") for i in q])
+        if at_target_n else "")
+    row("recall@10 vs exact search", *each(lambda x: f"{x['recall_at_10']:.3f}"), f"{h['recall_at_10']:.3f}",
+        "", "", "")
+    row(f"throughput, {threads} client threads", *each(lambda x: f"{x['qps_4_threads']:,.0f} q/s"), "",
+        before.get("qps", ""), "≥ 3,000 q/s" if at_target_n else "",
+        _verdicts([(names[i], q[i]["qps_4_threads"] >= 3000, f"{q[i]['qps_4_threads']:,.0f} q/s") for i in q])
+        if at_target_n else "")
+    for mode, m in ingest.items():
+        if m["interface"] == "grpc":
+            continue  # in the row of the same call over REST ("—" there: that call not measured over gRPC)
+        over = {"rest": m, "grpc": ingest.get("grpc_" + mode)}
+        row(f"ingest of {n:,}: `{m['call']}`, {m['batch']:,}-point requests, → searchable",
+            *(f"{x['vectors_per_s']:,.0f} vectors/s ({x['seconds']:.1f} s, {x['ratio_to_hnswlib']:.2f}×)"
+              if (x := over[i]) else "not run" if i == "rest" or "grpc" not in q else "—" for i in names),
+            f"add_items {h['add_items_vectors_per_s']:,.0f} vectors/s ({h['add_items_s']:.1f} s)",
+            before.get(mode, ""), "≥ 0.9× hnswlib add_items",
+            _verdicts([(names[i], x["ratio_to_hnswlib"] >= 0.9, f"{x['ratio_to_hnswlib']:.2f}×")
+                       for i, x in over.items() if x]))
+    floor = server["floor_get_health"]
+    row("`GET /health` round trip, p50 / p99", f"{floor['p50_ms']:.2f} / {floor['p99_ms']:.2f} ms", "", "",
+        FASTPATH_HEALTH_BEFORE, "", "")
+    mib = {k: server[k]["bytes"] / 2**20 for k in ("idle_rss", "rss_after_ingest", "rss_after_queries")}
+    processes = server["rss_after_ingest"]["processes"]
+    lines += ["", f"Server resident memory ({processes} process{'es' if processes > 1 else ''}, summed): "
+                  f"{mib['idle_rss']:,.0f} MiB idle, {mib['rss_after_ingest']:,.0f} MiB holding the {n:,} points just "
+                  f"ingested, {mib['rss_after_queries']:,.0f} MiB after the queries; a Python process holding only "
+                  f"the hnswlib index: {h['process_rss_bytes'] / 2**20:,.0f} MiB.", ""]
+    return lines
+
+
 def render(results: Path = RESULTS, docs: Path = DOC.parent) -> str:
     """The report's Markdown; plots go to ``docs/img``."""
     lines = ["# Benchmarks", "",
@@ -387,6 +465,8 @@ def render(results: Path = RESULTS, docs: Path = DOC.parent) -> str:
         lines += recovery_section(json.loads(path.read_text()))
     for path in sorted(results.glob("filtered-*.json"), key=lambda p: json.loads(p.read_text())["n"]):
         lines += filtered_section(json.loads(path.read_text()))
+    for path in sorted(results.glob("fastpath-*.json"), key=lambda p: (json.loads(p.read_text())["n"], p.name)):
+        lines += fastpath_section(json.loads(path.read_text()))
     lines += hybrid_sections([json.loads(p.read_text()) for p in sorted(results.glob("hybrid-*.json"))])
     for path in sorted(results.glob("write-wait-*.json")):
         lines += write_wait_section(json.loads(path.read_text()))
