@@ -3,16 +3,19 @@
     python -m benchmarks.fastpath --n 100000 --dim 128 [--grpc] [--workers N] [--ingest batch points ...]
 
 ``vectorizer serve`` runs in its own process (``benchmarks.recovery.start_server``): its gRPC API on a
-free port under ``--grpc`` (``VECTORIZER_GRPC``; off otherwise), ``VECTORIZER_WORKERS`` set under
-``--workers``. Measured, each ingest in its own fresh cosine collection created with the server's
-default HNSW settings (checked to be what the baseline uses: ``projections.collection.VectorSpec``'s
-defaults):
+free port under ``--grpc`` (``VECTORIZER_GRPC``; off otherwise), ``--workers`` serving processes
+(``VECTORIZER_WORKERS``, 1 by default). Measured, each ingest in its own fresh cosine collection
+created with the server's default HNSW settings (checked to be what the baseline uses:
+``projections.collection.VectorSpec``'s defaults):
 
 1. hnswlib alone, before the server starts: ``add_items`` of the same vectors (hnswlib's default
    ``num_threads``), k=10 queries one at a time on one thread at the same ef, recall@10 vs exact search.
 2. Ingest through qdrant-client, from the first request (the vectors' conversion from numpy included)
-   to ``count(exact=True) == n`` (applied: searchable), by the ``--ingest`` modes (``INGESTS``). The
-   first mode's collection answers the queries; each collection is deleted once measured.
+   to ``count(exact=True) == n`` (applied: searchable), by the ``--ingest`` modes (``INGESTS``). With
+   several workers, each applying the whole log, the end is when ``CONFIRMATIONS`` per worker
+   consecutive counts, each on a new connection (the kernel picks its worker), all answered n: no
+   request can name a worker, so "every worker" is that likely, not certain. The first mode's
+   collection answers the queries; each collection is deleted once measured.
 3. Queries through qdrant-client ``query_points`` (k=10, default search params), REST and, with
    ``--grpc``, gRPC: one client, ``WARM_UP`` queries (base rows, not the timed queries), then the
    ``--queries`` queries timed one by one (p50 / p95 / p99, recall@10); then ``THREADS`` threads,
@@ -21,7 +24,7 @@ defaults):
    (the parent and every child, summed) idle, after the first ingest, and after the queries.
 
 qdrant-client 1.20 has no ``search`` method any more: ``query_points`` is what it sends for a search.
-Writes ``benchmarks/results/fastpath-<n>x<dim>.json`` (``-workers<N>`` appended under ``--workers``).
+Writes ``benchmarks/results/fastpath-<n>x<dim>.json`` (``-workers<N>`` appended with more than one).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +70,7 @@ BATCH = 1000  # points per request, every ingest mode
 PARALLEL = 2  # upload_points / upload_collection worker processes
 THREADS = 4
 WARM_UP = 100
+CONFIRMATIONS = 8  # per worker, with several: the chance one lagging worker is never asked is 2 ** -8 at 2 workers
 # name -> (qdrant-client's call, interface, worker processes); "grpc_batch" only under --grpc.
 INGESTS = {"batch": ("upsert(points=models.Batch(...))", "rest", 1),
            "points": ("upsert(points=[models.PointStruct(...)])", "rest", 1),
@@ -80,8 +85,9 @@ NOTE = ("the 2-core development VM: the broker, the server and the benchmark's c
 class Server:
     """Where the server under test answers, and its process."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], http_port: int, grpc_port: int | None) -> None:
-        self.proc, self.http_port, self.grpc_port = proc, http_port, grpc_port
+    def __init__(self, proc: subprocess.Popen[bytes], settings: Settings) -> None:
+        self.proc, self.http_port, self.workers = proc, settings.http_port, settings.workers
+        self.grpc_port = None if settings.grpc == "off" else int(settings.grpc.rpartition(":")[2])
 
     def client(self, grpc: bool = False) -> QdrantClient:
         """A new qdrant-client for REST, or for gRPC (``prefer_grpc``: everything it can send over gRPC)."""
@@ -93,15 +99,28 @@ class Server:
         return QdrantClient(url=f"http://127.0.0.1:{self.http_port}", prefer_grpc=False, timeout=600,
                             check_compatibility=False)
 
-    def rss(self) -> dict[str, int]:
-        """Resident memory of the server's processes: the parent plus all its children, summed."""
+    def processes(self) -> list[psutil.Process]:
+        """The server's processes: the parent (worker 0) and all its children."""
         parent = psutil.Process(self.proc.pid)
-        processes = [parent, *parent.children(recursive=True)]
+        return [parent, *parent.children(recursive=True)]
+
+    def rss(self) -> dict[str, int]:
+        """Resident memory of the server's processes, summed."""
+        processes = self.processes()
         total = 0
         for p in processes:
             with contextlib.suppress(psutil.NoSuchProcess):
                 total += p.memory_info().rss
         return {"bytes": total, "processes": len(processes)}
+
+    def listening(self) -> int:
+        """How many of the server's processes listen on its HTTP port (one per worker once all are up)."""
+        count = 0
+        for p in self.processes():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                count += any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.http_port
+                             for c in p.net_connections(kind="tcp"))
+        return count
 
     def alive(self) -> None:
         if self.proc.poll() is not None:
@@ -153,10 +172,47 @@ def ingest(server: Server, mode: str, name: str, base: np.ndarray, timeout: floa
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{mode}: {n:,} points not searchable within {timeout:.0f} s")
             time.sleep(0.05)
+        one_s = time.perf_counter() - started
+        _on_every_worker(server, lambda answer: answer.status_code == 200 and answer.json()["result"]["count"] == n,
+                         "POST", f"/collections/{name}/points/count", deadline, {"exact": True})
         seconds = time.perf_counter() - started
     call, interface, processes = INGESTS[mode]
     return {"call": call, "interface": interface, "batch": BATCH, "processes": processes, "seconds": seconds,
-            "vectors_per_s": n / seconds, "sent_s": sent_s}
+            "vectors_per_s": n / seconds, "sent_s": sent_s, "searchable_on_the_sending_connection_s": one_s}
+
+
+def _on_every_worker(server: Server, check: Callable[[httpx.Response], bool], method: str, path: str,
+                     deadline: float, body: dict[str, Any] | None = None) -> None:
+    """Until CONFIRMATIONS x workers requests in a row, each on a new connection (the kernel picks its
+    worker), pass ``check``; with one worker, one such request."""
+    agreed, needed = 0, CONFIRMATIONS * server.workers if server.workers > 1 else 1
+    while agreed < needed:
+        server.alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{method} {path}: not answered as expected by every worker in time")
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.http_port}", timeout=60) as fresh:
+            try:
+                passed = check(fresh.request(method, path, json=body))
+            except httpx.HTTPError:
+                passed = False
+        agreed = agreed + 1 if passed else 0
+        if not passed:
+            time.sleep(0.05)
+
+
+def wait_every_worker_ready(server: Server, http: httpx.Client, timeout: float = 3600) -> None:
+    """Until the server is ready (``wait_ready``) and, with several workers, each listens on the HTTP port
+    and answers ``/ready`` (a worker binds its port before it has caught up with the log)."""
+    wait_ready(http, server.proc, timeout)
+    if server.workers == 1:
+        return
+    deadline = time.monotonic() + timeout
+    while server.listening() < server.workers:
+        server.alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{server.listening()} of {server.workers} workers listening")
+        time.sleep(0.05)
+    _on_every_worker(server, lambda answer: answer.status_code == 200, "GET", "/ready", deadline)
 
 
 # Queries ----------------------------------------------------------------------------------
@@ -234,7 +290,7 @@ def _wait_grpc(server: Server, timeout: float = 120) -> None:
 
 
 # The run ----------------------------------------------------------------------------------
-def run(n: int, dim: int, grpc: bool = False, workers: int | None = None, ingests: list[str] | None = None,
+def run(n: int, dim: int, grpc: bool = False, workers: int = 1, ingests: list[str] | None = None,
         count: int = 1000, seconds: float = 10.0, results: Path = RESULTS) -> dict[str, Any]:
     """Measure as the module docstring says; write and return the result."""
     modes = ingests or (list(INGESTS) if n <= ALL_AT_MOST else ["batch"])
@@ -242,7 +298,7 @@ def run(n: int, dim: int, grpc: bool = False, workers: int | None = None, ingest
     base, qs, truth = dataset(n, dim, 1000)
     qs, truth = qs[:count], truth[:count, :K]
     command = f"python -m benchmarks.fastpath --n {n} --dim {dim}" + (" --grpc" if grpc else "") \
-        + (f" --workers {workers}" if workers else "") + (f" --ingest {' '.join(ingests)}" if ingests else "")
+        + (f" --workers {workers}" if workers > 1 else "") + (f" --ingest {' '.join(ingests)}" if ingests else "")
     result: dict[str, Any] = {"command": command, "code": commit(), "n": n, "dim": dim, "k": K, "m": M,
                               "ef_construction": EF_C, "ef": EF, "grpc": grpc, "workers": workers,
                               "warm_up": WARM_UP, "machine": machine(NOTE)}
@@ -259,33 +315,32 @@ def run(n: int, dim: int, grpc: bool = False, workers: int | None = None, ingest
         measured["ratio_to_hnswlib"] = measured["vectors_per_s"] / alone
     result["machine"]["load_average_at_end"] = os.getloadavg()
     results.mkdir(parents=True, exist_ok=True)
-    path = results / f"fastpath-{n}x{dim}{f'-workers{workers}' if workers else ''}.json"
+    path = results / f"fastpath-{n}x{dim}{f'-workers{workers}' if workers > 1 else ''}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2), f"wrote {path}", sep="\n", flush=True)
     return result
 
 
-def _serve(workdir: Path, base: np.ndarray, qs: np.ndarray, truth: np.ndarray, grpc: bool, workers: int | None,
+def _serve(workdir: Path, base: np.ndarray, qs: np.ndarray, truth: np.ndarray, grpc: bool, workers: int,
            modes: list[str], seconds: float) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The server's part of the run: (server facts, ingest by mode, queries by interface)."""
     n, dim = base.shape
     http_port, grpc_port = free_port(), free_port() if grpc else None
     settings = Settings.load().replace(topic=f"bench.fastpath.{n}x{dim}.{int(time.time())}",
                                        data_dir=workdir / "data", catalog_url="", http=f"127.0.0.1:{http_port}",
-                                       grpc=f"127.0.0.1:{grpc_port}" if grpc else "off")
+                                       grpc=f"127.0.0.1:{grpc_port}" if grpc else "off", workers=workers)
     broker = ensure_broker(settings, workdir)
     settings = settings if broker is None else settings.replace(kafka_bootstrap=broker.bootstrap)
-    extra = {"VECTORIZER_WORKERS": str(workers)} if workers else {}  # not a setting of this code yet: env only
-    facts: dict[str, Any] = {"env": extra, "settings": {k: getattr(settings, k) for k in (
-        "grpc", "snapshot_every_vectors", "snapshot_every_bytes", "snapshot_every_events", "snapshot_every_seconds",
-        "segment_bytes", "poll_max_records")}}
+    facts: dict[str, Any] = {"settings": {k: getattr(settings, k) for k in (
+        "grpc", "workers", "snapshot_every_vectors", "snapshot_every_bytes", "snapshot_every_events",
+        "snapshot_every_seconds", "segment_bytes", "poll_max_records")}}
     ingested: dict[str, Any] = {}
     answered: dict[str, Any] = {}
-    proc = start_server(settings, workdir / "server.log", extra)
-    server = Server(proc, http_port, grpc_port)
+    proc = start_server(settings, workdir / "server.log")
+    server = Server(proc, settings)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=60) as http:
-            wait_ready(http, proc)
+            wait_every_worker_ready(server, http)
             if grpc:
                 _wait_grpc(server)
             facts["idle_rss"] = server.rss()
@@ -318,7 +373,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--grpc", action="store_true", help="also over gRPC (the server gets VECTORIZER_GRPC)")
-    parser.add_argument("--workers", type=int, default=None, help="VECTORIZER_WORKERS for the server")
+    parser.add_argument("--workers", type=int, default=1, help="serving processes (VECTORIZER_WORKERS)")
     parser.add_argument("--ingest", nargs="+", choices=list(INGESTS), default=None,
                         help=f"ingest modes, the first holding the queries (default: all up to n={ALL_AT_MOST:,}, "
                              "else batch)")

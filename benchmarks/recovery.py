@@ -56,7 +56,7 @@ CHECK_QUERIES = 200
 def start_server(settings: Settings, log: Path, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     env = dict(os.environ, VECTORIZER_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VECTORIZER_TOPIC=settings.topic,
                VECTORIZER_DATA_DIR=str(settings.data_dir), VECTORIZER_HTTP=settings.http, VECTORIZER_GRPC=settings.grpc,
-               VECTORIZER_PROJECTION=settings.projection, **(extra or {}))
+               VECTORIZER_WORKERS=str(settings.workers), VECTORIZER_PROJECTION=settings.projection, **(extra or {}))
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "vectorizer", "serve"], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)

@@ -304,14 +304,17 @@ def fastpath_section(r: dict[str, Any]) -> list[str]:
     def row(*cells: str) -> None:
         lines.append("| " + " | ".join(cells) + " |")
 
-    workers = f", {r['workers']} workers" if r.get("workers") else ""
+    several = (r.get("workers") or 1) > 1
+    workers = f", {r['workers']} workers" if several else ""
     threads = q["rest"]["threads"]
     lines = [f"## The client's fast path: {n:,} × {r['dim']}-d through qdrant-client, REST and gRPC{workers} "
              "(issue 21)", "",
              f"Command: `{r['command']}`" + (f" (code {r['code']})" if r.get("code") else "") + ". The server in its "
              f"own process; every ingest into its own new cosine collection with the server's default HNSW settings "
              f"(m {r['m']}, ef_construct {r['ef_construction']}, ef {r['ef']}: hnswlib alone uses the same), timed "
-             "from the first request to the exact count (every point searchable), each collection deleted once "
+             "from the first request to the exact count (every point searchable"
+             + (f"; with {r['workers']} workers, counts on new connections, which the kernel spreads over them, "
+                "agreeing" if several else "") + "), each collection deleted once "
              f"measured. Queries: `query_points`, k={r['k']}, on the first ingest's collection, one client after "
              f"{r['warm_up']} warm-up queries; throughput with {threads} client threads, each its own client, for "
              f"{q['rest']['throughput_s']:.0f} s. The query targets are set at {FASTPATH_TARGET_N:,}. Before: issue "

@@ -30,7 +30,7 @@ def test_fastpath_smoke_run_measures_every_ingest_and_the_queries_over_rest_and_
         assert q["recall_at_10"] > 0.9 and q["queries"] == 100, interface
         assert q["throughput_queries"] > 0 and q["threads"] == 4, interface
     server = saved["server"]
-    assert server["settings"]["grpc"] != "off" and server["env"] == {}
+    assert server["settings"]["grpc"] != "off" and server["settings"]["workers"] == 1
     assert server["rss_after_ingest"]["bytes"] > 0 and server["rss_after_ingest"]["processes"] >= 1
     assert server["floor_get_health"]["p50_ms"] > 0
     text = report.render(results, docs=tmp_path / "docs")
