@@ -209,7 +209,10 @@ def test_bulk_uploads_over_grpc(server: Running) -> None:
                                  batch_size=500, parallel=2, wait=True)
         else:
             client.upload_collection(name, vectors=rows, ids=range(len(rows)), batch_size=500, parallel=2, wait=True)
-        wait_until(lambda name=name: client.count(name, exact=True).count == len(rows), 60, message=how)
+        def loaded(name: str = name) -> bool:
+            return client.count(name, exact=True).count == len(rows)
+
+        wait_until(loaded, 60, message=how)
         top = client.query_points(name, query=rows[1234].tolist(), limit=1).points
         assert top[0].id == 1234, how
     client.close()
@@ -273,10 +276,11 @@ def test_named_and_sparse_vectors_over_grpc_as_in_local_mode(server: Running) ->
                                    search_params=m.SearchParams(exact=True)).points
         theirs = local.query_points(name, query=q, using=using, limit=5, with_vectors=True).points
         assert_same_hits(ours, theirs, grpc=True)  # ties may swap
-        by_id = {p.id: p for p in theirs}
+        by_id: dict[Any, Any] = {p.id: p.vector for p in theirs}
         for a in ours:
+            got: Any = a.vector
             if a.id in by_id:
-                assert np.allclose(a.vector["a"], by_id[a.id].vector["a"], atol=1e-6)
-                assert a.vector["s"].indices == by_id[a.id].vector["s"].indices
+                assert np.allclose(got["a"], by_id[a.id]["a"], atol=1e-6)
+                assert got["s"].indices == by_id[a.id]["s"].indices
     client.close()
     local.close()
