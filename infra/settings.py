@@ -33,6 +33,7 @@ class Settings:
     # <data_dir>/workers/) and answers on the same ports (SO_REUSEPORT), so reads use every core.
     workers: int = 1
     reuse_port: bool = False  # set for a worker: it shares the HTTP and gRPC ports with its siblings
+    worker: int = 0  # which worker this process is; one > 0 listens only once its projection caught up
     projection: str = "default"
     api_key: str | None = field(default=None, repr=False)
     read_only_api_key: str | None = field(default=None, repr=False)

@@ -59,11 +59,22 @@ class Replica:
         self._backend = threading.Thread(target=self._follow_log, name="vectorizer-projector", daemon=True)
 
     def serve(self) -> None:
-        """Run until :meth:`request_stop` or a signal; returns after the final snapshot."""
-        if self.grpc is not None:
+        """Run until :meth:`request_stop` or a signal; returns after the final snapshot.
+
+        A worker other than the first (``Settings.worker``) starts listening only once its projection
+        caught up: until then its siblings take every connection."""
+        later = self.settings.worker > 0
+        if self.grpc is not None and not later:
             self.grpc.start()  # before the projector: a port in use fails the start, nothing begun
         self._backend.start()
         try:
+            if later:
+                while not self.projector.serving() and not self.stop_event.wait(0.1):
+                    pass
+                if self.stop_event.is_set():
+                    return
+                if self.grpc is not None:
+                    self.grpc.start()
             self.http.run(sockets=[shared_socket(self.settings)] if self.settings.reuse_port else None)
         finally:
             self.request_stop()

@@ -6,7 +6,8 @@ N - 1 more processes (``python -m vectorizer serve``), each a whole read replica
 and projection in ``<data_dir>/workers/<i>`` (its own consumer group, snapshots and SQLite
 catalog), the whole log applied, and the same HTTP and gRPC ports, shared with ``SO_REUSEPORT``:
 the kernel spreads connections over the processes. The parent is worker 0, on the data
-directory itself.
+directory itself, and listens at once; the others listen only once their projection caught up
+with the log, so no connection reaches a worker that would answer 503 while it recovers.
 
 What holds, and what it costs:
 
@@ -43,7 +44,8 @@ _STOP_SECONDS = 60
 def worker_settings(settings: Settings, index: int) -> Settings:
     """Worker ``index``'s settings (1 .. workers - 1): its own data directory and projection name."""
     return settings.replace(data_dir=settings.data_dir / "workers" / str(index),
-                            projection=f"{settings.projection}-w{index}", workers=1, reuse_port=True)
+                            projection=f"{settings.projection}-w{index}", workers=1, reuse_port=True,
+                            worker=index)
 
 
 def environment(settings: Settings) -> dict[str, str]:

@@ -106,4 +106,5 @@ class GrpcServer:
         return self.port
 
     def stop(self, grace: float) -> None:
-        self.server.stop(grace).wait()
+        if self.port:  # started
+            self.server.stop(grace).wait()
