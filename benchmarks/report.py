@@ -279,7 +279,10 @@ def filtered_section(r: dict[str, Any]) -> list[str]:
 
 # Issue 21's figures from before its work (k=10, qdrant-client over REST), by collection size.
 FASTPATH_BEFORE: dict[int, dict[str, str]] = {
-    100_000: {"query": "1.06 / 2.72 ms", "qps": "1,125 q/s"},
+    # The issue's figures (measured on a faster machine), then the code before the issue (41e56dc) on this one,
+    # with the same qdrant-client calls (benchmarks/NOTES.md, issue 21).
+    100_000: {"query": "1.06 / 2.72 ms; here 4.00 / 5.88 ms", "qps": "1,125 q/s; here 320 q/s",
+              "batch": "here 2,993 vectors/s"},
     1_000_000: {"qps": "987 q/s", "batch": "6,639 vectors/s (hnswlib add_items 10,204: 0.65×)"}}
 FASTPATH_HEALTH_BEFORE = "0.68 ms p50"
 FASTPATH_TARGET_N = 1_000_000  # the query targets are set at 1M; the ingest one at every size
@@ -318,7 +321,9 @@ def fastpath_section(r: dict[str, Any]) -> list[str]:
              f"measured. Queries: `query_points`, k={r['k']}, on the first ingest's collection, one client after "
              f"{r['warm_up']} warm-up queries; throughput with {threads} client threads, each its own client, for "
              f"{q['rest']['throughput_s']:.0f} s. The query targets are set at {FASTPATH_TARGET_N:,}. Before: issue "
-             f"21's figures (qdrant-client over REST). Machine: {run_on['shared']}; load average "
+             f"21's figures (qdrant-client over REST, measured on a faster machine), and, marked \"here\", the "
+             f"code before issue 21 (41e56dc) measured on this machine the same way. Machine: {run_on['shared']}; "
+             f"load average "
              f"{run_on['load_average_at_start'][0]:.1f} at the start, {run_on['load_average_at_end'][0]:.1f} at the "
              "end.", "",
              "| measure | REST | gRPC | hnswlib alone | before | target | verdict |", "|---|---|---|---|---|---|---|"]
@@ -335,10 +340,12 @@ def fastpath_section(r: dict[str, Any]) -> list[str]:
         before.get("qps", ""), "≥ 3,000 q/s" if at_target_n else "",
         _verdicts([(names[i], q[i]["qps_4_threads"] >= 3000, f"{q[i]['qps_4_threads']:,.0f} q/s") for i in q])
         if at_target_n else "")
-    for mode, m in ingest.items():
-        if m["interface"] == "grpc":
-            continue  # in the row of the same call over REST ("—" there: that call not measured over gRPC)
-        over = {"rest": m, "grpc": ingest.get("grpc_" + mode)}
+    bases = dict.fromkeys(mode.removeprefix("grpc_") if m["interface"] == "grpc" else mode
+                          for mode, m in ingest.items())
+    for mode in bases:  # one row per call, its REST and gRPC cells ("—": that call not measured over gRPC)
+        over = {"rest": ingest.get(mode), "grpc": ingest.get("grpc_" + mode)}
+        m = over["rest"] or over["grpc"]
+        assert m is not None
         row(f"ingest of {n:,}: `{m['call']}`, {m['batch']:,}-point requests, → searchable",
             *(f"{x['vectors_per_s']:,.0f} vectors/s ({x['seconds']:.1f} s, {x['ratio_to_hnswlib']:.2f}×)"
               if (x := over[i]) else "not run" if i == "rest" or "grpc" not in q else "—" for i in names),
