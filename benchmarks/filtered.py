@@ -181,7 +181,8 @@ def over_http(base: np.ndarray, queries: np.ndarray, workdir: Path) -> dict[str,
     from qdrant_client import QdrantClient, models
 
     n, dim = base.shape
-    settings = Settings.load().replace(data_dir=workdir / "data", topic=f"bench.filtered.{n}x{dim}.{int(time.time())}")
+    settings = Settings.load().replace(data_dir=workdir / "data", topic=f"bench.filtered.{n}x{dim}.{int(time.time())}",
+                                       grpc="off")
     broker = ensure_broker(settings, workdir)
     settings = settings if broker is None else settings.replace(kafka_bootstrap=broker.bootstrap)
     replica, thread, _ = serve_until_ready(settings)

@@ -384,7 +384,7 @@ def over_http(work: Workload, workdir: Path) -> dict[str, Any]:
     n, dim = work.base.shape
     port = free_port()
     settings = Settings.load().replace(topic=f"bench.hybrid.{n}x{dim}.{int(time.time())}", data_dir=workdir / "data",
-                                       catalog_url="", http=f"127.0.0.1:{port}")
+                                       catalog_url="", http=f"127.0.0.1:{port}", grpc="off")
     broker = ensure_broker(settings, workdir)
     settings = settings if broker is None else settings.replace(kafka_bootstrap=broker.bootstrap)
     url = f"http://127.0.0.1:{port}"

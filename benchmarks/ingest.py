@@ -276,7 +276,7 @@ def run(n: int, dim: int, keep: bool = False, results: Path = RESULTS, queries: 
     base, queries_, truth = dataset(n, dim, queries)
     workdir = Path(tempfile.mkdtemp(prefix="vz-bench-"))
     settings = Settings.load().replace(topic=f"bench.{n}x{dim}.{int(time.time())}", data_dir=workdir / "data",
-                                       catalog_url="")
+                                       catalog_url="", grpc="off")
     broker = ensure_broker(settings, workdir)
     tail = max(BATCH, min(10_000, n // 10) // BATCH * BATCH)
     head = n - tail

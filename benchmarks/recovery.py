@@ -117,7 +117,7 @@ def run(n: int, dim: int, results: Path = RESULTS, quantization: str | None = No
     workdir = Path(tempfile.mkdtemp(prefix="vz-recovery-"))
     port = free_port()
     settings = Settings.load().replace(topic=f"bench.recovery.{n}x{dim}.{int(time.time())}",
-                                       data_dir=workdir / "data", catalog_url="", http=f"127.0.0.1:{port}")
+                                       data_dir=workdir / "data", catalog_url="", http=f"127.0.0.1:{port}", grpc="off")
     broker = ensure_broker(settings, workdir)
     result: dict[str, Any] = {"n": n, "dim": dim, "m": M, "ef_construction": EF_C, "ef": EF, "batch": BATCH,
                               "quantization": quantization,

@@ -32,8 +32,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from benchmarks.data import dataset
-from benchmarks.ingest import EF, EF_C, M, baseline_hnswlib, ensure_broker, http_floor, percentiles
-from benchmarks.recovery import _free_port, start_server, wait_ready
+from benchmarks.ingest import EF, EF_C, M, baseline_hnswlib, ensure_broker, free_port, http_floor, percentiles
+from benchmarks.recovery import start_server, wait_ready
 from infra.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -49,9 +49,9 @@ def run(n: int, dim: int, label: str, requests: int = 3000, profile: Path | None
 
     base, queries, truth = dataset(n, dim)
     workdir = Path(tempfile.mkdtemp(prefix="vz-rest-"))
-    port = _free_port()
+    port = free_port()
     settings = Settings.load().replace(topic=f"bench.rest.{n}x{dim}.{int(time.time())}", data_dir=workdir / "data",
-                                       catalog_url="", http=f"127.0.0.1:{port}")
+                                       catalog_url="", http=f"127.0.0.1:{port}", grpc="off")
     broker = ensure_broker(settings, workdir)
     settings = settings if broker is None else settings.replace(kafka_bootstrap=broker.bootstrap)
     url = f"http://127.0.0.1:{port}"
