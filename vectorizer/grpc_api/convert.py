@@ -13,7 +13,7 @@ so defaults are the routes' own. A field this server cannot serve (an inference 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -51,14 +51,18 @@ def payload(fields: Mapping[str, jpb.Value]) -> dict[str, Json]:
     return {key: value(v) for key, v in fields.items()}
 
 
+#: The vector forms ``Vector`` and ``VectorInput`` share, by their oneof's field name.
+_FORMS: dict[str, Callable[[Any], Json]] = {
+    "dense": lambda v: dense(v.dense),
+    "sparse": lambda v: {"indices": list(v.sparse.indices), "values": list(v.sparse.values)},
+    "multi_dense": lambda v: [list(row.data) for row in v.multi_dense.vectors],
+}
+
+
 def _vector(v: ppb.Vector | ppb.VectorOutput) -> Json:
     kind = v.WhichOneof("vector")
-    if kind == "dense":
-        return dense(v.dense)
-    if kind == "sparse":
-        return {"indices": list(v.sparse.indices), "values": list(v.sparse.values)}
-    if kind == "multi_dense":
-        return [list(row.data) for row in v.multi_dense.vectors]
+    if kind in _FORMS:
+        return _FORMS[kind](v)
     if kind is not None:  # document, image, object: inference inputs
         raise BadRequest(f"vector: {kind} inputs need server-side inference, which this server does not do")
     if v.HasField("indices"):  # the deprecated fields: data (+ indices: sparse; vectors_count: multi)
@@ -92,12 +96,8 @@ def vector_input(v: ppb.VectorInput) -> Json:
     kind = v.WhichOneof("variant")
     if kind == "id":
         return point_id(v.id)
-    if kind == "dense":
-        return dense(v.dense)
-    if kind == "sparse":
-        return {"indices": list(v.sparse.indices), "values": list(v.sparse.values)}
-    if kind == "multi_dense":
-        return [list(row.data) for row in v.multi_dense.vectors]
+    if kind in _FORMS:
+        return _FORMS[kind](v)
     if kind is None:
         raise BadRequest("query: an empty vector input")
     raise BadRequest(f"query: {kind} inputs need server-side inference, which this server does not do")

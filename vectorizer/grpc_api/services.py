@@ -208,15 +208,11 @@ class Points(_Service, pgrpc.PointsServicer):
 
     @rpc
     def SetPayload(self, request: ppb.SetPayloadPoints, context: grpc.ServicerContext) -> Any:
-        body = {**convert.payload_write(request), "payload": convert.payload(request.payload),
-                **({"key": request.key} if request.HasField("key") else {})}
-        return self._write(request, context, body, points.prepare_set_payload)
+        return self._write(request, context, _new_payload(request), points.prepare_set_payload)
 
     @rpc
     def OverwritePayload(self, request: ppb.SetPayloadPoints, context: grpc.ServicerContext) -> Any:
-        body = {**convert.payload_write(request), "payload": convert.payload(request.payload),
-                **({"key": request.key} if request.HasField("key") else {})}
-        return self._write(request, context, body, points.prepare_overwrite_payload)
+        return self._write(request, context, _new_payload(request), points.prepare_overwrite_payload)
 
     @rpc
     def DeletePayload(self, request: ppb.DeletePayloadPoints, context: grpc.ServicerContext) -> Any:
@@ -285,6 +281,12 @@ class Points(_Service, pgrpc.PointsServicer):
                                         self.read_options(request, context), body)
         return ppb.QueryBatchResponse(result=[ppb.BatchResult(result=[convert.to_scored(d) for d in page["points"]])
                                               for page in pages], time=time.perf_counter() - started)
+
+
+def _new_payload(request: ppb.SetPayloadPoints) -> dict[str, Any]:
+    """The REST body of a set or overwrite of payload: ``payload``, ``points`` or ``filter``, ``key``."""
+    return {**convert.payload_write(request), "payload": convert.payload(request.payload),
+            **({"key": request.key} if request.HasField("key") else {})}
 
 
 class Qdrant(qgrpc.QdrantServicer):
