@@ -20,11 +20,12 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
+from collections.abc import Callable, Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from infra.settings import Settings
-from vectorizer.api.errors import Forbidden, Unauthorized, response_for
+from vectorizer.api.errors import ApiError, Forbidden, Unauthorized, response_for
 
 _READ_POST = re.compile(r"^/collections/[^/]+/(points(/scroll|/count|/query|/query/batch|/query/groups|/search"
                         r"|/search/batch|/search/groups|/search/matrix/pairs|/search/matrix/offsets)?|search/text|facet)/?$")
@@ -48,8 +49,8 @@ def is_read(method: str, path: str) -> bool:
 class AuthMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.key = _encoded(settings.api_key)
-        self.read_only_key = _encoded(settings.read_only_api_key)
+        self.key = encoded(settings.api_key)
+        self.read_only_key = encoded(settings.read_only_api_key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or (self.key is None and self.read_only_key is None):
@@ -67,26 +68,33 @@ class AuthMiddleware:
         """Why the request may not proceed (401, 403), or ``None`` when its key allows it."""
         if scope["path"] in PUBLIC and scope.get("method") in ("GET", "HEAD"):
             return None
-        given = _presented_key(scope)
-        if given is not None and self.key is not None and hmac.compare_digest(given, self.key):
-            return None
-        if given is not None and self.read_only_key is not None and hmac.compare_digest(given, self.read_only_key):
-            if is_read(scope.get("method", "GET"), scope["path"]):
-                return None
-            return Forbidden("this API key allows reads only")
-        return Unauthorized("missing or wrong API key (send it in the 'api-key' header)")
+        return key_refusal(presented_key(scope["headers"]), self.key, self.read_only_key,
+                           lambda: is_read(scope.get("method", "GET"), scope["path"]))
 
 
-def _encoded(key: str | None) -> bytes | None:
+def key_refusal(given: bytes | None, key: bytes | None, read_only_key: bytes | None,
+                reads: Callable[[], bool]) -> ApiError | None:
+    """Why a request presenting ``given`` may not proceed (401, 403), or ``None``; ``reads``: whether it
+    only reads. The one rule for REST and gRPC (``vectorizer.grpc_api.server``)."""
+    if given is not None and key is not None and hmac.compare_digest(given, key):
+        return None
+    if given is not None and read_only_key is not None and hmac.compare_digest(given, read_only_key):
+        return None if reads() else Forbidden("this API key allows reads only")
+    return Unauthorized("missing or wrong API key (send it in the 'api-key' header)")
+
+
+def encoded(key: str | None) -> bytes | None:
     return key.encode() if key else None
 
 
-def _presented_key(scope: Scope) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name == b"api-key":
-            return bytes(value)
-        if name == b"authorization" and value[:7].lower() == b"bearer ":
-            return bytes(value[7:].strip())
+def presented_key(headers: Iterable[tuple[bytes | str, bytes | str]]) -> bytes | None:
+    """The key in ``api-key`` or ``authorization: Bearer`` among ``headers`` (ASGI's bytes, gRPC metadata's str)."""
+    for name, value in headers:
+        raw = value.encode() if isinstance(value, str) else bytes(value)
+        if name in (b"api-key", "api-key"):
+            return raw
+        if name in (b"authorization", "authorization") and raw[:7].lower() == b"bearer ":
+            return raw[7:].strip()
     return None
 
 

@@ -256,18 +256,17 @@ def search_params(sp: ppb.SearchParams) -> dict[str, Json]:
     return out
 
 
-def _read_common(req: Message, out: dict[str, Json], *, payload_field: str = "with_payload",
-                 vectors_field: str = "with_vectors") -> None:
+def _read_common(req: Message, out: dict[str, Json]) -> None:
     """``filter``, ``params``, ``with_payload``, ``with_vector``, ``shard_key`` as far as ``req`` has them."""
     fields = req.DESCRIPTOR.fields_by_name
     if "filter" in fields and req.HasField("filter"):
         out["filter"] = filter_(req.filter)
     if "params" in fields and req.HasField("params"):
         out["params"] = search_params(req.params)
-    if payload_field in fields and req.HasField(payload_field):
-        out["with_payload"] = with_payload(getattr(req, payload_field))
-    if vectors_field in fields and req.HasField(vectors_field):
-        out["with_vector"] = with_vectors(getattr(req, vectors_field))
+    if "with_payload" in fields and req.HasField("with_payload"):
+        out["with_payload"] = with_payload(req.with_payload)
+    if "with_vectors" in fields and req.HasField("with_vectors"):
+        out["with_vector"] = with_vectors(req.with_vectors)
     if "shard_key_selector" in fields:
         _shard_key(req, out)
 

@@ -12,7 +12,6 @@ with the read-only key PERMISSION_DENIED.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable
 from concurrent import futures
@@ -22,11 +21,13 @@ import grpc
 
 from infra.errors import ConfigurationError
 from infra.settings import Settings
+from vectorizer.api.auth import encoded, key_refusal, presented_key
 from vectorizer.api.context import Api
+from vectorizer.api.errors import status_for
 from vectorizer.grpc_api.qdrant import collections_service_pb2_grpc as cgrpc
 from vectorizer.grpc_api.qdrant import points_service_pb2_grpc as pgrpc
 from vectorizer.grpc_api.qdrant import qdrant_pb2_grpc as qgrpc
-from vectorizer.grpc_api.services import Collections, Points, Qdrant
+from vectorizer.grpc_api.services import CODES, Collections, Points, Qdrant
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +45,20 @@ _WORKERS = 8  # threads serving calls; a call waiting for a write token holds on
 
 
 class _Keys(grpc.ServerInterceptor):
+    """API keys by :func:`vectorizer.api.auth.key_refusal`, the REST rule; a refusal is its status's code."""
+
     def __init__(self, settings: Settings) -> None:
-        self.key = (settings.api_key or "").encode() or None
-        self.read_only_key = (settings.read_only_api_key or "").encode() or None
+        self.key = encoded(settings.api_key)
+        self.read_only_key = encoded(settings.read_only_api_key)
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         if self.key is None and self.read_only_key is None:
             return continuation(details)
-        given = _presented_key(details.invocation_metadata)
-        if given is not None and self.key is not None and hmac.compare_digest(given, self.key):
+        error = key_refusal(presented_key(details.invocation_metadata or ()), self.key, self.read_only_key,
+                            lambda: details.method in READS)
+        if error is None:
             return continuation(details)
-        if given is not None and self.read_only_key is not None and hmac.compare_digest(given, self.read_only_key):
-            if details.method in READS:
-                return continuation(details)
-            return _refusal(grpc.StatusCode.PERMISSION_DENIED, "this API key allows reads only")
-        return _refusal(grpc.StatusCode.UNAUTHENTICATED,
-                        "missing or wrong API key (send it in the 'api-key' metadata)")
-
-
-def _presented_key(metadata: Any) -> bytes | None:
-    for name, value in metadata or ():
-        raw = value.encode() if isinstance(value, str) else bytes(value)
-        if name == "api-key":
-            return raw
-        if name == "authorization" and raw[:7].lower() == b"bearer ":
-            return raw[7:].strip()
-    return None
+        return _refusal(CODES[status_for(error) or 401], str(error))
 
 
 def _refusal(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:

@@ -115,8 +115,9 @@ class _Service:
             raise Unprocessable(f"Validation error in path parameters: [{problem}]")
         return self.api.projection.aliases().get(raw, raw) if resolve else raw
 
-    def writable(self, raw: str) -> str:
-        name = self.name(raw)
+    def writable(self, raw: str, *, resolve: bool = True) -> str:
+        """:meth:`name`, refused (403) when it is a workspace collection, which only its producer writes."""
+        name = self.name(raw, resolve=resolve)
         error = refusal(self.api.projection, name)
         if error is not None:
             raise error
@@ -172,10 +173,7 @@ class Collections(_Service, cgrpc.CollectionsServicer):
     @rpc
     def Delete(self, request: cpb.DeleteCollection, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
-        name = self.name(request.collection_name, resolve=False)
-        error = refusal(self.api.projection, name)
-        if error is not None:
-            raise error
+        name = self.writable(request.collection_name, resolve=False)
         done, token = collections.delete(self.api, name, self.timeout(request, context))
         return with_token(cpb.CollectionOperationResponse(result=done, time=time.perf_counter() - started), token,
                           context)
