@@ -22,6 +22,7 @@ from projections.idmap import IdsByLabel, LabelsById
 from projections.index.segments import SegmentedIndex, segment_size_for
 from projections.payload_index import FieldIndex, PayloadIndexes
 from projections.sparse import SparseIndex
+from projections.waiting import before_waiting
 from schemas.events import CollectionCreated, Payload
 from schemas.ids import PointId
 
@@ -233,6 +234,8 @@ class RWLock:
                 self._mine.depth = depth
             return
         with self._cond:
+            if self._writer is not None or self._waiting_writers:
+                before_waiting()  # a never_wait thread takes nothing and tries elsewhere
             while self._writer is not None or self._waiting_writers:
                 self._cond.wait()
             self._readers += 1

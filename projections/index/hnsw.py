@@ -26,6 +26,8 @@ from pathlib import Path
 import hnswlib
 import numpy as np
 
+from projections.waiting import before_waiting
+
 _SPACE = {"cosine": "ip", "ip": "ip", "l2": "l2"}
 
 
@@ -167,6 +169,7 @@ class EfGate:
                     self._ef = ef
                 self._running += 1
             else:
+                before_waiting()  # a never_wait thread queues nowhere and tries elsewhere
                 if not self._queue or self._queue[-1].ef != ef:
                     self._queue.append(_Phase(ef))
                 waiting = self._queue[-1]

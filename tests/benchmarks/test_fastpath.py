@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import fastpath, report
+from benchmarks import app_time, fastpath, report
 
 
 def test_fastpath_smoke_run_measures_every_ingest_and_the_queries_over_rest_and_grpc(
@@ -44,3 +44,11 @@ def test_fastpath_smoke_run_measures_every_ingest_and_the_queries_over_rest_and_
     grpc_cells = [line.split(" | ")[2] for line in report.fastpath_section(rest_only)
                   if line.startswith("| ") and not line.startswith(("| measure", "| `GET /health`"))]
     assert grpc_cells == ["not run"] * 7, "queries, recall, throughput and the four ingests: not run without --grpc"
+
+
+def test_app_time_measures_every_request_kind_on_the_app(kafka_bootstrap: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VECTORIZER_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    measured = app_time.run(1000, 8, calls={"search": 20, "query": 20, "retrieve": 20, "upsert": 5})
+    assert sorted(measured) == ["query", "retrieve", "search", "upsert"]
+    assert all(ms > 0 for ms in measured.values()), measured

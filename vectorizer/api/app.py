@@ -3,7 +3,8 @@
 Beside the REST routes, ``/mcp`` serves the MCP tools (``vectorizer.mcp``), whose session manager
 runs for the app's lifespan. Request path, outermost first: latency metrics (and the request's start time), API keys,
 the body size limit, alias resolution (``vectorizer.api.aliases``), the read-only rule of
-workspace collections, Qdrant's checks of the collection name in the path, then FastAPI's routing.
+workspace collections, Qdrant's checks of the collection name in the path, the hot lane for searches,
+queries, retrieves and upserts (``vectorizer.api.hot``), then FastAPI's routing.
 Every error, expected or not, is answered in Qdrant's envelope by :mod:`vectorizer.api.errors`;
 nothing a client sends stops the server.
 """
@@ -22,6 +23,7 @@ from vectorizer.api.aliases import ResolveAliases
 from vectorizer.api.auth import AuthMiddleware
 from vectorizer.api.context import Api
 from vectorizer.api.errors import handle_error, handle_http_error
+from vectorizer.api.hot import HotLane
 from vectorizer.api.limits import BodyLimitMiddleware
 from vectorizer.api.metrics import LatencyMiddleware, Metrics
 from vectorizer.api.openapi import install as install_openapi
@@ -63,6 +65,7 @@ def create_app(settings: Settings, projection: ProjectionReader, producer: Vecto
     app.add_exception_handler(VectorizerError, handle_error)  # every expected error, answered here
     app.add_exception_handler(Exception, handle_error)  # a bug: logged with its traceback, answered 500
     # add_middleware wraps: the last added runs first.
+    app.add_middleware(HotLane, api=app.state.api)  # innermost: after every check
     app.add_middleware(CollectionPaths)
     app.add_middleware(ReadOnlyCollections, projection=projection)
     app.add_middleware(ResolveAliases, projection=projection)  # before the read-only rule: the real collection

@@ -28,6 +28,7 @@ from producers.producer import WriteToken, within
 from projections.collection import Collection
 from projections.errors import CollectionNotFound, ConsistencyTimeout
 from schemas.ids import PointId
+from vectorizer.api.encoding import JsonAnswer
 from vectorizer.api.errors import BadRequest, NotReady
 from vectorizer.api.metrics import Metrics
 from vectorizer.api.operations import Operations
@@ -202,6 +203,10 @@ async def body(request: Request) -> Body:
 
 def ok(request: Request, result: Any, **extra: Any) -> JSONResponse:
     """Qdrant's success envelope (plus ``extra`` fields); ``time`` counts from the request's arrival."""
-    started = getattr(request.state, "started", None)
+    return ok_body(result, getattr(request.state, "started", None), **extra)
+
+
+def ok_body(result: Any, started: float | None, **extra: Any) -> JSONResponse:
+    """:func:`ok` given the request's start time (``perf_counter``) instead of the request."""
     elapsed = 0.0 if started is None else time.perf_counter() - started
-    return JSONResponse({"result": result, "status": "ok", "time": elapsed, **extra})
+    return JsonAnswer({"result": result, "status": "ok", "time": elapsed, **extra})

@@ -190,11 +190,25 @@ def vectors(rows: list[object], paths: list[str], dimension: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack(checked), dtype=np.float32)
 
 
+_PLAIN = frozenset((float, int))
+
+
+def plain_numbers(values: list[Any]) -> bool:
+    """Whether every element is a plain ``float`` or an ``int`` within float32's range: one pass over
+    the element types in C (what parsed JSON holds), where the per-element checks took 2 us a number."""
+    types = set(map(type, values))
+    if not types <= _PLAIN:
+        return False
+    return int not in types or all(abs(x) <= 2**128 for x in values if type(x) is int)
+
+
 def _row(value: object, path: str) -> object:
     if isinstance(value, np.ndarray) and value.dtype == np.float32:  # decoded typed (gRPC): numbers already
         return value
     if not isinstance(value, list):
         raise BadRequest(f"{path}: expected an array of numbers, got {show(value)}")
+    if plain_numbers(value):
+        return value
     for i, x in enumerate(value):
         if isinstance(x, bool) or not isinstance(x, (int, float)):
             raise BadRequest(f"{path}[{i}]: expected a number, got {show(x)}")

@@ -31,7 +31,8 @@ def _dimension_error(expected: int, got: int, path: str) -> BadRequest:
 
 
 def _numbers(value: object) -> TypeGuard[list[Any]]:
-    return isinstance(value, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+    return isinstance(value, list) and (p.plain_numbers(value) or all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) for x in value))
 
 
 def is_sparse(value: object) -> bool:
