@@ -83,6 +83,7 @@ class HotLane:
         if message.get("more_body", False):  # never the case behind the body limit, which hands it on whole
             await self.app(scope, _replay(raw, receive, more=True), send)
             return
+        started = scope.get("state", {}).get("started")
         try:
             if scope["method"] == "PUT":
                 answer = await run_in_threadpool(self._upsert, found.group(1), raw, params)
@@ -92,10 +93,11 @@ class HotLane:
             await self.app(scope, _replay(raw, receive), send)
             return
         except Exception as exc:  # noqa: BLE001 - a published upsert's failure, answered as FastAPI would
-            await response_for(exc, scope["state"].get("started"))(scope, receive, send)
+            scope["route"] = self._route_of[(scope["method"], kind)]
+            await response_for(exc, started)(scope, receive, send)
             return
         scope["route"] = self._route_of[(scope["method"], kind)]  # the latency metrics' label
-        await ok_body(answer, scope["state"].get("started"))(scope, receive, send)
+        await ok_body(answer, started)(scope, receive, send)
 
     async def _read(self, kind: str, collection: str, raw: bytes, params: dict[str, Any]) -> Any:
         read = READS[kind]
