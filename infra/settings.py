@@ -16,6 +16,8 @@ from typing import Any
 from infra.errors import ConfigurationError
 
 ENV_PREFIX = "VECTORIZER_"
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,18 @@ class Settings:
     """Every knob of a Vectorizer process. Field names match the variables without prefix."""
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # How every Kafka client (server, projectors, CLI, producer library) talks to the brokers:
+    # PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (docs/security.md). With TLS, the CA file
+    # holds the certificates that sign the brokers' (empty: the system's trusted CAs); a client
+    # certificate and its key (PEM) are for brokers that require client authentication.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_check_hostname: bool = True
+    kafka_sasl_mechanism: str = "PLAIN"  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
     topic: str = "vectorizer.events"
     data_dir: Path = Path("./data")
     cache_dir: Path = Path.home() / ".cache" / "vectorizer"  # fetched broker jars
@@ -95,6 +109,9 @@ class Settings:
     def __post_init__(self) -> None:
         for name in ("data_dir", "cache_dir", "workspace_file"):
             if not isinstance(getattr(self, name), Path):
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), Path):
                 object.__setattr__(self, name, Path(getattr(self, name)))
 
     @property
@@ -181,10 +198,38 @@ class Settings:
         if self.workers > 1 and self.catalog_url:
             raise ConfigurationError("VECTORIZER_WORKERS: each worker keeps its own SQLite catalog in its data "
                                      "directory; leave VECTORIZER_CATALOG_URL unset to run more than one")
+        self._validate_kafka_security()
         for name in ("partitions", "replication_factor", "workers", "snapshot_every_events", "snapshot_every_vectors",
                      "snapshot_every_bytes", "snapshots_keep", "poll_max_records", "segment_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name}: must be at least 1")
+
+
+    def _validate_kafka_security(self) -> None:
+        protocol = self.kafka_security_protocol
+        if protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise ConfigurationError(f"VECTORIZER_KAFKA_SECURITY_PROTOCOL: expected one of "
+                                     f"{', '.join(KAFKA_SECURITY_PROTOCOLS)}, got {protocol!r}")
+        if protocol.startswith("SASL_"):
+            if self.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+                raise ConfigurationError(f"VECTORIZER_KAFKA_SASL_MECHANISM: expected one of "
+                                         f"{', '.join(KAFKA_SASL_MECHANISMS)}, got {self.kafka_sasl_mechanism!r}")
+            if not self.kafka_sasl_username or self.kafka_sasl_password is None:
+                raise ConfigurationError(f"VECTORIZER_KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                                         "VECTORIZER_KAFKA_SASL_USERNAME and VECTORIZER_KAFKA_SASL_PASSWORD")
+        tls_files = {"VECTORIZER_KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+                     "VECTORIZER_KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+                     "VECTORIZER_KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile}
+        given = [name for name, path in tls_files.items() if path is not None]
+        if given and not protocol.endswith("SSL"):
+            raise ConfigurationError(f"{given[0]} is set but VECTORIZER_KAFKA_SECURITY_PROTOCOL is {protocol}: "
+                                     "use SSL or SASL_SSL for TLS")
+        for name, path in tls_files.items():
+            if path is not None and not path.is_file():
+                raise ConfigurationError(f"{name}: no such file {str(path)!r}")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ConfigurationError("VECTORIZER_KAFKA_SSL_CERTFILE and VECTORIZER_KAFKA_SSL_KEYFILE: a client "
+                                     "certificate needs its key; give both or neither")
 
 
 def _coerce(name: str, ftype: Any, raw: Any, source: str) -> Any:

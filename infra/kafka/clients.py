@@ -12,12 +12,28 @@ from typing import TYPE_CHECKING, Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from infra.settings import Settings
 
 
 def connection(settings: Settings) -> dict[str, Any]:
-    """What every client of this cluster needs to reach it."""
-    return {"bootstrap_servers": settings.kafka_bootstrap, "reconnect_backoff_max_ms": 1000}
+    """What every client of this cluster needs to reach it, its TLS and SASL settings included."""
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap, "reconnect_backoff_max_ms": 1000,
+                               "security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol.endswith("SSL"):
+        options.update(ssl_check_hostname=settings.kafka_ssl_check_hostname,
+                       ssl_cafile=_path(settings.kafka_ssl_cafile), ssl_certfile=_path(settings.kafka_ssl_certfile),
+                       ssl_keyfile=_path(settings.kafka_ssl_keyfile))
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
+                       sasl_plain_username=settings.kafka_sasl_username,
+                       sasl_plain_password=settings.kafka_sasl_password)
+    return options
+
+
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def consumer(settings: Settings, role: str, *, committed: bool = True, **config: Any) -> KafkaConsumer:

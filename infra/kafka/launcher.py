@@ -30,11 +30,12 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from infra.errors import BrokerError
 
@@ -80,8 +81,11 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
-def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
+def broker_answers(bootstrap: str, timeout: float = 3.0, *, connection: Mapping[str, Any] | None = None) -> bool:
     """True when a broker at ``bootstrap`` answers a metadata request within ``timeout`` seconds.
+
+    ``connection``: the client options of a secured cluster (``clients.connection(settings)``:
+    TLS, SASL), without which a broker that requires them does not answer.
 
     Returns False within about ``timeout`` whatever is (not) there: a TCP connect to each
     server first (nothing listening fails at once), then the client's bootstrap, which
@@ -97,8 +101,8 @@ def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
         return False
     left_ms = max(100, int((deadline - time.monotonic()) * 1000))
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=left_ms,
-                                 request_timeout_ms=left_ms)
+        admin = KafkaAdminClient(**{**(connection or {}), "bootstrap_servers": bootstrap,
+                                    "bootstrap_timeout_ms": left_ms, "request_timeout_ms": left_ms})
     except (KafkaError, OSError, ValueError):
         return False
     try:
@@ -155,14 +159,58 @@ def new_cluster_id() -> str:
             return cid
 
 
+@dataclass(frozen=True)
+class SecureListener:
+    """A second listener, SASL_SSL on ``port``: TLS with the key and certificates of ``keystore``
+    (a PEM file: PKCS#8 key, certificate, its chain; ``certs.local_certificates`` makes one) and
+    SASL PLAIN for ``users`` (name -> password). The PLAINTEXT listener stays, for the broker's
+    own traffic and tools; a deployment would close it (docs/security.md)."""
+
+    port: int
+    keystore: Path
+    users: Mapping[str, str]
+
+    def properties(self) -> str:
+        key, chain = _pem_parts(self.keystore.read_text())
+        users = " ".join(f'user_{name}="{_jaas_quoted(password)}"' for name, password in self.users.items())
+        return "\n".join([
+            "", "# The SASL_SSL listener (LocalBroker(secure=...)).",
+            "sasl.enabled.mechanisms=PLAIN",
+            "listener.name.secure.sasl.enabled.mechanisms=PLAIN",
+            "listener.name.secure.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
+            f"required {_property_escaped(users)};",
+            "listener.name.secure.ssl.keystore.type=PEM",
+            f"listener.name.secure.ssl.keystore.key={_property_escaped(key)}",
+            f"listener.name.secure.ssl.keystore.certificate.chain={_property_escaped(chain)}", ""])
+
+
+def _pem_parts(text: str) -> tuple[str, str]:
+    """The private key block and the certificate blocks of a PEM file."""
+    end = "-----END PRIVATE KEY-----"
+    if "-----BEGIN PRIVATE KEY-----" not in text or end not in text:
+        raise BrokerError("the secure listener's keystore needs an unencrypted PKCS#8 key (BEGIN PRIVATE KEY)")
+    key, _, chain = text.partition(end)
+    return key.strip() + "\n" + end + "\n", chain.strip() + "\n"
+
+
+def _jaas_quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _property_escaped(text: str) -> str:
+    """``text`` as one line of a Java properties file (newlines and backslashes escaped)."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
 class LocalBroker:
     """One KRaft broker+controller process whose files live in ``home``."""
 
     def __init__(self, home: Path, cache_dir: Path, node: NodeSpec | None = None,
-                 heap: str = "512m", cluster_id: str | None = None) -> None:
+                 heap: str = "512m", cluster_id: str | None = None, secure: SecureListener | None = None) -> None:
         self.home = home.resolve()
         self.cache_dir = cache_dir
         self.node = node or NodeSpec()
+        self.secure = secure
         self.heap_mb = _megabytes(heap)
         self._cluster_id = cluster_id
         if self.node.cluster_size > 1 and not cluster_id:
@@ -226,7 +274,7 @@ class LocalBroker:
             if wait:
                 self.wait_ready(timeout)
             return time.monotonic() - began
-        for port in (self.node.port, self.node.controller_port):
+        for port in (self.node.port, self.node.controller_port, *([self.secure.port] if self.secure else [])):
             if not port_is_free(port):
                 raise BrokerError(
                     f"port {port} on 127.0.0.1 is already in use by another process; stop it or "
@@ -325,9 +373,22 @@ class LocalBroker:
             controller_port=self.node.controller_port, log_dirs=self.log_dirs,
             internal_rf=rf, internal_min_isr=max(1, rf - 1),
             heartbeat_ms=2000 if single else 500, session_timeout_ms=9000 if single else 4000)
+        if self.secure is not None:
+            text = self._with_secure_listener(text, self.secure)
         path = self.home / "server.properties"
         path.write_text(text)
         return path
+
+    def _with_secure_listener(self, text: str, secure: SecureListener) -> str:
+        address = f"SECURE://127.0.0.1:{secure.port}"
+        lines = []
+        for line in text.splitlines():
+            if line.startswith(("listeners=", "advertised.listeners=")):
+                line = f"{line},{address}"
+            elif line.startswith("listener.security.protocol.map="):
+                line = f"{line},SECURE:SASL_SSL"
+            lines.append(line)
+        return "\n".join(lines) + "\n" + secure.properties()
 
     def _format(self, libs: Path, props: Path) -> None:
         cluster_id = self._cluster_id or _cluster_id_for(self.home)

@@ -17,6 +17,7 @@ from typing import Any, Optional
 import numpy as np
 import typer
 
+from infra.kafka.clients import connection
 from infra.kafka.launcher import broker_answers
 from infra.settings import Settings
 from producers import VectorProducer, WriteToken
@@ -42,7 +43,7 @@ def make_producer(settings: Settings, writes_to: str | None = None, creates: str
     """
     from projections.catalog.store import dimension_lookup
 
-    if not broker_answers(settings.kafka_bootstrap, timeout=3.0):
+    if not broker_answers(settings.kafka_bootstrap, timeout=3.0, connection=connection(settings)):
         raise fail(f"cannot reach Kafka at {settings.kafka_bootstrap}; is the broker running? "
                    "(`vectorizer kafka start`, or point --kafka-bootstrap / VECTORIZER_KAFKA_BOOTSTRAP at one)")
     name = writes_to or creates

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from infra.errors import BrokerError
+from infra.kafka.clients import connection
 from infra.kafka.launcher import broker_answers
 from infra.settings import ENV_PREFIX, Settings
 from vectorizer.cli.context import cli_context, fail
@@ -37,7 +38,7 @@ def up(ctx: typer.Context) -> None:
 
 def _up(settings: Settings) -> None:
     broker = None
-    if broker_answers(settings.kafka_bootstrap, timeout=3.0):
+    if broker_answers(settings.kafka_bootstrap, timeout=3.0, connection=connection(settings)):
         typer.echo(f"using the Kafka broker at {settings.kafka_bootstrap}")
     else:
         broker = local_broker(settings)
