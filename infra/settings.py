@@ -107,12 +107,21 @@ class Settings:
     workspace_file: Path = Path("vectorize-workspace.yml")
 
     def __post_init__(self) -> None:
-        for name in ("data_dir", "cache_dir", "workspace_file"):
-            if not isinstance(getattr(self, name), Path):
-                object.__setattr__(self, name, Path(getattr(self, name)))
-        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), Path):
-                object.__setattr__(self, name, Path(getattr(self, name)))
+        for name in ("data_dir", "cache_dir", "workspace_file", "kafka_ssl_cafile", "kafka_ssl_certfile",
+                     "kafka_ssl_keyfile"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+
+    @property
+    def kafka_tls(self) -> bool:
+        """Whether Kafka clients speak TLS (``SSL`` or ``SASL_SSL``)."""
+        return self.kafka_security_protocol.endswith("SSL")
+
+    @property
+    def kafka_sasl(self) -> bool:
+        """Whether Kafka clients authenticate with SASL (``SASL_PLAINTEXT`` or ``SASL_SSL``)."""
+        return self.kafka_security_protocol.startswith("SASL_")
 
     @property
     def resolved_catalog_url(self) -> str:
@@ -204,13 +213,12 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name}: must be at least 1")
 
-
     def _validate_kafka_security(self) -> None:
         protocol = self.kafka_security_protocol
         if protocol not in KAFKA_SECURITY_PROTOCOLS:
             raise ConfigurationError(f"VECTORIZER_KAFKA_SECURITY_PROTOCOL: expected one of "
                                      f"{', '.join(KAFKA_SECURITY_PROTOCOLS)}, got {protocol!r}")
-        if protocol.startswith("SASL_"):
+        if self.kafka_sasl:
             if self.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
                 raise ConfigurationError(f"VECTORIZER_KAFKA_SASL_MECHANISM: expected one of "
                                          f"{', '.join(KAFKA_SASL_MECHANISMS)}, got {self.kafka_sasl_mechanism!r}")
@@ -221,7 +229,7 @@ class Settings:
                      "VECTORIZER_KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
                      "VECTORIZER_KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile}
         given = [name for name, path in tls_files.items() if path is not None]
-        if given and not protocol.endswith("SSL"):
+        if given and not self.kafka_tls:
             raise ConfigurationError(f"{given[0]} is set but VECTORIZER_KAFKA_SECURITY_PROTOCOL is {protocol}: "
                                      "use SSL or SASL_SSL for TLS")
         for name, path in tls_files.items():

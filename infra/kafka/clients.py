@@ -21,11 +21,11 @@ def connection(settings: Settings) -> dict[str, Any]:
     """What every client of this cluster needs to reach it, its TLS and SASL settings included."""
     options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap, "reconnect_backoff_max_ms": 1000,
                                "security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_security_protocol.endswith("SSL"):
+    if settings.kafka_tls:
         options.update(ssl_check_hostname=settings.kafka_ssl_check_hostname,
                        ssl_cafile=_path(settings.kafka_ssl_cafile), ssl_certfile=_path(settings.kafka_ssl_certfile),
                        ssl_keyfile=_path(settings.kafka_ssl_keyfile))
-    if settings.kafka_security_protocol.startswith("SASL_"):
+    if settings.kafka_sasl:
         options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
                        sasl_plain_username=settings.kafka_sasl_username,
                        sasl_plain_password=settings.kafka_sasl_password)

@@ -64,7 +64,7 @@ def test_the_server_reaches_a_sasl_ssl_broker_and_qdrant_client_works_through_it
         client.upsert("tls", points=[models.PointStruct(id=i, vector=[1.0, float(i), 0.5], payload={"i": i})
                                      for i in range(1, 6)], wait=True)
         hits = client.query_points("tls", query=[1.0, 5.0, 0.5], limit=2).points
-        assert [hit.id for hit in hits][0] == 5
+        assert hits[0].id == 5
         assert client.count("tls").count == 5
     # The events are on the topic, read back over the same secured connection.
     consumer = clients.consumer(settings, "test", auto_offset_reset="earliest", consumer_timeout_ms=10_000)
