@@ -3,10 +3,13 @@ snapshots, verify, dead letters, workspace sync; through the real broker."""
 
 from __future__ import annotations
 
+import select
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 from producers.producer import VectorProducer
@@ -119,3 +122,20 @@ def test_workspace_sync_syncs_the_configured_file_only(make_server: Callable[...
     workspace.unlink()
     error = _result(running.http.post("/vectorizer/workspace/sync"), 404)
     assert "workspace file" in error and "VECTORIZER_WORKSPACE_FILE" in error
+
+
+def test_an_idle_keep_alive_connection_outlives_the_clients_expiry(server: Running) -> None:
+    """httpx (qdrant-client's REST transport) drops an idle connection after its keepalive_expiry; the
+    server keeps it open longer, so no request is ever sent on a connection the server is closing."""
+    client_expiry = httpx.Limits().keepalive_expiry
+    assert client_expiry is not None
+    host, port = server.settings.http.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        # The socket turns readable (EOF) if the server closes it within the client's expiry and a second.
+        readable, _, _ = select.select([sock], [], [], client_expiry + 1.0)
+        assert readable == [], sock.recv(100)
+        sock.sendall(f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")

@@ -37,6 +37,10 @@ T = TypeVar("T")
 
 _RETRY_MAX_SECONDS = 5.0
 _SHUTDOWN_GRACE_SECONDS = 5
+# How long an idle keep-alive connection stays open. Longer than clients keep theirs (httpx, and so
+# qdrant-client, drops an idle connection after 5 s, uvicorn's own default): with equal timeouts a
+# request sent on a connection the server is closing at that moment is reset, and a PUT is not retried.
+KEEP_ALIVE_SECONDS = 65
 
 
 class Replica:
@@ -53,6 +57,7 @@ class Replica:
         self.failure: BaseException | None = None
         config = uvicorn.Config(self.app, host=settings.http_host, port=settings.http_port, lifespan="on",
                                 access_log=False, timeout_graceful_shutdown=_SHUTDOWN_GRACE_SECONDS,
+                                timeout_keep_alive=KEEP_ALIVE_SECONDS,
                                 log_level="info", http=json_error_protocol())
         self.http = uvicorn.Server(config)
         self.grpc = None if settings.grpc == "off" else GrpcServer(settings, self.app.state.api)
