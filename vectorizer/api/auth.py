@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from infra.settings import Settings
+from vectorizer.api.caller import ANONYMOUS, CALLER, FULL_KEY, READ_ONLY_KEY
 from vectorizer.api.errors import ApiError, Forbidden, Unauthorized, response_for
 
 _READ_POST = re.compile(r"^/collections/[^/]+/(points(/scroll|/count|/query|/query/batch|/query/groups|/search"
@@ -58,11 +59,21 @@ class AuthMiddleware:
             return
         error = self._refusal(scope)
         if error is None:
-            await self.app(scope, receive, send)
+            token = CALLER.set(self._identity(scope))
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                CALLER.reset(token)
         elif scope["type"] == "websocket":  # no such routes; refuse the handshake all the same
             await send({"type": "websocket.close", "code": 1008})
         else:
             await response_for(error, scope.get("state", {}).get("started"))(scope, receive, send)
+
+    def _identity(self, scope: Scope) -> str:
+        given = presented_key(scope["headers"])
+        if given is not None and self.key is not None and hmac.compare_digest(given, self.key):
+            return FULL_KEY
+        return READ_ONLY_KEY if given is not None else ANONYMOUS
 
     def _refusal(self, scope: Scope) -> Exception | None:
         """Why the request may not proceed (401, 403), or ``None`` when its key allows it."""
