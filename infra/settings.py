@@ -51,6 +51,8 @@ class Settings:
     projection: str = "default"
     api_key: str | None = field(default=None, repr=False)
     read_only_api_key: str | None = field(default=None, repr=False)
+    # Qdrant's jwt_rbac: JWTs signed (HS256) with api_key grant access per collection (vectorizer.api.access).
+    jwt_rbac: bool = False
     # Topic creation.
     partitions: int = 1
     replication_factor: int = 1
@@ -207,6 +209,9 @@ class Settings:
         if self.workers > 1 and self.catalog_url:
             raise ConfigurationError("VECTORIZER_WORKERS: each worker keeps its own SQLite catalog in its data "
                                      "directory; leave VECTORIZER_CATALOG_URL unset to run more than one")
+        if self.jwt_rbac and not self.api_key:
+            raise ConfigurationError("VECTORIZER_JWT_RBAC: JWTs are signed with the API key; set VECTORIZER_API_KEY "
+                                     "too")
         self._validate_kafka_security()
         for name in ("partitions", "replication_factor", "workers", "snapshot_every_events", "snapshot_every_vectors",
                      "snapshot_every_bytes", "snapshots_keep", "poll_max_records", "segment_bytes"):
