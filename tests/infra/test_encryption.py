@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +201,39 @@ def test_without_keys_a_sealed_record_says_so() -> None:
     with pytest.raises(AuthenticationFailed):
         decode(value[:-1] + bytes([value[-1] ^ 1]), One())
 
+
+
+def test_backup_and_restore_of_an_encrypted_topic_catch_up_by_replay(encrypted: Settings, tmp_path: Path) -> None:
+    _write(encrypted)
+    with running_projector(encrypted) as proj:
+        proj.wait_for(0, 2, 30)
+    code, out = _cli(encrypted, "backup", str(tmp_path / "bk"))
+    assert code == 0, out
+    with VectorProducer(encrypted) as p:  # after the backup: the restored projection replays it, sealed
+        token = p.upsert("secret", [7], _ROWS[:1], [{"late": _SECRET}])
+    target = encrypted.replace(data_dir=tmp_path / "restored")
+    code, out = _cli(target, "restore", str(tmp_path / "bk"))
+    assert code == 0, out
+    with running_projector(target) as restored:
+        restored.wait_for(token.partition, token.offset, 30)
+        assert restored.stats.loaded_snapshot is not None and restored.stats.dead_letters == 0
+        got = state_of(restored)
+    with running_projector(encrypted) as original:
+        original.wait_for(token.partition, token.offset, 30)
+        assert state_of(original) == got and got["secret"]["points"]["7"][0] == {"late": _SECRET}
+
+
+def test_a_server_with_the_wrong_kek_stops_at_start_with_the_reason(encrypted: Settings, tmp_path: Path) -> None:
+    from vectorizer.api.server import Replica
+
+    _write(encrypted)
+    other = tmp_path / "other-kek"
+    other.write_text(kek.generate())
+    replica = Replica(encrypted.replace(encryption_key_file=other, http="127.0.0.1:0", grpc="off"))
+    thread = threading.Thread(target=replica.serve, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the server kept running with a KEK that unwraps nothing"
+    assert isinstance(replica.failure, EncryptionKeyError) and "does not unwrap" in str(replica.failure)
+    assert replica.app.state.api.producer is None  # nothing could write
+    assert not (encrypted.data_dir / "catalog.db").exists()
