@@ -73,10 +73,19 @@ def _show(write: Write, point: PointId | None, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(row, default=str))
         return
-    change = " ".join(f"{k}={v}" for k, v in row["change"].items())
+    change = " ".join(_shown(k, v) for k, v in row["change"].items() if v not in (False, None, [], {}))
     points = f" points={row['points']}" if "points" in row else ""
     typer.echo(f"{row['time']}  {row['partition']}:{row['offset']}  {row['operation']}  {row['collection'] or '-'}  "
                f"caller={row['caller'] or '-'}  request={row['request_id'] or '-'}{points}  {change}".rstrip())
+
+
+def _shown(key: str, value: object) -> str:
+    """One item of a change, for people: ``vector`` when true, lists comma-separated (``--json`` has them all)."""
+    if value is True:
+        return key
+    if isinstance(value, list):
+        return f"{key}={','.join(json.dumps(v) if isinstance(v, dict) else str(v) for v in value)}"
+    return f"{key}={value}"
 
 
 def parse_since(text: str, now: float | None = None) -> int:

@@ -15,11 +15,15 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Depends, Query, Request
+from kafka.errors import KafkaError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from consumers.audit import Trail
+from consumers.errors import LogWaitTimeout
+from infra.errors import BrokerUnavailable
 from infra.kafka.topics import partition_for
+from schemas.ids import PointId
 from vectorizer.api import parsing as p
 from vectorizer.api.context import Api, api, ok, timeout_param
 from vectorizer.api.routes.reads import ReadOptions, get_point
@@ -51,6 +55,13 @@ def point_history(a: Api, collection_name: str, point_id: str, limit: int, offse
     name = a.collection(collection_name).config.name  # 404 for a collection this server does not know
     pid = p.path_point_id(point_id)
     deadline = time.monotonic() + a.timeout(timeout)
+    try:
+        return _scan(a, name, pid, limit, offset, deadline)
+    except (KafkaError, LogWaitTimeout) as exc:  # the log does not answer: a 503, as for a write
+        raise BrokerUnavailable(f"reading the log of {name!r} failed: {exc}") from exc
+
+
+def _scan(a: Api, name: str, pid: PointId, limit: int, offset: int | None, deadline: float) -> dict[str, object]:
     events = []
     with Trail(a.settings, collection=name, point=pid, start=offset, deadline=deadline) as trail:
         partitions = sorted(trail.ends) or [0]
