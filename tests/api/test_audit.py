@@ -152,6 +152,22 @@ def _audit(running: Running, *args: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
+def test_a_producer_without_caller_is_its_producer_id_and_transactions_keep_their_framing(audited: Running) -> None:
+    name = unique("audit_txn")
+    _create(audited, name)
+    with VectorProducer(audited.settings) as producer:
+        with producer.transaction():
+            producer.upsert(name, [PID], np.array([[1, 1]], np.float32))
+            token = producer.set_payload(name, [PID], {"t": 1})
+        _applied(audited, name, str(token))
+        events = _history(audited, name)["events"][1:]
+        assert [(e["operation"], e["caller"], e["producer"]) for e in events] == [
+            ("VectorsUpserted", producer.producer_id, producer.producer_id),
+            ("PayloadSet", producer.producer_id, producer.producer_id)]
+    r = audited.http.get(f"/collections/{name}/points/{PID}")  # the framed transaction applied whole
+    assert r.status_code == 200 and r.json()["result"]["payload"] == {"t": 1}, r.text
+
+
 def test_records_from_before_the_trail_replay_and_show_caller_unknown(audited: Running,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """An event written without attribution headers (as every producer wrote before them) applies as
