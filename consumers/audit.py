@@ -10,8 +10,11 @@ collection's partition and decodes only that collection's records; it still read
 partition (every collection sharing it) from where it starts: there is no index by point.
 
 Transaction end records are framing, not writes, and are skipped; so are records that do not
-decode (counted in :attr:`Trail.undecodable`). A write listed here was published: the projection
-may still have refused it (see ``vectorizer dlq``), or a conditional one may have matched nothing.
+decode (counted in :attr:`Trail.undecodable`) and sealed records whose data key was shredded
+(erased: :attr:`Trail.shredded`). Sealed records are opened with the topic's keyring
+(``infra.keyring``; a wrong or missing KEK refuses the scan, as it refuses a replay). A write
+listed here was published: the projection may still have refused it (see ``vectorizer dlq``), or
+a conditional one may have matched nothing.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from kafka import KafkaConsumer, TopicPartition
 from consumers.errors import LogWaitTimeout
 from infra.kafka import clients
 from infra.kafka.topics import partition_for
+from infra.keyring import Keyring
 from infra.settings import Settings
 from schemas import events as ev
 from schemas.attribution import attribution_of
 from schemas.codec import decode
-from schemas.errors import DecodeError
+from schemas.errors import DecodeError, Shredded
 from schemas.framing import is_end
 from schemas.ids import PointId
 
@@ -151,9 +155,12 @@ class Trail:
     ends: dict[int, int] = field(default_factory=dict)
     complete: bool = False
     undecodable: int = 0
+    shredded: int = 0
     _consumer: KafkaConsumer | None = None
+    _keys: Keyring | None = None
 
     def __enter__(self) -> Trail:
+        self._keys = Keyring.open(self.settings)  # None when nothing on the topic is encrypted
         consumer = clients.consumer(self.settings, "audit", request_timeout_ms=15_000,
                                     max_partition_fetch_bytes=self.settings.max_message_bytes * 2)
         self._consumer = consumer
@@ -225,7 +232,10 @@ class Trail:
         if (key is not None and rec.key != key) or is_end(rec.headers) or rec.value is None:
             return None
         try:
-            event = decode(rec.value)
+            event = decode(rec.value, self._keys)
+        except Shredded:
+            self.shredded += 1
+            return None
         except DecodeError:
             self.undecodable += 1
             return None
@@ -245,6 +255,9 @@ class Trail:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+        if self._keys is not None:
+            self._keys.close()
+            self._keys = None
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -154,6 +154,10 @@ def _verify(settings: Settings, catalog: Catalog, position: dict[int, int], expe
             name: str | None = None, against: Path | None = None, recall_samples: int = 50) -> Report:
     """verify at ``position`` given the log's truth there (computed once by the caller)."""
     report = Report(position)
+    # Every sealed record's AES-GCM tag was checked by the replay; shredded ones count as deleted.
+    report.checked["encrypted"] = {"records": expected.sealed, "shredded": expected.shredded,
+                                   "authentication_failed": len(expected.unauthentic)}
+    report.problems += [Problem("log", None, f"record {where}") for where in expected.unauthentic]
     for path in snapshots.list_snapshots(settings.snapshot_dir):
         report.problems += [Problem("snapshot", None, p) for p in snapshots.verify(path)]
     served, snapshot_id = served_state(settings, position, expected)

@@ -40,10 +40,12 @@ from consumers import logid, snapshots, stall
 from consumers.dlq import DeadLetter, DeadLetters, SentLetters
 from consumers.errors import LogChanged, ProjectorError
 from consumers.logid import LogIdentity, current_identity
+from consumers.replay import erased
 from consumers.timings import APPLY_BUCKETS, SNAPSHOT_BUCKETS, Durations
 from consumers.units import Units
 from infra.kafka import clients
 from infra.kafka.topics import ensure_topics
+from infra.keyring import Keyring
 from infra.memory import release_free_memory
 from infra.settings import Settings
 from producers.errors import VerdictUnknown
@@ -164,6 +166,8 @@ class Projector:
         self._paused: set[int] = set()  # partitions not fetched while they wait for another's part
         self._ends_asked = 0.0
         self._unit_limit = 2 * settings.max_transaction_bytes
+        self._keys: Keyring | None = None  # the data keys of sealed events (None: nothing is encrypted)
+        self._keys_opened = False
 
     # Recovery ----------------------------------------------------------------------
     def recover(self) -> None:
@@ -176,6 +180,8 @@ class Projector:
         self._started = time.monotonic()
         self.offsets.catalog = self.catalog.positions()
         ensure_topics(self.settings)
+        if not self._keys_opened:  # a wrong or missing KEK stops here, before anything is applied
+            self._keys, self._keys_opened = Keyring.open(self.settings), True
         consumer = clients.consumer(
             self.settings, "projector", group_id=f"vectorizer-{self.settings.projection}",
             auto_offset_reset="none",  # a position beyond the log is a changed log, never a silent reset
@@ -323,6 +329,8 @@ class Projector:
                 self._cond.notify_all()
             self._consumer.close()
             self._dlq.close()
+            if self._keys is not None:
+                self._keys.close()
             if self._admin is not None:
                 with contextlib.suppress(Exception):
                     self._admin.close()
@@ -475,7 +483,7 @@ class Projector:
         if is_end(rec.headers):
             return None
         try:
-            return decode(rec.value)
+            return decode(rec.value, self._keys)
         except DecodeError as exc:
             return exc
 
@@ -499,6 +507,8 @@ class Projector:
                 continue  # a transaction's end record: framing, no event
             event = None
             refusal: tuple[str, int, str] | None = None  # reason code, HTTP status, detail
+            if erased(decoded, self._keys):
+                continue  # crypto-shredded: as if deleted, neither applied nor rejected
             try:
                 if isinstance(decoded, DecodeError):
                     raise decoded
@@ -515,6 +525,8 @@ class Projector:
             except DecodeError as exc:
                 refusal = (exc.reason, 400, str(exc))
             except Rejected as exc:
+                if erased(event, self._keys, exc):
+                    continue
                 refusal = ("rejected", exc.status, str(exc))
             except Exception as exc:  # noqa: BLE001 - a handler bug must not stop the projector
                 log.exception("handler failed on %s/%d/%d", self.settings.topic, partition, rec.offset)

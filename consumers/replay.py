@@ -20,6 +20,7 @@ from kafka.errors import KafkaTimeoutError
 
 from consumers.errors import LogBehindProjection, LogWaitTimeout
 from infra.kafka import clients
+from infra.keyring import Keyring
 from infra.settings import Settings
 from projections.changes import (
     Change,
@@ -33,9 +34,10 @@ from projections.changes import (
 from projections.errors import Rejected
 from projections.state import ProjectionState
 from schemas.codec import decode
-from schemas.errors import DecodeError
-from schemas.events import CollectionCreated
+from schemas.errors import AuthenticationFailed, DecodeError, Shredded
+from schemas.events import CollectionCreated, CollectionDeleted, Event
 from schemas.framing import is_end
+from schemas.sealing import is_sealed
 
 
 @dataclass
@@ -75,6 +77,19 @@ class ReplayResult:
     vectors: int = 0
     rejected: int = 0
     seconds: float = 0.0
+    sealed: int = 0  # records that were encrypted (their tags verified, or not: see the next two)
+    shredded: int = 0  # sealed records whose data key was shredded: skipped, as deleted
+    unauthentic: list[str] = field(default_factory=list)  # "partition:offset: why" of tags that failed
+
+
+def erased(decoded: Event | DecodeError | None, keys: Keyring | None, rejected: Exception | None = None) -> bool:
+    """Whether a record counts as deleted by crypto-shredding, so a reader skips it (no rejection,
+    no dead letter): a sealed record whose data key was shredded, or the clear deletion of a
+    collection whose creation was shredded (``rejected``: the projection refused it for that)."""
+    if isinstance(decoded, Shredded):
+        return True
+    return (rejected is not None and isinstance(decoded, CollectionDeleted) and keys is not None
+            and keys.has_shredded(decoded.collection))
 
 
 Progress = Callable[[int, int], None]
@@ -162,6 +177,7 @@ def replay_into(settings: Settings, state: ProjectionState | None = None, start:
     problem = ahead_of_log(pending, log_ends(settings))  # records not on the log would be awaited forever
     if problem is not None:
         raise LogBehindProjection(problem)
+    keys = Keyring.open(settings)
     consumer = _consumer(settings, max_poll_records=settings.poll_max_records, fetch_max_bytes=64 * 1024 * 1024,
                          max_partition_fetch_bytes=settings.max_message_bytes * 2)
     try:
@@ -185,7 +201,7 @@ def replay_into(settings: Settings, state: ProjectionState | None = None, start:
                     if p not in pending or rec.offset > until[p]:
                         break
                     if not is_end(rec.headers):  # a transaction's end record is framing, not an event
-                        _apply(result, rec.value, rec.offset)
+                        _apply(result, rec.value, p, rec.offset, keys)
                     result.offsets[p] = rec.offset
                     if rec.offset >= until[p]:
                         pending.pop(p, None)
@@ -197,15 +213,25 @@ def replay_into(settings: Settings, state: ProjectionState | None = None, start:
                     result.offsets[p] = until[p]
     finally:
         consumer.close()
+        if keys is not None:
+            keys.close()
     result.seconds = time.monotonic() - began
     return result
 
 
-def _apply(result: ReplayResult, value: bytes, offset: int) -> None:
+def _apply(result: ReplayResult, value: bytes, partition: int, offset: int, keys: Keyring | None) -> None:
+    if value is not None and is_sealed(value):
+        result.sealed += 1
+    event = None
     try:
-        event = decode(value)
+        event = decode(value, keys)
         changes = result.state.apply(event, offset)
-    except (DecodeError, Rejected):
+    except (DecodeError, Rejected) as exc:
+        if erased(exc if isinstance(exc, DecodeError) else event, keys, exc if isinstance(exc, Rejected) else None):
+            result.shredded += 1
+            return
+        if isinstance(exc, AuthenticationFailed):
+            result.unauthentic.append(f"{partition}:{offset}: {exc}")
         result.rejected += 1
         return
     result.events += 1

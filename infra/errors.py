@@ -27,3 +27,7 @@ class BrokerUnavailable(InfrastructureError):
 
 class BrokerError(InfrastructureError):
     """The local broker could not be fetched, started or stopped."""
+
+
+class EncryptionKeyError(ConfigurationError):
+    """The key-encryption key is missing, malformed, or not the one that wrapped the data keys."""

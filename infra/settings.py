@@ -38,6 +38,14 @@ class Settings:
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = field(default=None, repr=False)
     topic: str = "vectorizer.events"
+    # Encryption at rest (docs/security.md): on, new events are sealed with AES-256-GCM under
+    # per-collection data keys kept, wrapped by the key-encryption key (KEK), on the compacted
+    # topic <topic>.keys. The KEK (64 hex digits or base64 of 32 bytes; a file may hold the 32 raw
+    # bytes) comes from a file or a variable; a process that only reads an encrypted topic needs
+    # the KEK, not the setting.
+    encryption: bool = False
+    encryption_key_file: Path | None = None
+    encryption_key: str | None = field(default=None, repr=False)
     data_dir: Path = Path("./data")
     cache_dir: Path = Path.home() / ".cache" / "vectorizer"  # fetched broker jars
     catalog_url: str = field(default="", repr=False)  # empty: sqlite:///<data_dir>/catalog.db (may hold a password)
@@ -51,6 +59,8 @@ class Settings:
     projection: str = "default"
     api_key: str | None = field(default=None, repr=False)
     read_only_api_key: str | None = field(default=None, repr=False)
+    # Qdrant's jwt_rbac: JWTs signed (HS256) with api_key grant access per collection (vectorizer.api.access).
+    jwt_rbac: bool = False
     # Topic creation.
     partitions: int = 1
     replication_factor: int = 1
@@ -108,7 +118,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in ("data_dir", "cache_dir", "workspace_file", "kafka_ssl_cafile", "kafka_ssl_certfile",
-                     "kafka_ssl_keyfile"):
+                     "kafka_ssl_keyfile", "encryption_key_file"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
@@ -137,6 +147,11 @@ class Settings:
     @property
     def dlq_topic(self) -> str:
         return f"{self.topic}.dlq"
+
+    @property
+    def keys_topic(self) -> str:
+        """Where the data keys live, wrapped by the KEK (compacted: ``infra.keyring``)."""
+        return f"{self.topic}.keys"
 
     @property
     def http_host(self) -> str:
@@ -207,7 +222,11 @@ class Settings:
         if self.workers > 1 and self.catalog_url:
             raise ConfigurationError("VECTORIZER_WORKERS: each worker keeps its own SQLite catalog in its data "
                                      "directory; leave VECTORIZER_CATALOG_URL unset to run more than one")
+        if self.jwt_rbac and not self.api_key:
+            raise ConfigurationError("VECTORIZER_JWT_RBAC: JWTs are signed with the API key; set VECTORIZER_API_KEY "
+                                     "too")
         self._validate_kafka_security()
+        self._validate_encryption()
         for name in ("partitions", "replication_factor", "workers", "snapshot_every_events", "snapshot_every_vectors",
                      "snapshot_every_bytes", "snapshots_keep", "poll_max_records", "segment_bytes"):
             if getattr(self, name) < 1:
@@ -238,6 +257,23 @@ class Settings:
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             raise ConfigurationError("VECTORIZER_KAFKA_SSL_CERTFILE and VECTORIZER_KAFKA_SSL_KEYFILE: a client "
                                      "certificate needs its key; give both or neither")
+
+
+    def _validate_encryption(self) -> None:
+        if self.encryption_key_file is not None and self.encryption_key is not None:
+            raise ConfigurationError("VECTORIZER_ENCRYPTION_KEY_FILE and VECTORIZER_ENCRYPTION_KEY are both set: "
+                                     "give the key-encryption key one way")
+        if self.encryption_key_file is not None and not self.encryption_key_file.is_file():
+            raise ConfigurationError(f"VECTORIZER_ENCRYPTION_KEY_FILE: no such file {str(self.encryption_key_file)!r}")
+        if self.encryption and self.encryption_key_file is None and self.encryption_key is None:
+            raise ConfigurationError("VECTORIZER_ENCRYPTION=on needs a key-encryption key: set "
+                                     "VECTORIZER_ENCRYPTION_KEY_FILE (a file holding 64 hex digits; "
+                                     "`vectorizer keys generate` makes one) or VECTORIZER_ENCRYPTION_KEY")
+
+    @property
+    def has_kek(self) -> bool:
+        """Whether a key-encryption key is configured (encrypted events can be read)."""
+        return self.encryption_key_file is not None or self.encryption_key is not None
 
 
 def _coerce(name: str, ftype: Any, raw: Any, source: str) -> Any:

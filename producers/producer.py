@@ -53,6 +53,7 @@ from kafka.errors import KafkaError, ProducerFencedError
 from infra.errors import BrokerUnavailable
 from infra.kafka import clients
 from infra.kafka.topics import ensure_topics
+from infra.keyring import Keyring
 from infra.settings import Settings
 from producers.errors import (
     ProducerFenced,
@@ -64,7 +65,7 @@ from producers.errors import (
 )
 from schemas import attribution as who
 from schemas import events as ev
-from schemas import framing
+from schemas import framing, sealing
 from schemas import validation as check
 from schemas.codec import encode
 from schemas.errors import InvalidPayload, ValidationError
@@ -73,6 +74,9 @@ from schemas.ids import PointId
 # Room for the record batch framing, the envelope and ids, under max.message.bytes.
 _FRAMING_BYTES = 64 * 1024
 _MAX_VECTORS_PER_EVENT = 4096
+# Sealed only when encryption is on; these stay in clear, as they carry names but no vectors or
+# payloads, and a deletion must replay even once the collection's keys are shredded.
+_CLEAR_EVENTS = (ev.CollectionDeleted, ev.AliasesChanged)
 
 
 @dataclass(frozen=True, order=True)
@@ -167,6 +171,8 @@ class VectorProducer:
             ensure_topics(settings)
         except BrokerUnavailable as exc:
             raise PublishFailed(str(exc)) from exc
+        # Encryption on: events are sealed with their collection's data key (refuses a wrong KEK here).
+        self._keyring = Keyring.open(settings) if settings.encryption else None
         self._kafka = clients.producer(settings, f"producer-{self.producer_id}", **self._client_config(),
                                        enable_idempotence=True)
         self._txn_kafka: KafkaProducer | None = None
@@ -540,7 +546,7 @@ class VectorProducer:
             start = end
 
     def _publish(self, events: list[ev.Event]) -> WriteToken:
-        values = [encode(e) for e in events]
+        values = [encode(e) for e in events] if self._keyring is None else [self._sealed(e) for e in events]
         if len(values) == 1 or getattr(self._in_txn, "active", False):
             return self._send(values, events)
         # One call's events in one transaction; a call larger than max_transaction_bytes (a bulk
@@ -551,6 +557,15 @@ class VectorProducer:
             with self.transaction():
                 tokens.append(self._send([v for v, _ in run], [e for _, e in run]))
         return tokens[0] if len(tokens) == 1 else WriteToken.joined(tokens)
+
+    def _sealed(self, event: ev.Event) -> bytes:
+        """``event`` encoded and sealed with its collection's newest data key (``schemas.sealing``)."""
+        assert self._keyring is not None
+        value = encode(event)
+        if isinstance(event, _CLEAR_EVENTS):
+            return value
+        key_id, cipher = self._keyring.sealing_key(event.collection, fresh=isinstance(event, ev.CollectionCreated))
+        return sealing.seal(value, event.collection, key_id, cipher)
 
     def _send(self, values: list[bytes], events: list[ev.Event]) -> WriteToken:
         in_txn = getattr(self._in_txn, "active", False)
@@ -593,6 +608,8 @@ class VectorProducer:
 
     def close(self) -> None:
         self._kafka.close()
+        if self._keyring is not None:
+            self._keyring.close()
         if self._txn_kafka is not None:
             self._txn_kafka.close()
         if self._verdicts is not None:

@@ -26,6 +26,7 @@ import numpy as np
 import xxhash
 
 from schemas import events as ev
+from schemas import sealing
 from schemas.errors import (
     ChecksumMismatch,
     DecodeError,
@@ -229,10 +230,20 @@ def encode(event: ev.Event, *, schema: SchemaVersion | None = None) -> bytes:
     return out.getvalue()
 
 
-def decode(data: bytes) -> ev.Event:
-    """Decode and verify one record value; raise a :class:`DecodeError` subclass on any fault."""
+def decode(data: bytes, keys: sealing.DataKeys | None = None) -> ev.Event:
+    """Decode and verify one record value; raise a :class:`DecodeError` subclass on any fault.
+
+    A sealed record (``schemas.sealing``) is opened with ``keys`` first; a clear one never looks
+    at them. The event a sealed record holds must belong to the collection it was sealed for."""
     if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) < HEADER_LEN \
             or data[:2] != MAGIC:
+        if isinstance(data, (bytes, bytearray, memoryview)) and sealing.is_sealed(data):
+            collection, clear = sealing.unseal(data, keys)
+            event = decode(clear)
+            if event.collection != collection:
+                raise InvalidContent(f"a record sealed for collection {collection!r} holds an event of "
+                                     f"{event.collection!r}")
+            return event
         raise NotSingleObjectAvro("the record does not start with the Avro single-object marker C3 01")
     writer = BY_FINGERPRINT.get(bytes(data[2:HEADER_LEN]))
     if writer is None:

@@ -81,3 +81,23 @@ class SparseVectorInvalid(ValidationError):
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(f"Validation error in JSON body: [{path}: {problem}]")
         self.path, self.problem = path, problem
+
+
+class AuthenticationFailed(DecodeError):
+    """A sealed record's AES-GCM tag does not verify: altered, or moved to another collection or key."""
+
+    reason = "authentication-failed"
+
+
+class DataKeyUnavailable(DecodeError):
+    """A sealed record names a data key this reader does not hold (no KEK, or not on the keys topic)."""
+
+    reason = "data-key-unavailable"
+
+
+class Shredded(DecodeError):
+    """A sealed record's data key was shredded: the record is unreadable for good and counts as deleted.
+
+    Readers skip it (no dead letter, no rejection): it is how an erasure on the log looks."""
+
+    reason = "shredded"

@@ -118,12 +118,13 @@ def exact_top(projector: Any, collection: str, queries: np.ndarray, k: int = 10)
     return [[h.id for h in search(coll, q, k, exact=True)] for q in queries]
 
 
-def run_cli(settings: Any, *args: str) -> tuple[int, str]:
-    """``vectorizer`` with these settings' broker, topic and data directory; (exit code, output)."""
+def run_cli(settings: Any, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """``vectorizer`` with these settings' broker, topic and data directory (and ``env`` set); (exit
+    code, output)."""
     from typer.testing import CliRunner
 
     from vectorizer.cli import app
 
     result = CliRunner().invoke(app, ["--kafka-bootstrap", settings.kafka_bootstrap, "--topic", settings.topic,
-                                      "--data-dir", str(settings.data_dir), *args])
+                                      "--data-dir", str(settings.data_dir), *args], env=env)
     return result.exit_code, result.output

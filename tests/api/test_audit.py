@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 import httpx
+import jwt
 import numpy as np
 import pytest
 from kafka import KafkaProducer
@@ -33,7 +34,7 @@ from vectorizer.grpc_api.qdrant import points_pb2 as ppb
 from vectorizer.grpc_api.qdrant import points_service_pb2_grpc as pgrpc
 from vectorizer.grpc_api.qdrant import qdrant_common_pb2 as common
 
-KEY = f"key-{secrets.token_hex(8)}"
+KEY = f"key-{secrets.token_hex(16)}"  # HS256 wants 32 bytes or more
 READ_ONLY_KEY = f"ro-{secrets.token_hex(8)}"
 PID = 7
 
@@ -41,7 +42,7 @@ PID = 7
 @pytest.fixture(scope="module")
 def audited(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     settings = _settings(kafka_bootstrap, tmp_path_factory.mktemp("audited"), api_key=KEY,
-                         read_only_api_key=READ_ONLY_KEY)
+                         read_only_api_key=READ_ONLY_KEY, jwt_rbac=True)
     with serving(settings) as running:  # its client sends KEY
         yield running
 
@@ -87,14 +88,23 @@ def _history(running: Running, name: str, point: object = PID, **params: Any) ->
 Writer = Callable[[Running, Callable[[str], VectorProducer], str, int], tuple[str, str | None]]
 
 
-def _rest_with_key(running: Running, producers: Callable[[str], VectorProducer], name: str,
-                   n: int) -> tuple[str, str | None]:
-    rid = f"req-{uuid.uuid4().hex[:12]}"
-    r = running.http.put(f"/collections/{name}/points", params={"wait": "true"}, headers={"x-request-id": rid},
-                         json={"points": [{"id": PID, "vector": [1, n], "payload": {"n": n}}]})
-    assert r.status_code == 200 and r.json()["result"]["status"] == "completed", r.text
-    assert r.headers["x-request-id"] == rid
-    return "api-key", rid
+def _rest(caller: str, credential: dict[str, str]) -> Writer:
+    """A REST upsert (the hot lane) with ``credential``'s headers, attributed to ``caller``."""
+    def write(running: Running, producers: Callable[[str], VectorProducer], name: str,
+              n: int) -> tuple[str, str | None]:
+        rid = f"req-{uuid.uuid4().hex[:12]}"
+        r = httpx.put(f"{running.url}/collections/{name}/points", params={"wait": "true"}, timeout=60,
+                      headers={**credential, "x-request-id": rid},  # only this credential
+                      json={"points": [{"id": PID, "vector": [1, n], "payload": {"n": n}}]})
+        assert r.status_code == 200 and r.json()["result"]["status"] == "completed", r.text
+        assert r.headers["x-request-id"] == rid
+        return caller, rid
+    return write
+
+
+def _jwt(subject: str) -> dict[str, str]:
+    """A bearer JWT for ``subject`` with write access to every collection, signed with the API key."""
+    return {"authorization": f"Bearer {jwt.encode({'sub': subject, 'access': 'm'}, KEY, algorithm='HS256')}"}
 
 
 def _app_producer(caller: str) -> Writer:
@@ -106,11 +116,13 @@ def _app_producer(caller: str) -> Writer:
     return write
 
 
-WRITERS: dict[str, Writer] = {"api-key": _rest_with_key, "app-alice": _app_producer("app-alice"),
-                              "app-bob": _app_producer("app-bob")}
+WRITERS: dict[str, Writer] = {"api-key": _rest("api-key", {"api-key": KEY}),
+                              "jwt:alice": _rest("jwt:alice", _jwt("alice")), "jwt:bob": _rest("jwt:bob", _jwt("bob")),
+                              "app-alice": _app_producer("app-alice"), "app-bob": _app_producer("app-bob")}
 
 
-@pytest.mark.parametrize(("first", "second"), [("app-alice", "app-bob"), ("api-key", "app-alice")])
+@pytest.mark.parametrize(("first", "second"), [("app-alice", "app-bob"), ("api-key", "app-alice"),
+                                               ("jwt:alice", "jwt:bob")])
 def test_history_tells_who_wrote_a_point_and_when(audited: Running, producers: Callable[[str], VectorProducer],
                                                   first: str, second: str) -> None:
     name = unique("audit")
@@ -242,8 +254,8 @@ def test_grpc_writes_carry_the_calls_request_id(audited: Running) -> None:
             metadata=[("api-key", KEY), ("x-request-id", "grpc-call-1")])
     assert ("x-request-id", "grpc-call-1") in tuple(call.trailing_metadata())
     events = _history(audited, name)["events"]
-    # the caller comes from the gRPC key interceptor's CALLER (the lead's part): assert it once it sets it
-    assert [(e["operation"], e["request_id"]) for e in events[1:]] == [("VectorsUpserted", "grpc-call-1")]
+    assert [(e["operation"], e["caller"], e["request_id"]) for e in events[1:]] == [
+        ("VectorsUpserted", "api-key", "grpc-call-1")]
 
 
 def test_history_is_bounded_paged_and_refuses_what_it_cannot_answer(audited: Running,

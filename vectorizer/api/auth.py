@@ -13,6 +13,13 @@ for every server and carry no data: the page then fetches ``/openapi.json`` and 
 with the key the user gives it (``vectorizer.api.routes.docs``).
 With neither key set the API is open: it listens on loopback by default, and
 :mod:`vectorizer.api.server` warns loudly when it binds anything else without a key.
+
+With ``Settings.jwt_rbac`` (Qdrant's ``jwt_rbac``) a JWT signed with the full key (HS256) is a
+key too, granting what its ``access`` claim says (:mod:`vectorizer.api.access`, Qdrant's RBAC):
+global read, global manage, or read / read-write on named collections. Every request's need
+(:func:`vectorizer.api.access.rest_need`) is checked here, before the body is read; the caller's
+identity and access stay in :data:`vectorizer.api.caller.CALLER` and
+:data:`vectorizer.api.access.ACCESS` while the request is served.
 """
 
 from __future__ import annotations
@@ -20,12 +27,14 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
+import jwt
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from infra.settings import Settings
-from vectorizer.api.caller import ANONYMOUS, CALLER, FULL_KEY, READ_ONLY_KEY
+from vectorizer.api.access import ACCESS, FULL, READ_ONLY, Access, from_claims, rest_need
+from vectorizer.api.caller import CALLER, FULL_KEY, READ_ONLY_KEY
 from vectorizer.api.errors import ApiError, Forbidden, Unauthorized, response_for
 
 _READ_POST = re.compile(r"^/collections/[^/]+/(points(/scroll|/count|/query|/query/batch|/query/groups|/search"
@@ -47,51 +56,87 @@ def is_read(method: str, path: str) -> bool:
         method == "POST" and (_READ_POST.match(path) is not None or path.rstrip("/") in _READ_POST_PATHS))
 
 
+class Keys:
+    """The server's credentials: the full key, the read-only key and (``Settings.jwt_rbac``) JWTs signed
+    with the full key. :meth:`authenticate` is the one rule for REST and gRPC (``vectorizer.grpc_api.server``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.key = encoded(settings.api_key)
+        self.read_only_key = encoded(settings.read_only_api_key)
+        self.jwt_secret = settings.api_key if settings.jwt_rbac else None
+
+    @classmethod
+    def of(cls, settings: Settings) -> Keys | None:
+        """The keys to check, or ``None`` when the API is open (no key set)."""
+        return cls(settings) if settings.api_key or settings.read_only_api_key else None
+
+    def authenticate(self, given: bytes | None) -> tuple[str, Access]:
+        """Who presents ``given`` (:mod:`vectorizer.api.caller`) and what they may do; 401 or 403 when nobody."""
+        if given is not None and self.key is not None and hmac.compare_digest(given, self.key):
+            return FULL_KEY, FULL
+        if given is not None and self.read_only_key is not None and hmac.compare_digest(given, self.read_only_key):
+            return READ_ONLY_KEY, READ_ONLY
+        if given is not None and self.jwt_secret is not None and given.count(b".") == 2:
+            return self._jwt(given, self.jwt_secret)
+        if self.jwt_secret is not None and given:
+            raise Unauthorized("Invalid API key or JWT")
+        raise Unauthorized("missing or wrong API key (send it in the 'api-key' header)")
+
+    @staticmethod
+    def _jwt(token: bytes, secret: str) -> tuple[str, Access]:
+        """Qdrant's JWT rules (``src/common/auth/jwt_parser.rs``): HS256 with the API key, ``exp`` checked with
+        30 s of leeway, no claim required; a bad signature or an expired token is a 403, anything else that
+        does not decode is not a JWT of this server (401)."""
+        try:
+            claims = jwt.decode(token, secret, algorithms=["HS256"], leeway=JWT_LEEWAY_SECONDS,
+                                options={"verify_aud": False, "verify_iss": False, "require": []})
+        except jwt.ExpiredSignatureError:
+            raise Forbidden("Forbidden: ExpiredSignature: the JWT has expired") from None
+        except jwt.InvalidSignatureError:
+            raise Forbidden("Forbidden: InvalidSignature: the JWT is not signed with this server's API key") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("Invalid API key or JWT") from None
+        if not isinstance(claims, dict):
+            raise Unauthorized("Invalid API key or JWT")
+        if claims.get("value_exists") is not None:
+            raise Unauthorized("Invalid JWT: value_exists (stateful validation) is not supported by this server")
+        access = from_claims(claims)
+        subject = claims.get("sub", claims.get("subject"))
+        name = f"jwt:{subject}"[:MAX_CALLER_CHARS] if isinstance(subject, str) and subject else "jwt"
+        return name, access
+
+
+#: Qdrant's leeway on a JWT's ``exp``, for clocks that disagree a little.
+JWT_LEEWAY_SECONDS = 30
+MAX_CALLER_CHARS = 200
+
+
 class AuthMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.key = encoded(settings.api_key)
-        self.read_only_key = encoded(settings.read_only_api_key)
+        self.keys = Keys.of(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or (self.key is None and self.read_only_key is None):
+        if self.keys is None or scope["type"] not in ("http", "websocket") or (
+                scope["path"] in PUBLIC and scope.get("method") in ("GET", "HEAD")):
             await self.app(scope, receive, send)
             return
-        error = self._refusal(scope)
-        if error is None:
-            token = CALLER.set(self._identity(scope))
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                CALLER.reset(token)
-        elif scope["type"] == "websocket":  # no such routes; refuse the handshake all the same
-            await send({"type": "websocket.close", "code": 1008})
-        else:
-            await response_for(error, scope.get("state", {}).get("started"))(scope, receive, send)
-
-    def _identity(self, scope: Scope) -> str:
-        given = presented_key(scope["headers"])
-        if given is not None and self.key is not None and hmac.compare_digest(given, self.key):
-            return FULL_KEY
-        return READ_ONLY_KEY if given is not None else ANONYMOUS
-
-    def _refusal(self, scope: Scope) -> Exception | None:
-        """Why the request may not proceed (401, 403), or ``None`` when its key allows it."""
-        if scope["path"] in PUBLIC and scope.get("method") in ("GET", "HEAD"):
-            return None
-        return key_refusal(presented_key(scope["headers"]), self.key, self.read_only_key,
-                           lambda: is_read(scope.get("method", "GET"), scope["path"]))
-
-
-def key_refusal(given: bytes | None, key: bytes | None, read_only_key: bytes | None,
-                reads: Callable[[], bool]) -> ApiError | None:
-    """Why a request presenting ``given`` may not proceed (401, 403), or ``None``; ``reads``: whether it
-    only reads. The one rule for REST and gRPC (``vectorizer.grpc_api.server``)."""
-    if given is not None and key is not None and hmac.compare_digest(given, key):
-        return None
-    if given is not None and read_only_key is not None and hmac.compare_digest(given, read_only_key):
-        return None if reads() else Forbidden("this API key allows reads only")
-    return Unauthorized("missing or wrong API key (send it in the 'api-key' header)")
+        try:
+            caller, access = self.keys.authenticate(presented_key(scope["headers"]))
+            method = scope.get("method", "GET")
+            access.check(rest_need(method, scope["path"], is_read(method, scope["path"])))
+        except ApiError as error:
+            if scope["type"] == "websocket":  # no such routes; refuse the handshake all the same
+                await send({"type": "websocket.close", "code": 1008})
+            else:
+                await response_for(error, scope.get("state", {}).get("started"))(scope, receive, send)
+            return
+        as_caller, with_access = CALLER.set(caller), ACCESS.set(access)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            ACCESS.reset(with_access)
+            CALLER.reset(as_caller)
 
 
 def encoded(key: str | None) -> bytes | None:

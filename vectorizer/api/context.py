@@ -28,6 +28,8 @@ from producers.producer import WriteToken, within
 from projections.collection import Collection
 from projections.errors import CollectionNotFound, ConsistencyTimeout
 from schemas.ids import PointId
+from vectorizer.api import access
+from vectorizer.api.access import ACCESS
 from vectorizer.api.encoding import JsonAnswer
 from vectorizer.api.errors import BadRequest, NotReady
 from vectorizer.api.metrics import Metrics
@@ -69,6 +71,12 @@ class Api:
         if coll is None:
             raise CollectionNotFound(f"Not found: Collection `{name}` doesn't exist!")
         return coll
+
+    def lookup(self, name: str) -> Collection:
+        """:meth:`collection` for a name in a body (``lookup_from``, ``with_lookup``): 403 when the caller may not
+        read it, as Qdrant checks those names."""
+        ACCESS.get().check(access.read(name))
+        return self.collection(name)
 
     def dimension_of(self, name: str) -> int | None:
         coll = self.projection.collection(name)

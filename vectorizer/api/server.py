@@ -23,6 +23,7 @@ import uvicorn
 
 from consumers.projector import Projector
 from infra import process
+from infra.errors import EncryptionKeyError
 from infra.settings import Settings
 from producers.producer import VectorProducer
 from vectorizer.api import request_ids
@@ -124,6 +125,8 @@ class Replica:
         while not self.stop_event.is_set():
             try:
                 return attempt() or True
+            except EncryptionKeyError:
+                raise  # a wrong or missing key-encryption key does not fix itself: stop, nothing written
             except Exception as exc:  # noqa: BLE001 - Kafka not there yet: log and retry
                 log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
                 self.stop_event.wait(delay)

@@ -143,15 +143,25 @@ def info(ctx: typer.Context, name: str) -> None:
 
 
 @collections_app.command("delete")
-def delete_collection(ctx: typer.Context, name: str, wait: bool = Wait, timeout: float = Timeout) -> None:
-    """Publish a collection-deleted event (and wait until it is applied)."""
+def delete_collection(ctx: typer.Context, name: str, wait: bool = Wait, timeout: float = Timeout,
+                      shred: bool = typer.Option(False, "--shred", help="Also destroy its data keys (encrypted "
+                                                 "events only): its events become unreadable everywhere")) -> None:
+    """Publish a collection-deleted event (and wait until it is applied); with --shred, then
+    crypto-shred it (`vectorizer shred`)."""
     c = cli_context(ctx)
+    if shred and not c.settings.has_kek:
+        raise fail("--shred needs the key-encryption key: set VECTORIZER_ENCRYPTION_KEY_FILE or "
+                   "VECTORIZER_ENCRYPTION_KEY")
     with make_producer(c.settings, writes_to=name) as producer:
         token = producer.delete_collection(name)
         status = settle(c, producer, [token], wait, timeout)
     c.emit({"collection": name, "write_token": str(token), "status": status},
            f"deleted {name} (write token {token})" if status == "applied" else
            f"delete {name} acknowledged (write token {token}), not yet applied")
+    if shred:  # the deletion is durable on the log (in clear): it replays even once the keys are gone
+        from vectorizer.cli.keys import shred_keys
+
+        shred_keys(c, name)
 
 
 def upsert(ctx: typer.Context, name: str, file: Path,

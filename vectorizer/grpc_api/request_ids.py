@@ -32,5 +32,4 @@ class RequestIds(grpc.ServerInterceptor):
                 # after the handler: it may have set trailing metadata of its own (a rejected write's)
                 context.set_trailing_metadata((*(context.trailing_metadata() or ()), (HEADER, rid)))
 
-        return grpc.unary_unary_rpc_method_handler(call, request_deserializer=handler.request_deserializer,
-                                                   response_serializer=handler.response_serializer)
+        return handler._replace(unary_unary=call)

@@ -4,10 +4,10 @@ It shares the HTTP API's :class:`~vectorizer.api.context.Api` (projection, produ
 so both answer from the same projection and publish through the same producer. Calls run on
 grpcio's thread pool; a search holds the GIL only around hnswlib's C++ search, as over REST.
 
-API keys as over REST (``vectorizer.api.auth``): with ``Settings.api_key`` or
+API keys and JWTs as over REST (``vectorizer.api.auth``): with ``Settings.api_key`` or
 ``Settings.read_only_api_key`` set, every call carries ``api-key`` metadata (as qdrant-client
 sends it) or ``authorization: Bearer <key>``; none or a wrong one is UNAUTHENTICATED, a write
-with the read-only key PERMISSION_DENIED.
+with the read-only key or a call a JWT does not grant PERMISSION_DENIED.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ import grpc
 
 from infra.errors import ConfigurationError
 from infra.settings import Settings
-from vectorizer.api.auth import encoded, key_refusal, presented_key
+from vectorizer.api.access import ACCESS, Need
+from vectorizer.api.auth import Keys, presented_key
+from vectorizer.api.caller import CALLER
 from vectorizer.api.context import Api
-from vectorizer.api.errors import status_for
+from vectorizer.api.errors import ApiError, status_for
 from vectorizer.grpc_api.qdrant import collections_service_pb2_grpc as cgrpc
 from vectorizer.grpc_api.qdrant import points_service_pb2_grpc as pgrpc
 from vectorizer.grpc_api.qdrant import qdrant_pb2_grpc as qgrpc
@@ -46,20 +48,39 @@ _WORKERS = 8  # threads serving calls; a call waiting for a write token holds on
 
 
 class _Keys(grpc.ServerInterceptor):
-    """API keys by :func:`vectorizer.api.auth.key_refusal`, the REST rule; a refusal is its status's code."""
+    """Credentials by :meth:`vectorizer.api.auth.Keys.authenticate`, the REST rule; a refusal is its status's
+    code. The caller's identity and access stay set while the call runs, where the services check each
+    request's collection (``vectorizer.grpc_api.services``)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.key = encoded(settings.api_key)
-        self.read_only_key = encoded(settings.read_only_api_key)
+        self.keys = Keys.of(settings)
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
-        if self.key is None and self.read_only_key is None:
+        if self.keys is None:
             return continuation(details)
-        error = key_refusal(presented_key(details.invocation_metadata or ()), self.key, self.read_only_key,
-                            lambda: details.method in READS)
-        if error is None:
-            return continuation(details)
-        return _refusal(CODES[status_for(error) or 401], str(error))
+        try:
+            caller, access = self.keys.authenticate(presented_key(details.invocation_metadata or ()))
+            if details.method not in READS and access.is_global:
+                access.check(WRITE)  # the read-only key writes nothing: refused before the request is read
+        except ApiError as error:
+            return _refusal(CODES[status_for(error) or 401], str(error))
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        serve = handler.unary_unary
+
+        def call(request: Any, context: grpc.ServicerContext) -> Any:
+            as_caller, with_access = CALLER.set(caller), ACCESS.set(access)
+            try:
+                return serve(request, context)
+            finally:
+                ACCESS.reset(with_access)
+                CALLER.reset(as_caller)
+        return handler._replace(unary_unary=call)
+
+
+#: A write, as global access sees it (per-collection access is checked with the request's collection).
+WRITE = Need(write=True)
 
 
 def _refusal(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:

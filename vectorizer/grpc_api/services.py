@@ -33,7 +33,8 @@ import grpc
 from google.protobuf.message import Message
 
 from producers.errors import WriteRejected
-from vectorizer.api import telemetry
+from vectorizer.api import access, telemetry
+from vectorizer.api.access import ACCESS
 from vectorizer.api.context import Api
 from vectorizer.api.errors import REASON_HEADER, REJECTED_HEADER, Unprocessable, status_for
 from vectorizer.api.parsing import MAX_TIMEOUT_SECONDS
@@ -109,15 +110,19 @@ class _Service:
         self.api = api
 
     def name(self, raw: str, *, creating: bool = False, resolve: bool = True) -> str:
-        """A request's collection name, checked as a REST path's is, resolved through aliases when Qdrant does."""
+        """A request's collection name, checked as a REST path's is, resolved through aliases when Qdrant does;
+        403 when the caller may not read it (create it: needs global manage access)."""
         problem = name_problem(raw, creating)
         if problem is not None:
             raise Unprocessable(f"Validation error in path parameters: [{problem}]")
+        ACCESS.get().check(access.MANAGE if creating else access.read(raw))
         return self.api.projection.aliases().get(raw, raw) if resolve else raw
 
     def writable(self, raw: str, *, resolve: bool = True) -> str:
-        """:meth:`name`, refused (403) when it is a workspace collection, which only its producer writes."""
+        """:meth:`name`, refused (403) when the caller may not write it, or it is a workspace collection, which
+        only its producer writes."""
         name = self.name(raw, resolve=resolve)
+        ACCESS.get().check(access.write(raw))
         error = refusal(self.api.projection, name)
         if error is not None:
             raise error
@@ -173,6 +178,7 @@ class Collections(_Service, cgrpc.CollectionsServicer):
     @rpc
     def Delete(self, request: cpb.DeleteCollection, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
+        ACCESS.get().check(access.MANAGE)
         name = self.writable(request.collection_name, resolve=False)
         done, token = collections.delete(self.api, name, self.timeout(request, context))
         return with_token(cpb.CollectionOperationResponse(result=done, time=time.perf_counter() - started), token,

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse
 from projections.state import changed_aliases
 from schemas import events as ev
 from vectorizer.api import parsing as p
+from vectorizer.api.access import ACCESS
 from vectorizer.api.context import Api, api, body, json_body, ok, timeout_param
 from vectorizer.api.errors import BadRequest
 
@@ -45,14 +46,18 @@ def update_aliases(request: Request, timeout: float | None = Timeout, b: dict[st
 @router.get("/aliases", summary="Every alias")
 def list_aliases(request: Request, a: Api = Depends(api)) -> JSONResponse:
     a.require_ready()
-    return ok(request, _described(a.projection.aliases().items()))
+    caller = ACCESS.get()  # as Qdrant: the aliases whose name and collection the caller may both read
+    return ok(request, _described((alias, c) for alias, c in a.projection.aliases().items()
+                                  if caller.reads(alias) and caller.reads(c)))
 
 
 @router.get("/collections/{collection_name}/aliases", summary="The aliases of a collection")
 def collection_aliases(request: Request, collection_name: str, a: Api = Depends(api)) -> JSONResponse:
     """As Qdrant: the aliases naming ``collection_name`` (none for a missing collection or an alias: no 404)."""
     a.require_ready()
-    return ok(request, _described((alias, c) for alias, c in a.projection.aliases().items() if c == collection_name))
+    caller = ACCESS.get()
+    return ok(request, _described((alias, c) for alias, c in a.projection.aliases().items()
+                                  if c == collection_name and caller.reads(alias)))
 
 
 def _concerned(actions: list[ev.AliasAction], aliases: dict[str, str]) -> str | None:

@@ -22,6 +22,7 @@ from schemas import validation as check
 from schemas.errors import ValidationError
 from vectorizer import embedders
 from vectorizer.api import parsing as p
+from vectorizer.api.access import ACCESS
 from vectorizer.api.context import Api, api, body, json_body, ok, timeout_param
 from vectorizer.api.errors import BadRequest, Unprocessable
 
@@ -39,8 +40,9 @@ def list_collections(request: Request, a: Api = Depends(api)) -> JSONResponse:
 
 
 def names(a: Api) -> list[str]:
+    """The collections the caller may read (every one, unless a JWT grants only some)."""
     a.require_ready()
-    return sorted(a.projection.collections())
+    return sorted(ACCESS.get().readable(a.projection.collections()))
 
 
 @router.put("/collections/{collection_name}", summary="Create a collection",

@@ -22,6 +22,7 @@ from consumers import integrity, snapshots
 from consumers.errors import SnapshotCorrupt
 from infra.errors import InfrastructureError
 from projections.collection import Collection
+from vectorizer.api.access import ACCESS
 from vectorizer.api.context import Api, api, ok
 from vectorizer.api.errors import NotFound
 from vectorizer.api.metrics import BUCKETS, lag_seconds
@@ -92,11 +93,13 @@ def collections(request: Request, offset: int = Query(0, ge=0), limit: int = Que
                 prefix: str = Query("", description="Only names starting with this"),
                 a: Api = Depends(api)) -> JSONResponse:
     a.require_ready()
+    caller = ACCESS.get()  # the collections (and aliases) the caller may read
     everything = a.projection.collections()
-    names = sorted(n for n in everything if n.startswith(prefix))
+    names = sorted(n for n in caller.readable(everything) if n.startswith(prefix))
     aliases: dict[str, list[str]] = {}
     for alias, target in sorted(a.projection.aliases().items()):
-        aliases.setdefault(target, []).append(alias)
+        if caller.reads(alias):
+            aliases.setdefault(target, []).append(alias)
     page = [summary(everything[n], aliases.get(n, [])) for n in names[offset:offset + limit]]
     return ok(request, {"total": len(names), "offset": offset, "limit": limit, "collections": page})
 

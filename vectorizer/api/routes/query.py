@@ -70,7 +70,7 @@ def query_page(a: Api, collection_name: str, opts: ReadOptions, b: dict[str, Any
     """``{"points": hits}`` of one query request (REST and gRPC)."""
     coll = readable(a, collection_name, opts, b)
     with reads.reading(coll):  # one state for the query points, the hits and their records
-        return {"points": run(coll, parse_query(coll, b, "", a.collection))}
+        return {"points": run(coll, parse_query(coll, b, "", a.lookup))}
 
 
 @router.post("/collections/{collection_name}/points/query/batch", summary="Several queries at once",
@@ -82,7 +82,7 @@ def query_batch(request: Request, collection_name: str, opts: ReadOptions = Depe
 
 def query_batch_pages(a: Api, collection_name: str, opts: ReadOptions, b: dict[str, Any]) -> list[Any]:
     """``[{"points": hits}]``, one per query of ``searches`` (REST and gRPC)."""
-    return batched(a, collection_name, opts, b, lambda coll, one, path: parse_query(coll, one, path, a.collection),
+    return batched(a, collection_name, opts, b, lambda coll, one, path: parse_query(coll, one, path, a.lookup),
                    lambda hits: {"points": hits})
 
 
@@ -90,7 +90,7 @@ def query_batch_pages(a: Api, collection_name: str, opts: ReadOptions, b: dict[s
              openapi_extra=json_body("the query request, plus group_by, group_size, with_lookup"))
 def query_groups(request: Request, collection_name: str, opts: ReadOptions = Depends(read_options),
                  b: dict[str, Any] = Depends(body), a: Api = Depends(api)) -> JSONResponse:
-    return _groups(request, a, collection_name, opts, b, lambda coll, rest: parse_query(coll, rest, "", a.collection))
+    return _groups(request, a, collection_name, opts, b, lambda coll, rest: parse_query(coll, rest, "", a.lookup))
 
 
 @router.post("/collections/{collection_name}/points/search", summary="Nearest points to a vector (older API)",
@@ -140,7 +140,7 @@ def _groups(request: Request, a: Api, collection_name: str, opts: ReadOptions, b
     coll = readable(a, collection_name, opts, b)
     rest = {k: v for k, v in b.items() if k not in _GROUP_FIELDS}
     with reads.reading(coll):
-        return ok(request, {"groups": grouped(coll, parse(coll, rest), b, a.collection)})
+        return ok(request, {"groups": grouped(coll, parse(coll, rest), b, a.lookup)})
 
 
 # Parsing ---------------------------------------------------------------------------------
