@@ -154,6 +154,10 @@ def test_history_tells_who_wrote_a_point_and_when(audited: Running, producers: C
     whole = _audit(audited, name)
     assert [e["operation"] for e in whole] == ["CollectionCreated"] + ["VectorsUpserted"] * 4
     assert whole[-1]["points"] == 1 and whole[-1]["caller"] == "app-bob"
+    # --since: by Kafka's time index, then the envelope's time
+    assert _audit(audited, name, "--since", "1h") == whole
+    assert _audit(audited, name, "--since", whole[2]["time"]) == whole[2:]
+    assert _audit(audited, name, "--since", "2999-01-01T00:00:00Z") == []
 
 
 def _audit(running: Running, *args: str) -> list[dict[str, Any]]:
