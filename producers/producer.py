@@ -26,6 +26,10 @@ Delivery contract:
   settings point). The verdict is read from the projection's catalog (``verdicts``, by
   default the catalog these settings name). ``wait=True`` inside ``transaction()`` is refused
   before anything is published: wait on the token after the commit.
+- Every event record carries attribution headers (``schemas.attribution``): ``vz-caller``, who
+  asked for the write (``caller=``, by default the producer id; or what ``attribution()`` says
+  at the time of the call, as the server does per request) and ``vz-request-id`` when known.
+  Projections ignore them; ``vectorizer audit`` and the point history read them.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from producers.errors import (
     WriteNotApplied,
     WriteRejected,
 )
+from schemas import attribution as who
 from schemas import events as ev
 from schemas import framing, sealing
 from schemas import validation as check
@@ -126,6 +131,8 @@ class _Frame:
 
 
 DimensionLookup = Callable[[str], "int | None"]
+#: Who is writing now, read at each call (the server: the caller and request id of the request served).
+Attributor = Callable[[], who.Attribution]
 
 
 class Verdicts(Protocol):
@@ -144,10 +151,16 @@ class VectorProducer:
 
     def __init__(self, settings: Settings, *, producer_id: str | None = None,
                  dimensions: DimensionLookup | None = None, transaction_timeout_ms: int | None = None,
-                 verdicts: Verdicts | None = None) -> None:
+                 verdicts: Verdicts | None = None, caller: str | None = None,
+                 attribution: Attributor | None = None) -> None:
+        """``caller``: the name this producer's writes are attributed to in the audit trail (default:
+        the producer id); ``attribution``: called at each write for the caller and request id of the
+        moment (a ``None`` caller falls back to ``caller``)."""
         self.settings = settings
         self._verdicts = verdicts
         self.producer_id = producer_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.caller = caller or self.producer_id
+        self._attribution = attribution
         self._dimensions = dimensions
         self._known_dims: dict[str, int] = {}
         # How long the broker lets a transaction run, and so the longest a producer killed inside
@@ -558,7 +571,7 @@ class VectorProducer:
         in_txn = getattr(self._in_txn, "active", False)
         kafka = self._txn_kafka if in_txn and self._txn_kafka is not None else self._kafka
         frame: _Frame | None = self._in_txn.frame if in_txn else None
-        headers = None
+        headers = self._attribution_headers()
         if frame is not None:
             size = sum(len(v) for v in values)
             if frame.size + size > self.settings.max_transaction_bytes:
@@ -568,7 +581,7 @@ class VectorProducer:
                     f"({self.settings.max_transaction_bytes}; {frame.size} written so far); the transaction "
                     "is aborted, nothing of it is visible: split it into smaller transactions")
             frame.size += size
-            headers = framing.record_headers(frame.txn)
+            headers += framing.record_headers(frame.txn)
         try:
             futures = [kafka.send(self.settings.topic, key=e.collection.encode(), value=v, headers=headers)
                        for e, v in zip(events, values, strict=True)]
@@ -583,6 +596,12 @@ class VectorProducer:
             frame.partitions.update(m.partition for m in meta)
         last = meta[-1]
         return WriteToken(last.partition, last.offset, tuple(m.offset for m in meta))
+
+    def _attribution_headers(self) -> list[tuple[str, bytes]]:
+        now = None if self._attribution is None else self._attribution()
+        if now is None:
+            return who.headers(self.caller, None)
+        return who.headers(now.caller or self.caller, now.request_id)
 
     def flush(self) -> None:
         self._kafka.flush()

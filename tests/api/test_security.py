@@ -58,6 +58,7 @@ READS = {("GET", path) for path in ("/", "/health", "/ready", "/metrics", "/tele
                                     "/collections/{collection_name}/cluster",
                                     "/collections/{collection_name}", "/collections/{collection_name}/exists",
                                     "/collections/{collection_name}/points/{point_id}",
+                                    "/collections/{collection_name}/points/{point_id}/history",
                                     "/collections/{collection_name}/snapshots",
                                     "/collections/{collection_name}/snapshots/{snapshot_name}", "/snapshots",
                                     "/snapshots/{snapshot_name}", "/aliases",

@@ -35,6 +35,7 @@ from vectorizer.api.routes import (
     collections,
     dashboard,
     docs,
+    history,
     indexes,
     matrix,
     ops,
@@ -55,8 +56,9 @@ def create_app(settings: Settings, projection: ProjectionReader, producer: Vecto
     # POST /vectorizer/verify keeps its last result on the Api; the verify gauges read it at scrape time.
     metrics = Metrics(projection, last_verify=lambda: app.state.api.ops.last_verify)
     app.state.api = Api(settings, projection, producer, metrics)
-    for router in (service.router, aliases.router, collections.router, indexes.router, points.router, reads.router,
-                   query.router, matrix.router, snapshots.router, text.router, ops.router, docs.router,
+    # history before reads: GET .../points/{id} would take ".../points/{id}/history" for a string id
+    for router in (service.router, aliases.router, collections.router, indexes.router, points.router, history.router,
+                   reads.router, query.router, matrix.router, snapshots.router, text.router, ops.router, docs.router,
                    dashboard.router):
         app.include_router(router)
     install_openapi(app, settings)

@@ -30,8 +30,10 @@ from consumers import snapshots
 from consumers.timings import Durations
 from vectorizer import __version__
 from vectorizer.api.reader import ProjectionReader
+from vectorizer.api.request_ids import HEADER, REQUEST_ID, request_id
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_REQUEST_ID_HEADER = HEADER.encode()
 BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -292,7 +294,9 @@ def _per_partition(name: str, doc: str, values: Mapping[int, float]) -> Metric:
 class LatencyMiddleware:
     """Times every HTTP request; labels it with its route template, never the raw path.
 
-    Also stamps ``scope["state"]["started"]``, from which answers compute their ``time``.
+    Also stamps ``scope["state"]["started"]``, from which answers compute their ``time``, and gives
+    the request its id (``vectorizer.api.request_ids``): :data:`REQUEST_ID` for the rest of the app,
+    echoed in the answer's ``x-request-id`` header.
     """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
@@ -306,15 +310,20 @@ class LatencyMiddleware:
         started = time.perf_counter()
         scope.setdefault("state", {})["started"] = started
         status = {"code": 500}
+        rid = request_id(next((value for name, value in scope["headers"] if name == _REQUEST_ID_HEADER), None))
+        echoed = (_REQUEST_ID_HEADER, rid.encode())
 
         async def send_and_note(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                message["headers"] = [*message.get("headers", ()), echoed]
             await send(message)
 
+        token = REQUEST_ID.set(rid)
         try:
             await self.app(scope, receive, send_and_note)
         finally:
+            REQUEST_ID.reset(token)
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             self.metrics.observe(scope["method"], template, status["code"], time.perf_counter() - started)

@@ -26,6 +26,7 @@ from infra import process
 from infra.errors import EncryptionKeyError
 from infra.settings import Settings
 from producers.producer import VectorProducer
+from vectorizer.api import request_ids
 from vectorizer.api.app import create_app
 from vectorizer.api.auth import is_loopback
 from vectorizer.api.limits import json_error_protocol
@@ -106,7 +107,7 @@ class Replica:
     def _follow_log(self) -> None:
         try:
             producer = self._retry("connecting to Kafka", lambda: VectorProducer(
-                self.settings, dimensions=self.app.state.api.dimension_of))
+                self.settings, dimensions=self.app.state.api.dimension_of, attribution=request_ids.attribution))
             if not isinstance(producer, VectorProducer):
                 return
             self.app.state.api.producer = producer

@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 from infra.errors import VectorizerError
 from infra.settings import Settings
 from vectorizer import __version__
-from vectorizer.cli import data, dlq, kafka, keys, lifecycle, mcp, ops, run, serve, workspace
+from vectorizer.cli import audit, data, dlq, kafka, keys, lifecycle, mcp, ops, run, serve, workspace
 from vectorizer.cli.context import CliContext, fail
 
 
@@ -57,6 +57,7 @@ app.command()(lifecycle.down)
 app.add_typer(data.collections_app, name="collections")
 app.add_typer(workspace.app, name="workspace")
 app.add_typer(dlq.app, name="dlq")
+app.command()(audit.audit)
 app.add_typer(keys.app, name="keys")
 app.command()(keys.shred)
 app.command()(data.upsert)

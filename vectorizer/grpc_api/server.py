@@ -29,6 +29,7 @@ from vectorizer.api.errors import ApiError, status_for
 from vectorizer.grpc_api.qdrant import collections_service_pb2_grpc as cgrpc
 from vectorizer.grpc_api.qdrant import points_service_pb2_grpc as pgrpc
 from vectorizer.grpc_api.qdrant import qdrant_pb2_grpc as qgrpc
+from vectorizer.grpc_api.request_ids import RequestIds
 from vectorizer.grpc_api.services import CODES, Collections, Points, Qdrant
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class GrpcServer:
         self.address = settings.grpc
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="vectorizer-grpc"),
-            interceptors=[_Keys(settings)],
+            interceptors=[_Keys(settings), RequestIds()],
             options=[("grpc.max_receive_message_length", settings.max_body_bytes),
                      ("grpc.max_send_message_length", -1),
                      ("grpc.so_reuseport", 1 if settings.reuse_port else 0)])  # workers share the port
