@@ -20,7 +20,6 @@ A refusal is a 403 with Qdrant's message (``Forbidden: Access to collection x is
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -140,7 +139,6 @@ def from_claims(claims: Mapping[str, Any]) -> Access:
 #: with what the caller may read), and MCP (whose tools call the REST routes with the caller's key).
 _ANY_CALLER = frozenset({"/", "/health", "/healthz", "/livez", "/ready", "/readyz", "/openapi.json", "/collections",
                          "/aliases", "/vectorizer/collections", "/mcp"})
-_POINT_HISTORY = re.compile(r"^/points/[^/]+/history$")
 
 
 def rest_need(method: str, path: str, reads: bool) -> Need:
@@ -156,6 +154,6 @@ def rest_need(method: str, path: str, reads: bool) -> Need:
         return read(name) if reads else MANAGE  # create, change, delete: the set of collections
     if rest in ("/snapshots/recover", "/snapshots/upload"):
         return MANAGE  # replaces the collection, as Qdrant's recovery
-    if rest.startswith(("/snapshots", "/index", "/cluster")) or _POINT_HISTORY.match(rest):
+    if rest.startswith(("/snapshots", "/index", "/cluster")):
         return Need(name, write=not reads, extras=True)
     return read(name) if reads else write(name)
