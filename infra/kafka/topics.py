@@ -38,6 +38,11 @@ def topic_configs(settings: Settings) -> dict[str, str]:
     }
 
 
+#: How long the first connection to the brokers may take before the attempt fails (and a server logs
+#: it and retries): a refused SASL password or certificate is told within this, not kafka-python's 30 s.
+BOOTSTRAP_TIMEOUT_MS = 10_000
+
+
 def ensure_topics(settings: Settings, admin: KafkaAdminClient | None = None) -> list[str]:
     """Create the events and dead-letter topics if missing; return problems of existing ones.
 
@@ -48,7 +53,8 @@ def ensure_topics(settings: Settings, admin: KafkaAdminClient | None = None) -> 
         return []
     own = admin is None
     try:
-        admin = admin or clients.admin(settings, "topics", request_timeout_ms=15000)
+        admin = admin or clients.admin(settings, "topics", request_timeout_ms=15000,
+                                       bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
     except KafkaError as exc:
         raise BrokerUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     try:
