@@ -30,7 +30,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from infra.settings import Settings
 from tests.api.conftest import Running, _settings, serving, unique
-from tests.api.test_security import BODIES, READS, STORED, UNLISTED, _fill, _routes
+from tests.api.test_security import BODIES, READS, STORED, UNLISTED, _create, _fill, _routes, stored
 from vectorizer.api.auth import Keys
 from vectorizer.api.errors import Unauthorized
 
@@ -88,22 +88,6 @@ def rbac(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield running
 
 
-def _create(http: httpx.Client, name: str) -> None:
-    r = http.put(f"/collections/{name}", json={"vectors": {"size": 2, "distance": "Dot"}})
-    assert r.status_code == 200, r.text
-    r = http.put(f"/collections/{name}/points", params={"wait": "true"}, json={"points": STORED})
-    assert r.status_code == 200, r.text
-
-
-def _stored(http: httpx.Client, name: str) -> list[dict[str, Any]]:
-    barrier = http.put(f"/collections/barrier_{secrets.token_hex(4)}", params={"timeout": "60"},
-                       json={"vectors": {"size": 2, "distance": "Dot"}})  # answered once applied: so is all before
-    assert barrier.status_code == 200, barrier.text
-    r = http.post(f"/collections/{name}/points/scroll", json={"with_vector": True})
-    assert r.status_code == 200, r.text
-    return [{"id": p["id"], "vector": p["vector"], "payload": p["payload"]} for p in r.json()["result"]["points"]]
-
-
 def test_every_route_grants_what_the_token_says(rbac: Running) -> None:
     readable, points_only, writable, other = unique("jr"), unique("jp"), unique("jw"), unique("jo")
     for name in (readable, points_only, writable, other):
@@ -128,7 +112,7 @@ def test_every_route_grants_what_the_token_says(rbac: Running) -> None:
                     assert r.json()["status"]["error"] == f"Forbidden: {refusal}", where
         for probe in UNLISTED[:3]:  # Qdrant's probes, beside the documented ones
             assert client.get(probe, headers={"api-key": only(readable, "r")}).status_code == 200, probe
-    assert _stored(rbac.http, readable) == STORED and _stored(rbac.http, other) == STORED
+    assert stored(rbac.http, readable) == STORED and stored(rbac.http, other) == STORED
     for name in (points_only, writable):  # their DELETE needed global manage
         assert rbac.http.get(f"/collections/{name}").status_code == 200
     assert checked >= 4 * len(routes)
@@ -165,7 +149,7 @@ def test_tokens_the_server_did_not_sign_or_that_expired(rbac: Running) -> None:
             assert answer(full, "PUT", f"/collections/{created}", json={"vectors": {"size": 2, "distance": "Dot"}},
                           params={"wait": "true"})[0] == 200
             assert answer(full, "DELETE", f"/collections/{created}", params={"wait": "true"})[0] == 200
-    assert _stored(rbac.http, name) == STORED
+    assert stored(rbac.http, name) == STORED
 
 
 def test_jwts_are_keys_only_with_jwt_rbac() -> None:
@@ -223,7 +207,7 @@ def test_qdrant_client_lists_reads_and_writes_what_the_token_grants(rbac: Runnin
     finally:
         for client in (rest, over_grpc, writer):
             client.close()
-    assert _stored(rbac.http, theirs) == STORED
+    assert stored(rbac.http, theirs) == STORED
 
 
 def test_mcp_tools_act_with_the_callers_token(rbac: Running) -> None:
@@ -248,4 +232,4 @@ def test_mcp_tools_act_with_the_callers_token(rbac: Running) -> None:
                     assert refused.is_error and "refused (HTTP 403)" in text, (tool, text)
 
     anyio.run(main)
-    assert _stored(rbac.http, mine) == STORED
+    assert stored(rbac.http, mine) == STORED

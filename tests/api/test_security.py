@@ -153,13 +153,17 @@ def _routes(http: httpx.Client) -> list[tuple[str, str]]:
 
 def _assert_untouched(http: httpx.Client, collection: str) -> None:
     """The collection still holds exactly what the fixture wrote, once everything published before is applied."""
+    assert stored(http, collection) == STORED
+
+
+def stored(http: httpx.Client, collection: str) -> list[dict[str, Any]]:
+    """The collection's points (id, vector, payload), once everything published before is applied."""
     barrier = http.put(f"/collections/barrier_{uuid.uuid4().hex[:8]}", params={"timeout": "60"},
                        json={"vectors": {"size": 2, "distance": "Dot"}})  # answers once applied: so is all before
     assert barrier.status_code == 200, barrier.text
     r = http.post(f"/collections/{collection}/points/scroll", json={"with_vector": True})
     assert r.status_code == 200, r.text
-    got = [{"id": p["id"], "vector": p["vector"], "payload": p["payload"]} for p in r.json()["result"]["points"]]
-    assert got == STORED
+    return [{"id": p["id"], "vector": p["vector"], "payload": p["payload"]} for p in r.json()["result"]["points"]]
 
 
 def test_every_route_refuses_a_missing_or_wrong_key(secured: Running, coll: str) -> None:
