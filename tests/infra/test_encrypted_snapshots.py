@@ -80,7 +80,7 @@ def test_a_sealed_file_that_fails_authentication_is_a_corrupt_snapshot(encrypted
     points.write_bytes(a)
     manifest["files"][ints.name], manifest["files"][points.name] = (snapshots.file_checksum(ints),
                                                                     snapshots.file_checksum(points))
-    manifest["manifest_checksum"] = snapshots._manifest_checksum(manifest)
+    manifest["manifest_checksum"] = snapshots._manifest_checksum(manifest)  # noqa: SLF001 - forging it
     (snapshot / "manifest.json").write_text(json.dumps(manifest))
     assert snapshots.verify(snapshot) == []  # the checksums agree
     ring = Keyring.open(encrypted)
@@ -112,7 +112,7 @@ def test_shredding_a_collection_makes_its_snapshot_files_undecodable_and_the_oth
     assert ring is not None
     try:
         gone = _entry(snapshot, "gone")
-        files = snapshots._Files(snapshot, gone, True, ring)
+        files = snapshots._Files(snapshot, gone, True, ring)  # noqa: SLF001 - each file, one by one
         for name in files.roles:
             with pytest.raises(Shredded):
                 files.clear(name)
@@ -149,3 +149,23 @@ def test_an_old_clear_snapshot_loads_and_the_next_one_is_sealed_whole(settings: 
         assert f.read_bytes().startswith(sealedfiles.MAGIC) and f.stat().st_ino not in clear, f.name
     with running_projector(on) as proj:
         assert proj.stats.loaded_snapshot is not None and state_of(proj) == before
+
+
+def test_dlq_show_decrypts_an_encrypted_dead_letter_with_the_kek(encrypted: Settings) -> None:
+    last = _write(encrypted, "secret")
+    with VectorProducer(encrypted) as p:  # sealed, then refused by the projection: no such collection
+        refused = p.delete("nowhere-yet", [1]).offset
+    with running_projector(encrypted) as proj:
+        proj.wait_for(0, refused, 30)
+        assert proj.stats.dead_letters == 1, proj.stats.dead_letters_by_reason
+    env = {"VECTORIZER_ENCRYPTION_KEY_FILE": str(encrypted.encryption_key_file)}
+    code, out = run_cli(encrypted, "--json", "dlq", "show", f"0:{refused}", env=env)
+    assert code == 0, out
+    event = json.loads(out)["event"]
+    assert event["encrypted"] is True and "undecodable" not in event, event
+    assert event["type"] == "VectorsDeleted" and event["meta"]["collection"] == "nowhere-yet" and event["ids"] == [1]
+    code, out = run_cli(encrypted.replace(encryption=False, encryption_key_file=None), "--json", "dlq", "show",
+                        f"0:{refused}")
+    assert code == 0, out
+    assert "no key-encryption key is configured" in json.loads(out)["event"]["undecodable"]
+    assert last < refused
