@@ -12,7 +12,9 @@ allocators and segments (each segment's graphs keyed by vector name, ``""`` for 
 vector: named vectors add entries ``cNNNN.sJJJJ.vKKK.*`` with a ``labels_file`` of the labels
 holding them, not a format), sparse indexes as their columns (``cNNNN.pKKK.*.npy``: the
 vectors and the postings segments, adopted on load without a rebuild), an xxh3-64 per file,
-and its own checksum. ``requested_for.json``,
+and its own checksum. Format 4 is format 3 written by a process holding data keys (encryption
+at rest): each collection entry says whether its files are ``sealed``
+(:mod:`consumers.sealedfiles`, the checksums being those of the sealed bytes). ``requested_for.json``,
 outside the manifest (added after the snapshot is complete, never read by ``load``), names the
 collections whose ``POST /collections/{c}/snapshots`` the snapshot answered; folders
 without it (periodic snapshots, older versions) were requested for none.
