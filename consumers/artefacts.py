@@ -51,6 +51,7 @@ from projections.errors import Rejected
 from projections.state import check_config, check_named, check_stored_rows
 from schemas import events as ev
 from schemas.ids import PointId
+from schemas.sealing import DataKeys
 
 FORMAT = "vectorizer-collection-snapshot"
 VERSION = 1
@@ -105,17 +106,19 @@ def _stamp(now: float) -> str:
 
 
 # Writing -----------------------------------------------------------------------------
-def write_collection(snapshot: Path, name: str, created_offset: int, directory: Path) -> Path:
+def write_collection(snapshot: Path, name: str, created_offset: int, directory: Path,
+                     keys: DataKeys | None = None) -> Path:
     """Cut the collection ``name`` (created at ``created_offset``) out of the projection snapshot
     at ``snapshot`` into ``directory/{name}-{snapshot id}-{date}.snapshot``; return its path,
     durable when this returns (callers serialise calls on one directory). Raises
     :class:`~consumers.errors.SnapshotCorrupt` or ``KeyError`` (see
-    :func:`consumers.snapshots.load_collection`), ``OSError`` if the snapshot was pruned meanwhile."""
+    :func:`consumers.snapshots.load_collection`, which opens a sealed collection with ``keys``),
+    ``OSError`` if the snapshot was pruned meanwhile."""
     now = time.time()
     target = directory / f"{name}-{snapshot.name}-{_stamp(now)}{SUFFIX}"  # the folder's name is the snapshot id
     if target.exists():  # cut from the same projection snapshot within this second: the same points
         return target
-    coll, source = snapshots.load_collection(snapshot, name, created_offset)
+    coll, source = snapshots.load_collection(snapshot, name, created_offset, keys)
     members, dense, sparse = _members(coll)
     manifest = {"format": FORMAT, "version": VERSION, "collection": name, "config": coll.config.as_dict(),
                 "payload_indexes": coll.config.payload_schema(), "created_offset": created_offset,

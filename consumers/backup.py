@@ -18,7 +18,7 @@ from typing import Any
 import xxhash
 from kafka.errors import KafkaError
 
-from consumers import logid, snapshots
+from consumers import logid, sealedfiles, snapshots
 from consumers.errors import BackupCorrupt
 from consumers.integrity import catalog_location, open_existing, served_state
 from consumers.replay import ahead_of_log, log_ends
@@ -58,8 +58,9 @@ def backup(settings: Settings, out: Path) -> dict[str, Any]:
     if any(out.iterdir()):
         raise VectorizerError(f"{out} is not empty")
     log = None if built_from is None else {"cluster_id": built_from[0], "topic_id": built_from[1]}
-    snap = snapshots.write_snapshot(state, position, out / "snapshot", settings.topic, keep=1, log_identity=log,
-                                    share=False)  # a backup shares no file with the snapshots it copies
+    with sealedfiles.opened_keys(settings) as keys:  # encryption at rest: sealed as the data directory's are
+        snap = snapshots.write_snapshot(state, position, out / "snapshot", settings.topic, keep=1, log_identity=log,
+                                        share=False, keys=keys)  # a backup shares no file with the snapshots
     with open(out / "catalog.jsonl", "w") as f:
         for row in cut.collections:
             f.write(json.dumps({"table": "collections", **row}) + "\n")

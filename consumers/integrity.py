@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from consumers import logid, snapshots
+from consumers import logid, sealedfiles, snapshots
 from consumers.replay import CatalogMirror, ReplayResult, ahead_of_log, log_ends, replay_into
 from infra.process import masked_url
 from infra.settings import Settings
@@ -71,7 +71,8 @@ def served_state(settings: Settings, until: dict[int, int],
     Without a usable snapshot a restart replays the whole log: ``replayed`` (a replay from
     offset 0 up to ``until``, when the caller already has one) is that state, not rebuilt.
     """
-    loaded = snapshots.load_newest(settings.snapshot_dir, settings.segment_bytes)
+    with sealedfiles.opened_keys(settings) as keys:
+        loaded = snapshots.load_newest(settings.snapshot_dir, settings.segment_bytes, keys)
     if loaded is None or any(o > until.get(p, -1) for p, o in loaded.offsets.items()):
         return (replayed or replay_into(settings, until=until)).state, None
     return replay_into(settings, loaded.state, loaded.offsets, until).state, loaded.snapshot_id
@@ -158,8 +159,10 @@ def _verify(settings: Settings, catalog: Catalog, position: dict[int, int], expe
     report.checked["encrypted"] = {"records": expected.sealed, "shredded": expected.shredded,
                                    "authentication_failed": len(expected.unauthentic)}
     report.problems += [Problem("log", None, f"record {where}") for where in expected.unauthentic]
-    for path in snapshots.list_snapshots(settings.snapshot_dir):
-        report.problems += [Problem("snapshot", None, p) for p in snapshots.verify(path)]
+    with sealedfiles.opened_keys(settings) as keys:  # sealed files: their tags are checked too
+        for path in snapshots.list_snapshots(settings.snapshot_dir):
+            report.problems += [Problem("snapshot", None, p) for p in snapshots.verify(path, keys=keys,
+                                                                                      authenticate=True)]
     served, snapshot_id = served_state(settings, position, expected)
     report.checked["snapshot_loaded"] = snapshot_id
     names = sorted(set(expected.mirror.collections) | set(served.collections)
@@ -395,8 +398,9 @@ def _mend(settings: Settings, catalog: Catalog, position: dict[int, int], expect
         catalog.replace_collection(coll_name, expected.mirror.collections.get(coll_name),
                                    list(expected.mirror.points.get(coll_name, {}).values()))
     if any(p.kind in ("snapshot", "index", "recall") for p in before.problems):
-        for path in snapshots.list_snapshots(settings.snapshot_dir):
-            if snapshots.verify(path):
-                shutil.rmtree(path)
-        snapshots.write_snapshot(expected.state, position, settings.snapshot_dir, settings.topic,
-                                 settings.snapshots_keep)
+        with sealedfiles.opened_keys(settings) as keys:
+            for path in snapshots.list_snapshots(settings.snapshot_dir):
+                if snapshots.verify(path, keys=keys, authenticate=True):
+                    shutil.rmtree(path)
+            snapshots.write_snapshot(expected.state, position, settings.snapshot_dir, settings.topic,
+                                     settings.snapshots_keep, keys=keys)

@@ -50,7 +50,7 @@ from infra.memory import release_free_memory
 from infra.settings import Settings
 from producers.errors import VerdictUnknown
 from projections.catalog.store import Catalog
-from projections.changes import Change, Rejection
+from projections.changes import Change, DropCollection, Rejection
 from projections.collection import Collection
 from projections.errors import CatalogUnavailable, ConsistencyTimeout, Rejected
 from projections.state import ProjectionState
@@ -169,6 +169,11 @@ class Projector:
         self._keys: Keyring | None = None  # the data keys of sealed events (None: nothing is encrypted)
         self._keys_opened = False
 
+    @property
+    def keys(self) -> Keyring | None:
+        """The data keys this projector opened at recovery (None: nothing is encrypted)."""
+        return self._keys
+
     # Recovery ----------------------------------------------------------------------
     def recover(self) -> None:
         """Check the log is the one the projection was built from, load state and position,
@@ -190,7 +195,7 @@ class Projector:
         partitions = self._partitions(consumer)
         try:
             self.identity = self._check_identity(consumer, partitions)
-            loaded = snapshots.load_newest(self.settings.snapshot_dir, self.settings.segment_bytes)
+            loaded = snapshots.load_newest(self.settings.snapshot_dir, self.settings.segment_bytes, self._keys)
             if loaded is not None and any(o > self.offsets.catalog.get(p, -1) for p, o in loaded.offsets.items()):
                 log.warning("snapshot %s is ahead of the catalog (%s > %s); rebuilding both from the log",
                             loaded.snapshot_id, loaded.offsets, self.offsets.catalog)
@@ -207,6 +212,9 @@ class Projector:
                 self.offsets.applied = dict(loaded.offsets)
                 self.stats.loaded_snapshot = loaded.snapshot_id
                 log.info("loaded snapshot %s covering %s", loaded.snapshot_id, loaded.offsets)
+                if loaded.shredded:
+                    log.info("snapshot %s: collections %s left out, their data keys were shredded",
+                             loaded.snapshot_id, ", ".join(loaded.shredded))
             tps = [TopicPartition(self.settings.topic, p) for p in partitions]
             consumer.assign(tps)
             for tp in tps:
@@ -526,6 +534,10 @@ class Projector:
                 refusal = (exc.reason, 400, str(exc))
             except Rejected as exc:
                 if erased(event, self._keys, exc):
+                    if first_time and isinstance(event, ev.CollectionDeleted):
+                        # The state never had it (its creation was shredded, or the snapshot loaded
+                        # left it out): the catalog may, from before; the deletion reaches it.
+                        done.changes.append(DropCollection(event.collection))
                     continue
                 refusal = ("rejected", exc.status, str(exc))
             except Exception as exc:  # noqa: BLE001 - a handler bug must not stop the projector
@@ -691,7 +703,7 @@ class Projector:
         self._snapshot_retry = False
         try:
             pending = snapshots.begin(self.state, dict(self.offsets.applied), self.settings.snapshot_dir,
-                                      self.settings.topic, self.settings.snapshots_keep, identity)
+                                      self.settings.topic, self.settings.snapshots_keep, identity, keys=self._keys)
         except Exception as exc:  # noqa: BLE001 - disk full, unwritable, a bug: serving goes on regardless
             self._snapshot_failed(exc)
             return None

@@ -12,7 +12,9 @@ allocators and segments (each segment's graphs keyed by vector name, ``""`` for 
 vector: named vectors add entries ``cNNNN.sJJJJ.vKKK.*`` with a ``labels_file`` of the labels
 holding them, not a format), sparse indexes as their columns (``cNNNN.pKKK.*.npy``: the
 vectors and the postings segments, adopted on load without a rebuild), an xxh3-64 per file,
-and its own checksum. ``requested_for.json``,
+and its own checksum. Format 4 is format 3 written by a process holding data keys (encryption
+at rest): each collection entry says whether its files are ``sealed``
+(:mod:`consumers.sealedfiles`, the checksums being those of the sealed bytes). ``requested_for.json``,
 outside the manifest (added after the snapshot is complete, never read by ``load``), names the
 collections whose ``POST /collections/{c}/snapshots`` the snapshot answered; folders
 without it (periodic snapshots, older versions) were requested for none.
@@ -34,12 +36,13 @@ write. Only the newest ``keep`` snapshots are kept.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -48,7 +51,9 @@ import fastavro
 import numpy as np
 import xxhash
 
+from consumers import sealedfiles
 from consumers.errors import SnapshotCorrupt
+from consumers.sealedfiles import SnapshotKeys
 from projections.collection import Collection, CollectionConfig, VectorSpec
 from projections.index.hnsw import VectorIndex
 from projections.index.quantized import ENGINES, FullVectors, QuantizedGraph
@@ -56,10 +61,14 @@ from projections.index.segments import DEFAULT_SEGMENT_BYTES, Segment, segment_s
 from projections.payload_index import FieldIndex
 from projections.sparse import SparseIndex
 from projections.state import ProjectionState
+from schemas.errors import DecodeError, Shredded
+from schemas.sealing import DataKeys
 
 log = logging.getLogger(__name__)
 FORMAT = 3  # 3: one graph and points file per segment; 2: one graph, integer ids in a .npy column; 1: all points
 #  in Avro (formats 1 and 2 still load)
+SEALED_FORMAT = 4  # format 3, each collection entry saying whether its files are sealed (consumers.sealedfiles):
+#  written by a process that holds data keys (encryption at rest), format 3 otherwise
 _POINTS_SCHEMA = fastavro.parse_schema({
     "type": "record", "name": "SnapshotPoint", "namespace": "vectorizer.snapshot",
     "fields": [{"name": "label", "type": "long"}, {"name": "id", "type": ["long", "string"]},
@@ -75,6 +84,83 @@ class LoadedSnapshot:
     state: ProjectionState
     created_at: float
     log: dict[str, str | None] | None = None  # {cluster_id, topic_id} of the log it covers; None: not recorded
+    shredded: tuple[str, ...] = ()  # collections left out: their data keys were shredded (as if deleted)
+
+
+class _Files:
+    """How one collection's files of a snapshot are read: as they are, or (a sealed collection)
+    unsealed in memory with its data key, each checked as the file it must be (``_roles``)."""
+
+    def __init__(self, path: Path, entry: dict[str, Any], sealed: bool, keys: DataKeys | None) -> None:
+        self.path, self.sealed, self.keys = path, sealed, keys
+        self.collection, self.created_offset = entry["config"]["name"], entry["created_offset"]
+        self.roles = _roles(entry) if sealed else {}
+
+    def clear(self, name: str) -> bytes:
+        """The clear bytes of the file ``name``; :class:`Shredded` when its key was shredded,
+        :class:`SnapshotCorrupt` when it does not authenticate or its key is not held."""
+        data = (self.path / name).read_bytes()
+        if not self.sealed:
+            return data
+        try:
+            return sealedfiles.unseal(data, self.collection, self.created_offset, self.roles[name], self.keys)
+        except Shredded:
+            raise
+        except DecodeError as exc:
+            raise SnapshotCorrupt(f"{self.path.name}/{name}: {exc}") from None
+        except KeyError:
+            raise SnapshotCorrupt(f"{self.path.name}/{name}: a file the manifest does not describe") from None
+
+    def erased(self) -> bool:
+        """Whether this sealed collection's data keys were shredded (a key id read from one of its
+        files: shredding destroys every key of a collection at once)."""
+        if not self.sealed or self.keys is None or not self.roles:
+            return False
+        with open(self.path / next(iter(self.roles)), "rb") as f:
+            head = f.read(sealedfiles.HEADER_BYTES)
+        return self.keys.shredded(self.collection, head[4:4 + sealedfiles.KEY_ID_BYTES])
+
+    def array(self, name: str) -> np.ndarray:
+        """The ``.npy`` array in the file ``name`` (read in place when clear)."""
+        if not self.sealed:
+            return np.load(self.path / name, allow_pickle=False)
+        return np.load(io.BytesIO(self.clear(name)), allow_pickle=False)
+
+    @contextlib.contextmanager
+    def local(self, name: str) -> Iterator[Path]:
+        """A path holding the clear file ``name``: the file itself, or a copy in memory."""
+        if not self.sealed:
+            yield self.path / name
+            return
+        with sealedfiles.clear_copy(self.clear(name)) as copy:
+            yield copy
+
+
+def _roles(entry: dict[str, Any]) -> dict[str, str]:
+    """File name -> identity within the collection (what its seal binds it to) of a format-4
+    collection entry: the same strings the writer gives ``_link_or_write``."""
+    roles: dict[str, str] = {}
+    for seg in entry.get("segments") or []:
+        lo = seg["lo"]
+        roles[seg["ints_file"]], roles[seg["points_file"]] = f"segment {lo} ints", f"segment {lo} points"
+        for vector, graph in seg["graphs"].items():
+            prefix = f"segment {lo}" if vector == "" else f"segment {lo} vector {vector}"
+            for kind, key in (("graph", "file"), ("map", "map_file"), ("vectors", "vectors_file"),
+                              ("labels", "labels_file")):
+                if key in graph:
+                    roles[graph[key]] = f"{prefix} {kind}"
+    for field_name, index in (entry.get("payload_indexes") or {}).items():
+        for kind in ("keys", "labels", "codes"):
+            roles[index[f"{kind}_file"]] = f"payload index {field_name} {kind}"
+    for vector, sparse in (entry.get("sparse") or {}).items():
+        for column, file in sparse["files"].items():
+            roles[file] = f"sparse {vector} column-{column}"
+    return roles
+
+
+def _files(path: Path, manifest: dict[str, Any], entry: dict[str, Any], keys: DataKeys | None) -> _Files:
+    sealed = manifest["format"] == SEALED_FORMAT and entry.get("sealed") is True
+    return _Files(path, entry, sealed, keys)
 
 
 def file_checksum(path: Path) -> str:
@@ -100,16 +186,19 @@ def fsync(path: Path) -> None:
 
 
 def write_snapshot(state: ProjectionState, offsets: dict[int, int], directory: Path, topic: str,
-                   keep: int = 3, log_identity: dict[str, str | None] | None = None, *, share: bool = True) -> Path:
+                   keep: int = 3, log_identity: dict[str, str | None] | None = None, *, share: bool = True,
+                   keys: SnapshotKeys | None = None) -> Path:
     """Write a snapshot of ``state`` covering ``offsets`` (of the log ``log_identity`` names:
     ``{cluster_id, topic_id}``, an optional manifest field older snapshots lack); return its folder.
 
     The caller guarantees no writer mutates ``state`` meanwhile; readers may go on. Files that
     have not changed since an earlier snapshot of this state are hard links to that snapshot's
     (``share=False``: every file is written, as a backup needs: it must not share storage with
-    the snapshots it copies). :func:`begin` and :meth:`Pending.complete` are its two halves.
+    the snapshots it copies). ``keys``: the data keys (encryption at rest): the files of each
+    collection ``keys.snapshot_key`` gives a key for are sealed with it (format 4); None: every
+    file is written in clear, as format 3. :func:`begin` and :meth:`Pending.complete` are its two halves.
     """
-    pending = begin(state, offsets, directory, topic, keep, log_identity, share=share)
+    pending = begin(state, offsets, directory, topic, keep, log_identity, share=share, keys=keys)
     path = pending.complete()
     pending.adopt_rows()
     return path
@@ -141,6 +230,10 @@ class Pending:
     linked: list[tuple[_Saves, str, int, str]] = field(default_factory=list)
     # Float32 rows written for quantized segments: read from the written file once it is durable.
     adopt: list[tuple[Collection, FullVectors, str, dict[int, np.ndarray]]] = field(default_factory=list)
+    keys: SnapshotKeys | None = None  # None: nothing is sealed (and no file is looked at to tell)
+    # While one collection's files are written: (name, created offset, key id, cipher) to seal them
+    # with, or None (its files are clear).
+    sealing: tuple[str, int, bytes, Any] | None = None
 
     def adopt_rows(self) -> None:
         """Once :meth:`complete` returned: quantized segments read their float32 rows from the
@@ -178,7 +271,8 @@ class Pending:
 
 
 def begin(state: ProjectionState, offsets: dict[int, int], directory: Path, topic: str, keep: int = 3,
-          log_identity: dict[str, str | None] | None = None, *, share: bool = True) -> Pending:
+          log_identity: dict[str, str | None] | None = None, *, share: bool = True,
+          keys: SnapshotKeys | None = None) -> Pending:
     """Write the files of a snapshot of ``state`` into a ``.tmp-<id>`` folder, linking what did not
     change: the part that reads the state (no writer may mutate it meanwhile)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -189,7 +283,7 @@ def begin(state: ProjectionState, offsets: dict[int, int], directory: Path, topi
         snapshot_id = f"{int(snapshot_id) + 1:015d}"
     tmp = directory / f".tmp-{snapshot_id}"
     tmp.mkdir()
-    pending = Pending(tmp, directory / snapshot_id, {}, [], keep)
+    pending = Pending(tmp, directory / snapshot_id, {}, [], keep, keys=keys)
     try:
         pending.manifest = _write_into(pending, state, offsets, snapshot_id, topic, log_identity, share)
     except BaseException:
@@ -203,22 +297,27 @@ def _write_into(pending: Pending, state: ProjectionState, offsets: dict[int, int
     files: dict[str, str] = {}
     colls: list[dict[str, Any]] = []
     for i, coll in enumerate(state.collections.values()):
+        key = None if pending.keys is None else pending.keys.snapshot_key(coll.name)
+        pending.sealing = None if key is None else (coll.name, coll.created_offset, *key)
         with coll.lock.read():
             segments = [_write_segment(pending, f"c{i:04d}.s{j:04d}", coll, seg, files, share)
                         for j, seg in enumerate(coll.index.segments)]
             for k, (name, named) in enumerate(sorted(coll.named.items())):
                 for j, seg in enumerate(named.segments):
                     segments[j]["graphs"][name] = _write_named_segment(pending, f"c{i:04d}.s{j:04d}.v{k:03d}",
-                                                                       coll, seg, files, share)
+                                                                       coll, name, seg, files, share)
             indexes = {index.field: _write_payload_index(pending, f"c{i:04d}.x{k:03d}", index, files, share)
                        for k, index in enumerate(coll.indexes)}
-            sparse = {name: _write_sparse(pending, f"c{i:04d}.p{k:03d}", index, files, share)
+            sparse = {name: _write_sparse(pending, f"c{i:04d}.p{k:03d}", name, index, files, share)
                       for k, (name, index) in enumerate(sorted(coll.sparse.items()))}
             colls.append({"config": coll.config.as_dict(), "created_offset": coll.created_offset,
                           "count": len(coll), "next_label": coll.next_label, "free_labels": list(coll.free_labels),
                           "segment_size": coll.index.segment_size, "segments": segments,
-                          "payload_indexes": indexes, **({"sparse": sparse} if sparse else {})})
-    manifest: dict[str, Any] = {"format": FORMAT, "snapshot_id": snapshot_id, "created_at": time.time(),
+                          "payload_indexes": indexes, **({"sparse": sparse} if sparse else {}),
+                          **({} if pending.keys is None else {"sealed": key is not None})})
+    pending.sealing = None
+    manifest: dict[str, Any] = {"format": FORMAT if pending.keys is None else SEALED_FORMAT,
+                                "snapshot_id": snapshot_id, "created_at": time.time(),
                                 "topic": topic, "offsets": {str(p): o for p, o in sorted(offsets.items())},
                                 "collections": colls, "files": files, "aliases": dict(sorted(state.aliases.items()))}
     if log_identity is not None:
@@ -257,7 +356,8 @@ def _write_segment(pending: Pending, stem: str, coll: Collection, seg: Segment, 
         parts = []
     for kind, suffix, version, write in (*parts, ("ints", "ints.npy", seg.points_version, ints),
                                          ("points", "points.avro", seg.points_version, points)):
-        _link_or_write(pending, seg, kind, version, f"{stem}.{suffix}", write, files, share)
+        _link_or_write(pending, seg, kind, version, f"{stem}.{suffix}", write, files, share,
+                       f"segment {seg.lo} {kind}")
     return entry
 
 
@@ -279,7 +379,7 @@ def _graph_parts(pending: Pending, stem: str, coll: Collection, seg: Segment,
             captured.update(taken)
             with open(path, "wb") as out:
                 np.save(out, full, allow_pickle=False)
-            if share:
+            if share and pending.sealing is None:  # sealed rows stay in RAM: the file is not rows
                 pending.adopt.append((coll, quantized.full, path.name, captured))
 
         def graph_map(path: Path) -> None:
@@ -292,8 +392,8 @@ def _graph_parts(pending: Pending, stem: str, coll: Collection, seg: Segment,
     return graph_entry, parts
 
 
-def _write_named_segment(pending: Pending, stem: str, coll: Collection, seg: Segment, files: dict[str, str],
-                         share: bool) -> dict[str, Any]:
+def _write_named_segment(pending: Pending, stem: str, coll: Collection, vector: str, seg: Segment,
+                         files: dict[str, str], share: bool) -> dict[str, Any]:
     """One segment of a named vector's index: its graph files, and the labels holding the vector
     (points may lack a named vector, so the points files do not say which labels are live)."""
     graph_entry, parts = _graph_parts(pending, stem, coll, seg, share)
@@ -305,11 +405,12 @@ def _write_named_segment(pending: Pending, stem: str, coll: Collection, seg: Seg
 
     graph_entry["labels_file"] = f"{stem}.labels.npy"
     for kind, suffix, version, write in (*parts, ("labels", "labels.npy", seg.alive_version, labels)):
-        _link_or_write(pending, seg, kind, version, f"{stem}.{suffix}", write, files, share)
+        _link_or_write(pending, seg, kind, version, f"{stem}.{suffix}", write, files, share,
+                       f"segment {seg.lo} vector {vector} {kind}")
     return graph_entry
 
 
-def _write_sparse(pending: Pending, stem: str, index: SparseIndex, files: dict[str, str],
+def _write_sparse(pending: Pending, stem: str, vector: str, index: SparseIndex, files: dict[str, str],
                   share: bool) -> dict[str, Any]:
     """A sparse vector's inverted index as its flat columns (``SparseIndex.columns``)."""
     columns = index.columns()
@@ -320,16 +421,19 @@ def _write_sparse(pending: Pending, stem: str, index: SparseIndex, files: dict[s
                 np.save(out, array, allow_pickle=False)
         name = f"{stem}.{k:02d}.npy"
         entry["files"][column] = name
-        _link_or_write(pending, index, f"column-{column}", index.version, name, write, files, share)
+        _link_or_write(pending, index, f"column-{column}", index.version, name, write, files, share,
+                       f"sparse {vector} column-{column}")
     return entry
 
 
 def _link_or_write(pending: Pending, owner: _Saves, kind: str, version: int, name: str,
-                   write: Callable[[Path], None], files: dict[str, str], share: bool) -> None:
+                   write: Callable[[Path], None], files: dict[str, str], share: bool, role: str) -> None:
     """Link the file an earlier snapshot wrote for ``owner``'s ``kind`` when it has not changed
-    since (``version``), else write it."""
+    since (``version``) and is sealed or clear as this collection's files are now, else write it
+    (sealed as ``role``, the file's identity within its collection, when the collection is)."""
     saved = owner.saved.get(kind)
-    if share and saved is not None and saved[2] == version:
+    if share and saved is not None and saved[2] == version and (pending.keys is None or _sealed_as(
+            saved[0], pending.sealing is not None)):
         try:  # unchanged since the snapshot that wrote it: share that file
             os.link(saved[0], pending.tmp / name)
             files[name] = saved[1]
@@ -337,8 +441,25 @@ def _link_or_write(pending: Pending, owner: _Saves, kind: str, version: int, nam
             return
         except OSError:  # gone, or another file system: write it again
             pass
-    write(pending.tmp / name)
+    if pending.sealing is None:
+        write(pending.tmp / name)
+    else:  # written in memory, sealed, then written to disk: the clear bytes never reach it
+        collection, created_offset, key_id, cipher = pending.sealing
+        with sealedfiles.scratch() as clear:
+            write(clear)
+            data = clear.read_bytes()
+        with open(pending.tmp / name, "wb") as out:
+            out.write(sealedfiles.seal(data, collection, created_offset, role, key_id, cipher))
     pending.written.append((owner, kind if share else "", version, name))
+
+
+def _sealed_as(path: Path, sealed: bool) -> bool:
+    """Whether the file at ``path`` is sealed (``sealed``) or clear (not): encryption turned on or
+    off since an earlier snapshot wrote it means writing it again."""
+    try:
+        return sealedfiles.is_sealed(path) == sealed
+    except OSError:
+        return False  # gone: written again
 
 
 def _write_payload_index(pending: Pending, stem: str, index: FieldIndex, files: dict[str, str],
@@ -359,7 +480,8 @@ def _write_payload_index(pending: Pending, stem: str, index: FieldIndex, files: 
     entry: dict[str, Any] = {"keys_file": f"{stem}.keys.npy", "labels_file": f"{stem}.labels.npy",
                              "codes_file": f"{stem}.codes.json", **counters}
     for kind, write in (("keys", save(keys)), ("labels", save(labels)), ("codes", strings)):
-        _link_or_write(pending, index, kind, index.version, entry[f"{kind}_file"], write, files, share)
+        _link_or_write(pending, index, kind, index.version, entry[f"{kind}_file"], write, files, share,
+                       f"payload index {index.field} {kind}")
     return entry
 
 
@@ -424,14 +546,16 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise SnapshotCorrupt(f"{path.name}/manifest.json: not valid JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("manifest_checksum") != _manifest_checksum(manifest):
         raise SnapshotCorrupt(f"{path.name}/manifest.json: checksum mismatch")
-    if manifest.get("format") not in (1, 2, FORMAT):
+    if manifest.get("format") not in (1, 2, FORMAT, SEALED_FORMAT):
         raise SnapshotCorrupt(f"{path.name}/manifest.json: unknown format {manifest.get('format')!r}")
     return manifest
 
 
-def verify(path: Path, only: str = "") -> list[str]:
+def verify(path: Path, only: str = "", keys: DataKeys | None = None, *, authenticate: bool = False) -> list[str]:
     """Every problem with the snapshot at ``path``, each naming the file; empty when sound
-    (``only``: the files whose names start with it, and the manifest)."""
+    (``only``: the files whose names start with it, and the manifest). ``authenticate``: every
+    sealed file's AES-GCM tag is checked too, with ``keys`` (files of shredded collections are not
+    problems: they count as deleted)."""
     try:
         manifest = read_manifest(path)
     except SnapshotCorrupt as exc:
@@ -445,74 +569,105 @@ def verify(path: Path, only: str = "") -> list[str]:
             problems.append(f"{path.name}/{name}: missing")
         elif file_checksum(file) != expected:
             problems.append(f"{path.name}/{name}: checksum mismatch")
+    if authenticate and not problems:
+        for entry in manifest["collections"]:
+            files = _files(path, manifest, entry, keys)
+            if files.erased():
+                continue  # the whole collection is erased
+            for name in [n for n in files.roles if n.startswith(only)]:
+                try:
+                    files.clear(name)
+                except (Shredded, SnapshotCorrupt) as exc:
+                    problems.append(f"{path.name}/{name}: {exc}" if isinstance(exc, Shredded) else str(exc))
     return problems
 
 
-def load(path: Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> LoadedSnapshot:
+def load(path: Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES, keys: DataKeys | None = None) -> LoadedSnapshot:
     """Load a verified snapshot; raise :class:`SnapshotCorrupt` naming what failed.
 
     ``segment_bytes`` sizes the segments collections open from now on (the loaded ones keep theirs).
+    Sealed collections (format 4) are opened with ``keys``: a file that does not authenticate, or
+    whose key is not held, makes the snapshot corrupt; a collection whose key was shredded is left
+    out, with its aliases, as if deleted (its clear deletion on the log is then skipped as erased).
     """
     problems = verify(path)
     if problems:
         raise SnapshotCorrupt("; ".join(problems))
     manifest = read_manifest(path)
     state = ProjectionState(segment_bytes)
+    shredded: list[str] = []
     for entry in manifest["collections"]:
-        coll = _load_collection(path, manifest, entry, segment_bytes)
+        try:
+            coll = _load_collection(path, manifest, entry, segment_bytes, keys)
+        except Shredded:
+            shredded.append(entry["config"]["name"])
+            continue
         state.collections[coll.name] = coll
-    state.aliases = _aliases(path, manifest, state)
+    state.aliases = _aliases(path, manifest, state, set(shredded))
     offsets = {int(p): int(o) for p, o in manifest["offsets"].items()}
     recorded = manifest.get("log")
     return LoadedSnapshot(manifest["snapshot_id"], path, offsets, state, float(manifest["created_at"]),
                           {"cluster_id": recorded.get("cluster_id"), "topic_id": recorded.get("topic_id")}
-                          if isinstance(recorded, dict) else None)
+                          if isinstance(recorded, dict) else None, tuple(shredded))
 
 
-def load_collection(path: Path, name: str, created_offset: int) -> tuple[Collection, dict[str, Any]]:
+def load_collection(path: Path, name: str, created_offset: int,
+                    keys: DataKeys | None = None) -> tuple[Collection, dict[str, Any]]:
     """The collection ``name`` (the one created at ``created_offset``) of the snapshot at ``path``,
     and the snapshot's manifest: only that collection's files are verified and read.
-    :class:`SnapshotCorrupt` names what failed; :class:`KeyError` when the snapshot lacks it."""
+    :class:`SnapshotCorrupt` names what failed (a shredded key too); :class:`KeyError` when the
+    snapshot lacks it. A sealed collection is opened with ``keys``."""
     manifest = read_manifest(path)
     found = [(i, entry) for i, entry in enumerate(manifest["collections"])
              if entry["config"]["name"] == name and entry["created_offset"] == created_offset]
     if not found:
         raise KeyError(f"snapshot {path.name} holds no collection {name!r} created at offset {created_offset}")
     i, entry = found[0]
-    prefix = f"c{i:04d}." if manifest["format"] == FORMAT else ""  # formats 1 and 2: verify every file
+    prefix = f"c{i:04d}." if manifest["format"] in (FORMAT, SEALED_FORMAT) else ""  # 1 and 2: every file
     problems = verify(path, only=prefix)
     if problems:
         raise SnapshotCorrupt("; ".join(problems))
-    return _load_collection(path, manifest, entry, DEFAULT_SEGMENT_BYTES), manifest
+    try:
+        return _load_collection(path, manifest, entry, DEFAULT_SEGMENT_BYTES, keys), manifest
+    except Shredded as exc:
+        raise SnapshotCorrupt(f"{path.name}: {exc}") from None
 
 
-def _load_collection(path: Path, manifest: dict[str, Any], entry: dict[str, Any], segment_bytes: int) -> Collection:
+def _load_collection(path: Path, manifest: dict[str, Any], entry: dict[str, Any], segment_bytes: int,
+                     keys: DataKeys | None = None) -> Collection:
+    files = _files(path, manifest, entry, keys)
+    if files.erased():
+        raise Shredded(f"collection {files.collection!r}: its data keys were shredded")
     config = CollectionConfig(**entry["config"])
     size = entry.get("segment_size") or segment_size_for(config.dimension, segment_bytes)
     coll = Collection(config, entry["created_offset"], segment_size=size)
     if "segments" in entry:
         for seg_entry in entry["segments"]:
-            _load_segment(path, manifest, coll, seg_entry)
+            _load_segment(path, manifest, coll, seg_entry, files)
     else:  # formats 1 and 2: one graph for all labels, then segments of the configured size
         _load_segment(path, manifest, coll, {**entry, "lo": 0, "hi": max(entry["next_label"], 1),
                                              "graphs": {"": {"file": entry["index_file"],
-                                                             "capacity": entry["capacity"]}}}, legacy=True)
+                                                             "capacity": entry["capacity"]}}}, files, legacy=True)
     coll.next_label = entry["next_label"]
     coll.free_labels = list(entry["free_labels"])
     if len(coll) != entry["count"]:
         raise SnapshotCorrupt(f"{path.name}: collection {config.name!r} has {len(coll)} points, the manifest "
                               f"says {entry['count']}")
     for seg_entry in entry.get("segments") or []:
-        _load_named_segment(path, manifest, coll, seg_entry)
+        _load_named_segment(path, manifest, coll, seg_entry, files)
     for name, sparse_entry in (entry.get("sparse") or {}).items():
-        coll.sparse[name] = _load_sparse(path, manifest, coll, name, sparse_entry)
-    coll.index_payloads(_load_payload_indexes(path, manifest, config, entry.get("payload_indexes") or {}))
+        coll.sparse[name] = _load_sparse(path, manifest, coll, name, sparse_entry, files)
+    coll.index_payloads(_load_payload_indexes(path, manifest, config, entry.get("payload_indexes") or {}, files))
     return coll
 
 
-def _aliases(path: Path, manifest: dict[str, Any], state: ProjectionState) -> dict[str, str]:
-    """The manifest's ``aliases`` (alias -> collection; a snapshot older than the field has none)."""
+def _aliases(path: Path, manifest: dict[str, Any], state: ProjectionState,
+             shredded: set[str] | None = None) -> dict[str, str]:
+    """The manifest's ``aliases`` (alias -> collection; a snapshot older than the field has none),
+    but those of ``shredded`` collections (left out of the state)."""
     found = manifest.get("aliases") or {}
+    if shredded and isinstance(found, dict):
+        found = {a: c for a, c in found.items() if c not in shredded}
     if not isinstance(found, dict) or any(not isinstance(a, str) or c not in state.collections
                                           for a, c in found.items()):
         raise SnapshotCorrupt(f"{path.name}/manifest.json: aliases must name collections of the snapshot")
@@ -520,7 +675,7 @@ def _aliases(path: Path, manifest: dict[str, Any], state: ProjectionState) -> di
 
 
 def _load_payload_indexes(path: Path, manifest: dict[str, Any], config: CollectionConfig,
-                          stored: dict[str, Any]) -> dict[str, FieldIndex]:
+                          stored: dict[str, Any], files_of: _Files) -> dict[str, FieldIndex]:
     """The payload indexes the snapshot stored (snapshots before them store none: those are built
     from the payloads by the caller)."""
     files = manifest["files"]
@@ -530,9 +685,9 @@ def _load_payload_indexes(path: Path, manifest: dict[str, Any], config: Collecti
         if entry is None:
             continue
         try:
-            keys = np.load(path / entry["keys_file"], allow_pickle=False)
-            labels = np.load(path / entry["labels_file"], allow_pickle=False)
-            codes = json.loads((path / entry["codes_file"]).read_text())
+            keys = files_of.array(entry["keys_file"])
+            labels = files_of.array(entry["labels_file"])
+            codes = json.loads(files_of.clear(entry["codes_file"]))
             index = FieldIndex.restore(field_name, schema, keys, labels, codes, entry)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SnapshotCorrupt(f"{path.name}: payload index on {field_name!r}: {exc}") from None
@@ -543,7 +698,7 @@ def _load_payload_indexes(path: Path, manifest: dict[str, Any], config: Collecti
     return out
 
 
-def _load_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry: dict[str, Any],
+def _load_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry: dict[str, Any], files_of: _Files,
                   legacy: bool = False) -> None:
     """Load one segment's points into ``coll`` and adopt its graph (format 3; ``legacy``: the one
     graph of formats 1 and 2, whose files are not recorded as reusable)."""
@@ -551,14 +706,15 @@ def _load_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry:
     int_labels = np.empty(0, np.int64)
     if entry.get("ints_file"):
         try:
-            ints = np.load(path / entry["ints_file"], allow_pickle=False)
+            ints = files_of.array(entry["ints_file"])
         except ValueError as exc:
             raise SnapshotCorrupt(f"{path.name}/{entry['ints_file']}: not a .npy array ({exc})") from None
         coll.label_of.set_ints(ints[:, 1], ints[:, 0])
         coll.id_of.set_ints(ints[:, 0], ints[:, 1])
         int_labels = ints[:, 0].astype(np.int64)
     other: list[int] = []  # labels of string ids
-    with open(path / entry["points_file"], "rb") as f:
+    with io.BytesIO(files_of.clear(entry["points_file"])) if files_of.sealed else open(
+            path / entry["points_file"], "rb") as f:
         for raw in fastavro.reader(f):
             rec = cast(dict[str, Any], raw)
             label = rec["label"]
@@ -578,7 +734,7 @@ def _load_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry:
     if graph_entry is None:  # no unnamed vector: its graphs hold nothing
         graph = coll.index.empty_graph(entry["lo"], entry["hi"])
     else:
-        graph, parts = _load_graph(path, graph_entry, config.dense()[""], entry["lo"], entry["hi"])
+        graph, parts = _load_graph(path, graph_entry, config.dense()[""], entry["lo"], entry["hi"], files_of)
     seg = coll.index.restore_segment(entry["lo"], entry["hi"], graph, live if graph_entry is not None
                                      else np.empty(0, np.int64))
     if not legacy:  # unchanged parts of it are linked by the next snapshot, not written again
@@ -587,27 +743,31 @@ def _load_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry:
             seg.saved[kind] = (path / name, files[name], 0)
 
 
-def _load_graph(path: Path, graph_entry: dict[str, Any], spec: VectorSpec, lo: int,
-                hi: int) -> tuple[VectorIndex | QuantizedGraph, list[tuple[str, str]]]:
-    """One segment's graph of one dense vector, and its files by kind."""
+def _load_graph(path: Path, graph_entry: dict[str, Any], spec: VectorSpec, lo: int, hi: int,
+                files_of: _Files) -> tuple[VectorIndex | QuantizedGraph, list[tuple[str, str]]]:
+    """One segment's graph of one dense vector, and its files by kind. (A sealed collection's
+    on-disk float32 rows are read from a copy in memory: they cannot be read in place.)"""
     parts = [("graph", graph_entry["file"])]
     graph: VectorIndex | QuantizedGraph
     try:
         if graph_entry.get("engine") in ENGINES:
-            graph = QuantizedGraph.load(path / graph_entry["file"], path / graph_entry["map_file"],
-                                        path / graph_entry["vectors_file"], spec.size, spec.metric, spec.m,
-                                        spec.ef_construction, spec.ef, lo, hi,
-                                        on_disk=spec.on_disk is not False, engine=graph_entry["engine"])
+            with files_of.local(graph_entry["file"]) as graph_file, files_of.local(graph_entry["map_file"]) as \
+                    map_file, files_of.local(graph_entry["vectors_file"]) as vectors_file:
+                graph = QuantizedGraph.load(graph_file, map_file, vectors_file, spec.size, spec.metric, spec.m,
+                                            spec.ef_construction, spec.ef, lo, hi,
+                                            on_disk=spec.on_disk is not False, engine=graph_entry["engine"])
             parts += [("map", graph_entry["map_file"]), ("vectors", graph_entry["vectors_file"])]
         else:
-            graph = VectorIndex.load(path / graph_entry["file"], spec.size, spec.metric, spec.m,
-                                     spec.ef_construction, spec.ef, graph_entry["capacity"])
+            with files_of.local(graph_entry["file"]) as graph_file:
+                graph = VectorIndex.load(graph_file, spec.size, spec.metric, spec.m,
+                                         spec.ef_construction, spec.ef, graph_entry["capacity"])
     except (RuntimeError, ValueError) as exc:
         raise SnapshotCorrupt(f"{path.name}/{graph_entry['file']}: cannot load it ({exc})") from None
     return graph, parts
 
 
-def _load_named_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry: dict[str, Any]) -> None:
+def _load_named_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry: dict[str, Any],
+                        files_of: _Files) -> None:
     """The named vectors' graphs of one segment (format 3 entries keyed by vector name)."""
     files = manifest["files"]
     specs = coll.config.named()
@@ -617,9 +777,9 @@ def _load_named_segment(path: Path, manifest: dict[str, Any], coll: Collection, 
         if name not in specs:
             raise SnapshotCorrupt(f"{path.name}: a graph of vector {name!r}, which the collection "
                                   f"{coll.name!r} does not have")
-        graph, parts = _load_graph(path, graph_entry, specs[name], entry["lo"], entry["hi"])
+        graph, parts = _load_graph(path, graph_entry, specs[name], entry["lo"], entry["hi"], files_of)
         try:
-            live = np.load(path / graph_entry["labels_file"], allow_pickle=False).astype(np.int64)
+            live = files_of.array(graph_entry["labels_file"]).astype(np.int64)
         except ValueError as exc:
             raise SnapshotCorrupt(f"{path.name}/{graph_entry['labels_file']}: not a .npy array ({exc})") from None
         if len(live) and (live[0] < entry["lo"] or live[-1] >= entry["hi"] or not np.all(np.isin(
@@ -632,13 +792,14 @@ def _load_named_segment(path: Path, manifest: dict[str, Any], coll: Collection, 
 
 
 def _load_sparse(path: Path, manifest: dict[str, Any], coll: Collection, name: str,
-                 entry: dict[str, Any]) -> SparseIndex:
+                 entry: dict[str, Any], files_of: _Files) -> SparseIndex:
     params = coll.config.sparse().get(name)
     if params is None:
         raise SnapshotCorrupt(f"{path.name}: a sparse index of vector {name!r}, which the collection "
                               f"{coll.name!r} does not have")
     try:
-        columns = {column: np.load(path / file, allow_pickle=False) for column, file in entry["files"].items()}
+        columns = {column: files_of.array(file)
+                   for column, file in entry["files"].items()}
         index = SparseIndex.restore(columns, idf=params.get("modifier") == "idf")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SnapshotCorrupt(f"{path.name}: sparse vector {name!r}: {exc}") from None
@@ -648,11 +809,13 @@ def _load_sparse(path: Path, manifest: dict[str, Any], coll: Collection, name: s
     return index
 
 
-def load_newest(directory: Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> LoadedSnapshot | None:
-    """The newest snapshot that verifies and loads; older ones are tried in turn."""
+def load_newest(directory: Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+                keys: DataKeys | None = None) -> LoadedSnapshot | None:
+    """The newest snapshot that verifies and loads (sealed files opened with ``keys``: one that fails
+    authentication is unusable like a damaged one); older ones are tried in turn."""
     for path in list_snapshots(directory):
         try:
-            return load(path, segment_bytes)
+            return load(path, segment_bytes, keys)
         except SnapshotCorrupt as exc:
             log.warning("snapshot %s is unusable, trying an older one: %s", path.name, exc)
         except (OSError, KeyError, TypeError, ValueError) as exc:

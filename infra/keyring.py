@@ -227,6 +227,16 @@ class Keyring:
             assert newest.cipher is not None
             return newest.key_id, newest.cipher
 
+    def snapshot_key(self, collection: str) -> tuple[bytes, AESGCM] | None:
+        """The key a projection snapshot seals ``collection``'s files with (``consumers.sealedfiles``):
+        with encryption on, the one its new events get (made now if it has none); off, its newest
+        key still held, None if it has none (its events are clear: so are its files)."""
+        if self.settings.encryption:
+            return self.sealing_key(collection)
+        held = [k for k in self.data_keys(collection) if k.cipher is not None]
+        newest = max(held, key=lambda k: k.version, default=None)
+        return None if newest is None or newest.cipher is None else (newest.key_id, newest.cipher)
+
     def add(self, collection: str) -> DataKey:
         """A new data key for ``collection`` (its next version), durable on the keys topic when this returns."""
         if self.kek is None:

@@ -18,6 +18,7 @@ from producers.producer import WriteToken
 from projections.changes import Rejection
 from projections.collection import Collection
 from schemas import events as ev
+from schemas.sealing import DataKeys
 
 
 class ProjectionReader(Protocol):
@@ -38,6 +39,8 @@ class ProjectionReader(Protocol):
     def wait_for(self, partition: int, offset: int, timeout: float | None) -> None: ...
     def verdict(self, partition: int, offsets: Iterable[int]) -> list[Rejection]: ...
     def request_snapshot(self, timeout: float) -> str | None: ...
+    @property
+    def keys(self) -> DataKeys | None: ...  # the data keys sealed snapshot files are opened with
 
 
 class Publisher(Protocol):

@@ -10,7 +10,10 @@ import numpy as np
 import typer
 
 from consumers.dlq import read_letters
+from infra.errors import EncryptionKeyError
+from infra.keyring import Keyring
 from schemas import events as ev
+from schemas import sealing
 from schemas.codec import decode
 from schemas.errors import DecodeError
 from vectorizer.cli.context import cli_context, fail
@@ -37,7 +40,10 @@ def list_letters(ctx: typer.Context) -> None:
 @app.command("show")
 def show(ctx: typer.Context, offset: str = typer.Argument(..., help="The source offset, as PARTITION:OFFSET "
                                                                    "(or OFFSET for partition 0)")) -> None:
-    """Everything about one dead letter, its original event decoded when it decodes."""
+    """Everything about one dead letter, its original event decoded when it decodes.
+
+    An encrypted record is decrypted when the key-encryption key is set
+    (VECTORIZER_ENCRYPTION_KEY_FILE or VECTORIZER_ENCRYPTION_KEY); without it, it shows as encrypted."""
     c = cli_context(ctx)
     part, sep, off = offset.partition(":")
     if not sep:
@@ -47,21 +53,32 @@ def show(ctx: typer.Context, offset: str = typer.Argument(..., help="The source 
     for letter in read_letters(c.settings):
         if (letter.source_partition, letter.source_offset) == (int(part), int(off)):
             row = letter.row()
-            row["event"] = _event(letter.value)
+            try:
+                keys = Keyring.open(c.settings) if c.settings.has_kek and letter.value is not None \
+                    and sealing.is_sealed(letter.value) else None
+            except EncryptionKeyError as exc:
+                raise fail(str(exc)) from None
+            try:
+                row["event"] = _event(letter.value, keys)
+            finally:
+                if keys is not None:
+                    keys.close()
             c.emit(row, json.dumps(row, indent=2, default=str))
             return
     raise fail(f"no dead letter for {c.settings.topic} at {part}:{off}")
 
 
-def _event(value: bytes | None) -> Any:
-    """The original event as JSON-able fields (vectors summarised), or why it does not decode."""
+def _event(value: bytes | None, keys: Keyring | None = None) -> Any:
+    """The original event as JSON-able fields (vectors summarised), or why it does not decode
+    (a sealed record is opened with ``keys``; ``encrypted`` says it was one)."""
     if value is None:
         return None
+    encrypted = {"encrypted": True} if sealing.is_sealed(value) else {}
     try:
-        event = decode(value)
+        event = decode(value, keys)
     except DecodeError as exc:
-        return {"undecodable": str(exc), "bytes": len(value)}
-    fields: dict[str, Any] = {"type": type(event).__name__}
+        return {"undecodable": str(exc), "bytes": len(value), **encrypted}
+    fields: dict[str, Any] = {"type": type(event).__name__, **encrypted}
     for f in dataclasses.fields(event):
         item = getattr(event, f.name)
         if isinstance(item, np.ndarray):

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from consumers import backup as backups
-from consumers import integrity, snapshots
+from consumers import integrity, sealedfiles, snapshots
 from consumers.replay import STALL_SECONDS, log_ends
 from infra.errors import VectorizerError
 from infra.process import setup_logging
@@ -164,7 +164,8 @@ def snapshot(ctx: typer.Context) -> None:
     position = catalog.positions()
     catalog.close()
     state, _ = integrity.served_state(s, position)
-    path = snapshots.write_snapshot(state, position, s.snapshot_dir, s.topic, s.snapshots_keep)
+    with sealedfiles.opened_keys(s) as keys:
+        path = snapshots.write_snapshot(state, position, s.snapshot_dir, s.topic, s.snapshots_keep, keys=keys)
     c.emit({"snapshot": path.name, "offsets": position}, f"snapshot {path.name} covers {position}")
 
 

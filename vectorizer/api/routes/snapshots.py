@@ -72,7 +72,7 @@ def create_snapshot(request: Request, collection_name: str, timeout: float | Non
         with _writing:
             snapshots.record_request(path, coll.config.name, coll.created_offset)
             made = artefacts.write_collection(path, coll.config.name, coll.created_offset,
-                                              _collection_dir(a, coll.config.name))
+                                              _collection_dir(a, coll.config.name), a.projection.keys)
     except (FileNotFoundError, SnapshotCorrupt):  # pruned by newer ones in the meantime
         raise _pruned(path.name) from None
     except KeyError:  # deleted (and maybe created again) before the snapshot was written
