@@ -264,9 +264,8 @@ def _check_index(coll: Collection | None, mirror: CatalogMirror, name: str) -> l
     for start in range(0, len(common), 65_536):
         keys, chunk = common[start:start + 65_536], labels[start:start + 65_536]
         try:
-            vectors: list[Any] = [coll.vector_bytes(label) for label in chunk] if coll.has_named \
-                else list(coll.index.vectors(chunk))
-        except RuntimeError:  # hnswlib has no vector for some label: find which, one by one
+            vectors: list[Any] = list(coll.vector_records(chunk))
+        except RuntimeError:  # hnswlib has no vector for a label said to hold one: find which, one by one
             vectors = [_vector_or_none(coll, label) for label in chunk]
         for key, label, vector in zip(keys, chunk, vectors, strict=True):
             if vector is None:
@@ -302,7 +301,7 @@ def _check_payload_indexes(served: Collection | None, fresh: Collection | None, 
 
 def _vector_or_none(coll: Collection, label: int) -> np.ndarray | bytes | None:
     try:
-        return coll.vector_bytes(label) if coll.has_named else coll.index.vectors([label])[0]
+        return coll.vector_records([label])[0]
     except RuntimeError:
         return None
 
@@ -322,7 +321,9 @@ def _check_recall(served: Collection | None, fresh: Collection | None, name: str
     if served is None or fresh is None or len(fresh) < 20 or not fresh.config.has_unnamed:
         return [], None  # the recall of named vectors is not sampled
     rng = np.random.default_rng(0)
-    live = fresh.live_labels()
+    live = fresh.index.live_labels()  # the points holding the unnamed vector (delete_vectors may drop it)
+    if len(live) < 20:
+        return [], None
     picks = rng.choice(live, size=min(samples, len(live)), replace=False)
     queries = fresh.index.vectors(picks) + rng.normal(scale=0.01, size=(len(picks), fresh.config.dimension))
     got, reference = [], []
@@ -358,7 +359,7 @@ def _compare_states(mine: Collection | None, theirs: Collection | None, name: st
 def _checksums(coll: Collection) -> dict[str, str]:
     pids = list(coll.label_of)
     labels = [coll.label_of[p] for p in pids]
-    vectors: Any = [coll.vector_bytes(label) for label in labels] if coll.has_named else coll.index.vectors(labels)
+    vectors = coll.vector_records(labels)
     return {catalog_key(p): point_checksum(v, canonical_json(coll.payload_of.get(coll.label_of[p])))
             for p, v in zip(pids, vectors, strict=True)}
 

@@ -10,7 +10,8 @@ The manifest holds the offsets the snapshot covers, the collections' aliases (``
 alias -> collection; a snapshot without the field has none), the collections' configs, label
 allocators and segments (each segment's graphs keyed by vector name, ``""`` for the unnamed
 vector: named vectors add entries ``cNNNN.sJJJJ.vKKK.*`` with a ``labels_file`` of the labels
-holding them, not a format), sparse indexes as their columns (``cNNNN.pKKK.*.npy``: the
+holding them, not a format; the ``""`` entry has one, ``cNNNN.sJJJJ.labels.npy``, only when some
+point of the segment lacks its unnamed vector), sparse indexes as their columns (``cNNNN.pKKK.*.npy``: the
 vectors and the postings segments, adopted on load without a rebuild), an xxh3-64 per file,
 and its own checksum. Format 4 is format 3 written by a process holding data keys (encryption
 at rest): each collection entry says whether its files are ``sealed``
@@ -354,6 +355,8 @@ def _write_segment(pending: Pending, stem: str, coll: Collection, seg: Segment, 
                              "ints_file": f"{stem}.ints.npy", "points_file": f"{stem}.points.avro"}
     if not coll.config.has_unnamed:
         parts = []
+    elif seg.live < entry["count"]:  # points without their unnamed vector (delete_vectors): which hold it
+        parts.append(_labels_part(graph_entry, stem, seg))
     for kind, suffix, version, write in (*parts, ("ints", "ints.npy", seg.points_version, ints),
                                          ("points", "points.avro", seg.points_version, points)):
         _link_or_write(pending, seg, kind, version, f"{stem}.{suffix}", write, files, share,
@@ -397,6 +400,16 @@ def _write_named_segment(pending: Pending, stem: str, coll: Collection, vector: 
     """One segment of a named vector's index: its graph files, and the labels holding the vector
     (points may lack a named vector, so the points files do not say which labels are live)."""
     graph_entry, parts = _graph_parts(pending, stem, coll, seg, share)
+    for kind, suffix, version, write in (*parts, _labels_part(graph_entry, stem, seg)):
+        _link_or_write(pending, seg, kind, version, f"{stem}.{suffix}", write, files, share,
+                       f"segment {seg.lo} vector {vector} {kind}")
+    return graph_entry
+
+
+def _labels_part(graph_entry: dict[str, Any], stem: str,
+                 seg: Segment) -> tuple[str, str, int, Callable[[Path], None]]:
+    """The file of the labels holding a graph's vector (``labels_file`` in ``graph_entry``): every
+    named vector's, and the unnamed vector's when some point of the segment lacks it."""
     alive = (np.flatnonzero(seg.alive) + seg.lo).astype(np.int64)
 
     def labels(path: Path) -> None:
@@ -404,10 +417,7 @@ def _write_named_segment(pending: Pending, stem: str, coll: Collection, vector: 
             np.save(out, alive, allow_pickle=False)
 
     graph_entry["labels_file"] = f"{stem}.labels.npy"
-    for kind, suffix, version, write in (*parts, ("labels", "labels.npy", seg.alive_version, labels)):
-        _link_or_write(pending, seg, kind, version, f"{stem}.{suffix}", write, files, share,
-                       f"segment {seg.lo} vector {vector} {kind}")
-    return graph_entry
+    return "labels", "labels.npy", seg.alive_version, labels
 
 
 def _write_sparse(pending: Pending, stem: str, vector: str, index: SparseIndex, files: dict[str, str],
@@ -735,6 +745,9 @@ def _load_segment(path: Path, manifest: dict[str, Any], coll: Collection, entry:
         graph = coll.index.empty_graph(entry["lo"], entry["hi"])
     else:
         graph, parts = _load_graph(path, graph_entry, config.dense()[""], entry["lo"], entry["hi"], files_of)
+        if "labels_file" in graph_entry:  # some points lack the unnamed vector: those holding it
+            live = _held_labels(path, graph_entry["labels_file"], entry, live, files_of)
+            parts.append(("labels", graph_entry["labels_file"]))
     seg = coll.index.restore_segment(entry["lo"], entry["hi"], graph, live if graph_entry is not None
                                      else np.empty(0, np.int64))
     if not legacy:  # unchanged parts of it are linked by the next snapshot, not written again
@@ -778,17 +791,21 @@ def _load_named_segment(path: Path, manifest: dict[str, Any], coll: Collection, 
             raise SnapshotCorrupt(f"{path.name}: a graph of vector {name!r}, which the collection "
                                   f"{coll.name!r} does not have")
         graph, parts = _load_graph(path, graph_entry, specs[name], entry["lo"], entry["hi"], files_of)
-        try:
-            live = files_of.array(graph_entry["labels_file"]).astype(np.int64)
-        except ValueError as exc:
-            raise SnapshotCorrupt(f"{path.name}/{graph_entry['labels_file']}: not a .npy array ({exc})") from None
-        if len(live) and (live[0] < entry["lo"] or live[-1] >= entry["hi"] or not np.all(np.isin(
-                live, coll.id_of.labels()))):
-            raise SnapshotCorrupt(f"{path.name}/{graph_entry['labels_file']}: labels outside the segment or of no "
-                                  f"point")
+        live = _held_labels(path, graph_entry["labels_file"], entry, coll.id_of.labels(), files_of)
         seg = coll.named[name].restore_segment(entry["lo"], entry["hi"], graph, live)
         for kind, file in (*parts, ("labels", graph_entry["labels_file"])):
             seg.saved[kind] = (path / file, files[file], 0)
+
+
+def _held_labels(path: Path, file: str, entry: dict[str, Any], points: np.ndarray, files_of: _Files) -> np.ndarray:
+    """The labels of a graph's ``labels_file``: in the segment, each a label of ``points``."""
+    try:
+        live = files_of.array(file).astype(np.int64)
+    except ValueError as exc:
+        raise SnapshotCorrupt(f"{path.name}/{file}: not a .npy array ({exc})") from None
+    if len(live) and (live[0] < entry["lo"] or live[-1] >= entry["hi"] or not np.all(np.isin(live, points))):
+        raise SnapshotCorrupt(f"{path.name}/{file}: labels outside the segment or of no point")
+    return live
 
 
 def _load_sparse(path: Path, manifest: dict[str, Any], coll: Collection, name: str,

@@ -371,12 +371,28 @@ class Collection:
     def vector(self, point_id: PointId) -> np.ndarray | None:
         """The unnamed vector of ``point_id`` (None: no such point, or no unnamed vector)."""
         label = self.label_of.get(point_id)
-        return None if label is None or not self.config.has_unnamed else self.index.vectors([label])[0]
+        if label is None or not self.config.has_unnamed or not self.index.holds(np.array([label]))[0]:
+            return None
+        return self.index.vectors([label])[0]
 
     @property
     def has_named(self) -> bool:
         """Whether the collection has named vectors (dense or sparse) beside or instead of the unnamed one."""
         return bool(self.named or self.sparse)
+
+    @property
+    def partial(self) -> bool:
+        """Whether a point may lack one of the collection's vectors: it has named vectors, or some
+        point lacks its unnamed one (Qdrant's ``delete_vectors`` of ``""``). When false, every live
+        label has its row in :attr:`index` and that row is all its :func:`vector_record` holds."""
+        return self.has_named or len(self.index) != len(self.label_of)
+
+    def vector_records(self, labels: list[int]) -> list[np.ndarray | bytes]:
+        """Each of ``labels``' vectors as :func:`vector_record` gives them (what checksums hash): the
+        unnamed rows read at once when no point lacks a vector (the same bytes), else one by one."""
+        if not self.partial:
+            return list(self.index.vectors(labels))
+        return [self.vector_bytes(label) for label in labels]
 
     def dense(self, name: str) -> SegmentedIndex | None:
         """The index of the dense vector ``name`` (``""``: the unnamed one); None: no such dense vector."""

@@ -46,7 +46,7 @@ def distance_matrix(coll: Collection, flt: Filter | None, sample: int, limit: in
         index = None if sparse is not None else coll.dense(using)
         if sparse is not None:
             labels = labels[members(labels, sparse.labels())]
-        elif coll.has_named:
+        elif coll.partial:
             assert index is not None
             labels = labels[index.holds(labels)]
         picked = labels[np.random.default_rng().permutation(len(labels))[:sample]]

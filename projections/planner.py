@@ -115,7 +115,7 @@ def _condition(coll: Collection, cond: dict[str, Any]) -> tuple[np.ndarray | Non
         space = coll.dense(name)
         if space is None:
             return _NONE, True
-        return (space.live_labels() if coll.has_named else coll.live_labels()), True
+        return (space.live_labels() if coll.partial else coll.live_labels()), True
     if "has_id" in cond:
         label_of = coll.label_of
         found = [label for raw in cond["has_id"]

@@ -162,7 +162,7 @@ def _leaf(coll: Collection, plan: Plan, flt: Filter | None, candidates: list[Poi
             hits = search(coll, q.dense, plan.limit, using=plan.using, ef=plan.ef, flt=flt, exact=plan.exact,
                           offset=plan.offset, quantized=plan.quantized)
         else:
-            held = among[index.holds(among)] if coll.has_named else among
+            held = among[index.holds(among)] if coll.partial else among
             found, scores = index.exact(q.dense, held, need)
             hits = hits_of(coll, found, scores)[plan.offset:]
     hits = reads.better_than(hits, plan.score_threshold, higher)
@@ -273,7 +273,7 @@ def _scan(coll: Collection, plan: Plan, q: Scan, labels: np.ndarray) -> list[Sco
     else:
         index = coll.dense(plan.using)
         assert index is not None
-        if coll.has_named:
+        if coll.partial:
             labels = labels[index.holds(labels)]
         for chunk, rows in rows_in_chunks(index, labels):
             found.append(chunk)

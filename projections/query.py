@@ -123,9 +123,10 @@ class Points:
     positions: list[int]  # where each found id was in the request
     ids: list[PointId]
     payloads: list[Payload | None]
-    vectors: np.ndarray | None  # (found, dim) float32: unnamed vectors, when asked for in a collection of them only
+    vectors: np.ndarray | None  # (found, dim) float32: unnamed vectors, when asked for in a collection of them
+    #  only and every point holds its own (not ``Collection.partial``)
     named: dict[str, tuple[np.ndarray, np.ndarray | list[Sparse]]] | None = None  # name -> (which points hold it,
-    #  their rows in that order): vectors asked for by name, or in a collection with named vectors
+    #  their rows in that order): vectors asked for by name, or in a collection where points may lack one
 
 
 def points(coll: Collection, ids: Sequence[PointId], with_vectors: bool | Sequence[str]) -> Points:
@@ -136,7 +137,7 @@ def points(coll: Collection, ids: Sequence[PointId], with_vectors: bool | Sequen
         labels = np.array([label for _, _, label in present], dtype=np.int64)
         vectors = None
         named: dict[str, tuple[np.ndarray, np.ndarray | list[Sparse]]] | None = None
-        if with_vectors is True and not coll.has_named:
+        if with_vectors is True and not coll.partial:
             vectors = coll.index.vectors(labels)
         elif with_vectors is not False:
             named = {}

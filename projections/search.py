@@ -92,12 +92,13 @@ def hits_of(coll: Collection, labels: np.ndarray, scores: np.ndarray) -> list[Hi
 
 
 class _Space:
-    """The collection and one of its dense indexes. A collection with named vectors may have
-    points without this one, so its live labels are the index's own; otherwise every point's."""
+    """The collection and one of its dense indexes. Points may lack this vector (named vectors, or an
+    unnamed one deleted: ``Collection.partial``), then its live labels are the index's own; otherwise
+    every point's."""
 
     def __init__(self, coll: Collection, index: SegmentedIndex) -> None:
         self.coll, self.index = coll, index
-        self.partial = coll.has_named
+        self.partial = coll.partial
         self.total = len(index) if self.partial else len(coll)
 
     def live(self) -> np.ndarray:

@@ -204,8 +204,12 @@ class ProjectionState:
             if coll.config.has_unnamed:
                 changed = np.ones(n, dtype=bool)
                 if live:  # a point re-upserted with the very same vector (a retry, a payload-only update)
-                    stored = coll.index.vectors(labels[live])  # keeps its place in the graph: re-linking
-                    changed[live] = ~np.all(stored == prepared[live], axis=1)  # it costs ~4 inserts
+                    # keeps its place in the graph: re-linking it costs ~4 inserts. A point whose vector
+                    # delete_vectors removed has none to compare: it gets the new one.
+                    at = np.asarray(live, dtype=np.int64)
+                    held = at[coll.index.holds(labels[at])]
+                    stored = coll.index.vectors(labels[held])
+                    changed[held] = ~np.all(stored == prepared[held], axis=1)
                 coll.index.add(labels[changed], prepared[changed])
             if coll.has_named:  # an upsert replaces the whole point: its named vectors go, then the new ones
                 for label in labels[live].tolist():
@@ -344,9 +348,7 @@ class ProjectionState:
         """The catalog rows of points whose payload or vectors changed."""
         if not present:
             return []
-        labels = [label for _, label in present]
-        vectors: Iterable[Any] = ([coll.vector_bytes(label) for label in labels] if coll.has_named
-                                  else coll.index.vectors(labels))
+        vectors: Iterable[Any] = coll.vector_records([label for _, label in present])
         rows = []
         for (pid, label), vector in zip(present, vectors, strict=True):
             text = canonical_json(coll.payload_of.get(label))

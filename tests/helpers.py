@@ -92,8 +92,7 @@ def state_of(projector: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, coll in sorted(projector.state.collections.items()):
         labels = [coll.label_of[pid] for pid in sorted(coll.label_of, key=repr)]
-        vectors = [coll.vector_bytes(label) for label in labels] if coll.has_named \
-            else [row.tobytes() for row in coll.index.vectors(labels)]
+        vectors = [v if isinstance(v, bytes) else v.tobytes() for v in coll.vector_records(labels)]
         out[name] = {
             "config": coll.config.as_dict(),
             "points": {repr(pid): (coll.payload_of.get(lbl), vectors[i])

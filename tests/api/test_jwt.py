@@ -49,11 +49,6 @@ EXTRAS = ("/collections/{collection_name}/index", "/collections/{collection_name
           "/collections/{collection_name}/cluster")
 
 
-#: The bodies tests/api/test_security.py sends, one aside: deleting a vector of a point no walk wrote.
-WALK_BODIES = {**BODIES,
-               ("POST", "/collections/{collection_name}/points/vectors/delete"): {"points": [99], "vector": [""]}}
-
-
 def token(access: Any = None, *, sub: str = "tester", secret: str = KEY, **claims: Any) -> str:
     body: dict[str, Any] = {"sub": sub, **claims}
     if access is not None:
@@ -101,7 +96,7 @@ def test_every_route_grants_what_the_token_says(rbac: Running) -> None:
         for jwt_token, granted, mode, target in walks:
             for method, template in sorted(routes, key=lambda route: route[0] == "DELETE"):
                 r = client.request(method, _fill(template, target), headers={"api-key": jwt_token},
-                                   json=WALK_BODIES.get((method, template)), params={"wait": "true"})
+                                   json=BODIES.get((method, template)), params={"wait": "true"})
                 checked += 1
                 refusal = expected_refusal(method, template, granted, mode, target)
                 where = (mode, granted, method, template, r.status_code, r.text)

@@ -12,6 +12,7 @@ better than it (fused scores: at or above it), as Qdrant and qdrant-client do.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -288,8 +289,8 @@ def _example(coll: Collection, value: object, path: str, using: str, source: _So
             raise PointNotFound(f"Not found: No point with id {pid} found")
         assert found.named is not None
         held, rows = found.named[name]
-        if not held[0]:
-            raise BadRequest(f"Bad request: point {pid} has no vector {name!r}")
+        if not held[0]:  # Qdrant's words (collection_query.rs, vector_not_found_error): name in Rust's Debug quotes
+            raise PointNotFound(f"Not found: Vector with name {json.dumps(name)} for point not found")
         seen.add(pid)
         if name in source.coll.config.sparse():
             return "sparse", rows[0]
