@@ -17,7 +17,7 @@ from infra.settings import Settings
 from producers import VectorProducer
 from projections.catalog import sealed
 from projections.catalog.store import Catalog
-from schemas.errors import AuthenticationFailed, Shredded
+from schemas.errors import AuthenticationFailed
 from schemas.ids import catalog_key
 from tests.helpers import catalog_of, run_cli, running_projector, state_of
 
@@ -71,35 +71,47 @@ def assert_nothing_clear(root: Path) -> None:
         assert _SECRET.encode() not in raw, f
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_catalog_payloads_are_sealed_and_verify_restart_backup_and_restore_read_them(
-        encrypted: Settings, backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    on = encrypted if backend == "sqlite" else encrypted.replace(catalog_url=request.getfixturevalue("pg_schema_url"))
-    last = _write(on, "secret")
-    with running_projector(on) as proj:
+def test_catalog_payloads_are_sealed_and_verify_restart_backup_and_restore_read_them(encrypted: Settings,
+                                                                                    tmp_path: Path) -> None:
+    last = _write(encrypted, "secret")
+    with running_projector(encrypted) as proj:
         proj.wait_for(0, last, 30)
         before = state_of(proj), catalog_of(proj)
     assert before[1]["secret"]["points"][catalog_key(1)][0] == json.dumps({"note": _SECRET}, separators=(",", ":"))
-    stored = _stored(on, "secret")
+    stored = _stored(encrypted, "secret")
     assert stored[catalog_key(2)] is None  # no payload: NULL, as before
     assert all(stored[catalog_key(i)].startswith(sealed.TEXT_PREFIX) for i in (1, 3))  # type: ignore[union-attr]
-    if backend == "sqlite":
-        assert (on.data_dir / "catalog.db").exists()
-    assert_nothing_clear(on.data_dir)
-    report = integrity.verify(on)
+    assert (encrypted.data_dir / "catalog.db").exists()
+    assert_nothing_clear(encrypted.data_dir)  # catalog.db (and its WAL) and the projection snapshot
+    report = integrity.verify(encrypted)
     assert report.ok, report.problems
-    with running_projector(on) as proj:  # restart: the same state and the same clear catalog
+    with running_projector(encrypted) as proj:  # restart: the same state and the same clear catalog
         assert (state_of(proj), catalog_of(proj)) == before
-    code, out = _cli(on, "backup", str(tmp_path / "bk"))
+    code, out = _cli(encrypted, "backup", str(tmp_path / "bk"))
     assert code == 0, out
     assert_nothing_clear(tmp_path / "bk")  # catalog.jsonl included
-    target = on.replace(data_dir=tmp_path / "restored", catalog_url="")  # SQLite in the data directory
+    target = encrypted.replace(data_dir=tmp_path / "restored")
     code, out = _cli(target, "restore", str(tmp_path / "bk"))
     assert code == 0, out
     assert _stored(target, "secret") == stored  # sealed rows installed as they were
     assert integrity.verify(target).ok
     with running_projector(target) as restored:
         assert (state_of(restored), catalog_of(restored)) == before
+
+
+def test_a_postgres_catalog_holds_sealed_payloads_too(encrypted: Settings, pg_schema_url: str) -> None:
+    on = encrypted.replace(catalog_url=pg_schema_url)
+    last = _write(on, "secret")
+    with running_projector(on) as proj:
+        proj.wait_for(0, last, 30)
+        rows = catalog_of(proj)["secret"]["points"]
+    assert rows[catalog_key(3)][0] == json.dumps({"note": _SECRET + "-2"}, separators=(",", ":"))
+    stored = _stored(on, "secret")
+    assert stored[catalog_key(2)] is None
+    assert all(stored[catalog_key(i)].startswith(sealed.TEXT_PREFIX) for i in (1, 3))  # type: ignore[union-attr]
+    assert not any(_SECRET in (v or "") for v in stored.values())
+    report = integrity.verify(on)
+    assert report.ok, report.problems
 
 
 def test_a_swapped_sealed_payload_is_a_verify_problem_and_repair_mends_it(encrypted: Settings) -> None:
@@ -159,30 +171,3 @@ def test_clear_rows_written_before_encryption_stay_readable_and_a_backup_seals_t
     code, out = _cli(on, "backup", str(tmp_path / "bk"))
     assert code == 0, out
     assert _SECRET not in (tmp_path / "bk" / "catalog.jsonl").read_text()  # the clear rows sealed in the copy
-
-
-def test_shredding_makes_the_catalog_rows_and_their_backup_copy_unreadable(encrypted: Settings,
-                                                                           tmp_path: Path) -> None:
-    _write(encrypted, "gone")
-    last = _write(encrypted, "kept")
-    with running_projector(encrypted) as proj:
-        proj.wait_for(0, last, 30)
-    code, out = _cli(encrypted, "backup", str(tmp_path / "bk"))
-    assert code == 0, out
-    copies = [json.loads(line) for line in (tmp_path / "bk" / "catalog.jsonl").read_text().splitlines()]
-    gone = [r for r in copies if r["table"] == "points" and r["collection"] == "gone" and r["payload"]]
-    assert len(gone) == 2
-    code, out = _cli(encrypted, "collections", "delete", "gone", "--shred", "--no-wait")
-    assert code == 0 and "shredded 1 data keys of gone" in out, out
-    with running_projector(encrypted) as proj:  # the projector drops the deleted collection's rows
-        proj.wait_for(0, last + 1, 30)
-        assert proj.catalog.point_count("gone") == 0 and proj.catalog.point_count("kept") == 3
-    ring = Keyring.open(encrypted)
-    assert ring is not None
-    try:
-        for row in gone:  # what was copied before the shred cannot be read any more
-            with pytest.raises(Shredded):
-                sealed.open_payload(row["payload"], "gone", row["point_key"], ring)
-    finally:
-        ring.close()
-    assert integrity.verify(encrypted).ok
