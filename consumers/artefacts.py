@@ -43,13 +43,16 @@ from typing import IO, Any, cast
 
 import fastavro
 import numpy as np
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from consumers import snapshots
+from consumers import sealedfiles, sealedstreams, snapshots
 from consumers.errors import ConsumerError
+from consumers.sealedfiles import SnapshotKeys
 from projections.collection import Collection, CollectionConfig, canonical_json
 from projections.errors import Rejected
 from projections.state import check_config, check_named, check_stored_rows
 from schemas import events as ev
+from schemas.errors import DecodeError
 from schemas.ids import PointId
 from schemas.sealing import DataKeys
 
@@ -107,10 +110,12 @@ def _stamp(now: float) -> str:
 
 # Writing -----------------------------------------------------------------------------
 def write_collection(snapshot: Path, name: str, created_offset: int, directory: Path,
-                     keys: DataKeys | None = None) -> Path:
+                     keys: SnapshotKeys | None = None) -> Path:
     """Cut the collection ``name`` (created at ``created_offset``) out of the projection snapshot
     at ``snapshot`` into ``directory/{name}-{snapshot id}-{date}.snapshot``; return its path,
-    durable when this returns (callers serialise calls on one directory). Raises
+    durable when this returns (callers serialise calls on one directory). Sealed at rest
+    (:mod:`consumers.sealedstreams`) when ``keys`` give the collection a key, as its projection
+    snapshot files are: the clear tar is then never on disk. Raises
     :class:`~consumers.errors.SnapshotCorrupt` or ``KeyError`` (see
     :func:`consumers.snapshots.load_collection`, which opens a sealed collection with ``keys``),
     ``OSError`` if the snapshot was pruned meanwhile."""
@@ -125,9 +130,11 @@ def write_collection(snapshot: Path, name: str, created_offset: int, directory: 
                 "offsets": source["offsets"], "log": source.get("log"), "snapshot_id": source["snapshot_id"],
                 "created_at": now, "count": len(coll), "dense": dense, "sparse": sparse,
                 "members": {member: hashlib.sha256(data).hexdigest() for member, data in members.items()}}
+    key = None if keys is None else keys.snapshot_key(name)
     return _write_tar(target, [("manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode()),
                                *members.items()], {"collection": name, "created_offset": created_offset,
-                                                   "created_at": now})
+                                                   "created_at": now},
+                      None if key is None else (name, created_offset, *key))
 
 
 def _members(coll: Collection) -> tuple[dict[str, bytes], dict[str, str], dict[str, str]]:
@@ -185,13 +192,18 @@ def write_full(snapshot: Path, directory: Path) -> Path:
                       {"snapshot_id": manifest["snapshot_id"], "created_at": now})
 
 
-def _write_tar(target: Path, members: list[tuple[str, bytes | Path]], record: dict[str, Any]) -> Path:
-    """Write the tar of ``members`` (bytes, or a file to copy) and its side record; fsync both, rename."""
+def _write_tar(target: Path, members: list[tuple[str, bytes | Path]], record: dict[str, Any],
+               seal: tuple[str, int, bytes, AESGCM] | None = None) -> Path:
+    """Write the tar of ``members`` (bytes, or a file to copy) and its side record; fsync both, rename.
+    ``seal`` (collection, created offset, key id, cipher): the tar sealed as it is written; the side
+    record then gives the clear tar's size and SHA-256 (a download's) and the file's ``stored_size``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".tmp-{target.name}")
     try:
         with open(tmp, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            out: IO[bytes] | sealedstreams.SealingWriter = raw if seal is None else sealedstreams.SealingWriter(
+                raw, *seal)
+            with tarfile.open(fileobj=cast(IO[bytes], out), mode="w", format=tarfile.PAX_FORMAT) as tar:
                 for member, data in members:
                     info = tarfile.TarInfo(member)  # always a regular file (hard-linked ones included)
                     info.mtime, info.mode = int(time.time()), 0o644
@@ -202,11 +214,17 @@ def _write_tar(target: Path, members: list[tuple[str, bytes | Path]], record: di
                     else:
                         info.size = len(data)
                         tar.addfile(info, io.BytesIO(data))
+            if isinstance(out, sealedstreams.SealingWriter):
+                out.finish()
+                described = {"checksum": out.sha256, "size": out.size, "sealed": True}
             raw.flush()
             os.fsync(raw.fileno())
+        if seal is None:
+            described = {"checksum": sha256_of(tmp), "size": tmp.stat().st_size}
+        else:
+            described["stored_size"] = tmp.stat().st_size
         side = _side(target).with_name(f".tmp-{_side(target).name}")
-        side.write_text(json.dumps({**record, "checksum": sha256_of(tmp), "size": tmp.stat().st_size},
-                                   sort_keys=True))
+        side.write_text(json.dumps({**record, **described}, sort_keys=True))
         with open(side, "rb") as f:
             os.fsync(f.fileno())
         os.replace(side, _side(target))
@@ -224,9 +242,10 @@ def _side(path: Path) -> Path:
 
 
 # Listing, finding, deleting -----------------------------------------------------------
-def listed(directory: Path, created_offset: int | None = None) -> list[dict[str, Any]]:
+def listed(directory: Path, created_offset: int | None = None,
+           keys: DataKeys | None = None) -> list[dict[str, Any]]:
     """Qdrant's ``SnapshotDescription`` of each snapshot in ``directory``, newest first
-    (``created_offset``: only those taken of the collection created there)."""
+    (``created_offset``: only those taken of the collection created there; ``keys``: see :func:`describe`)."""
     if not directory.is_dir():
         return []
     found = []
@@ -238,7 +257,7 @@ def listed(directory: Path, created_offset: int | None = None) -> list[dict[str,
             continue
         found.append((record.get("created_at", path.stat().st_mtime), path, record))
     found.sort(key=lambda item: (item[0], item[1].name), reverse=True)
-    return [describe(path, record) for _, path, record in found]
+    return [describe(path, record, keys) for _, path, record in found]
 
 
 def _record(path: Path) -> dict[str, Any]:
@@ -249,13 +268,42 @@ def _record(path: Path) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
-def describe(path: Path, record: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Qdrant's ``SnapshotDescription``: name, creation time (UTC, seconds), size, SHA-256."""
+def describe(path: Path, record: dict[str, Any] | None = None, keys: DataKeys | None = None) -> dict[str, Any]:
+    """Qdrant's ``SnapshotDescription``: name, creation time (UTC, seconds), size, SHA-256 — of the
+    file a download returns: for a sealed one, the clear tar's (from its side record, else computed
+    by decrypting it with ``keys``; a checksum of null when it cannot be read)."""
     record = _record(path) if record is None else record
-    checksum = record.get("checksum") if record.get("size") == path.stat().st_size else None
-    created = datetime.fromtimestamp(float(record.get("created_at", path.stat().st_mtime)), tz=UTC)
+    stat = path.stat()
+    created = datetime.fromtimestamp(float(record.get("created_at", stat.st_mtime)), tz=UTC)
+    size, checksum = stat.st_size, record.get("checksum") if record.get("size") == stat.st_size else None
+    if sealedstreams.is_sealed(path):
+        if record.get("sealed") and record.get("stored_size") == stat.st_size:
+            size, checksum = int(record["size"]), record.get("checksum")
+        else:
+            try:
+                size, checksum = sealedstreams.digest(path, keys)
+            except DecodeError:
+                checksum = None
+    elif checksum is None:
+        checksum = sha256_of(path)
     return {"name": path.name, "creation_time": created.replace(tzinfo=None).isoformat(timespec="seconds"),
-            "size": path.stat().st_size, "checksum": checksum or sha256_of(path)}
+            "size": size, "checksum": checksum}
+
+
+@contextlib.contextmanager
+def opened(path: Path, keys: DataKeys | None) -> Iterator[IO[bytes]]:
+    """The snapshot file at ``path`` as a seekable binary file of its clear bytes: the file itself,
+    or a sealed one decrypted into memory (``memfd``: the clear tar never reaches a disk). Raises
+    what :func:`consumers.sealedstreams.clear_chunks` raises."""
+    if not sealedstreams.is_sealed(path):
+        with open(path, "rb") as f:
+            yield f
+        return
+    with sealedfiles.scratch() as scratch, open(scratch, "w+b") as clear:
+        for chunk in sealedstreams.clear_chunks(path, keys):
+            clear.write(chunk)
+        clear.seek(0)
+        yield clear
 
 
 def find(directory: Path, name: str) -> Path | None:

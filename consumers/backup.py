@@ -9,6 +9,7 @@ catches up by replay.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -25,6 +26,7 @@ from consumers.replay import ahead_of_log, log_ends
 from infra.errors import VectorizerError
 from infra.kafka.topics import partition_for
 from infra.settings import Settings
+from projections.catalog import sealed
 from projections.catalog.store import Catalog, CatalogCut
 
 BACKUP_FORMAT = 3  # 3: catalog.jsonl also holds the aliases; 2: the projection's rejections (1 and 2 restore as before)
@@ -61,10 +63,13 @@ def backup(settings: Settings, out: Path) -> dict[str, Any]:
     with sealedfiles.opened_keys(settings) as keys:  # encryption at rest: sealed as the data directory's are
         snap = snapshots.write_snapshot(state, position, out / "snapshot", settings.topic, keep=1, log_identity=log,
                                         share=False, keys=keys)  # a backup shares no file with the snapshots
+        stored = sealed.Sealer(keys)  # payloads as the catalog holds them; clear ones sealed if they have a key
+        points = cut.points if keys is None else [
+            {**r, "payload": stored(r["collection"], r["point_key"], r["payload"])} for r in cut.points]
     with open(out / "catalog.jsonl", "w") as f:
         for row in cut.collections:
             f.write(json.dumps({"table": "collections", **row}) + "\n")
-        for row in cut.points:
+        for row in points:
             f.write(json.dumps({"table": "points", **row}) + "\n")
         for row in cut.rejections:
             f.write(json.dumps({"table": "rejections", **row}) + "\n")
@@ -153,8 +158,12 @@ def restore(settings: Settings, source: Path) -> dict[str, Any]:
     marks = ({int(r["partition_id"]): int(r["from_offset"]) for r in tables["verdicts_from"]}
              if tables["verdicts_from"] else None)  # a format-1 backup: verdicts known from its offsets on
     identity = None if recorded is None else (recorded.cluster_id, recorded.topic_id)
-    catalog.import_rows(tables["collections"], tables["points"], offsets, tables["rejections"], marks, identity,
-                        tables["aliases"])
+    # Sealed payloads are installed as they are; with encryption on, clear ones (an older backup) get sealed.
+    with (sealedfiles.opened_keys(settings) if settings.encryption else contextlib.nullcontext()) as keys:
+        catalog.keys = keys
+        catalog.import_rows(tables["collections"], tables["points"], offsets, tables["rejections"], marks, identity,
+                            tables["aliases"])
+        catalog.keys = None
     settings.snapshot_dir.mkdir(parents=True, exist_ok=True)
     target = settings.snapshot_dir / manifest["snapshot_id"]
     shutil.rmtree(target, ignore_errors=True)

@@ -29,6 +29,7 @@ from projections.errors import CatalogUnavailable
 from projections.payload_index import FieldIndex
 from projections.search import search
 from projections.state import ProjectionState
+from schemas.errors import DecodeError
 from schemas.ids import catalog_key
 
 # How far the served index's sampled recall@10 may trail that of an index freshly built from the
@@ -154,15 +155,25 @@ def verify(settings: Settings, name: str | None = None, against: Path | None = N
 def _verify(settings: Settings, catalog: Catalog, position: dict[int, int], expected: ReplayResult,
             name: str | None = None, against: Path | None = None, recall_samples: int = 50) -> Report:
     """verify at ``position`` given the log's truth there (computed once by the caller)."""
+    with sealedfiles.opened_keys(settings) as keys:  # sealed files and catalog payloads: their tags are checked too
+        catalog.keys = keys
+        try:
+            return _verify_with(settings, catalog, keys, position, expected, name, against, recall_samples)
+        finally:
+            catalog.keys = None  # closed with the block
+
+
+def _verify_with(settings: Settings, catalog: Catalog, keys: sealedfiles.SnapshotKeys | None,
+                 position: dict[int, int], expected: ReplayResult, name: str | None, against: Path | None,
+                 recall_samples: int) -> Report:
     report = Report(position)
     # Every sealed record's AES-GCM tag was checked by the replay; shredded ones count as deleted.
     report.checked["encrypted"] = {"records": expected.sealed, "shredded": expected.shredded,
                                    "authentication_failed": len(expected.unauthentic)}
     report.problems += [Problem("log", None, f"record {where}") for where in expected.unauthentic]
-    with sealedfiles.opened_keys(settings) as keys:  # sealed files: their tags are checked too
-        for path in snapshots.list_snapshots(settings.snapshot_dir):
-            report.problems += [Problem("snapshot", None, p) for p in snapshots.verify(path, keys=keys,
-                                                                                      authenticate=True)]
+    for path in snapshots.list_snapshots(settings.snapshot_dir):
+        report.problems += [Problem("snapshot", None, p) for p in snapshots.verify(path, keys=keys,
+                                                                                  authenticate=True)]
     served, snapshot_id = served_state(settings, position, expected)
     report.checked["snapshot_loaded"] = snapshot_id
     names = sorted(set(expected.mirror.collections) | set(served.collections)
@@ -215,8 +226,10 @@ def _check_aliases(catalog: Catalog, want: dict[str, str], served: dict[str, str
     return problems
 
 
-def _row_of(row: dict[str, Any]) -> tuple[Any, ...]:
-    return (row["label"], row["payload"], row["checksum"], row["version"])
+def _row_of(catalog: Catalog, row: dict[str, Any]) -> tuple[Any, ...]:
+    """A catalog row's label, clear payload, checksum and version; raises what opening a sealed
+    payload raises (``schemas.errors.DecodeError``: shredded, key unavailable, authentication failed)."""
+    return (row["label"], catalog.payload(row), row["checksum"], row["version"])
 
 
 def _check_catalog(catalog: Catalog, mirror: CatalogMirror, name: str) -> list[Problem]:
@@ -240,8 +253,13 @@ def _check_catalog(catalog: Catalog, mirror: CatalogMirror, name: str) -> list[P
     for key in sorted(set(have) - set(want)):
         problems.append(Problem("catalog", name, f"point {key} is not in the log (deleted or never written)"))
     for key in sorted(set(want) & set(have)):
-        w, h = want[key], have[key]
-        for attr, theirs in zip(("label", "payload", "checksum", "version"), _row_of(h), strict=True):
+        w = want[key]
+        try:
+            h = _row_of(catalog, have[key])
+        except DecodeError as exc:  # a sealed payload that does not open: damaged, swapped, or its key gone
+            problems.append(Problem("catalog", name, f"point {key}: payload: {exc}"))
+            continue
+        for attr, theirs in zip(("label", "payload", "checksum", "version"), h, strict=True):
             if getattr(w, attr) != theirs:
                 problems.append(Problem("catalog", name, f"point {key}: {attr} differs from the log"))
     return problems
@@ -392,6 +410,16 @@ def repair(settings: Settings, name: str | None = None) -> Report:
 
 def _mend(settings: Settings, catalog: Catalog, position: dict[int, int], expected: ReplayResult,
           before: Report) -> None:
+    with sealedfiles.opened_keys(settings) as keys:  # rewritten rows are sealed as the projector seals them
+        catalog.keys = keys
+        try:
+            _mend_with(settings, catalog, keys, position, expected, before)
+        finally:
+            catalog.keys = None
+
+
+def _mend_with(settings: Settings, catalog: Catalog, keys: sealedfiles.SnapshotKeys | None,
+               position: dict[int, int], expected: ReplayResult, before: Report) -> None:
     damaged = {p.collection for p in before.problems if p.kind == "catalog" and p.collection}
     if any(p.kind == "catalog" and p.collection is None and p.detail.startswith(_ALIASES) for p in before.problems):
         catalog.replace_aliases(expected.state.aliases)
@@ -399,9 +427,8 @@ def _mend(settings: Settings, catalog: Catalog, position: dict[int, int], expect
         catalog.replace_collection(coll_name, expected.mirror.collections.get(coll_name),
                                    list(expected.mirror.points.get(coll_name, {}).values()))
     if any(p.kind in ("snapshot", "index", "recall") for p in before.problems):
-        with sealedfiles.opened_keys(settings) as keys:
-            for path in snapshots.list_snapshots(settings.snapshot_dir):
-                if snapshots.verify(path, keys=keys, authenticate=True):
-                    shutil.rmtree(path)
-            snapshots.write_snapshot(expected.state, position, settings.snapshot_dir, settings.topic,
-                                     settings.snapshots_keep, keys=keys)
+        for path in snapshots.list_snapshots(settings.snapshot_dir):
+            if snapshots.verify(path, keys=keys, authenticate=True):
+                shutil.rmtree(path)
+        snapshots.write_snapshot(expected.state, position, settings.snapshot_dir, settings.topic,
+                                 settings.snapshots_keep, keys=keys)

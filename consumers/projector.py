@@ -187,6 +187,7 @@ class Projector:
         ensure_topics(self.settings)
         if not self._keys_opened:  # a wrong or missing KEK stops here, before anything is applied
             self._keys, self._keys_opened = Keyring.open(self.settings), True
+        self.catalog.keys = self._keys  # payloads are sealed as the snapshot files are (projections.catalog.sealed)
         consumer = clients.consumer(
             self.settings, "projector", group_id=f"vectorizer-{self.settings.projection}",
             auto_offset_reset="none",  # a position beyond the log is a changed log, never a silent reset
@@ -768,7 +769,7 @@ class Projector:
         """The projection's catalog, opened (created, migrated) on first use; raises
         :class:`CatalogUnavailable` while the database cannot be reached."""
         if self._catalog is None:
-            self._catalog = Catalog.of(self.settings, create=True)
+            self._catalog = Catalog.of(self.settings, create=True, keys=self._keys)
         return self._catalog
 
     # Readers (the HTTP layer's ProjectionReader) -------------------------------------

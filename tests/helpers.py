@@ -102,10 +102,11 @@ def state_of(projector: Any) -> dict[str, Any]:
 
 
 def catalog_of(projector: Any) -> dict[str, Any]:
+    """The projector's catalog: collections and their rows, payloads opened (clear when sealed)."""
     cat = projector.catalog
     out = {}
     for row in cat.collection_rows():
-        rows = {r["point_key"]: (r["payload"], r["checksum"]) for r in cat.point_rows(row["name"])}
+        rows = {r["point_key"]: (cat.payload(r), r["checksum"]) for r in cat.point_rows(row["name"])}  # opened
         out[row["name"]] = {"dimension": row["dimension"], "metric": row["metric"], "points": rows}
     return out
 

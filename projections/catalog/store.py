@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from infra.migrations.tables import aliases, collections, log_identity, points, rejections, tracking, verdicts_from
 from infra.process import masked_url
 from infra.settings import Settings
+from projections.catalog import sealed
 from projections.changes import (
     Change,
     ConfigureCollection,
@@ -74,10 +75,16 @@ def migrate(engine: Engine) -> None:
 
 
 class Catalog:
-    def __init__(self, url: str, projection: str, topic: str, *, create: bool = True) -> None:
+    def __init__(self, url: str, projection: str, topic: str, *, create: bool = True,
+                 keys: sealed.CatalogKeys | None = None) -> None:
         """Open (and migrate) the catalog; ``create=False`` opens an existing one only, for readers
-        that must not create a database (raises :class:`CatalogUnavailable` when there is none)."""
+        that must not create a database (raises :class:`CatalogUnavailable` when there is none).
+
+        ``keys``: the data keys point payloads are sealed with when written (``projections.catalog.sealed``)
+        and opened with by :meth:`payload`; None (nothing is encrypted): written as given. Writers
+        that learn them later (the projector, at recovery) set :attr:`keys`."""
         self.url, self.projection, self.topic = url, projection, topic
+        self.keys = keys
         if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
             if not create and not path.exists():
@@ -92,11 +99,11 @@ class Catalog:
         self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
 
     @classmethod
-    def of(cls, settings: Settings, *, create: bool) -> Catalog:
+    def of(cls, settings: Settings, *, create: bool, keys: sealed.CatalogKeys | None = None) -> Catalog:
         """The catalog ``settings`` name: the one way to open it. ``create=True`` only where state
         is written (serve, project, replay, restore): it creates and migrates the database; readers
         open an existing one as it is (:class:`CatalogUnavailable` when there is none)."""
-        return cls(settings.resolved_catalog_url, settings.projection, settings.topic, create=create)
+        return cls(settings.resolved_catalog_url, settings.projection, settings.topic, create=create, keys=keys)
 
     @property
     def safe_url(self) -> str:
@@ -138,8 +145,10 @@ class Catalog:
 
     def _write(self, conn: Connection, change: Change) -> None:
         if isinstance(change, PutPoints):
-            rows = [{"collection": change.collection, "point_key": r.key, "label": r.label, "payload": r.payload,
-                     "checksum": r.checksum, "version": r.version} for r in change.rows]
+            stored = sealed.Sealer(self.keys)
+            rows = [{"collection": change.collection, "point_key": r.key, "label": r.label,
+                     "payload": stored(change.collection, r.key, r.payload), "checksum": r.checksum,
+                     "version": r.version} for r in change.rows]
             for start in range(0, len(rows), _CHUNK):
                 stmt = self._insert(points)
                 stmt = stmt.on_conflict_do_update(
@@ -193,11 +202,17 @@ class Catalog:
             raise CatalogUnavailable(f"catalog {self.safe_url}: {getattr(exc, 'orig', exc)}") from exc
 
     def point_rows(self, collection: str) -> Iterable[dict[str, Any]]:
+        """The collection's rows as stored: a sealed ``payload`` stays sealed (open it with :meth:`payload`)."""
         with self.engine.connect() as conn:
             result = conn.execute(sa.select(points).where(points.c.collection == collection)
                                   .order_by(points.c.point_key))
             for row in result.mappings():
                 yield dict(row)
+
+    def payload(self, row: dict[str, Any]) -> str | None:
+        """The clear payload text of a point row (:func:`projections.catalog.sealed.open_payload` with
+        :attr:`keys`: ``Shredded``, ``DataKeyUnavailable``, ``AuthenticationFailed`` when it cannot)."""
+        return sealed.open_payload(row["payload"], row["collection"], row["point_key"], self.keys)
 
     def log_identity(self) -> tuple[str | None, str | None] | None:
         """(cluster id, topic id) of the log this projection was built from; None: not recorded yet
@@ -351,8 +366,12 @@ class Catalog:
         None (a backup without them): from the restored position + 1 on. ``log``: the (cluster id,
         topic id) the rows were built from; None (a backup without it): not known, the projector
         records the log it starts on. ``alias_rows``: ``alias_name``, ``collection_name`` (a backup
-        without them: none).
+        without them: none). Sealed payloads are written as they are; clear ones are sealed when
+        :attr:`keys` gives their collection a key (a clear backup restored with encryption on).
         """
+        if self.keys is not None:
+            stored = sealed.Sealer(self.keys)
+            point_rows = [{**r, "payload": stored(r["collection"], r["point_key"], r["payload"])} for r in point_rows]
         if verdicts_start is None:
             verdicts_start = {p: o + 1 for p, o in positions.items()}
         with self.engine.begin() as conn:

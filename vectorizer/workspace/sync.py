@@ -44,9 +44,11 @@ from consumers.replay import has_records
 from infra.errors import VectorizerError
 from infra.kafka import clients
 from infra.kafka.topics import partition_for
+from infra.keyring import Keyring
 from infra.settings import Settings
 from producers.errors import ProducerFenced, WorkspaceError, WorkspaceFenced
 from producers.producer import VectorProducer, WriteToken
+from projections.catalog import sealed
 from projections.catalog.store import Catalog
 from schemas import events as ev
 from schemas.events import WORKSPACE_PRODUCER
@@ -101,6 +103,8 @@ class WorkspaceProducer:
 
     def close(self) -> None:
         self.producer.close()
+        if isinstance(self.catalog.keys, Keyring):
+            self.catalog.keys.close()
 
     def __enter__(self) -> WorkspaceProducer:
         return self
@@ -203,7 +207,10 @@ class WorkspaceProducer:
     def _read_indexed(self, collection: str) -> dict[str, Indexed]:
         out: dict[str, Indexed] = {}
         for row in self.catalog.point_rows(collection):
-            payload = json.loads(row["payload"]) if row["payload"] else {}
+            if sealed.is_sealed(row["payload"]) and self.catalog.keys is None:  # encryption at rest: open with the keys
+                self.catalog.keys = Keyring.open(self.settings)
+            text = self.catalog.payload(row)
+            payload = json.loads(text) if text else {}
             path = payload.get("path")
             if not isinstance(path, str):
                 continue

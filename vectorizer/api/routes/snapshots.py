@@ -15,16 +15,19 @@ deleted. Recovering a full snapshot is not offered: Qdrant does that only at sta
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, StreamingResponse
 
-from consumers import artefacts, snapshots
+from consumers import artefacts, sealedstreams, snapshots
 from consumers.artefacts import ArtefactInvalid
 from consumers.errors import SnapshotCorrupt
+from schemas.errors import DecodeError
 from vectorizer.api import recovery
 from vectorizer.api.context import Api, api, body, json_body, ok, timeout_param
 from vectorizer.api.errors import BadRequest, NotFound, NotReady
@@ -87,16 +90,24 @@ def create_snapshot(request: Request, collection_name: str, timeout: float | Non
 def list_snapshots(request: Request, collection_name: str, a: Api = Depends(api)) -> JSONResponse:
     a.require_ready()
     coll = a.collection(collection_name)
-    return ok(request, artefacts.listed(_collection_dir(a, coll.config.name), coll.created_offset))
+    return ok(request, artefacts.listed(_collection_dir(a, coll.config.name), coll.created_offset, a.projection.keys))
 
 
 @router.get("/collections/{collection_name}/snapshots/{snapshot_name}", summary="Download a snapshot",
             response_model=None)
-def download_snapshot(collection_name: str, snapshot_name: str, a: Api = Depends(api)) -> FileResponse:
+def download_snapshot(collection_name: str, snapshot_name: str,
+                      a: Api = Depends(api)) -> FileResponse | StreamingResponse:
+    """The snapshot as Qdrant serves it: the portable tar. One sealed at rest is authenticated whole
+    first (a damaged one is refused before any byte is sent), then decrypted as it streams."""
     a.require_ready()
     coll = a.collection(collection_name)
     path = _found(_collection_dir(a, coll.config.name), snapshot_name)
-    return FileResponse(path, media_type="application/octet-stream", filename=snapshot_name)
+    if not sealedstreams.is_sealed(path):
+        return FileResponse(path, media_type="application/octet-stream", filename=snapshot_name)
+    size, _ = sealedstreams.digest(path, a.projection.keys)  # Shredded, AuthenticationFailed...: 400, named
+    return StreamingResponse(sealedstreams.clear_chunks(path, a.projection.keys), media_type="application/octet-stream",
+                             headers={"content-length": str(size),
+                                      "content-disposition": f'attachment; filename="{snapshot_name}"'})
 
 
 @router.delete("/collections/{collection_name}/snapshots/{snapshot_name}", summary="Delete a snapshot")
@@ -122,11 +133,24 @@ def recover_snapshot(request: Request, collection_name: str, wait: bool = Wait, 
     a.require_producer()
     allowed = [artefacts.collections_root(a.settings.data_dir), artefacts.full_root(a.settings.data_dir),
                a.settings.snapshot_dir]
-    with recovery.located(b["location"], api_key, allowed, _scratch(a), a.timeout(timeout)) as (path, checksum):
-        if expected is not None and (checksum := checksum or artefacts.sha256_of(path)) != expected:
+    with recovery.located(b["location"], api_key, allowed, _scratch(a), a.timeout(timeout)) as (path, checksum), \
+            _clear(path, a) as source:  # a snapshot sealed at rest: its clear tar, the one a download returns
+        if expected is not None and (checksum := checksum or artefacts.sha256_of(source)) != expected:
             raise BadRequest(f"Wrong input: Snapshot checksum mismatch: expected {expected}, got {checksum}")
-        with open(path, "rb") as source:
-            return _recover(request, a, collection_name, source, wait, timeout)
+        source.seek(0)
+        return _recover(request, a, collection_name, source, wait, timeout)
+
+
+@contextlib.contextmanager
+def _clear(path: Path, a: Api) -> Iterator[IO[bytes]]:
+    """The snapshot file's clear bytes (:func:`consumers.artefacts.opened`); one that cannot be
+    opened (its key shredded or not held, altered) is a 400 naming why."""
+    with contextlib.ExitStack() as stack:
+        try:
+            source = stack.enter_context(artefacts.opened(path, a.projection.keys))
+        except DecodeError as exc:
+            raise BadRequest(f"snapshot: {exc}") from None
+        yield source
 
 
 @router.post("/collections/{collection_name}/snapshots/upload", summary="Recover a collection from an uploaded "
