@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from consumers import integrity
-from infra import kek
 from infra.keyring import Keyring
 from infra.migrations.tables import points
 from infra.settings import Settings
@@ -19,37 +17,15 @@ from projections.catalog import sealed
 from projections.catalog.store import Catalog
 from schemas.errors import AuthenticationFailed
 from schemas.ids import catalog_key
-from tests.helpers import catalog_of, run_cli, running_projector, state_of
-
-_ROWS = np.arange(24, dtype=np.float32).reshape(3, 8) + 1000.25  # recognisable float32 bytes
-_SECRET = "a-payload-no-one-may-read"
-
-
-@pytest.fixture
-def key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "kek"
-    path.write_text(kek.generate() + "\n")
-    return path
-
-
-@pytest.fixture
-def encrypted(settings: Settings, key_file: Path) -> Settings:
-    return settings.replace(encryption=True, encryption_key_file=key_file)
-
-
-def _cli(settings: Settings, *args: str) -> tuple[int, str]:
-    """The CLI as an operator runs it: the KEK (and a Postgres catalog) in the environment."""
-    env = {"VECTORIZER_ENCRYPTION_KEY_FILE": str(settings.encryption_key_file)}
-    if settings.catalog_url:
-        env["VECTORIZER_CATALOG_URL"] = settings.catalog_url
-    return run_cli(settings, *args, env=env)
+from tests.helpers import catalog_of, running_projector, state_of
+from tests.infra.conftest import ROWS, SECRET, operator_cli
 
 
 def _write(settings: Settings, collection: str) -> int:
     with VectorProducer(settings) as p:
         p.create_collection(collection, 8, "l2")
         p.create_payload_index(collection, "note", "keyword")
-        return p.upsert(collection, [1, 2, 3], _ROWS, [{"note": _SECRET}, None, {"note": _SECRET + "-2"}]).offset
+        return p.upsert(collection, [1, 2, 3], ROWS, [{"note": SECRET}, None, {"note": SECRET + "-2"}]).offset
 
 
 def _stored(settings: Settings, collection: str) -> dict[str, str | None]:
@@ -67,8 +43,8 @@ def assert_nothing_clear(root: Path) -> None:
     assert files
     for f in files:
         raw = f.read_bytes()
-        assert _ROWS[0].tobytes()[:8] not in raw and _ROWS[2].tobytes()[-8:] not in raw, f
-        assert _SECRET.encode() not in raw, f
+        assert ROWS[0].tobytes()[:8] not in raw and ROWS[2].tobytes()[-8:] not in raw, f
+        assert SECRET.encode() not in raw, f
 
 
 def test_catalog_payloads_are_sealed_and_verify_restart_backup_and_restore_read_them(encrypted: Settings,
@@ -77,7 +53,7 @@ def test_catalog_payloads_are_sealed_and_verify_restart_backup_and_restore_read_
     with running_projector(encrypted) as proj:
         proj.wait_for(0, last, 30)
         before = state_of(proj), catalog_of(proj)
-    assert before[1]["secret"]["points"][catalog_key(1)][0] == json.dumps({"note": _SECRET}, separators=(",", ":"))
+    assert before[1]["secret"]["points"][catalog_key(1)][0] == json.dumps({"note": SECRET}, separators=(",", ":"))
     stored = _stored(encrypted, "secret")
     assert stored[catalog_key(2)] is None  # no payload: NULL, as before
     assert all(stored[catalog_key(i)].startswith(sealed.TEXT_PREFIX) for i in (1, 3))  # type: ignore[union-attr]
@@ -87,11 +63,11 @@ def test_catalog_payloads_are_sealed_and_verify_restart_backup_and_restore_read_
     assert report.ok, report.problems
     with running_projector(encrypted) as proj:  # restart: the same state and the same clear catalog
         assert (state_of(proj), catalog_of(proj)) == before
-    code, out = _cli(encrypted, "backup", str(tmp_path / "bk"))
+    code, out = operator_cli(encrypted, "backup", str(tmp_path / "bk"))
     assert code == 0, out
     assert_nothing_clear(tmp_path / "bk")  # catalog.jsonl included
     target = encrypted.replace(data_dir=tmp_path / "restored")
-    code, out = _cli(target, "restore", str(tmp_path / "bk"))
+    code, out = operator_cli(target, "restore", str(tmp_path / "bk"))
     assert code == 0, out
     assert _stored(target, "secret") == stored  # sealed rows installed as they were
     assert integrity.verify(target).ok
@@ -105,11 +81,11 @@ def test_a_postgres_catalog_holds_sealed_payloads_too(encrypted: Settings, pg_sc
     with running_projector(on) as proj:
         proj.wait_for(0, last, 30)
         rows = catalog_of(proj)["secret"]["points"]
-    assert rows[catalog_key(3)][0] == json.dumps({"note": _SECRET + "-2"}, separators=(",", ":"))
+    assert rows[catalog_key(3)][0] == json.dumps({"note": SECRET + "-2"}, separators=(",", ":"))
     stored = _stored(on, "secret")
     assert stored[catalog_key(2)] is None
     assert all(stored[catalog_key(i)].startswith(sealed.TEXT_PREFIX) for i in (1, 3))  # type: ignore[union-attr]
-    assert not any(_SECRET in (v or "") for v in stored.values())
+    assert not any(SECRET in (v or "") for v in stored.values())
     report = integrity.verify(on)
     assert report.ok, report.problems
 
@@ -154,10 +130,10 @@ def test_clear_rows_written_before_encryption_stay_readable_and_a_backup_seals_t
     with running_projector(settings) as proj:
         proj.wait_for(0, last, 30)
     clear = _stored(settings, "secret")
-    assert clear[catalog_key(1)] == json.dumps({"note": _SECRET}, separators=(",", ":"))
+    assert clear[catalog_key(1)] == json.dumps({"note": SECRET}, separators=(",", ":"))
     on = settings.replace(encryption=True, encryption_key_file=key_file)
     with VectorProducer(on) as p:
-        late = p.upsert("secret", [4], _ROWS[:1], [{"note": "late"}]).offset
+        late = p.upsert("secret", [4], ROWS[:1], [{"note": "late"}]).offset
     with running_projector(on) as proj:
         proj.wait_for(0, late, 30)
         got = catalog_of(proj)
@@ -168,6 +144,6 @@ def test_clear_rows_written_before_encryption_stay_readable_and_a_backup_seals_t
     assert got["secret"]["points"][catalog_key(1)][0] == clear[catalog_key(1)]
     report = integrity.verify(on)
     assert report.ok, report.problems
-    code, out = _cli(on, "backup", str(tmp_path / "bk"))
+    code, out = operator_cli(on, "backup", str(tmp_path / "bk"))
     assert code == 0, out
-    assert _SECRET not in (tmp_path / "bk" / "catalog.jsonl").read_text()  # the clear rows sealed in the copy
+    assert SECRET not in (tmp_path / "bk" / "catalog.jsonl").read_text()  # the clear rows sealed in the copy

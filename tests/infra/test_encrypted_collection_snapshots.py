@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from qdrant_client import QdrantClient, models
 
 from consumers import artefacts, integrity, sealedstreams, snapshots
-from infra import kek
 from infra.keyring import Keyring
 from infra.settings import Settings
 from projections.catalog import sealed
@@ -22,7 +21,8 @@ from projections.catalog.store import Catalog
 from schemas.errors import AuthenticationFailed, Shredded
 from tests.api.conftest import serving
 from tests.helpers import run_cli
-from tests.infra.test_encrypted_catalog import _ROWS, _SECRET, assert_nothing_clear
+from tests.infra.conftest import ROWS, SECRET
+from tests.infra.test_encrypted_catalog import assert_nothing_clear
 
 
 class _OpenOnly:
@@ -58,20 +58,13 @@ def _members(tar_bytes: bytes) -> dict[str, object]:
     return out
 
 
-@pytest.fixture
-def encrypted(settings: Settings, tmp_path: Path) -> Settings:
-    key_file = tmp_path / "kek"
-    key_file.write_text(kek.generate() + "\n")
-    return settings.replace(encryption=True, encryption_key_file=key_file)
-
-
 def test_collection_snapshots_are_sealed_at_rest_and_download_list_and_recover_in_clear(
         encrypted: Settings, tmp_path: Path) -> None:
     with serving(encrypted) as server:
         client = QdrantClient(url=server.url, prefer_grpc=False, timeout=60, check_compatibility=False)
         client.create_collection("secret", vectors_config=models.VectorParams(size=8, distance=models.Distance.EUCLID))
-        client.upsert("secret", [models.PointStruct(id=i + 1, vector=_ROWS[i].tolist(),
-                                                    payload={"note": f"{_SECRET}-{i}"}) for i in range(3)], wait=True)
+        client.upsert("secret", [models.PointStruct(id=i + 1, vector=ROWS[i].tolist(),
+                                                    payload={"note": f"{SECRET}-{i}"}) for i in range(3)], wait=True)
         created = client.create_snapshot("secret", wait=True)
         assert created is not None
         stored = artefacts.collections_root(encrypted.data_dir) / "secret" / created.name
@@ -84,7 +77,7 @@ def test_collection_snapshots_are_sealed_at_rest_and_download_list_and_recover_i
             (created.name, created.size, created.checksum)]
         # The download is the portable tar, the same as a server with encryption off cuts.
         dump = artefacts.read_collection(io.BytesIO(got.content))
-        assert dump.payloads == tuple({"note": f"{_SECRET}-{i}"} for i in range(3))
+        assert dump.payloads == tuple({"note": f"{SECRET}-{i}"} for i in range(3))
         cut = artefacts.read_collection(io.BytesIO(got.content)).manifest["snapshot_id"]
         ring = Keyring.open(encrypted)
         assert ring is not None
@@ -100,8 +93,8 @@ def test_collection_snapshots_are_sealed_at_rest_and_download_list_and_recover_i
                                  json={"location": stored.as_uri(), "checksum": created.checksum})
         assert answer.status_code == 200, answer.text
         copied = client.retrieve("copy", [1, 2, 3], with_vectors=True)
-        assert [p.payload for p in copied] == [{"note": f"{_SECRET}-{i}"} for i in range(3)]
-        assert [p.vector for p in copied] == [_ROWS[i].tolist() for i in range(3)]
+        assert [p.payload for p in copied] == [{"note": f"{SECRET}-{i}"} for i in range(3)]
+        assert [p.vector for p in copied] == [ROWS[i].tolist() for i in range(3)]
         # A full snapshot: the tar of a projection snapshot, whose collection files are sealed.
         full = server.http.post("/snapshots")
         assert full.status_code == 200, full.text

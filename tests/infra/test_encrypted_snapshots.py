@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from consumers import integrity, sealedfiles, snapshots
@@ -15,16 +14,7 @@ from infra.settings import Settings
 from producers import VectorProducer
 from schemas.errors import Shredded
 from tests.helpers import run_cli, running_projector, state_of
-
-_ROWS = np.arange(24, dtype=np.float32).reshape(3, 8) + 1000.25  # recognisable float32 bytes
-_SECRET = "a-payload-no-one-may-read"
-
-
-@pytest.fixture
-def encrypted(settings: Settings, tmp_path: Path) -> Settings:
-    key_file = tmp_path / "kek"
-    key_file.write_text(kek.generate() + "\n")
-    return settings.replace(encryption=True, encryption_key_file=key_file)
+from tests.infra.conftest import ROWS, SECRET
 
 
 def _write(settings: Settings, collection: str) -> int:
@@ -32,7 +22,7 @@ def _write(settings: Settings, collection: str) -> int:
     with VectorProducer(settings) as p:
         p.create_collection(collection, 8, "l2")
         p.create_payload_index(collection, "note", "keyword")
-        return p.upsert(collection, [1, 2, 3], _ROWS, [{"note": _SECRET}, None, {"note": _SECRET + "-2"}]).offset
+        return p.upsert(collection, [1, 2, 3], ROWS, [{"note": SECRET}, None, {"note": SECRET + "-2"}]).offset
 
 
 def _files(snapshot: Path) -> list[Path]:
@@ -57,8 +47,8 @@ def test_snapshot_files_hold_no_vector_or_payload_and_a_restart_recovers_from_th
     for f in files:
         raw = f.read_bytes()
         assert raw.startswith(sealedfiles.MAGIC), f.name
-        assert _ROWS[0].tobytes()[:8] not in raw and _SECRET.encode() not in raw, f.name
-    assert _SECRET.encode() not in (snapshot / "manifest.json").read_bytes()
+        assert ROWS[0].tobytes()[:8] not in raw and SECRET.encode() not in raw, f.name
+    assert SECRET.encode() not in (snapshot / "manifest.json").read_bytes()
     with running_projector(encrypted) as proj:  # restart: from the sealed snapshot, nothing replayed
         assert proj.stats.loaded_snapshot == snapshot.name
         assert state_of(proj) == before
@@ -134,7 +124,7 @@ def test_an_old_clear_snapshot_loads_and_the_next_one_is_sealed_whole(settings: 
         before = state_of(proj)
     (old,) = snapshots.list_snapshots(settings.snapshot_dir)
     assert snapshots.read_manifest(old)["format"] == snapshots.FORMAT
-    assert any(_SECRET.encode() in f.read_bytes() for f in _files(old))
+    assert any(SECRET.encode() in f.read_bytes() for f in _files(old))
     clear = {f.stat().st_ino for f in _files(old)}
     key_file = tmp_path / "kek"
     key_file.write_text(kek.generate())

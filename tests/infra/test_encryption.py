@@ -6,7 +6,6 @@ import json
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from consumers import integrity
@@ -19,34 +18,15 @@ from producers import VectorProducer
 from schemas import sealing
 from schemas.codec import decode, encode
 from schemas.errors import AuthenticationFailed, DataKeyUnavailable, DecodeError
-from tests.helpers import read_topic, run_cli, running_projector, state_of
-
-_ROWS = np.arange(24, dtype=np.float32).reshape(3, 8) + 1000.25  # recognisable float32 bytes
-_SECRET = "a-payload-no-one-may-read"
-
-
-@pytest.fixture
-def key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "kek"
-    path.write_text(kek.generate() + "\n")
-    return path
-
-
-@pytest.fixture
-def encrypted(settings: Settings, key_file: Path) -> Settings:
-    return settings.replace(encryption=True, encryption_key_file=key_file)
-
-
-def _cli(settings: Settings, *args: str) -> tuple[int, str]:
-    """The CLI with the settings' KEK in the environment, as an operator runs it."""
-    return run_cli(settings, *args, env={"VECTORIZER_ENCRYPTION_KEY_FILE": str(settings.encryption_key_file)})
+from tests.helpers import read_topic, running_projector, state_of
+from tests.infra.conftest import ROWS, SECRET, operator_cli
 
 
 def _write(settings: Settings, collection: str = "secret") -> None:
     with VectorProducer(settings) as p:
         p.create_collection(collection, 8, "l2")
-        p.upsert(collection, [1, 2, 3], _ROWS, [{"note": _SECRET}, None, {"n": 3}])
-        p.set_payload(collection, [2], {"note": _SECRET})
+        p.upsert(collection, [1, 2, 3], ROWS, [{"note": SECRET}, None, {"n": 3}])
+        p.set_payload(collection, [2], {"note": SECRET})
 
 
 def _values(settings: Settings) -> list[bytes]:
@@ -58,11 +38,11 @@ def test_the_topic_read_raw_holds_no_vector_or_payload_and_a_restart_replays_it(
     raw = _values(encrypted)
     assert raw and all(sealing.is_sealed(v) for v in raw)
     for value in raw:
-        assert _ROWS.tobytes()[:16] not in value and _SECRET.encode() not in value
+        assert ROWS.tobytes()[:16] not in value and SECRET.encode() not in value
     with running_projector(encrypted) as proj:
         proj.wait_for(0, len(raw) - 1, 30)
         before = state_of(proj)
-    assert before["secret"]["points"]["2"][0] == {"note": _SECRET}
+    assert before["secret"]["points"]["2"][0] == {"note": SECRET}
     with running_projector(encrypted) as proj:  # restart: from the final snapshot, then the log
         assert state_of(proj) == before
     fresh = replay_into(encrypted)  # the whole log, from offset 0
@@ -127,11 +107,11 @@ def test_a_tampered_record_is_dead_lettered_as_authentication_failed(encrypted: 
 
 def test_rotation_seals_new_events_with_the_new_key_and_old_ones_stay_readable(encrypted: Settings) -> None:
     _write(encrypted)
-    code, out = _cli(encrypted, "--json", "keys", "rotate", "secret")
+    code, out = operator_cli(encrypted, "--json", "keys", "rotate", "secret")
     assert code == 0, out
     assert [k["version"] for k in json.loads(out)] == [2]
     with VectorProducer(encrypted) as p:
-        p.upsert("secret", [4], _ROWS[:1])
+        p.upsert("secret", [4], ROWS[:1])
     raw = _values(encrypted)
     ring = Keyring.open(encrypted)
     assert ring is not None
@@ -148,9 +128,9 @@ def test_shredding_makes_one_collection_unreadable_and_leaves_the_rest(encrypted
     _write(encrypted, "kept")
     with running_projector(encrypted) as proj:
         proj.wait_for(0, 5, 30)
-    code, out = _cli(encrypted, "shred", "gone")
+    code, out = operator_cli(encrypted, "shred", "gone")
     assert code == 1 and "collection 'gone' exists: delete it first" in out
-    code, out = _cli(encrypted, "collections", "delete", "gone", "--shred", "--no-wait")
+    code, out = operator_cli(encrypted, "collections", "delete", "gone", "--shred", "--no-wait")
     assert code == 0 and "shredded 1 data keys of gone" in out, out
     ring = Keyring.open(encrypted)
     assert ring is not None
@@ -169,11 +149,11 @@ def test_shredding_makes_one_collection_unreadable_and_leaves_the_rest(encrypted
         assert set(proj.collections()) == {"kept"} and proj.stats.dead_letters == 0
     report = integrity.verify(encrypted)
     assert report.ok, report.problems
-    code, out = _cli(encrypted, "shred", "gone")
+    code, out = operator_cli(encrypted, "shred", "gone")
     assert code == 0 and "already shredded" in out
     with VectorProducer(encrypted) as p:  # the name can be used again, under a new data key
         p.create_collection("gone", 8, "l2")
-        token = p.upsert("gone", [9], _ROWS[:1])
+        token = p.upsert("gone", [9], ROWS[:1])
     with running_projector(encrypted) as proj:
         proj.wait_for(token.partition, token.offset, 30)
         assert len(proj.state.get("gone")) == 1 and proj.stats.dead_letters == 0
@@ -202,17 +182,16 @@ def test_without_keys_a_sealed_record_says_so() -> None:
         decode(value[:-1] + bytes([value[-1] ^ 1]), One())
 
 
-
 def test_backup_and_restore_of_an_encrypted_topic_catch_up_by_replay(encrypted: Settings, tmp_path: Path) -> None:
     _write(encrypted)
     with running_projector(encrypted) as proj:
         proj.wait_for(0, 2, 30)
-    code, out = _cli(encrypted, "backup", str(tmp_path / "bk"))
+    code, out = operator_cli(encrypted, "backup", str(tmp_path / "bk"))
     assert code == 0, out
     with VectorProducer(encrypted) as p:  # after the backup: the restored projection replays it, sealed
-        token = p.upsert("secret", [7], _ROWS[:1], [{"late": _SECRET}])
+        token = p.upsert("secret", [7], ROWS[:1], [{"late": SECRET}])
     target = encrypted.replace(data_dir=tmp_path / "restored")
-    code, out = _cli(target, "restore", str(tmp_path / "bk"))
+    code, out = operator_cli(target, "restore", str(tmp_path / "bk"))
     assert code == 0, out
     with running_projector(target) as restored:
         restored.wait_for(token.partition, token.offset, 30)
@@ -220,7 +199,7 @@ def test_backup_and_restore_of_an_encrypted_topic_catch_up_by_replay(encrypted: 
         got = state_of(restored)
     with running_projector(encrypted) as original:
         original.wait_for(token.partition, token.offset, 30)
-        assert state_of(original) == got and got["secret"]["points"]["7"][0] == {"late": _SECRET}
+        assert state_of(original) == got and got["secret"]["points"]["7"][0] == {"late": SECRET}
 
 
 def test_a_server_with_the_wrong_kek_stops_at_start_with_the_reason(encrypted: Settings, tmp_path: Path) -> None:
