@@ -23,15 +23,14 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from infra.keyring import Keyring
 from infra.settings import Settings
-from schemas.errors import AuthenticationFailed, DataKeyUnavailable, InvalidContent, Shredded
-from schemas.sealing import DataKeys
+from schemas.errors import AuthenticationFailed, InvalidContent
+from schemas.sealing import DataKeys, SealingKeys, cipher_for
 
 MAGIC = b"VZF\x01"
 KEY_ID_BYTES = 16
@@ -40,12 +39,8 @@ HEADER_BYTES = len(MAGIC) + KEY_ID_BYTES + NONCE_BYTES
 _TAG_BYTES = 16
 
 
-class SnapshotKeys(DataKeys, Protocol):
-    """The data keys a snapshot writer and reader use (``infra.keyring.Keyring``)."""
-
-    def snapshot_key(self, collection: str) -> tuple[bytes, AESGCM] | None:
-        """The key ``collection``'s files are sealed with now (key id, cipher); None: leave them clear."""
-        ...
+#: The data keys a snapshot writer and reader use (``infra.keyring.Keyring``).
+SnapshotKeys = SealingKeys
 
 
 def _identity(collection: str, created_offset: int, role: str) -> bytes:
@@ -65,14 +60,7 @@ def unseal(data: bytes, collection: str, created_offset: int, role: str, keys: D
     if data[:4] != MAGIC or len(data) < HEADER_BYTES + _TAG_BYTES:
         raise InvalidContent("not a sealed snapshot file (the collection's files are encrypted)")
     key_id = bytes(data[4:4 + KEY_ID_BYTES])
-    if keys is None:
-        raise DataKeyUnavailable(f"collection {collection!r}: the snapshot file is encrypted and no key-encryption "
-                                 "key is configured (VECTORIZER_ENCRYPTION_KEY_FILE or VECTORIZER_ENCRYPTION_KEY)")
-    cipher = keys.cipher(collection, key_id)
-    if cipher is None:
-        if keys.shredded(collection, key_id):
-            raise Shredded(f"collection {collection!r}: data key {key_id.hex()} was shredded")
-        raise DataKeyUnavailable(f"collection {collection!r}: data key {key_id.hex()} is not on the keys topic")
+    cipher = cipher_for(keys, collection, key_id, "the snapshot file")
     head = bytes(data[:HEADER_BYTES])
     try:
         return cipher.decrypt(head[-NONCE_BYTES:], bytes(data[HEADER_BYTES:]),

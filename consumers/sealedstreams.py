@@ -31,8 +31,8 @@ from typing import IO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from schemas.errors import AuthenticationFailed, DataKeyUnavailable, InvalidContent, Shredded
-from schemas.sealing import DataKeys
+from schemas.errors import AuthenticationFailed, InvalidContent
+from schemas.sealing import DataKeys, cipher_for
 
 MAGIC = b"VZS\x01"
 KEY_ID_BYTES = 16
@@ -142,16 +142,7 @@ def clear_chunks(path: Path, keys: DataKeys | None) -> Iterator[bytes]:
         head = _read_head(f)
         _, key_id, chunk, prefix, _, _ = _FIXED.unpack(head[:_FIXED.size])
         collection = head[_FIXED.size:].decode()
-        if keys is None:
-            raise DataKeyUnavailable(f"collection {collection!r}: the snapshot file is encrypted and no "
-                                     "key-encryption key is configured (VECTORIZER_ENCRYPTION_KEY_FILE or "
-                                     "VECTORIZER_ENCRYPTION_KEY)")
-        cipher = keys.cipher(collection, key_id)
-        if cipher is None:
-            if keys.shredded(collection, key_id):
-                raise Shredded(f"collection {collection!r}: data key {key_id.hex()} was shredded: the snapshot "
-                               "cannot be read")
-            raise DataKeyUnavailable(f"collection {collection!r}: data key {key_id.hex()} is not on the keys topic")
+        cipher = cipher_for(keys, collection, key_id, "the snapshot")
         index = 0
         while True:
             sealed = f.read(chunk + _TAG_BYTES)

@@ -44,6 +44,28 @@ class DataKeys(Protocol):
         ...
 
 
+class SealingKeys(DataKeys, Protocol):
+    """Data keys that also seal what is written at rest now (``infra.keyring.Keyring``)."""
+
+    def snapshot_key(self, collection: str) -> tuple[bytes, AESGCM] | None:
+        """The key ``collection``'s files and rows are sealed with now (key id, cipher); None: leave them clear."""
+        ...
+
+
+def cipher_for(keys: DataKeys | None, collection: str, key_id: bytes, what: str) -> AESGCM:
+    """The data key ``key_id`` of ``collection`` that sealed ``what`` ("the record", "the snapshot
+    file", ...): :class:`Shredded` if it was shredded, :class:`DataKeyUnavailable` if it is not held."""
+    if keys is None:
+        raise DataKeyUnavailable(f"collection {collection!r}: {what} is encrypted and no key-encryption key is "
+                                 "configured (VECTORIZER_ENCRYPTION_KEY_FILE or VECTORIZER_ENCRYPTION_KEY)")
+    cipher = keys.cipher(collection, key_id)
+    if cipher is None:
+        if keys.shredded(collection, key_id):
+            raise Shredded(f"collection {collection!r}: data key {key_id.hex()} was shredded: {what} cannot be read")
+        raise DataKeyUnavailable(f"collection {collection!r}: data key {key_id.hex()} is not on the keys topic")
+    return cipher
+
+
 def is_sealed(data: bytes) -> bool:
     return data[:4] == MAGIC
 
@@ -78,14 +100,7 @@ def unseal(data: bytes, keys: DataKeys | None) -> tuple[str, bytes]:
     deleted), :class:`DataKeyUnavailable` if the key is not held (no KEK configured, or a key
     the keys topic does not have), :class:`AuthenticationFailed` if the tag does not verify."""
     collection, key_id, start = header(data)
-    if keys is None:
-        raise DataKeyUnavailable(f"collection {collection!r}: the record is encrypted and no key-encryption key "
-                                 "is configured (VECTORIZER_ENCRYPTION_KEY_FILE or VECTORIZER_ENCRYPTION_KEY)")
-    cipher = keys.cipher(collection, key_id)
-    if cipher is None:
-        if keys.shredded(collection, key_id):
-            raise Shredded(f"collection {collection!r}: data key {key_id.hex()} was shredded")
-        raise DataKeyUnavailable(f"collection {collection!r}: data key {key_id.hex()} is not on the keys topic")
+    cipher = cipher_for(keys, collection, key_id, "the record")
     try:
         clear = cipher.decrypt(bytes(data[start - NONCE_BYTES:start]), bytes(data[start:]), bytes(data[:start]))
     except InvalidTag:

@@ -23,13 +23,12 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from schemas.errors import AuthenticationFailed, DataKeyUnavailable, InvalidContent, Shredded
-from schemas.sealing import DataKeys
+from schemas.errors import AuthenticationFailed, InvalidContent
+from schemas.sealing import DataKeys, SealingKeys, cipher_for
 
 MAGIC = b"VZC\x01"
 TEXT_PREFIX = "VlpD"  # base64 of "VZC": how every sealed value starts
@@ -39,12 +38,8 @@ HEADER_BYTES = len(MAGIC) + KEY_ID_BYTES + NONCE_BYTES
 _TAG_BYTES = 16
 
 
-class CatalogKeys(DataKeys, Protocol):
-    """The data keys the catalog seals and opens payloads with (``infra.keyring.Keyring``)."""
-
-    def snapshot_key(self, collection: str) -> tuple[bytes, AESGCM] | None:
-        """The key ``collection``'s payloads are sealed with now (key id, cipher); None: leave them clear."""
-        ...
+#: The data keys the catalog seals and opens payloads with (``infra.keyring.Keyring``).
+CatalogKeys = SealingKeys
 
 
 def _identity(collection: str, point_key: str) -> bytes:
@@ -79,15 +74,7 @@ def open_payload(stored: str | None, collection: str, point_key: str, keys: Data
     if data[:4] != MAGIC or len(data) < HEADER_BYTES + _TAG_BYTES:
         raise InvalidContent(f"collection {collection!r}: point {point_key}: the payload is not a sealed value")
     key_id = data[4:4 + KEY_ID_BYTES]
-    if keys is None:
-        raise DataKeyUnavailable(f"collection {collection!r}: the catalog's payloads are encrypted and no "
-                                 "key-encryption key is configured (VECTORIZER_ENCRYPTION_KEY_FILE or "
-                                 "VECTORIZER_ENCRYPTION_KEY)")
-    cipher = keys.cipher(collection, key_id)
-    if cipher is None:
-        if keys.shredded(collection, key_id):
-            raise Shredded(f"collection {collection!r}: data key {key_id.hex()} was shredded")
-        raise DataKeyUnavailable(f"collection {collection!r}: data key {key_id.hex()} is not on the keys topic")
+    cipher = cipher_for(keys, collection, key_id, f"point {point_key}'s payload in the catalog")
     head = data[:HEADER_BYTES]
     try:
         clear = cipher.decrypt(head[-NONCE_BYTES:], data[HEADER_BYTES:], head + _identity(collection, point_key))
