@@ -32,7 +32,7 @@ from infra.settings import Settings
 from tests.api.conftest import Running, _settings, serving, unique
 from tests.api.test_security import BODIES, READS, STORED, UNLISTED, _create, _fill, _routes, stored
 from vectorizer.api.auth import Keys
-from vectorizer.api.errors import Unauthorized
+from vectorizer.api.errors import Forbidden, Unauthorized
 
 KEY = f"jwt-secret-{secrets.token_hex(16)}"
 
@@ -145,6 +145,20 @@ def test_tokens_the_server_did_not_sign_or_that_expired(rbac: Running) -> None:
                           params={"wait": "true"})[0] == 200
             assert answer(full, "DELETE", f"/collections/{created}", params={"wait": "true"})[0] == 200
     assert stored(rbac.http, name) == STORED
+
+
+def test_a_verified_token_still_expires() -> None:
+    """Tokens verified once are remembered, and their ``exp`` checked again on every use."""
+    now = [time.time()]
+    keys = Keys(Settings(api_key=KEY, jwt_rbac=True), clock=lambda: now[0])
+    short = token("r", sub="brief", exp=int(now[0]) + 60).encode()
+    assert keys.authenticate(short)[0] == "jwt:brief"
+    now[0] += 60 + 29  # within the leeway
+    assert keys.authenticate(short)[0] == "jwt:brief"
+    now[0] += 2
+    with pytest.raises(Forbidden, match="ExpiredSignature"):
+        keys.authenticate(short)
+    assert keys.authenticate(token("r", sub="forever").encode())[0] == "jwt:forever"  # no exp: no expiry
 
 
 def test_jwts_are_keys_only_with_jwt_rbac() -> None:

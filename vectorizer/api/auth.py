@@ -27,7 +27,8 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 import jwt
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -60,10 +61,14 @@ class Keys:
     """The server's credentials: the full key, the read-only key and (``Settings.jwt_rbac``) JWTs signed
     with the full key. :meth:`authenticate` is the one rule for REST and gRPC (``vectorizer.grpc_api.server``)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.key = encoded(settings.api_key)
         self.read_only_key = encoded(settings.read_only_api_key)
         self.jwt_secret = settings.api_key if settings.jwt_rbac else None
+        self.clock = clock
+        # Tokens verified before: (caller, access, exp), so a client's next request costs a lookup, not
+        # an HMAC and a JSON parse (~75 us); exp is checked again on every use.
+        self._verified: dict[bytes, tuple[str, Access, float | None]] = {}
 
     @classmethod
     def of(cls, settings: Settings) -> Keys | None:
@@ -77,13 +82,25 @@ class Keys:
         if given is not None and self.read_only_key is not None and hmac.compare_digest(given, self.read_only_key):
             return READ_ONLY_KEY, READ_ONLY
         if given is not None and self.jwt_secret is not None and given.count(b".") == 2:
-            return self._jwt(given, self.jwt_secret)
+            return self._token(given, self.jwt_secret)
         if self.jwt_secret is not None and given:
             raise Unauthorized("Invalid API key or JWT")
         raise Unauthorized("missing or wrong API key (send it in the 'api-key' header)")
 
+    def _token(self, token: bytes, secret: str) -> tuple[str, Access]:
+        known = self._verified.get(token)
+        if known is None:
+            known = self._jwt(token, secret)
+            if len(self._verified) >= _VERIFIED_TOKENS:
+                self._verified.clear()  # bounded: many clients at once only cost the decoding again
+            self._verified[token] = known
+        caller, access, expires = known
+        if expires is not None and self.clock() > expires + JWT_LEEWAY_SECONDS:
+            raise Forbidden("Forbidden: ExpiredSignature: the JWT has expired")
+        return caller, access
+
     @staticmethod
-    def _jwt(token: bytes, secret: str) -> tuple[str, Access]:
+    def _jwt(token: bytes, secret: str) -> tuple[str, Access, float | None]:
         """Qdrant's JWT rules (``src/common/auth/jwt_parser.rs``): HS256 with the API key, ``exp`` checked with
         30 s of leeway, no claim required; a bad signature or an expired token is a 403, anything else that
         does not decode is not a JWT of this server (401)."""
@@ -103,12 +120,14 @@ class Keys:
         access = from_claims(claims)
         subject = claims.get("sub", claims.get("subject"))
         name = f"jwt:{subject}"[:MAX_CALLER_CHARS] if isinstance(subject, str) and subject else "jwt"
-        return name, access
+        expires = claims.get("exp")
+        return name, access, float(expires) if isinstance(expires, (int, float)) else None
 
 
 #: Qdrant's leeway on a JWT's ``exp``, for clocks that disagree a little.
 JWT_LEEWAY_SECONDS = 30
 MAX_CALLER_CHARS = 200
+_VERIFIED_TOKENS = 4096
 
 
 class AuthMiddleware:
