@@ -47,14 +47,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from consumers import sealedfiles, sealedstreams, snapshots
 from consumers.errors import ConsumerError
-from consumers.sealedfiles import SnapshotKeys
 from projections.collection import Collection, CollectionConfig, canonical_json
 from projections.errors import Rejected
 from projections.state import check_config, check_named, check_stored_rows
 from schemas import events as ev
 from schemas.errors import DecodeError
 from schemas.ids import PointId
-from schemas.sealing import DataKeys
+from schemas.sealing import DataKeys, SealingKeys
 
 FORMAT = "vectorizer-collection-snapshot"
 VERSION = 1
@@ -110,7 +109,7 @@ def _stamp(now: float) -> str:
 
 # Writing -----------------------------------------------------------------------------
 def write_collection(snapshot: Path, name: str, created_offset: int, directory: Path,
-                     keys: SnapshotKeys | None = None) -> Path:
+                     keys: SealingKeys | None = None) -> Path:
     """Cut the collection ``name`` (created at ``created_offset``) out of the projection snapshot
     at ``snapshot`` into ``directory/{name}-{snapshot id}-{date}.snapshot``; return its path,
     durable when this returns (callers serialise calls on one directory). Sealed at rest

@@ -31,6 +31,7 @@ from projections.search import search
 from projections.state import ProjectionState
 from schemas.errors import DecodeError
 from schemas.ids import catalog_key
+from schemas.sealing import SealingKeys
 
 # How far the served index's sampled recall@10 may trail that of an index freshly built from the
 # log with the same parameters (sampling noise, and hnswlib's multi-threaded inserts making each
@@ -163,7 +164,7 @@ def _verify(settings: Settings, catalog: Catalog, position: dict[int, int], expe
             catalog.keys = None  # closed with the block
 
 
-def _verify_with(settings: Settings, catalog: Catalog, keys: sealedfiles.SnapshotKeys | None,
+def _verify_with(settings: Settings, catalog: Catalog, keys: SealingKeys | None,
                  position: dict[int, int], expected: ReplayResult, name: str | None, against: Path | None,
                  recall_samples: int) -> Report:
     report = Report(position)
@@ -424,7 +425,7 @@ def _mend(settings: Settings, catalog: Catalog, position: dict[int, int], expect
             catalog.keys = None
 
 
-def _mend_with(settings: Settings, catalog: Catalog, keys: sealedfiles.SnapshotKeys | None,
+def _mend_with(settings: Settings, catalog: Catalog, keys: SealingKeys | None,
                position: dict[int, int], expected: ReplayResult, before: Report) -> None:
     damaged = {p.collection for p in before.problems if p.kind == "catalog" and p.collection}
     if any(p.kind == "catalog" and p.collection is None and p.detail.startswith(_ALIASES) for p in before.problems):

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from infra.keyring import Keyring
 from infra.settings import Settings
 from schemas.errors import AuthenticationFailed, InvalidContent
-from schemas.sealing import DataKeys, SealingKeys, cipher_for
+from schemas.sealing import DataKeys, cipher_for
 
 MAGIC = b"VZF\x01"
 KEY_ID_BYTES = 16
@@ -39,8 +39,6 @@ HEADER_BYTES = len(MAGIC) + KEY_ID_BYTES + NONCE_BYTES
 _TAG_BYTES = 16
 
 
-#: The data keys a snapshot writer and reader use (``infra.keyring.Keyring``).
-SnapshotKeys = SealingKeys
 
 
 def _identity(collection: str, created_offset: int, role: str) -> bytes:

@@ -54,7 +54,6 @@ import xxhash
 
 from consumers import sealedfiles
 from consumers.errors import SnapshotCorrupt
-from consumers.sealedfiles import SnapshotKeys
 from projections.collection import Collection, CollectionConfig, VectorSpec
 from projections.index.hnsw import VectorIndex
 from projections.index.quantized import ENGINES, FullVectors, QuantizedGraph
@@ -63,7 +62,7 @@ from projections.payload_index import FieldIndex
 from projections.sparse import SparseIndex
 from projections.state import ProjectionState
 from schemas.errors import DecodeError, Shredded
-from schemas.sealing import DataKeys
+from schemas.sealing import DataKeys, SealingKeys
 
 log = logging.getLogger(__name__)
 FORMAT = 3  # 3: one graph and points file per segment; 2: one graph, integer ids in a .npy column; 1: all points
@@ -188,7 +187,7 @@ def fsync(path: Path) -> None:
 
 def write_snapshot(state: ProjectionState, offsets: dict[int, int], directory: Path, topic: str,
                    keep: int = 3, log_identity: dict[str, str | None] | None = None, *, share: bool = True,
-                   keys: SnapshotKeys | None = None) -> Path:
+                   keys: SealingKeys | None = None) -> Path:
     """Write a snapshot of ``state`` covering ``offsets`` (of the log ``log_identity`` names:
     ``{cluster_id, topic_id}``, an optional manifest field older snapshots lack); return its folder.
 
@@ -231,7 +230,7 @@ class Pending:
     linked: list[tuple[_Saves, str, int, str]] = field(default_factory=list)
     # Float32 rows written for quantized segments: read from the written file once it is durable.
     adopt: list[tuple[Collection, FullVectors, str, dict[int, np.ndarray]]] = field(default_factory=list)
-    keys: SnapshotKeys | None = None  # None: nothing is sealed (and no file is looked at to tell)
+    keys: SealingKeys | None = None  # None: nothing is sealed (and no file is looked at to tell)
     # While one collection's files are written: (name, created offset, key id, cipher) to seal them
     # with, or None (its files are clear).
     sealing: tuple[str, int, bytes, Any] | None = None
@@ -273,7 +272,7 @@ class Pending:
 
 def begin(state: ProjectionState, offsets: dict[int, int], directory: Path, topic: str, keep: int = 3,
           log_identity: dict[str, str | None] | None = None, *, share: bool = True,
-          keys: SnapshotKeys | None = None) -> Pending:
+          keys: SealingKeys | None = None) -> Pending:
     """Write the files of a snapshot of ``state`` into a ``.tmp-<id>`` folder, linking what did not
     change: the part that reads the state (no writer may mutate it meanwhile)."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,6 @@ HEADER_BYTES = len(MAGIC) + KEY_ID_BYTES + NONCE_BYTES
 _TAG_BYTES = 16
 
 
-#: The data keys the catalog seals and opens payloads with (``infra.keyring.Keyring``).
-CatalogKeys = SealingKeys
 
 
 def _identity(collection: str, point_key: str) -> bytes:
@@ -87,7 +85,7 @@ def open_payload(stored: str | None, collection: str, point_key: str, keys: Data
 class Sealer:
     """Seals the payloads of rows as they are written, one key lookup per collection (a batch's)."""
 
-    def __init__(self, keys: CatalogKeys | None) -> None:
+    def __init__(self, keys: SealingKeys | None) -> None:
         self.keys = keys
         self._held: dict[str, tuple[bytes, AESGCM] | None] = {}
 

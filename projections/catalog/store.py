@@ -35,6 +35,7 @@ from projections.changes import (
     Rejection,
 )
 from projections.errors import CatalogUnavailable, TrackingConflict
+from schemas.sealing import SealingKeys
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "infra" / "migrations"
 _CHUNK = 500
@@ -76,7 +77,7 @@ def migrate(engine: Engine) -> None:
 
 class Catalog:
     def __init__(self, url: str, projection: str, topic: str, *, create: bool = True,
-                 keys: sealed.CatalogKeys | None = None) -> None:
+                 keys: SealingKeys | None = None) -> None:
         """Open (and migrate) the catalog; ``create=False`` opens an existing one only, for readers
         that must not create a database (raises :class:`CatalogUnavailable` when there is none).
 
@@ -99,7 +100,7 @@ class Catalog:
         self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
 
     @classmethod
-    def of(cls, settings: Settings, *, create: bool, keys: sealed.CatalogKeys | None = None) -> Catalog:
+    def of(cls, settings: Settings, *, create: bool, keys: SealingKeys | None = None) -> Catalog:
         """The catalog ``settings`` name: the one way to open it. ``create=True`` only where state
         is written (serve, project, replay, restore): it creates and migrates the database; readers
         open an existing one as it is (:class:`CatalogUnavailable` when there is none)."""

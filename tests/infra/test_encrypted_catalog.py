@@ -18,14 +18,7 @@ from projections.catalog.store import Catalog
 from schemas.errors import AuthenticationFailed
 from schemas.ids import catalog_key
 from tests.helpers import catalog_of, running_projector, state_of
-from tests.infra.conftest import ROWS, SECRET, operator_cli
-
-
-def _write(settings: Settings, collection: str) -> int:
-    with VectorProducer(settings) as p:
-        p.create_collection(collection, 8, "l2")
-        p.create_payload_index(collection, "note", "keyword")
-        return p.upsert(collection, [1, 2, 3], ROWS, [{"note": SECRET}, None, {"note": SECRET + "-2"}]).offset
+from tests.infra.conftest import ROWS, SECRET, operator_cli, write_secrets
 
 
 def _stored(settings: Settings, collection: str) -> dict[str, str | None]:
@@ -49,7 +42,7 @@ def assert_nothing_clear(root: Path) -> None:
 
 def test_catalog_payloads_are_sealed_and_verify_restart_backup_and_restore_read_them(encrypted: Settings,
                                                                                     tmp_path: Path) -> None:
-    last = _write(encrypted, "secret")
+    last = write_secrets(encrypted, "secret")
     with running_projector(encrypted) as proj:
         proj.wait_for(0, last, 30)
         before = state_of(proj), catalog_of(proj)
@@ -77,7 +70,7 @@ def test_catalog_payloads_are_sealed_and_verify_restart_backup_and_restore_read_
 
 def test_a_postgres_catalog_holds_sealed_payloads_too(encrypted: Settings, pg_schema_url: str) -> None:
     on = encrypted.replace(catalog_url=pg_schema_url)
-    last = _write(on, "secret")
+    last = write_secrets(on, "secret")
     with running_projector(on) as proj:
         proj.wait_for(0, last, 30)
         rows = catalog_of(proj)["secret"]["points"]
@@ -91,7 +84,7 @@ def test_a_postgres_catalog_holds_sealed_payloads_too(encrypted: Settings, pg_sc
 
 
 def test_a_swapped_sealed_payload_is_a_verify_problem_and_repair_mends_it(encrypted: Settings) -> None:
-    last = _write(encrypted, "secret")
+    last = write_secrets(encrypted, "secret")
     with running_projector(encrypted) as proj:
         proj.wait_for(0, last, 30)
         before = catalog_of(proj)
@@ -126,7 +119,7 @@ def test_a_swapped_sealed_payload_is_a_verify_problem_and_repair_mends_it(encryp
 
 def test_clear_rows_written_before_encryption_stay_readable_and_a_backup_seals_them(
         settings: Settings, key_file: Path, tmp_path: Path) -> None:
-    last = _write(settings, "secret")  # encryption off: clear rows, as every catalog so far
+    last = write_secrets(settings, "secret")  # encryption off: clear rows, as every catalog so far
     with running_projector(settings) as proj:
         proj.wait_for(0, last, 30)
     clear = _stored(settings, "secret")

@@ -14,15 +14,7 @@ from infra.settings import Settings
 from producers import VectorProducer
 from schemas.errors import Shredded
 from tests.helpers import run_cli, running_projector, state_of
-from tests.infra.conftest import ROWS, SECRET
-
-
-def _write(settings: Settings, collection: str) -> int:
-    """A collection with vectors, payloads and a keyword index (whose strings a snapshot stores)."""
-    with VectorProducer(settings) as p:
-        p.create_collection(collection, 8, "l2")
-        p.create_payload_index(collection, "note", "keyword")
-        return p.upsert(collection, [1, 2, 3], ROWS, [{"note": SECRET}, None, {"note": SECRET + "-2"}]).offset
+from tests.infra.conftest import ROWS, SECRET, projected_secrets, write_secrets
 
 
 def _files(snapshot: Path) -> list[Path]:
@@ -35,10 +27,7 @@ def _entry(snapshot: Path, collection: str) -> dict[str, object]:
 
 
 def test_snapshot_files_hold_no_vector_or_payload_and_a_restart_recovers_from_them(encrypted: Settings) -> None:
-    last = _write(encrypted, "secret")
-    with running_projector(encrypted) as proj:
-        proj.wait_for(0, last, 30)
-        before = state_of(proj)
+    _, before = projected_secrets(encrypted)
     (snapshot,) = snapshots.list_snapshots(encrypted.snapshot_dir)
     manifest = snapshots.read_manifest(snapshot)
     assert manifest["format"] == snapshots.SEALED_FORMAT and _entry(snapshot, "secret")["sealed"] is True
@@ -57,10 +46,7 @@ def test_snapshot_files_hold_no_vector_or_payload_and_a_restart_recovers_from_th
 
 
 def test_a_sealed_file_that_fails_authentication_is_a_corrupt_snapshot(encrypted: Settings) -> None:
-    last = _write(encrypted, "secret")
-    with running_projector(encrypted) as proj:
-        proj.wait_for(0, last, 30)
-        before = state_of(proj)
+    last, before = projected_secrets(encrypted)
     (snapshot,) = snapshots.list_snapshots(encrypted.snapshot_dir)
     # Swap the ciphertexts of two files and mend the checksums: only the seal can tell.
     manifest = json.loads((snapshot / "manifest.json").read_text())
@@ -89,8 +75,8 @@ def test_a_sealed_file_that_fails_authentication_is_a_corrupt_snapshot(encrypted
 
 def test_shredding_a_collection_makes_its_snapshot_files_undecodable_and_the_others_recover(
         encrypted: Settings) -> None:
-    _write(encrypted, "gone")
-    last = _write(encrypted, "kept")
+    write_secrets(encrypted, "gone")
+    last = write_secrets(encrypted, "kept")
     with running_projector(encrypted) as proj:
         proj.wait_for(0, last, 30)
         kept = state_of(proj)["kept"]
@@ -118,7 +104,7 @@ def test_shredding_a_collection_makes_its_snapshot_files_undecodable_and_the_oth
 
 
 def test_an_old_clear_snapshot_loads_and_the_next_one_is_sealed_whole(settings: Settings, tmp_path: Path) -> None:
-    last = _write(settings, "secret")  # encryption off: a format-3 snapshot in clear, as before
+    last = write_secrets(settings, "secret")  # encryption off: a format-3 snapshot in clear, as before
     with running_projector(settings) as proj:
         proj.wait_for(0, last, 30)
         before = state_of(proj)
@@ -142,7 +128,7 @@ def test_an_old_clear_snapshot_loads_and_the_next_one_is_sealed_whole(settings: 
 
 
 def test_dlq_show_decrypts_an_encrypted_dead_letter_with_the_kek(encrypted: Settings) -> None:
-    last = _write(encrypted, "secret")
+    last = write_secrets(encrypted, "secret")
     with VectorProducer(encrypted) as p:  # sealed, then refused by the projection: no such collection
         refused = p.delete("nowhere-yet", [1]).offset
     with running_projector(encrypted) as proj:

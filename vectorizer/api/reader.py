@@ -13,12 +13,12 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from consumers.projector import ProjectorStats
-from consumers.sealedfiles import SnapshotKeys
 from infra.settings import Settings
 from producers.producer import WriteToken
 from projections.changes import Rejection
 from projections.collection import Collection
 from schemas import events as ev
+from schemas.sealing import SealingKeys
 
 
 class ProjectionReader(Protocol):
@@ -40,7 +40,7 @@ class ProjectionReader(Protocol):
     def verdict(self, partition: int, offsets: Iterable[int]) -> list[Rejection]: ...
     def request_snapshot(self, timeout: float) -> str | None: ...
     @property
-    def keys(self) -> SnapshotKeys | None: ...  # the data keys snapshot files are sealed and opened with
+    def keys(self) -> SealingKeys | None: ...  # the data keys snapshot files are sealed and opened with
 
 
 class Publisher(Protocol):
